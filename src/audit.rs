@@ -1,0 +1,154 @@
+//! Audit: exactly one structured record per request, on every path.
+//!
+//! Invariants:
+//! - A record holds names, ids, the normalized path (without query), codes,
+//!   statuses and durations. It has no field for query values, bodies,
+//!   tokens or credentials, so they cannot be logged through it.
+//! - `detail` is Airlock's own text from [`crate::error::Error::detail`].
+
+use serde::Serialize;
+
+use crate::error::Error;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    Allow,
+    Deny,
+    Error,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditRecord {
+    kind: &'static str,
+    pub ts: String,
+    pub request_id: String,
+    pub route: &'static str,
+    pub session_id: Option<String>,
+    pub agent: Option<String>,
+    pub user: Option<String>,
+    pub tool: Option<String>,
+    pub method: String,
+    pub path: Option<String>,
+    pub rule: Option<String>,
+    pub decision: Decision,
+    pub reason: &'static str,
+    pub upstream_status: Option<u16>,
+    pub duration_ms: u64,
+    pub detail: Option<String>,
+}
+
+impl AuditRecord {
+    /// Starts a record for a request received at `now_ms` (unix ms).
+    pub fn new(request_id: String, method: &str, now_ms: u64) -> AuditRecord {
+        AuditRecord {
+            kind: "airlock.audit",
+            ts: rfc3339_ms(now_ms),
+            request_id,
+            route: "unknown",
+            session_id: None,
+            agent: None,
+            user: None,
+            tool: None,
+            // Methods come from the platform; cap what is copied into a log.
+            method: method.chars().take(16).collect(),
+            path: None,
+            rule: None,
+            decision: Decision::Error,
+            reason: "internal",
+            upstream_status: None,
+            duration_ms: 0,
+            detail: None,
+        }
+    }
+
+    pub fn allow(&mut self, upstream_status: Option<u16>) {
+        self.decision = Decision::Allow;
+        self.reason = "ok";
+        self.upstream_status = upstream_status;
+    }
+
+    /// Records a failure: client faults are denials, the rest are errors.
+    pub fn fail(&mut self, error: &Error) {
+        self.decision = match error.source() {
+            crate::error::Source::Client => Decision::Deny,
+            _ => Decision::Error,
+        };
+        self.reason = error.code();
+        self.detail = Some(error.detail());
+    }
+
+    pub fn finish(&mut self, now_ms: u64, started_ms: u64) {
+        self.duration_ms = now_ms.saturating_sub(started_ms);
+    }
+
+    /// The record as one JSON line.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| {
+            format!(r#"{{"kind":"airlock.audit","request_id":{:?},"decision":"error","reason":"audit_encoding"}}"#, self.request_id)
+        })
+    }
+}
+
+/// Formats unix milliseconds as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+pub fn rfc3339_ms(ms: u64) -> String {
+    let secs = ms / 1000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil-from-days (Howard Hinnant), valid for the whole u64 ms range we see.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60,
+        ms % 1000
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339_ms(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(rfc3339_ms(1_795_285_800_123), "2026-11-21T18:30:00.123Z");
+        assert_eq!(rfc3339_ms(4_107_542_399_999), "2100-02-28T23:59:59.999Z");
+    }
+
+    #[test]
+    fn a_denial_record_has_code_and_detail_but_no_wire_text() {
+        let mut r = AuditRecord::new("rid".into(), "GET", 1_000);
+        r.fail(&Error::ToolNotAllowed { tool: "stripe".into() });
+        r.finish(1_250, 1_000);
+        let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!(v["kind"], "airlock.audit");
+        assert_eq!(v["decision"], "deny");
+        assert_eq!(v["reason"], "tool_not_allowed");
+        assert_eq!(v["duration_ms"], 250);
+        assert!(v["detail"].as_str().unwrap().contains("stripe"));
+        let fields: Vec<&String> = v.as_object().unwrap().keys().collect();
+        for banned in ["query", "body", "token", "authorization", "credential"] {
+            assert!(!fields.iter().any(|f| f.contains(banned)), "{banned} field in {fields:?}");
+        }
+    }
+
+    #[test]
+    fn upstream_faults_are_errors_not_denials() {
+        let mut r = AuditRecord::new("rid".into(), "POST", 0);
+        r.fail(&Error::UpstreamTimeout { after_ms: 5 });
+        assert_eq!(r.decision, Decision::Error);
+        r.allow(Some(201));
+        assert_eq!((r.decision, r.reason, r.upstream_status), (Decision::Allow, "ok", Some(201)));
+    }
+}

@@ -1,0 +1,155 @@
+//! Authorize: default deny, by tool scope, rule and level.
+//!
+//! Invariant: a [`Permit`] is the only way to reach injection and
+//! forwarding, and only [`authorize`] builds one (its fields are private).
+//! It carries the verified session, the tool and the matched rule, so later
+//! phases cannot act on a request that skipped a check.
+
+use crate::error::Error;
+use crate::path::NormalizedPath;
+use crate::policy::{Method, Policy, Rule, Tool};
+use crate::token::VerifiedSession;
+
+/// Proof that a request passed authentication and authorization.
+#[derive(Debug)]
+pub struct Permit<'p> {
+    session: VerifiedSession,
+    tool: &'p Tool,
+    rule: &'p Rule,
+    method: Method,
+    path: NormalizedPath,
+}
+
+impl<'p> Permit<'p> {
+    pub fn session(&self) -> &VerifiedSession {
+        &self.session
+    }
+    pub fn tool(&self) -> &'p Tool {
+        self.tool
+    }
+    pub fn rule(&self) -> &'p Rule {
+        self.rule
+    }
+    pub fn method(&self) -> Method {
+        self.method
+    }
+    pub fn path(&self) -> &NormalizedPath {
+        &self.path
+    }
+}
+
+/// Decides whether `session` may send `method` to `path` of `tool_name`.
+///
+/// Unknown tools and tools outside the session's scope fail identically, so
+/// a sandbox cannot probe which tools exist.
+pub fn authorize<'p>(
+    policy: &'p Policy,
+    session: VerifiedSession,
+    tool_name: &str,
+    method: &str,
+    path: NormalizedPath,
+) -> Result<Permit<'p>, Error> {
+    let (Some(tool), Some(granted)) = (policy.tool(tool_name), session.level_for(tool_name)) else {
+        return Err(Error::ToolNotAllowed { tool: tool_name.to_string() });
+    };
+    let route_denied = || Error::RouteNotAllowed { tool: tool_name.to_string(), method: method.to_string() };
+    let method = Method::parse(method).ok_or_else(route_denied)?;
+    let mut needed = None;
+    for rule in tool.rules.iter().filter(|r| r.matches(method, path.segments())) {
+        if rule.level <= granted {
+            return Ok(Permit { session, tool, rule, method, path });
+        }
+        needed = Some(needed.map_or(rule.level, |n: crate::policy::Level| n.min(rule.level)));
+    }
+    match needed {
+        Some(required) => Err(Error::LevelInsufficient { tool: tool_name.to_string(), required, granted }),
+        None => Err(route_denied()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::path::normalize;
+    use crate::policy::Level;
+    use crate::token::{sign, verify, Claims, KeyRing};
+
+    const POLICY: &str = r#"{
+      "version": 1, "audience": "t",
+      "tools": {
+        "gh": { "origin": "https://api.github.com", "rules": [
+          { "methods": ["GET", "HEAD"], "path": "/repos/*/*/**", "level": "read" },
+          { "methods": ["POST", "PATCH"], "path": "/repos/*/*/issues/**", "level": "write" },
+          { "methods": ["DELETE"], "path": "/repos/*/*", "level": "admin" }
+        ] },
+        "other": { "origin": "https://example.com", "rules": [
+          { "methods": ["GET"], "path": "/**", "level": "read" }
+        ] }
+      }
+    }"#;
+
+    fn session(scope: &[(&str, Level)]) -> VerifiedSession {
+        let ring = KeyRing::parse("k:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=").unwrap();
+        let claims = Claims {
+            sid: "s".into(), agt: "a".into(), usr: "u".into(),
+            scp: scope.iter().map(|(t, l)| (t.to_string(), *l)).collect(),
+            iat: 10, exp: 100, aud: "t".into(),
+        };
+        verify(&sign(&claims, &ring), &ring, "t", 50).unwrap()
+    }
+
+    #[test]
+    fn decision_table() {
+        let policy = Policy::parse(POLICY).unwrap();
+        use Level::*;
+        // (scope level for gh, tool, method, path, expected: Ok(rule level) or error code)
+        let table: &[(Level, &str, &str, &str, Result<Level, &str>)] = &[
+            (Read, "gh", "GET", "/repos/o/r", Ok(Read)),
+            (Read, "gh", "HEAD", "/repos/o/r/pulls/1", Ok(Read)),
+            (Read, "gh", "POST", "/repos/o/r/issues", Err("level_insufficient")),
+            (Write, "gh", "POST", "/repos/o/r/issues", Ok(Write)),
+            (Write, "gh", "PATCH", "/repos/o/r/issues/7", Ok(Write)),
+            (Write, "gh", "DELETE", "/repos/o/r", Err("level_insufficient")),
+            (Admin, "gh", "DELETE", "/repos/o/r", Ok(Admin)),
+            (Admin, "gh", "GET", "/repos/o/r", Ok(Read)),
+            (Admin, "gh", "PUT", "/repos/o/r", Err("route_not_allowed")),
+            (Admin, "gh", "GET", "/user", Err("route_not_allowed")),
+            (Admin, "gh", "GET", "/repos/o", Err("route_not_allowed")),
+            (Admin, "gh", "DELETE", "/repos/o/r/x", Err("route_not_allowed")),
+            (Admin, "gh", "TRACE", "/repos/o/r", Err("route_not_allowed")),
+            (Admin, "gh", "get", "/repos/o/r", Err("route_not_allowed")),
+            (Admin, "gh", "CONNECT", "/repos/o/r", Err("route_not_allowed")),
+            (Admin, "other", "GET", "/x", Err("tool_not_allowed")),
+            (Admin, "missing", "GET", "/x", Err("tool_not_allowed")),
+        ];
+        for (lvl, tool, method, path, want) in table {
+            let s = session(&[("gh", *lvl), ("missing", Admin)]);
+            let got = authorize(&policy, s, tool, method, normalize(path).unwrap());
+            match (got, want) {
+                (Ok(p), Ok(l)) => {
+                    assert_eq!(p.rule().level, *l, "{lvl:?} {tool} {method} {path}");
+                    assert_eq!(p.tool().name, *tool);
+                    assert_eq!(p.path().encoded(), *path);
+                }
+                (Err(e), Err(code)) => assert_eq!(e.code(), *code, "{lvl:?} {tool} {method} {path}"),
+                (got, want) => panic!("{lvl:?} {tool} {method} {path}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_and_unscoped_tools_are_indistinguishable() {
+        let policy = Policy::parse(POLICY).unwrap();
+        let a = authorize(&policy, session(&[("gh", Level::Read)]), "other", "GET", normalize("/").unwrap()).unwrap_err();
+        let b = authorize(&policy, session(&[("gh", Level::Read)]), "nonexistent", "GET", normalize("/").unwrap()).unwrap_err();
+        assert_eq!(a.wire_body(), b.wire_body());
+        assert_eq!(a.status(), b.status());
+    }
+
+    #[test]
+    fn level_error_names_the_lowest_matching_level() {
+        let policy = Policy::parse(POLICY).unwrap();
+        let e = authorize(&policy, session(&[("gh", Level::Read)]), "gh", "PATCH", normalize("/repos/o/r/issues/1").unwrap()).unwrap_err();
+        assert_eq!(e, Error::LevelInsufficient { tool: "gh".into(), required: Level::Write, granted: Level::Read });
+    }
+}

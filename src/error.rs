@@ -1,0 +1,216 @@
+//! The one error type and the one place that maps it to the wire.
+//!
+//! Invariant: the wire body says little and never carries internal detail,
+//! secrets or upstream text; [`Error::detail`] carries the facts for the
+//! audit record only. Codes are stable: clients and alerting match on them.
+
+use crate::path::PathError;
+use crate::policy::Level;
+use crate::token::TokenError;
+
+/// Where a failure came from, so an origin outage is never blamed on the agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Client,
+    Upstream,
+    Internal,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// Any session-token failure. One wire body for all of them, so a caller
+    /// cannot tell a bad MAC from an unknown key id or an expired token.
+    InvalidSession(TokenError),
+    AdminKeyInvalid,
+    /// The tool is unknown to the policy or absent from the session's scope.
+    /// One wire body for both: the sandbox cannot enumerate tools.
+    ToolNotAllowed { tool: String },
+    RouteNotAllowed { tool: String, method: String },
+    LevelInsufficient { tool: String, required: Level, granted: Level },
+    InvalidPath(PathError),
+    /// A malformed control-plane or tool request. The message is built by
+    /// Airlock from the request's own fields and is safe to return.
+    InvalidRequest(String),
+    BodyTooLarge { limit: u64, declared: u64 },
+    NotFound,
+    MethodNotAllowed,
+    UpstreamUnavailable { detail: String },
+    UpstreamTimeout { after_ms: u64 },
+    PolicyInvalid(String),
+    /// A secret, binding or signing key the request needs is missing or unusable.
+    Misconfigured(String),
+    Internal(String),
+}
+
+impl Error {
+    /// Stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::InvalidSession(_) => "invalid_session",
+            Error::AdminKeyInvalid => "invalid_admin_key",
+            Error::ToolNotAllowed { .. } => "tool_not_allowed",
+            Error::RouteNotAllowed { .. } => "route_not_allowed",
+            Error::LevelInsufficient { .. } => "level_insufficient",
+            Error::InvalidPath(_) => "invalid_path",
+            Error::InvalidRequest(_) => "invalid_request",
+            Error::BodyTooLarge { .. } => "body_too_large",
+            Error::NotFound => "not_found",
+            Error::MethodNotAllowed => "method_not_allowed",
+            Error::UpstreamUnavailable { .. } => "upstream_unavailable",
+            Error::UpstreamTimeout { .. } => "upstream_timeout",
+            Error::PolicyInvalid(_) => "policy_invalid",
+            Error::Misconfigured(_) => "misconfigured",
+            Error::Internal(_) => "internal",
+        }
+    }
+
+    pub fn status(&self) -> u16 {
+        match self {
+            Error::InvalidSession(_) | Error::AdminKeyInvalid => 401,
+            Error::ToolNotAllowed { .. }
+            | Error::RouteNotAllowed { .. }
+            | Error::LevelInsufficient { .. } => 403,
+            Error::InvalidPath(_) | Error::InvalidRequest(_) => 400,
+            Error::BodyTooLarge { .. } => 413,
+            Error::NotFound => 404,
+            Error::MethodNotAllowed => 405,
+            Error::UpstreamUnavailable { .. } => 502,
+            Error::UpstreamTimeout { .. } => 504,
+            Error::PolicyInvalid(_) | Error::Misconfigured(_) | Error::Internal(_) => 500,
+        }
+    }
+
+    pub fn source(&self) -> Source {
+        match self {
+            Error::UpstreamUnavailable { .. } | Error::UpstreamTimeout { .. } => Source::Upstream,
+            Error::PolicyInvalid(_) | Error::Misconfigured(_) | Error::Internal(_) => {
+                Source::Internal
+            }
+            _ => Source::Client,
+        }
+    }
+
+    /// What the client is told. Fixed strings except where the text is built
+    /// by Airlock from facts the client already holds.
+    pub fn public_message(&self) -> String {
+        match self {
+            Error::InvalidSession(_) => "invalid session".into(),
+            Error::AdminKeyInvalid => "invalid admin key".into(),
+            Error::ToolNotAllowed { .. } => "tool not allowed for this session".into(),
+            Error::RouteNotAllowed { .. } => "method and path not allowed by policy".into(),
+            Error::LevelInsufficient { required, .. } => {
+                format!("this request needs level {} for the tool", required.as_str())
+            }
+            Error::InvalidPath(_) => "ambiguous or malformed path".into(),
+            Error::InvalidRequest(msg) => msg.clone(),
+            Error::BodyTooLarge { limit, .. } => {
+                format!("request body larger than {limit} bytes")
+            }
+            Error::NotFound => "no such route".into(),
+            Error::MethodNotAllowed => "method not allowed on this route".into(),
+            Error::UpstreamUnavailable { .. } => "the tool's origin could not be reached".into(),
+            Error::UpstreamTimeout { .. } => "the tool's origin did not answer in time".into(),
+            Error::PolicyInvalid(_) => {
+                "Airlock's policy is invalid; every request is refused until it is fixed".into()
+            }
+            Error::Misconfigured(_) => "Airlock is misconfigured for this request".into(),
+            Error::Internal(_) => "internal error".into(),
+        }
+    }
+
+    /// Everything Airlock knows, for the audit record only. Never holds a
+    /// secret: variants only carry names, numbers and Airlock's own text.
+    pub fn detail(&self) -> String {
+        match self {
+            Error::InvalidSession(e) => format!("token: {e:?}"),
+            Error::AdminKeyInvalid => "admin key missing or wrong".into(),
+            Error::ToolNotAllowed { tool } => format!("tool {tool:?} unknown or not in scope"),
+            Error::RouteNotAllowed { tool, method } => {
+                format!("no rule of tool {tool:?} matches {method} and the path")
+            }
+            Error::LevelInsufficient { tool, required, granted } => format!(
+                "tool {tool:?} needs {} but the session has {}",
+                required.as_str(),
+                granted.as_str()
+            ),
+            Error::InvalidPath(e) => format!("path: {e:?}"),
+            Error::InvalidRequest(msg) => msg.clone(),
+            Error::BodyTooLarge { limit, declared } => {
+                format!("declared {declared} bytes, limit {limit}")
+            }
+            Error::NotFound => "no route".into(),
+            Error::MethodNotAllowed => "method not allowed on route".into(),
+            Error::UpstreamUnavailable { detail } => detail.clone(),
+            Error::UpstreamTimeout { after_ms } => format!("no response after {after_ms} ms"),
+            Error::PolicyInvalid(msg) => msg.clone(),
+            Error::Misconfigured(msg) => msg.clone(),
+            Error::Internal(msg) => msg.clone(),
+        }
+    }
+
+    /// The JSON wire body: `{"error":{"code":"…","message":"…"}}`.
+    pub fn wire_body(&self) -> String {
+        serde_json::json!({
+            "error": { "code": self.code(), "message": self.public_message() }
+        })
+        .to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_token_failure_has_the_same_wire_body() {
+        let bodies: Vec<String> = [
+            TokenError::Malformed,
+            TokenError::UnknownKey,
+            TokenError::BadMac,
+            TokenError::BadClaims,
+            TokenError::Expired { exp: 1, now: 99 },
+            TokenError::NotYetValid { iat: 99, now: 1 },
+            TokenError::WrongAudience,
+        ]
+        .into_iter()
+        .map(|e| Error::InvalidSession(e).wire_body())
+        .collect();
+        assert!(bodies.windows(2).all(|w| w[0] == w[1]), "{bodies:?}");
+        assert_eq!(
+            bodies[0],
+            r#"{"error":{"code":"invalid_session","message":"invalid session"}}"#
+        );
+    }
+
+    #[test]
+    fn unknown_and_out_of_scope_tools_look_the_same() {
+        let a = Error::ToolNotAllowed { tool: "github".into() };
+        let b = Error::ToolNotAllowed { tool: "no-such-tool".into() };
+        assert_eq!(a.wire_body(), b.wire_body());
+        assert_eq!(a.status(), 403);
+        assert!(!a.wire_body().contains("github"));
+    }
+
+    #[test]
+    fn internal_detail_never_reaches_the_wire() {
+        let cases = [
+            Error::UpstreamUnavailable { detail: "dns failure for internal-host.corp".into() },
+            Error::PolicyInvalid("tools.x.credential.secret: missing".into()),
+            Error::Misconfigured("secret GITHUB_TOKEN is not set".into()),
+            Error::Internal("boom at src/edge.rs".into()),
+        ];
+        for e in cases {
+            let body = e.wire_body();
+            assert!(!body.contains(&e.detail()), "{body}");
+            assert!(e.status() >= 500);
+        }
+    }
+
+    #[test]
+    fn sources_are_tagged() {
+        assert_eq!(Error::UpstreamTimeout { after_ms: 1 }.source(), Source::Upstream);
+        assert_eq!(Error::UpstreamTimeout { after_ms: 1 }.status(), 504);
+        assert_eq!(Error::NotFound.source(), Source::Client);
+        assert_eq!(Error::Internal(String::new()).source(), Source::Internal);
+    }
+}

@@ -1,0 +1,363 @@
+//! Inject: build the request the origin receives.
+//!
+//! Invariants:
+//! - Only a [`Permit`] can be turned into an [`Outbound`], so nothing is sent
+//!   for a request that was not authorized.
+//! - Request headers are an allowlist. The sandbox's `Authorization`,
+//!   `Cookie`, `Proxy-*`, `Host`, `X-Forwarded-*`, `Forwarded`, `X-Real-IP`
+//!   and Airlock's own headers are never forwarded, whatever the policy says.
+//! - The credential is *set* by Airlock at the place the policy names, never
+//!   substituted into something the sandbox wrote.
+//! - The host is the tool's fixed origin; the sandbox supplies only the path
+//!   (already normalized) and the query.
+//! - Every value Airlock injects is returned as a redaction pattern, so the
+//!   response filter can scrub it.
+
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+use base64::Engine;
+
+use crate::authorize::Permit;
+use crate::error::Error;
+use crate::policy::{header_is_forbidden, Method, Placement, Target};
+use crate::secret::Secret;
+
+/// Request headers forwarded from the sandbox to any origin.
+pub const FORWARDED_HEADERS: &[&str] = &[
+    "accept",
+    "accept-language",
+    "cache-control",
+    "content-encoding",
+    "content-language",
+    "content-type",
+    "idempotency-key",
+    "if-match",
+    "if-modified-since",
+    "if-none-match",
+    "if-range",
+    "if-unmodified-since",
+    "range",
+    "user-agent",
+];
+
+/// The request Airlock sends to the origin.
+pub struct Outbound {
+    pub method: Method,
+    pub target: Target,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    /// Byte strings that must never reach the sandbox: every injected value
+    /// and its common encodings.
+    pub redactions: Vec<Secret>,
+}
+
+fn header_value_ok(v: &[u8]) -> bool {
+    v.iter().all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+}
+
+fn percent_encode_component(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(bytes.len() * 3);
+    for &b in bytes {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push('%');
+            out.push(HEX[(b >> 4) as usize] as char);
+            out.push(HEX[(b & 15) as usize] as char);
+        }
+    }
+    out
+}
+
+fn percent_decode_lossy(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |x: u8| (x as char).to_digit(16).map(|d| d as u8);
+        match (b[i], b.get(i + 1).copied().and_then(hex), b.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(h), Some(l)) => {
+                out.push(h << 4 | l);
+                i += 3;
+            }
+            (b'+', _, _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// The encodings of a secret that an origin might echo back: raw,
+/// percent-encoded, base64 (standard and URL-safe, with and without
+/// padding) and JSON-escaped.
+pub fn encodings_of(secret: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = vec![
+        secret.to_vec(),
+        percent_encode_component(secret).into_bytes(),
+        STANDARD.encode(secret).into_bytes(),
+        STANDARD_NO_PAD.encode(secret).into_bytes(),
+        URL_SAFE.encode(secret).into_bytes(),
+        URL_SAFE_NO_PAD.encode(secret).into_bytes(),
+    ];
+    if let Ok(s) = std::str::from_utf8(secret) {
+        let json = serde_json::to_string(s).unwrap_or_default();
+        if let Some(inner) = json.strip_prefix('"').and_then(|j| j.strip_suffix('"')) {
+            out.push(inner.as_bytes().to_vec());
+        }
+    }
+    out.sort();
+    out.dedup();
+    out.retain(|p| !p.is_empty());
+    out
+}
+
+/// Builds the outbound request for a permitted call.
+///
+/// `headers` are the sandbox's request headers (any case); `query` the raw
+/// query string without `?`; `credential` the value of the tool's secret,
+/// required when the tool declares a credential.
+pub fn inject(
+    permit: Permit<'_>,
+    headers: &[(String, String)],
+    query: Option<&str>,
+    credential: Option<&Secret>,
+) -> Result<Outbound, Error> {
+    let tool = permit.tool();
+    let mut out_headers: Vec<(String, String)> = Vec::new();
+    for (name, value) in headers {
+        let lower = name.to_ascii_lowercase();
+        // The allowlist decides; the forbidden check is a second wall in
+        // case a future allowlist entry overlaps a dangerous header.
+        let allowed = FORWARDED_HEADERS.contains(&lower.as_str()) || tool.forward_headers.contains(&lower);
+        if allowed && !header_is_forbidden(&lower) {
+            out_headers.push((lower, value.clone()));
+        }
+    }
+
+    let mut query_parts: Vec<String> = query
+        .filter(|q| !q.is_empty())
+        .map(|q| q.split('&').filter(|p| !p.is_empty()).map(str::to_string).collect())
+        .unwrap_or_default();
+
+    let mut redactions = Vec::new();
+    match (&tool.credential, credential) {
+        (None, _) => {}
+        (Some(c), None) => {
+            return Err(Error::Misconfigured(format!("secret {} is not set", c.secret)));
+        }
+        (Some(c), Some(secret)) => {
+            let value = secret.expose();
+            if value.is_empty() {
+                return Err(Error::Misconfigured(format!("secret {} is empty", c.secret)));
+            }
+            let (header, injected): (Option<String>, Vec<u8>) = match &c.placement {
+                Placement::Bearer => {
+                    let mut v = b"Bearer ".to_vec();
+                    v.extend_from_slice(value);
+                    (Some("authorization".into()), v)
+                }
+                Placement::Header { name, prefix, suffix } => {
+                    let mut v = prefix.as_bytes().to_vec();
+                    v.extend_from_slice(value);
+                    v.extend_from_slice(suffix.as_bytes());
+                    (Some(name.clone()), v)
+                }
+                Placement::Basic { username } => {
+                    let mut pair = match username {
+                        Some(u) => format!("{u}:").into_bytes(),
+                        None => Vec::new(),
+                    };
+                    pair.extend_from_slice(value);
+                    if username.is_none() {
+                        pair.push(b':');
+                    }
+                    let b64 = STANDARD.encode(&pair);
+                    redactions.extend(encodings_of(b64.as_bytes()).into_iter().map(Secret::new));
+                    (Some("authorization".into()), format!("Basic {b64}").into_bytes())
+                }
+                Placement::Query { param } => {
+                    // A parameter of the same name from the sandbox is dropped,
+                    // so an origin that takes the first value never sees one
+                    // the sandbox chose.
+                    query_parts.retain(|part| {
+                        let key = part.split('=').next().unwrap_or_default();
+                        key != param && percent_decode_lossy(key) != param.as_bytes()
+                    });
+                    let encoded = percent_encode_component(value);
+                    query_parts.push(format!("{param}={encoded}"));
+                    (None, encoded.into_bytes())
+                }
+            };
+            if let Some(name) = header {
+                if !header_value_ok(&injected) {
+                    return Err(Error::Misconfigured(format!(
+                        "secret {} holds characters not allowed in a header",
+                        c.secret
+                    )));
+                }
+                // An injected header replaces anything of that name.
+                out_headers.retain(|(n, _)| *n != name);
+                let text = String::from_utf8(injected.clone()).map_err(|_| {
+                    Error::Misconfigured(format!("secret {} is not valid UTF-8", c.secret))
+                })?;
+                out_headers.push((name, text));
+            }
+            redactions.push(Secret::new(injected));
+            redactions.extend(encodings_of(value).into_iter().map(Secret::new));
+        }
+    }
+
+    let mut url = format!("{}{}{}", tool.origin.base, tool.origin.base_path, permit.path().encoded());
+    if !query_parts.is_empty() {
+        url.push('?');
+        url.push_str(&query_parts.join("&"));
+    }
+    Ok(Outbound { method: permit.method(), target: tool.origin.target.clone(), url, headers: out_headers, redactions })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::authorize::authorize;
+    use crate::path::normalize;
+    use crate::policy::{Level, Policy};
+    use crate::token::{sign, verify, Claims, KeyRing};
+
+    fn policy(credential: &str) -> Policy {
+        Policy::parse(&format!(
+            r#"{{ "version": 1, "audience": "t", "tools": {{ "api": {{
+                "origin": "https://api.example.com/base",
+                "credential": {credential},
+                "forward_headers": ["x-extra"],
+                "rules": [ {{ "methods": ["GET","HEAD","POST","PUT","PATCH","DELETE","OPTIONS"], "path": "/**", "level": "read" }} ]
+            }} }} }}"#
+        ))
+        .unwrap()
+    }
+
+    fn permit<'p>(p: &'p Policy, method: &str, path: &str) -> Permit<'p> {
+        let ring = KeyRing::parse("k:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=").unwrap();
+        let claims = Claims {
+            sid: "s".into(), agt: "a".into(), usr: "u".into(),
+            scp: [("api".to_string(), Level::Read)].into_iter().collect(),
+            iat: 10, exp: 100, aud: "t".into(),
+        };
+        let session = verify(&sign(&claims, &ring), &ring, "t", 50).unwrap();
+        authorize(p, session, "api", method, normalize(path).unwrap()).unwrap()
+    }
+
+    fn hostile_headers() -> Vec<(String, String)> {
+        [
+            ("Authorization", "Bearer al1.session-token"),
+            ("Cookie", "sid=1"),
+            ("Proxy-Authorization", "Basic x"),
+            ("Host", "evil.example"),
+            ("X-Forwarded-For", "10.0.0.1"),
+            ("X-Forwarded-Host", "evil.example"),
+            ("Forwarded", "for=1.2.3.4"),
+            ("X-Real-IP", "1.2.3.4"),
+            ("X-Airlock-Request-Id", "spoof"),
+            ("CF-Connecting-IP", "1.2.3.4"),
+            ("Connection", "close"),
+            ("Transfer-Encoding", "chunked"),
+            ("X-Api-Key", "sandbox-chosen"),
+            ("Accept", "application/json"),
+            ("Content-Type", "text/plain"),
+            ("X-Extra", "kept"),
+            ("X-Unlisted", "dropped"),
+        ]
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect()
+    }
+
+    fn names(o: &Outbound) -> Vec<&str> {
+        o.headers.iter().map(|(n, _)| n.as_str()).collect()
+    }
+
+    fn get<'a>(o: &'a Outbound, name: &str) -> Vec<&'a str> {
+        o.headers.iter().filter(|(n, _)| n == name).map(|(_, v)| v.as_str()).collect()
+    }
+
+    #[test]
+    fn each_method_gets_the_credential_and_only_allowlisted_headers() {
+        let p = policy(r#"{ "secret": "K", "inject": "bearer" }"#);
+        for method in ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] {
+            let secret = Secret::new(b"s3cr3t-value".to_vec());
+            let o = inject(permit(&p, method, "/v1/items/"), &hostile_headers(), Some("a=1&b=2"), Some(&secret)).unwrap();
+            assert_eq!(o.method.as_str(), method);
+            assert_eq!(o.url, "https://api.example.com/base/v1/items/?a=1&b=2");
+            assert_eq!(get(&o, "authorization"), vec!["Bearer s3cr3t-value"], "{method}");
+            let mut n = names(&o);
+            n.sort();
+            assert_eq!(n, vec!["accept", "authorization", "content-type", "x-extra"], "{method}");
+            assert!(o.redactions.iter().any(|r| r.expose() == b"s3cr3t-value"));
+            assert!(o.redactions.iter().any(|r| r.expose() == b"Bearer s3cr3t-value"));
+        }
+    }
+
+    #[test]
+    fn named_header_with_format_replaces_a_sandbox_copy() {
+        let p = policy(r#"{ "secret": "K", "inject": "header", "header": "X-Api-Key", "format": "Key {secret}!" }"#);
+        let secret = Secret::new(b"abc123".to_vec());
+        let mut h = hostile_headers();
+        h.push(("x-api-key".into(), "second".into()));
+        let o = inject(permit(&p, "GET", "/"), &h, None, Some(&secret)).unwrap();
+        assert_eq!(get(&o, "x-api-key"), vec!["Key abc123!"]);
+        assert!(get(&o, "authorization").is_empty(), "sandbox Authorization must not pass");
+        assert_eq!(o.url, "https://api.example.com/base/");
+    }
+
+    #[test]
+    fn basic_auth_with_and_without_username() {
+        let p = policy(r#"{ "secret": "K", "inject": "basic", "username": "api" }"#);
+        let secret = Secret::new(b"pw".to_vec());
+        let o = inject(permit(&p, "GET", "/"), &[], None, Some(&secret)).unwrap();
+        assert_eq!(get(&o, "authorization"), vec![format!("Basic {}", STANDARD.encode("api:pw")).as_str()]);
+        assert!(o.redactions.iter().any(|r| r.expose() == STANDARD.encode("api:pw").as_bytes()));
+
+        let p = policy(r#"{ "secret": "K", "inject": "basic" }"#);
+        let secret = Secret::new(b"sk_live_1".to_vec());
+        let o = inject(permit(&p, "GET", "/"), &[], None, Some(&secret)).unwrap();
+        assert_eq!(get(&o, "authorization"), vec![format!("Basic {}", STANDARD.encode("sk_live_1:")).as_str()]);
+    }
+
+    #[test]
+    fn query_credential_drops_the_sandbox_copy() {
+        let p = policy(r#"{ "secret": "K", "inject": "query", "param": "key" }"#);
+        let secret = Secret::new(b"a b&c".to_vec());
+        let q = "key=mine&x=1&%6Bey=also-mine&keyx=2&key";
+        let o = inject(permit(&p, "GET", "/maps"), &hostile_headers(), Some(q), Some(&secret)).unwrap();
+        assert_eq!(o.url, "https://api.example.com/base/maps?x=1&keyx=2&key=a%20b%26c");
+        assert!(get(&o, "authorization").is_empty());
+        assert!(o.redactions.iter().any(|r| r.expose() == b"a%20b%26c"));
+    }
+
+    #[test]
+    fn missing_or_unsafe_secret_fails_closed() {
+        let p = policy(r#"{ "secret": "K", "inject": "bearer" }"#);
+        let e = inject(permit(&p, "GET", "/"), &[], None, None).err().unwrap();
+        assert_eq!(e.code(), "misconfigured");
+        let e = inject(permit(&p, "GET", "/"), &[], None, Some(&Secret::new(Vec::new()))).err().unwrap();
+        assert_eq!(e.code(), "misconfigured");
+        let crlf = Secret::new(b"x\r\nX-Evil: 1".to_vec());
+        let e = inject(permit(&p, "GET", "/"), &[], None, Some(&crlf)).err().unwrap();
+        assert_eq!(e.code(), "misconfigured");
+        // The error names the secret, never its value.
+        assert!(!e.detail().contains("X-Evil"));
+    }
+
+    #[test]
+    fn encodings_cover_common_forms() {
+        let enc = encodings_of(b"a/b+c\"d");
+        for want in [&b"a/b+c\"d"[..], b"a%2Fb%2Bc%22d", b"YS9iK2MiZA==", b"YS9iK2MiZA", b"YS9iK2MiZA", b"a/b+c\\\"d"] {
+            assert!(enc.iter().any(|e| e == want), "{}", String::from_utf8_lossy(want));
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! Airlock: an edge credential broker for AI-agent sandboxes.
+//!
+//! A sandbox can *use* a tool through Airlock but can never *read* the
+//! credential behind it. Every request runs the same phases:
+//!
+//! `parse → authenticate → authorize → inject → forward → filter response → audit`
+//!
+//! The deciding modules below are plain Rust with no platform types; they
+//! compile and are tested natively. Only [`edge`] (built for `wasm32`)
+//! touches the Workers runtime, and the `worker` crate is not even a
+//! dependency of native builds, so the boundary is enforced by the compiler.
+
+pub mod audit;
+pub mod authorize;
+pub mod error;
+pub mod inject;
+pub mod path;
+pub mod policy;
+pub mod redact;
+pub mod route;
+pub mod secret;
+pub mod session;
+pub mod token;
+
+#[cfg(target_arch = "wasm32")]
+mod edge;

@@ -1,0 +1,169 @@
+//! Control plane: admin authentication and session minting.
+//!
+//! Invariants:
+//! - The admin key is compared in constant time over SHA-256 digests, so
+//!   neither content nor length leaks through timing.
+//! - A session is only minted for tools the policy declares, at a known
+//!   level, for at most the policy's maximum TTL.
+//! - Session ids come from the caller as 16 random bytes (the edge reads
+//!   them from the platform CSPRNG); nothing here draws randomness or time.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::error::Error;
+use crate::policy::{Level, Policy};
+use crate::secret::Secret;
+use crate::token::{bearer, sign, Claims, KeyRing};
+
+/// Admin keys shorter than this are refused as misconfiguration: a weak
+/// key would make every session mintable by guessing.
+pub const MIN_ADMIN_KEY_LEN: usize = 16;
+/// Largest mint request body read.
+pub const MAX_MINT_BODY: usize = 16 * 1024;
+const MAX_NAME_LEN: usize = 128;
+const MAX_TOOLS: usize = 64;
+
+/// Checks `Authorization: Bearer <admin key>`.
+pub fn check_admin(authorization: Option<&str>, admin_key: &Secret) -> Result<(), Error> {
+    if admin_key.len() < MIN_ADMIN_KEY_LEN {
+        return Err(Error::Misconfigured(format!(
+            "AIRLOCK_ADMIN_KEY must be at least {MIN_ADMIN_KEY_LEN} bytes"
+        )));
+    }
+    let presented = bearer(authorization).ok_or(Error::AdminKeyInvalid)?;
+    let a = Sha256::digest(presented.as_bytes());
+    let b = Sha256::digest(admin_key.expose());
+    if bool::from(a.as_slice().ct_eq(b.as_slice())) {
+        Ok(())
+    } else {
+        Err(Error::AdminKeyInvalid)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MintRequest {
+    pub agent: String,
+    pub user: String,
+    pub tools: BTreeMap<String, Level>,
+    pub ttl_seconds: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Minted {
+    pub token: String,
+    pub session_id: String,
+    pub expires_at: u64,
+}
+
+fn check_name(field: &str, value: &str) -> Result<(), Error> {
+    if value.is_empty() || value.chars().count() > MAX_NAME_LEN || value.chars().any(char::is_control) {
+        return Err(Error::InvalidRequest(format!(
+            "{field} must be 1-{MAX_NAME_LEN} characters without control characters"
+        )));
+    }
+    Ok(())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Parses a mint request body and signs a session token for it.
+pub fn mint(body: &[u8], policy: &Policy, ring: &KeyRing, now: u64, session_id: [u8; 16]) -> Result<Minted, Error> {
+    if body.len() > MAX_MINT_BODY {
+        return Err(Error::InvalidRequest(format!("body larger than {MAX_MINT_BODY} bytes")));
+    }
+    let req: MintRequest = serde_json::from_slice(body).map_err(|e| {
+        // serde's message names the field and position, not values.
+        Error::InvalidRequest(format!("invalid session request: {e}"))
+    })?;
+    check_name("agent", &req.agent)?;
+    check_name("user", &req.user)?;
+    if req.tools.is_empty() || req.tools.len() > MAX_TOOLS {
+        return Err(Error::InvalidRequest(format!("tools must name 1-{MAX_TOOLS} tools")));
+    }
+    if let Some(unknown) = req.tools.keys().find(|t| policy.tool(t).is_none()) {
+        return Err(Error::InvalidRequest(format!("tool {unknown:?} is not declared in the policy")));
+    }
+    let max = policy.limits.max_session_ttl_seconds;
+    if req.ttl_seconds == 0 || req.ttl_seconds > max {
+        return Err(Error::InvalidRequest(format!("ttl_seconds must be between 1 and {max}")));
+    }
+    let sid = hex(&session_id);
+    let exp = now.saturating_add(req.ttl_seconds);
+    let claims = Claims {
+        sid: sid.clone(),
+        agt: req.agent,
+        usr: req.user,
+        scp: req.tools,
+        iat: now,
+        exp,
+        aud: policy.audience.clone(),
+    };
+    Ok(Minted { token: sign(&claims, ring), session_id: sid, expires_at: exp })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::verify;
+
+    const POLICY: &str = r#"{ "version": 1, "audience": "aud", "limits": { "max_session_ttl_seconds": 900 },
+      "tools": { "gh": { "origin": "https://api.github.com", "rules": [ { "methods": ["GET"], "path": "/**", "level": "read" } ] } } }"#;
+    const RING: &str = "k1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+
+    #[test]
+    fn admin_key_checks() {
+        let key = Secret::new(b"admin-key-0123456789".to_vec());
+        assert!(check_admin(Some("Bearer admin-key-0123456789"), &key).is_ok());
+        for bad in [None, Some(""), Some("Bearer "), Some("Bearer admin-key-012345678"), Some("Bearer admin-key-01234567890"), Some("Basic admin-key-0123456789"), Some("admin-key-0123456789")] {
+            assert_eq!(check_admin(bad, &key), Err(Error::AdminKeyInvalid), "{bad:?}");
+        }
+        let weak = Secret::new(b"short".to_vec());
+        assert_eq!(check_admin(Some("Bearer short"), &weak).unwrap_err().code(), "misconfigured");
+    }
+
+    #[test]
+    fn mints_a_verifiable_token() {
+        let policy = Policy::parse(POLICY).unwrap();
+        let ring = KeyRing::parse(RING).unwrap();
+        let body = br#"{"agent":"coder","user":"alice","tools":{"gh":"read"},"ttl_seconds":600}"#;
+        let m = mint(body, &policy, &ring, 1_000, [0xab; 16]).unwrap();
+        assert_eq!(m.session_id, "ab".repeat(16));
+        assert_eq!(m.expires_at, 1_600);
+        let s = verify(&m.token, &ring, "aud", 1_001).unwrap();
+        assert_eq!(s.claims().sid, m.session_id);
+        assert_eq!(s.claims().agt, "coder");
+        assert_eq!(s.level_for("gh"), Some(Level::Read));
+    }
+
+    #[test]
+    fn refuses_bad_requests() {
+        let policy = Policy::parse(POLICY).unwrap();
+        let ring = KeyRing::parse(RING).unwrap();
+        let table: &[(&str, &str)] = &[
+            ("not json", "{"),
+            ("unknown field", r#"{"agent":"a","user":"u","tools":{"gh":"read"},"ttl_seconds":60,"admin":true}"#),
+            ("unknown tool", r#"{"agent":"a","user":"u","tools":{"stripe":"read"},"ttl_seconds":60}"#),
+            ("bad level", r#"{"agent":"a","user":"u","tools":{"gh":"root"},"ttl_seconds":60}"#),
+            ("no tools", r#"{"agent":"a","user":"u","tools":{},"ttl_seconds":60}"#),
+            ("ttl zero", r#"{"agent":"a","user":"u","tools":{"gh":"read"},"ttl_seconds":0}"#),
+            ("ttl above max", r#"{"agent":"a","user":"u","tools":{"gh":"read"},"ttl_seconds":901}"#),
+            ("negative ttl", r#"{"agent":"a","user":"u","tools":{"gh":"read"},"ttl_seconds":-1}"#),
+            ("empty agent", r#"{"agent":"","user":"u","tools":{"gh":"read"},"ttl_seconds":60}"#),
+            ("control char user", r#"{"agent":"a","user":"u\n","tools":{"gh":"read"},"ttl_seconds":60}"#),
+            ("missing user", r#"{"agent":"a","tools":{"gh":"read"},"ttl_seconds":60}"#),
+        ];
+        for (what, body) in table {
+            let e = mint(body.as_bytes(), &policy, &ring, 1_000, [0; 16]).unwrap_err();
+            assert_eq!(e.code(), "invalid_request", "{what}");
+        }
+        let huge = vec![b' '; MAX_MINT_BODY + 1];
+        assert_eq!(mint(&huge, &policy, &ring, 0, [0; 16]).unwrap_err().code(), "invalid_request");
+    }
+}

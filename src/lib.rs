@@ -15,6 +15,7 @@ pub mod authorize;
 pub mod error;
 pub mod inject;
 pub mod path;
+pub mod pipeline;
 pub mod policy;
 pub mod redact;
 pub mod route;

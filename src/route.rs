@@ -33,9 +33,33 @@ pub fn route(path: &str) -> Route<'_> {
     Route::Tool { tool, rest }
 }
 
+/// Splits an absolute request URL as the platform gives it
+/// (`scheme://authority/path?query#fragment`) into the raw path and the raw
+/// query, without decoding or re-normalizing either.
+pub fn split_url(url: &str) -> Option<(&str, Option<&str>)> {
+    let after_scheme = &url[url.find("://")? + 3..];
+    let path_start = after_scheme.find('/')?;
+    let rest = &after_scheme[path_start..];
+    let rest = rest.split('#').next().unwrap_or(rest);
+    Some(match rest.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (rest, None),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn splits_urls_without_decoding() {
+        assert_eq!(split_url("https://a.b/t/x/y?q=1&r=%2F"), Some(("/t/x/y", Some("q=1&r=%2F"))));
+        assert_eq!(split_url("http://127.0.0.1:8787/t/x/a%2fb"), Some(("/t/x/a%2fb", None)));
+        assert_eq!(split_url("http://h/p?#frag"), Some(("/p", Some(""))));
+        assert_eq!(split_url("http://h/p#f?x"), Some(("/p", None)));
+        assert_eq!(split_url("http://h"), None);
+        assert_eq!(split_url("nonsense"), None);
+    }
 
     #[test]
     fn routes() {

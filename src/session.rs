@@ -58,6 +58,10 @@ pub struct Minted {
     pub token: String,
     pub session_id: String,
     pub expires_at: u64,
+    #[serde(skip)]
+    pub agent: String,
+    #[serde(skip)]
+    pub user: String,
 }
 
 fn check_name(field: &str, value: &str) -> Result<(), Error> {
@@ -98,14 +102,14 @@ pub fn mint(body: &[u8], policy: &Policy, ring: &KeyRing, now: u64, session_id: 
     let exp = now.saturating_add(req.ttl_seconds);
     let claims = Claims {
         sid: sid.clone(),
-        agt: req.agent,
-        usr: req.user,
+        agt: req.agent.clone(),
+        usr: req.user.clone(),
         scp: req.tools,
         iat: now,
         exp,
         aud: policy.audience.clone(),
     };
-    Ok(Minted { token: sign(&claims, ring), session_id: sid, expires_at: exp })
+    Ok(Minted { token: sign(&claims, ring), session_id: sid, expires_at: exp, agent: req.agent, user: req.user })
 }
 
 #[cfg(test)]

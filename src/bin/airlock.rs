@@ -1,1 +1,110 @@
-fn main() {}
+//! Airlock's command-line companion.
+//!
+//! `airlock policy check FILE` validates a policy before it is deployed and
+//! names the offending field. FILE is a JSON policy, or a `wrangler.toml`
+//! whose `[vars]` holds `AIRLOCK_POLICY`.
+//!
+//! `airlock keygen [KID]` prints a fresh signing-key entry for
+//! `AIRLOCK_SIGNING_KEYS`.
+
+use std::process::ExitCode;
+
+#[cfg(not(target_arch = "wasm32"))]
+fn main() -> ExitCode {
+    cli::main()
+}
+
+#[cfg(target_arch = "wasm32")]
+fn main() -> ExitCode {
+    ExitCode::FAILURE
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+mod cli {
+    use std::process::ExitCode;
+
+    use airlock::policy::{Policy, Target};
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
+
+    const USAGE: &str = "usage:\n  airlock policy check FILE   validate a policy (JSON, or wrangler.toml with [vars] AIRLOCK_POLICY)\n  airlock keygen [KID]        print a new entry for AIRLOCK_SIGNING_KEYS";
+
+    pub fn main() -> ExitCode {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        match args.as_slice() {
+            ["policy", "check", file] => check(file),
+            ["keygen"] => keygen("k1"),
+            ["keygen", kid] => keygen(kid),
+            _ => {
+                eprintln!("{USAGE}");
+                ExitCode::from(2)
+            }
+        }
+    }
+
+    /// Extracts the policy JSON from a file: JSON as is, or TOML `[vars]`.
+    fn policy_text(file: &str, text: &str) -> Result<String, String> {
+        if !file.ends_with(".toml") {
+            return Ok(text.to_string());
+        }
+        let doc: toml::Table = toml::from_str(text).map_err(|e| format!("not valid TOML: {e}"))?;
+        let value = doc
+            .get("vars")
+            .and_then(|v| v.get("AIRLOCK_POLICY"))
+            .ok_or("no [vars] AIRLOCK_POLICY in this file")?;
+        match value {
+            toml::Value::String(s) => Ok(s.clone()),
+            other => serde_json::to_string(other).map_err(|e| e.to_string()),
+        }
+    }
+
+    fn check(file: &str) -> ExitCode {
+        let text = match std::fs::read_to_string(file) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("{file}: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let json = match policy_text(file, &text) {
+            Ok(j) => j,
+            Err(e) => {
+                eprintln!("{file}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        match Policy::parse(&json) {
+            Ok(policy) => {
+                println!("{file}: policy OK (audience {:?})", policy.audience);
+                for tool in policy.tools() {
+                    let target = match &tool.origin.target {
+                        Target::Public => format!("{}{}", tool.origin.base, tool.origin.base_path),
+                        Target::Service { binding } => format!("service {binding}"),
+                    };
+                    let secret = tool.credential.as_ref().map_or("no credential".to_string(), |c| format!("secret {}", c.secret));
+                    println!("  {:<16} {target}, {secret}, {} rule(s)", tool.name, tool.rules.len());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{file}: invalid policy: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+
+    fn keygen(kid: &str) -> ExitCode {
+        if kid.is_empty() || kid.len() > 32 || !kid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            eprintln!("key id must be 1-32 of [A-Za-z0-9_-]");
+            return ExitCode::from(2);
+        }
+        let mut key = [0u8; 32];
+        if getrandom::fill(&mut key).is_err() {
+            eprintln!("the operating system's random source failed");
+            return ExitCode::FAILURE;
+        }
+        println!("{kid}:{}", STANDARD.encode(key));
+        ExitCode::SUCCESS
+    }
+}

@@ -1,0 +1,57 @@
+//! The `airlock` command line: policy check and key generation.
+
+use std::process::Command;
+
+fn airlock(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_airlock")).args(args).output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+fn temp(name: &str, text: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("airlock-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+#[test]
+fn the_shipped_demo_policy_is_valid() {
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/wrangler.toml");
+    let (code, out, err) = airlock(&["policy", "check", manifest]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("policy OK"), "{out}");
+}
+
+#[test]
+fn an_invalid_policy_names_the_field() {
+    let file = temp("bad.json", r#"{"version":1,"audience":"a","tools":{"gh":{"origin":"https://api.github.com","rules":[{"methods":["GET"],"path":"/","level":"superuser"}]}}}"#);
+    let (code, _, err) = airlock(&["policy", "check", &file]);
+    assert_eq!(code, 1);
+    assert!(err.contains("tools.gh.rules[0].level"), "{err}");
+
+    let file = temp("bad.toml", "[vars]\nAIRLOCK_POLICY = '''{\"version\":1,\"audience\":\"a\",\"tools\":{\"gh\":{\"origin\":\"http://x\",\"rules\":[]}}}'''\n");
+    let (code, _, err) = airlock(&["policy", "check", &file]);
+    assert_eq!(code, 1);
+    assert!(err.contains("tools.gh.origin"), "{err}");
+
+    let file = temp("novars.toml", "name = \"x\"\n");
+    let (code, _, err) = airlock(&["policy", "check", &file]);
+    assert_eq!(code, 1);
+    assert!(err.contains("AIRLOCK_POLICY"), "{err}");
+}
+
+#[test]
+fn usage_and_keygen() {
+    assert_eq!(airlock(&[]).0, 2);
+    assert_eq!(airlock(&["policy", "check", "/nonexistent/file.json"]).0, 2);
+    let (code, out, _) = airlock(&["keygen", "k9"]);
+    assert_eq!(code, 0);
+    let entry = out.trim();
+    assert!(entry.starts_with("k9:"));
+    // The entry is accepted by the same parser the worker uses.
+    assert!(airlock::token::KeyRing::parse(entry).is_ok());
+    let (_, again, _) = airlock(&["keygen", "k9"]);
+    assert_ne!(again.trim(), entry, "keys must be random");
+    assert_eq!(airlock(&["keygen", "bad kid"]).0, 2);
+}

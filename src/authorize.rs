@@ -98,12 +98,15 @@ mod tests {
         verify(&sign(&claims, &ring), &ring, "t", 50).unwrap()
     }
 
+    /// Scope level for `gh`, tool, method, path, and the expected rule level
+    /// or error code.
+    type Row = (Level, &'static str, &'static str, &'static str, Result<Level, &'static str>);
+
     #[test]
     fn decision_table() {
         let policy = Policy::parse(POLICY).unwrap();
         use Level::*;
-        // (scope level for gh, tool, method, path, expected: Ok(rule level) or error code)
-        let table: &[(Level, &str, &str, &str, Result<Level, &str>)] = &[
+        let table: &[Row] = &[
             (Read, "gh", "GET", "/repos/o/r", Ok(Read)),
             (Read, "gh", "HEAD", "/repos/o/r/pulls/1", Ok(Read)),
             (Read, "gh", "POST", "/repos/o/r/issues", Err("level_insufficient")),

@@ -118,6 +118,9 @@ fn private_tool_uses_its_binding_and_header() {
     assert_eq!(out.headers, vec![("x-api-key".to_string(), "Key private-key-456".to_string())]);
 }
 
+/// What, tool, method, raw path, headers, clock, expected code.
+type Row<'a> = (&'a str, &'a str, &'a str, &'a str, Vec<(&'a str, &'a str)>, u64, &'a str);
+
 #[test]
 fn hostile_requests_are_refused_and_nothing_happens() {
     let f = Fixture::new();
@@ -144,8 +147,7 @@ fn hostile_requests_are_refused_and_nothing_happens() {
     let two = format!("Bearer {read_token}, Bearer {write_token}");
     let basic = format!("Basic {read_token}");
 
-    // (what, tool, method, rest, headers, now, expected code)
-    let table: Vec<(&str, &str, &str, &str, Vec<(&str, &str)>, u64, &str)> = vec![
+    let table: Vec<Row> = vec![
         ("no token", "echo", "GET", "/x", vec![], NOW, "invalid_session"),
         ("empty bearer", "echo", "GET", "/x", vec![("authorization", "Bearer ")], NOW, "invalid_session"),
         ("garbage token", "echo", "GET", "/x", vec![("authorization", "Bearer garbage")], NOW, "invalid_session"),

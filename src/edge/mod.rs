@@ -146,7 +146,11 @@ async fn handle(req: Request, env: &Env, audit: &mut AuditRecord, now_ms: u64) -
     match route(raw_path) {
         Route::Health => {
             audit.route = "health";
+            if !matches!(req.inner().method().as_str(), "GET" | "HEAD") {
+                return Err(Error::MethodNotAllowed);
+            }
             load_keys(env)?.as_ref().as_ref().map_err(Clone::clone)?;
+            audit.allow(None);
             Ok(json_response(200, r#"{"status":"ok"}"#.into()))
         }
         Route::Sessions => {

@@ -1,0 +1,410 @@
+// Shared harness for the Miniflare suites: runs the BUILT Airlock worker
+// (build/index.js) in workerd through the standalone `miniflare` package,
+// next to the demo private origin (service binding PRIVATE_ORIGIN) and a
+// Node echo origin standing in for a public API.
+//
+// Build first (`bash scripts/build`), or run everything with `bash scripts/test`.
+
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { existsSync, readFileSync } from "node:fs";
+import http from "node:http";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Miniflare } from "miniflare";
+import { startEchoOrigin } from "../demo/echo-origin.mjs";
+
+export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+
+// AIRLOCK_WORKER_SCRIPT lets you point the suites at another build output.
+export const WORKER_SCRIPT = resolve(
+  REPO_ROOT,
+  process.env.AIRLOCK_WORKER_SCRIPT || join("build", "index.js"),
+);
+export const PRIVATE_WORKER_SCRIPT = join(REPO_ROOT, "demo", "private-origin", "worker.js");
+export const PRIVATE_WORKER_NAME = "airlock-demo-private";
+
+// Same compatibility date as wrangler.toml (read from it so the two cannot drift).
+export const COMPATIBILITY_DATE = (() => {
+  try {
+    const toml = readFileSync(join(REPO_ROOT, "wrangler.toml"), "utf8");
+    const m = /^\s*compatibility_date\s*=\s*"([^"]+)"/m.exec(toml);
+    if (m) return m[1];
+  } catch {}
+  return "2026-07-01";
+})();
+
+export const AUDIENCE = "airlock-test";
+export const REDACTED = "[REDACTED]";
+export const AUDIT_FIELDS = [
+  "kind", "ts", "request_id", "session_id", "agent", "user", "tool", "method",
+  "path", "rule", "decision", "reason", "upstream_status", "duration_ms", "detail",
+];
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** A random secret made only of characters that JSON never escapes. */
+export function randomSecret(prefix) {
+  return `${prefix}_${randomBytes(24).toString("hex")}`;
+}
+
+/** A signing-key entry `kid:base64(32 random bytes)`. */
+export function signingKey(kid) {
+  return `${kid}:${randomBytes(32).toString("base64")}`;
+}
+
+export function generateSecrets() {
+  return {
+    AIRLOCK_ADMIN_KEY: randomSecret("admin"),
+    AIRLOCK_SIGNING_KEYS: signingKey("k1"),
+    ECHO_API_TOKEN: randomSecret("echotok"),
+    PRIVATE_API_KEY: randomSecret("privkey"),
+  };
+}
+
+/**
+ * The test policy: the demo policy's shape, with the echo tool pointing at
+ * the test's echo origin.
+ */
+export function testPolicy(echoUrl, { extraTools = {}, limits = {} } = {}) {
+  return {
+    version: 1,
+    audience: AUDIENCE,
+    limits: {
+      max_session_ttl_seconds: 3600,
+      max_request_body_bytes: 4096,
+      upstream_timeout_ms: 3000,
+      ...limits,
+    },
+    tools: {
+      echo: {
+        origin: echoUrl,
+        allow_http: true,
+        credential: { secret: "ECHO_API_TOKEN", inject: "bearer" },
+        forward_headers: ["x-echo-mode"],
+        rules: [
+          { methods: ["GET", "HEAD"], path: "/**", level: "read" },
+          { methods: ["POST", "PUT", "PATCH"], path: "/items/**", level: "write" },
+          { methods: ["DELETE"], path: "/items/*", level: "admin" },
+        ],
+      },
+      private: {
+        service: "PRIVATE_ORIGIN",
+        credential: {
+          secret: "PRIVATE_API_KEY",
+          inject: "header",
+          header: "x-api-key",
+          format: "Key {secret}",
+        },
+        rules: [{ methods: ["GET", "POST"], path: "/**", level: "read" }],
+      },
+      ...extraTools,
+    },
+  };
+}
+
+/** Parse workerd stdout lines; keep the audit objects. */
+function collectLines(stream, onLine) {
+  let buf = "";
+  stream.setEncoding("utf8");
+  stream.on("data", (chunk) => {
+    buf += chunk;
+    let i;
+    while ((i = buf.indexOf("\n")) !== -1) {
+      onLine(buf.slice(0, i));
+      buf = buf.slice(i + 1);
+    }
+  });
+  stream.on("end", () => {
+    if (buf) onLine(buf);
+    buf = "";
+  });
+}
+
+async function withTimeout(promise, ms, what) {
+  let timer;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Read a fetch Response into a plain object. */
+export async function readResponse(resp) {
+  const text = await resp.text();
+  let json;
+  try {
+    json = JSON.parse(text);
+  } catch {}
+  const headers = {};
+  for (const [k, v] of resp.headers) headers[k] = v;
+  const setCookie = typeof resp.headers.getSetCookie === "function" ? resp.headers.getSetCookie() : [];
+  return { status: resp.status, headers, setCookie, text, json };
+}
+
+/**
+ * Start echo origin + Miniflare (Airlock + private origin).
+ * @param {object} [o]
+ * @param {object|string|(echoUrl)=>object|string} [o.policy] policy object, raw string, or factory
+ * @param {object} [o.secrets] overrides for generated secrets (a value of undefined removes it)
+ */
+export async function startAirlock(o = {}) {
+  if (!existsSync(WORKER_SCRIPT)) {
+    throw new Error(
+      `${WORKER_SCRIPT} does not exist: build the worker first (bash scripts/build)`,
+    );
+  }
+  const echo = await startEchoOrigin({ port: 0 });
+  const h = {
+    echo,
+    mf: null,
+    url: null,
+    secrets: {},
+    policy: null,
+    policyText: null,
+    audit: [],
+    stdout: [],
+    stderr: [],
+  };
+
+  const setState = ({ policy, secrets }) => {
+    if (policy !== undefined) {
+      const p = typeof policy === "function" ? policy(echo.url) : policy;
+      h.policy = p;
+      h.policyText = typeof p === "string" ? p : JSON.stringify(p);
+    }
+    if (secrets !== undefined) {
+      const merged = { ...h.secrets, ...secrets };
+      for (const [k, v] of Object.entries(merged)) if (v === undefined) delete merged[k];
+      h.secrets = merged;
+    }
+  };
+  setState({
+    policy: o.policy ?? testPolicy(echo.url),
+    secrets: { ...generateSecrets(), ...(o.secrets || {}) },
+  });
+
+  const options = () => ({
+    cf: false,
+    host: "127.0.0.1",
+    port: 0,
+    handleRuntimeStdio(stdout, stderr) {
+      collectLines(stdout, (line) => {
+        h.stdout.push(line);
+        if (process.env.AIRLOCK_TEST_VERBOSE) console.log(`[workerd] ${line}`);
+        const t = line.trim();
+        if (!t.startsWith("{")) return;
+        try {
+          const obj = JSON.parse(t);
+          if (obj && obj.kind === "airlock.audit") h.audit.push(obj);
+        } catch {}
+      });
+      collectLines(stderr, (line) => {
+        h.stderr.push(line);
+        if (process.env.AIRLOCK_TEST_VERBOSE) console.error(`[workerd:err] ${line}`);
+      });
+    },
+    workers: [
+      {
+        name: "airlock",
+        modules: true,
+        scriptPath: WORKER_SCRIPT,
+        modulesRoot: dirname(WORKER_SCRIPT),
+        modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"] }],
+        compatibilityDate: COMPATIBILITY_DATE,
+        bindings: { AIRLOCK_POLICY: h.policyText, ...h.secrets },
+        serviceBindings: { PRIVATE_ORIGIN: PRIVATE_WORKER_NAME },
+      },
+      {
+        name: PRIVATE_WORKER_NAME,
+        modules: true,
+        scriptPath: PRIVATE_WORKER_SCRIPT,
+        modulesRoot: dirname(PRIVATE_WORKER_SCRIPT),
+        compatibilityDate: COMPATIBILITY_DATE,
+      },
+    ],
+  });
+
+  const failStart = async (err) => {
+    // Close our own server first: an open server would keep node --test alive.
+    await echo.close();
+    if (h.mf) await withTimeout(h.mf.dispose(), 10_000, "mf.dispose").catch(() => {});
+    const tail = h.stderr.slice(-20).join("\n");
+    if (tail) err.message += `\nworkerd stderr (tail):\n${tail}`;
+    throw err;
+  };
+
+  try {
+    h.mf = new Miniflare(options());
+    h.url = await withTimeout(h.mf.ready, 60_000, "Miniflare start");
+  } catch (err) {
+    await failStart(err);
+  }
+
+  /** Restart workerd with a changed policy and/or secrets (Miniflare setOptions). */
+  h.restart = async (changes = {}) => {
+    setState(changes);
+    try {
+      await withTimeout(h.mf.setOptions(options()), 60_000, "Miniflare setOptions");
+      h.url = await withTimeout(h.mf.ready, 60_000, "Miniflare ready");
+    } catch (err) {
+      await failStart(err);
+    }
+  };
+
+  let closed = false;
+  h.close = async () => {
+    if (closed) return;
+    closed = true;
+    await echo.close();
+    if (h.mf) await withTimeout(h.mf.dispose(), 15_000, "mf.dispose").catch(() => {});
+  };
+
+  /** fetch() into workerd through Miniflare (the URL is normalized by fetch). */
+  h.fetch = async (path, init = {}) => {
+    const resp = await h.mf.dispatchFetch(new URL(path, h.url), { redirect: "manual", ...init });
+    return readResponse(resp);
+  };
+
+  /**
+   * A request with an exact raw request-target, sent with node:http (no
+   * client-side normalization), to Miniflare's real port.
+   */
+  h.raw = ({ method = "GET", path, headers = {}, body } = {}) =>
+    new Promise((resolvePromise, reject) => {
+      const req = http.request(
+        {
+          host: h.url.hostname,
+          port: h.url.port,
+          method,
+          path,
+          headers: { connection: "close", ...headers },
+          agent: false,
+        },
+        (res) => {
+          const chunks = [];
+          res.on("data", (c) => chunks.push(c));
+          res.on("end", () => {
+            const bodyBuffer = Buffer.concat(chunks);
+            const text = bodyBuffer.toString("utf8");
+            let json;
+            try {
+              json = JSON.parse(text);
+            } catch {}
+            const hdrs = { ...res.headers };
+            const setCookie = res.headers["set-cookie"] || [];
+            resolvePromise({
+              status: res.statusCode,
+              headers: hdrs,
+              rawHeaders: res.rawHeaders,
+              setCookie,
+              bodyBuffer,
+              text,
+              json,
+            });
+          });
+          res.on("error", reject);
+        },
+      );
+      req.setTimeout(30_000, () => req.destroy(new Error(`raw request ${path} timed out`)));
+      req.on("error", reject);
+      if (body !== undefined) req.write(body);
+      req.end();
+    });
+
+  /** POST /v1/sessions; returns the parsed 201 body. */
+  h.mintRaw = (body, adminKey = h.secrets.AIRLOCK_ADMIN_KEY) =>
+    h.fetch("/v1/sessions", {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        ...(adminKey === null ? {} : { authorization: `Bearer ${adminKey}` }),
+      },
+      body: typeof body === "string" ? body : JSON.stringify(body),
+    });
+
+  h.mint = async (tools, { agent = "agent-test", user = "user-test", ttl_seconds = 600 } = {}) => {
+    const r = await h.mintRaw({ agent, user, tools, ttl_seconds });
+    assert.equal(r.status, 201, `mint failed: ${r.status} ${r.text}`);
+    assert.equal(typeof r.json?.token, "string");
+    return r.json;
+  };
+
+  /** A brokered call: ANY /t/{tool}{path}. */
+  h.call = (tool, path, { token, method = "GET", headers = {}, body } = {}) =>
+    h.fetch(`/t/${tool}${path}`, {
+      method,
+      headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...headers },
+      body,
+    });
+
+  /** Private origin hits, read from the private worker directly. */
+  h.privateHits = async () => {
+    const worker = await h.mf.getWorker(PRIVATE_WORKER_NAME);
+    const resp = await worker.fetch("http://private.internal/__hits");
+    return resp.json();
+  };
+
+  /** Total requests both origins have received. */
+  h.originHitCount = async () => h.echo.hits.length + (await h.privateHits()).count;
+
+  /** Run fn and assert neither origin received a request meanwhile. */
+  h.expectNoOriginHits = async (fn, label = "") => {
+    const before = await h.originHitCount();
+    const result = await fn();
+    await sleep(30);
+    const after = await h.originHitCount();
+    assert.equal(after - before, 0, `origin received ${after - before} request(s) ${label}`);
+    return result;
+  };
+
+  /**
+   * Wait for the audit line(s) of one request id; then wait a little more so a
+   * duplicate line would show up too.
+   */
+  h.auditFor = async (requestId, { timeoutMs = 5000, settleMs = 150 } = {}) => {
+    assert.ok(requestId, "response has no x-airlock-request-id");
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      if (h.audit.some((a) => a.request_id === requestId)) break;
+      await sleep(20);
+    }
+    await sleep(settleMs);
+    return h.audit.filter((a) => a.request_id === requestId);
+  };
+
+  return h;
+}
+
+/** Assert an Airlock error response: status, code, error body shape, request id header. */
+export function assertError(r, status, code, label = "") {
+  const where = `${label} -> ${r.status} ${r.text}`;
+  assert.equal(r.status, status, `status ${where}`);
+  assert.ok(r.json && typeof r.json === "object", `JSON error body ${where}`);
+  assert.deepEqual(Object.keys(r.json), ["error"], `error body shape ${where}`);
+  assert.equal(r.json.error.code, code, `error code ${where}`);
+  assert.equal(typeof r.json.error.message, "string", `error message ${where}`);
+  assert.ok(r.headers["x-airlock-request-id"], `x-airlock-request-id header ${where}`);
+}
+
+/** Assert none of `needles` appears in the response's headers or body. */
+export function assertNotLeaked(r, needles, label = "") {
+  const headerText = JSON.stringify([r.headers, r.setCookie, r.rawHeaders ?? []]);
+  for (const [name, value] of Object.entries(needles)) {
+    assert.ok(value && value.length > 8, `needle ${name} too short to be meaningful`);
+    assert.ok(!headerText.includes(value), `${name} leaked in response headers ${label}`);
+    assert.ok(!r.text.includes(value), `${name} leaked in response body ${label}`);
+  }
+}
+
+export function percentile(sorted, p) {
+  if (sorted.length === 0) return NaN;
+  const idx = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[idx];
+}

@@ -374,6 +374,50 @@ describe("brokered calls to the echo origin", () => {
     assert.equal(lastEchoHit().body, exact);
   });
 
+  test("a chunked body (no Content-Length) above the limit never reaches the origin in full", async () => {
+    // The contract names Content-Length; without one the limit must still hold,
+    // or any client bypasses it with Transfer-Encoding: chunked.
+    const before = h.echo.hits.length;
+    const r = await new Promise((resolve, reject) => {
+      const req = http.request(
+        {
+          host: h.url.hostname,
+          port: h.url.port,
+          method: "POST",
+          path: "/t/echo/items/chunked",
+          agent: false,
+          headers: {
+            authorization: `Bearer ${admin.token}`,
+            "content-type": "text/plain",
+            "transfer-encoding": "chunked",
+            connection: "close",
+          },
+        },
+        (res) => {
+          let text = "";
+          res.setEncoding("utf8");
+          res.on("data", (d) => (text += d));
+          res.on("end", () => {
+            let json;
+            try {
+              json = JSON.parse(text);
+            } catch {}
+            resolve({ status: res.statusCode, headers: res.headers, text, json });
+          });
+        },
+      );
+      req.on("error", reject);
+      for (let i = 0; i < 10; i++) req.write("z".repeat(1000));
+      req.end();
+    });
+    const delivered = h.echo.hits.slice(before).map((x) => x.body.length);
+    assert.ok(
+      delivered.every((n) => n <= 4096),
+      `origin received ${JSON.stringify(delivered)} body bytes (limit 4096); sandbox got ${r.status}`,
+    );
+    assertError(r, 413, "body_too_large", "chunked 10000 bytes");
+  });
+
   test("a credential secret missing from the environment -> 500 misconfigured", async () => {
     const r = await h.expectNoOriginHits(() =>
       h.call("unbound", "/hello", { token: admin.token }),

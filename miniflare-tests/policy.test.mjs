@@ -4,7 +4,7 @@
 
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { assertError, signingKey, startAirlock, testPolicy } from "./helpers.mjs";
+import { assertError, signingKey, startAirlock } from "./helpers.mjs";
 
 let h;
 let validPolicy;

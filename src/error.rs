@@ -31,7 +31,9 @@ pub enum Error {
     /// A malformed control-plane or tool request. The message is built by
     /// Airlock from the request's own fields and is safe to return.
     InvalidRequest(String),
-    BodyTooLarge { limit: u64, declared: u64 },
+    /// `declared` is the Content-Length, or `None` when the body was cut
+    /// off while streaming.
+    BodyTooLarge { limit: u64, declared: Option<u64> },
     NotFound,
     MethodNotAllowed,
     UpstreamUnavailable { detail: String },
@@ -135,8 +137,11 @@ impl Error {
             ),
             Error::InvalidPath(e) => format!("path: {e:?}"),
             Error::InvalidRequest(msg) => msg.clone(),
-            Error::BodyTooLarge { limit, declared } => {
+            Error::BodyTooLarge { limit, declared: Some(declared) } => {
                 format!("declared {declared} bytes, limit {limit}")
+            }
+            Error::BodyTooLarge { limit, declared: None } => {
+                format!("streamed body passed the limit of {limit} bytes")
             }
             Error::NotFound => "no route".into(),
             Error::MethodNotAllowed => "method not allowed on route".into(),

@@ -48,6 +48,12 @@ pub struct Outbound {
     /// Byte strings that must never reach the sandbox: every injected value
     /// and its common encodings.
     pub redactions: Vec<Secret>,
+    /// The request body's declared length, already checked against the
+    /// policy; `None` when the sandbox sent no `Content-Length`, in which
+    /// case the edge must count the body while streaming it.
+    pub declared_length: Option<u64>,
+    /// The policy's request body cap.
+    pub body_limit: u64,
 }
 
 fn header_value_ok(v: &[u8]) -> bool {
@@ -218,7 +224,15 @@ pub fn inject(
         url.push('?');
         url.push_str(&query_parts.join("&"));
     }
-    Ok(Outbound { method: permit.method(), target: tool.origin.target.clone(), url, headers: out_headers, redactions })
+    Ok(Outbound {
+        method: permit.method(),
+        target: tool.origin.target.clone(),
+        url,
+        headers: out_headers,
+        redactions,
+        declared_length: None,
+        body_limit: u64::MAX,
+    })
 }
 
 #[cfg(test)]

@@ -55,18 +55,23 @@ pub fn prepare(
     // authorize
     let permit = authorize(policy, session, req.tool, req.method, path)?;
     audit.rule = Some(permit.rule().path.as_str().to_string());
-    if let Some(len) = header(req.headers, "content-length") {
-        let declared = len.trim().parse::<u64>().map_err(|_| Error::InvalidRequest("invalid Content-Length".into()))?;
-        let limit = policy.limits.max_request_body_bytes;
-        if declared > limit {
-            return Err(Error::BodyTooLarge { limit, declared });
+    let limit = policy.limits.max_request_body_bytes;
+    let declared_length = match header(req.headers, "content-length") {
+        Some(len) => {
+            let declared = len.trim().parse::<u64>().map_err(|_| Error::InvalidRequest("invalid Content-Length".into()))?;
+            if declared > limit {
+                return Err(Error::BodyTooLarge { limit, declared: Some(declared) });
+            }
+            Some(declared)
         }
-    }
+        None => None,
+    };
 
     // inject
     let credential = match &permit.tool().credential {
         Some(c) => Some(secret(&c.secret).ok_or_else(|| Error::Misconfigured(format!("secret {} is not set", c.secret)))?),
         None => None,
     };
-    inject(permit, req.headers, req.query, credential.as_ref())
+    let outbound = inject(permit, req.headers, req.query, credential.as_ref())?;
+    Ok(Outbound { declared_length, body_limit: limit, ..outbound })
 }

@@ -8,7 +8,7 @@
 //! Must never: return an `Err` to the runtime (its text would reach the
 //! client), panic on input, buffer a tool body, or log a secret.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -264,9 +264,19 @@ async fn forward(req: &Request, env: &Env, outbound: &Outbound, redactor: &Redac
     init.with_method(worker::Method::from(outbound.method.as_str().to_string()))
         .with_headers(headers)
         .with_redirect(RequestRedirect::Manual);
+    let overflow = Rc::new(Cell::new(false));
     if outbound.method.allows_body() {
         if let Some(body) = req.inner().body() {
-            init.with_body(Some(body.into()));
+            let body = match outbound.declared_length {
+                // The runtime holds a body to its declared length, and the
+                // length was checked against the policy: pass it through.
+                Some(_) => body.into(),
+                // No declared length (chunked): count while streaming and
+                // fail the upload at the limit, so a client cannot bypass
+                // the cap by omitting Content-Length.
+                None => capped(body, outbound.body_limit, overflow.clone()),
+            };
+            init.with_body(Some(body));
         }
     }
     let upstream_request = Request::new_with_init(&outbound.url, &init)
@@ -287,6 +297,7 @@ async fn forward(req: &Request, env: &Env, outbound: &Outbound, redactor: &Redac
     futures_util::pin_mut!(send);
     futures_util::pin_mut!(timeout);
     match select(send, timeout).await {
+        Either::Left(_) if overflow.get() => Err(Error::BodyTooLarge { limit: outbound.body_limit, declared: None }),
         Either::Left((Ok(response), _)) => Ok(response),
         Either::Left((Err(e), _)) => {
             // Runtime error text can quote the URL, and with it an injected
@@ -306,6 +317,22 @@ async fn forward(req: &Request, env: &Env, outbound: &Outbound, redactor: &Redac
             Err(Error::UpstreamTimeout { after_ms: timeout_ms })
         }
     }
+}
+
+/// Streams a request body through a byte counter that errors the upload
+/// once more than `limit` bytes have passed, and records that it did.
+fn capped(body: web_sys::ReadableStream, limit: u64, overflow: Rc<Cell<bool>>) -> wasm_bindgen::JsValue {
+    let mut seen: u64 = 0;
+    let counted = ByteStream::from(body).map(move |chunk| {
+        let chunk = chunk.map_err(|_| wasm_bindgen::JsValue::from_str("request body failed"))?;
+        seen = seen.saturating_add(chunk.len() as u64);
+        if seen > limit {
+            overflow.set(true);
+            return Err(wasm_bindgen::JsValue::from_str("request body larger than the policy allows"));
+        }
+        Ok(js_sys::Uint8Array::from(chunk.as_slice()).into())
+    });
+    wasm_streams::ReadableStream::from_stream(counted).into_raw().into()
 }
 
 /// Wraps the origin's body so every chunk passes through the redactor. An

@@ -4,6 +4,7 @@
 //! secrets or upstream text; [`Error::detail`] carries the facts for the
 //! audit record only. Codes are stable: clients and alerting match on them.
 
+use crate::egress::HostError;
 use crate::path::PathError;
 use crate::policy::Level;
 use crate::token::TokenError;
@@ -34,6 +35,15 @@ pub enum Error {
     /// `declared` is the Content-Length, or `None` when the body was cut
     /// off while streaming.
     BodyTooLarge { limit: u64, declared: Option<u64> },
+    /// A malformed egress host.
+    InvalidHost { why: HostError },
+    /// A destination that is never reachable, whatever the policy says.
+    HostForbidden { host: String, why: HostError },
+    /// No egress for this session, or the host is not on the allowlist. One
+    /// wire body for both.
+    EgressNotAllowed { host: String },
+    UrlTooLong { len: usize },
+    HeadersTooLarge { size: usize },
     NotFound,
     MethodNotAllowed,
     UpstreamUnavailable { detail: String },
@@ -56,6 +66,11 @@ impl Error {
             Error::InvalidPath(_) => "invalid_path",
             Error::InvalidRequest(_) => "invalid_request",
             Error::BodyTooLarge { .. } => "body_too_large",
+            Error::InvalidHost { .. } => "invalid_host",
+            Error::HostForbidden { .. } => "host_forbidden",
+            Error::EgressNotAllowed { .. } => "egress_not_allowed",
+            Error::UrlTooLong { .. } => "url_too_long",
+            Error::HeadersTooLarge { .. } => "headers_too_large",
             Error::NotFound => "not_found",
             Error::MethodNotAllowed => "method_not_allowed",
             Error::UpstreamUnavailable { .. } => "upstream_unavailable",
@@ -71,9 +86,13 @@ impl Error {
             Error::InvalidSession(_) | Error::AdminKeyInvalid => 401,
             Error::ToolNotAllowed { .. }
             | Error::RouteNotAllowed { .. }
-            | Error::LevelInsufficient { .. } => 403,
-            Error::InvalidPath(_) | Error::InvalidRequest(_) => 400,
+            | Error::LevelInsufficient { .. }
+            | Error::HostForbidden { .. }
+            | Error::EgressNotAllowed { .. } => 403,
+            Error::InvalidPath(_) | Error::InvalidRequest(_) | Error::InvalidHost { .. } => 400,
             Error::BodyTooLarge { .. } => 413,
+            Error::UrlTooLong { .. } => 414,
+            Error::HeadersTooLarge { .. } => 431,
             Error::NotFound => 404,
             Error::MethodNotAllowed => 405,
             Error::UpstreamUnavailable { .. } => 502,
@@ -108,6 +127,11 @@ impl Error {
             Error::BodyTooLarge { limit, .. } => {
                 format!("request body larger than {limit} bytes")
             }
+            Error::InvalidHost { .. } => "malformed host".into(),
+            Error::HostForbidden { .. } => "this destination is never reachable through Airlock".into(),
+            Error::EgressNotAllowed { .. } => "egress to this host is not allowed for this session".into(),
+            Error::UrlTooLong { .. } => "request URL too long".into(),
+            Error::HeadersTooLarge { .. } => "request headers too large".into(),
             Error::NotFound => "no such route".into(),
             Error::MethodNotAllowed => "method not allowed on this route".into(),
             Error::UpstreamUnavailable { .. } => "the tool's origin could not be reached".into(),
@@ -143,6 +167,11 @@ impl Error {
             Error::BodyTooLarge { limit, declared: None } => {
                 format!("streamed body passed the limit of {limit} bytes")
             }
+            Error::InvalidHost { why } => format!("host: {why:?}"),
+            Error::HostForbidden { host, why } => format!("host {host:?} never reachable: {why:?}"),
+            Error::EgressNotAllowed { host } => format!("host {host:?} not allowed for egress (or session has no egress)"),
+            Error::UrlTooLong { len } => format!("URL of {len} bytes"),
+            Error::HeadersTooLarge { size } => format!("headers of {size} bytes"),
             Error::NotFound => "no route".into(),
             Error::MethodNotAllowed => "method not allowed on route".into(),
             Error::UpstreamUnavailable { detail } => detail.clone(),

@@ -12,6 +12,7 @@
 
 pub mod audit;
 pub mod authorize;
+pub mod egress;
 pub mod error;
 pub mod inject;
 pub mod path;

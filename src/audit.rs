@@ -28,12 +28,19 @@ pub struct AuditRecord {
     pub agent: Option<String>,
     pub user: Option<String>,
     pub tool: Option<String>,
+    /// Destination host of an egress request.
+    pub host: Option<String>,
     pub method: String,
     pub path: Option<String>,
     pub rule: Option<String>,
     pub decision: Decision,
     pub reason: &'static str,
     pub upstream_status: Option<u16>,
+    /// Body bytes sent to the sandbox, for streamed responses.
+    pub bytes_out: Option<u64>,
+    /// How a streamed response ended: `complete`, `upstream_error`,
+    /// `too_large`, `idle_timeout` or `cancelled`.
+    pub stream: Option<&'static str>,
     pub duration_ms: u64,
     pub detail: Option<String>,
 }
@@ -50,6 +57,7 @@ impl AuditRecord {
             agent: None,
             user: None,
             tool: None,
+            host: None,
             // Methods come from the platform; cap what is copied into a log.
             method: method.chars().take(16).collect(),
             path: None,
@@ -57,6 +65,8 @@ impl AuditRecord {
             decision: Decision::Error,
             reason: "internal",
             upstream_status: None,
+            bytes_out: None,
+            stream: None,
             duration_ms: 0,
             detail: None,
         }

@@ -93,7 +93,7 @@ mod tests {
         let claims = Claims {
             sid: "s".into(), agt: "a".into(), usr: "u".into(),
             scp: scope.iter().map(|(t, l)| (t.to_string(), *l)).collect(),
-            iat: 10, exp: 100, aud: "t".into(),
+            iat: 10, exp: 100, aud: "t".into(), egr: false,
         };
         verify(&sign(&claims, &ring), &ring, "t", 50).unwrap()
     }

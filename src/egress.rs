@@ -12,6 +12,7 @@
 //!   `example.com`, `evil-example.com` or `example.com.evil.io`.
 
 use crate::error::Error;
+use crate::token::VerifiedSession;
 
 /// Why a host was refused. Never shown to the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -219,6 +220,60 @@ pub struct EgressTarget {
     pub base: String,
 }
 
+/// Proof that a session may send an egress request to a destination. Only
+/// [`authorize`] builds one; credential-free forwarding takes it by value.
+#[derive(Debug)]
+pub struct EgressPermit {
+    session: VerifiedSession,
+    target: EgressTarget,
+}
+
+impl EgressPermit {
+    pub fn session(&self) -> &VerifiedSession {
+        &self.session
+    }
+    pub fn target(&self) -> &EgressTarget {
+        &self.target
+    }
+}
+
+/// Authorizes an egress request: never-reachable classes first (whatever
+/// the session), then the session's egress right and the allowlist, which
+/// fail identically so a sandbox cannot probe the list without the right.
+pub fn authorize(rules: &[EgressRule], session: VerifiedSession, dest: &Destination, own_host: Option<&str>) -> Result<EgressPermit, Error> {
+    check_reachable(&dest.host, own_host).map_err(|e| e.into_error(&dest.host))?;
+    if !session.egress() {
+        return Err(Error::EgressNotAllowed { host: dest.host.clone() });
+    }
+    let target = decide(rules, dest, own_host)?;
+    Ok(EgressPermit { session, target })
+}
+
+/// Rewrites a redirect's `Location` (absolute or relative to `request_url`)
+/// to the egress route when its target is allowed; `None` removes it.
+pub fn rewrite_location(location: &str, request_url: &str, rules: &[EgressRule], own_host: Option<&str>) -> Option<String> {
+    let target = url::Url::parse(request_url).ok()?.join(location).ok()?;
+    let host = target.host_str()?;
+    let authority = match target.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_string(),
+    };
+    let dest = parse_authority(&authority).ok()?;
+    let allowed = decide(rules, &dest, own_host).ok()?;
+    // The route re-derives the scheme from the rule: only rewrite when the
+    // redirect asks for exactly that scheme.
+    if !allowed.base.starts_with(&format!("{}://", target.scheme())) || !target.username().is_empty() || target.password().is_some() {
+        return None;
+    }
+    let path = crate::path::normalize(target.path()).ok()?;
+    let mut out = format!("/e/{authority}{}", path.encoded());
+    if let Some(q) = target.query() {
+        out.push('?');
+        out.push_str(q);
+    }
+    Some(out)
+}
+
 /// Decides an egress destination: the never-reachable classes first, then
 /// the allowlist (host, then scheme and port).
 pub fn decide(rules: &[EgressRule], dest: &Destination, own_host: Option<&str>) -> Result<EgressTarget, Error> {
@@ -383,6 +438,31 @@ mod tests {
                 (Err(e), Err(code)) => assert_eq!(e.code(), *code, "{raw}"),
                 (got, want) => panic!("{raw}: got {got:?}, want {want:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn redirect_locations() {
+        let own = Some("airlock.example.workers.dev");
+        let from = "https://pypi.org/simple/requests/";
+        let table: &[(&str, Option<&str>)] = &[
+            ("https://files.pythonhosted.org/packages/a/b.whl#sha256=x", Some("/e/files.pythonhosted.org/packages/a/b.whl")),
+            ("/simple/requests", Some("/e/pypi.org/simple/requests")),
+            ("../other/?q=1", Some("/e/pypi.org/simple/other/?q=1")),
+            ("http://mirror.example.com:8080/x", Some("/e/mirror.example.com:8080/x")),
+            ("https://mirror.example.com:8080/x", None),
+            ("http://pypi.org/x", None),
+            ("https://evil.example.net/x", None),
+            ("https://169.254.169.254/latest/meta-data", None),
+            ("https://[::1]/x", None),
+            ("https://localhost/x", None),
+            ("https://user:pw@pypi.org/x", None),
+            ("https://airlock.example.workers.dev/v1/sessions", None),
+            ("javascript:alert(1)", None),
+            ("https://pypi.org/a%2fb", None),
+        ];
+        for (loc, want) in table {
+            assert_eq!(rewrite_location(loc, from, &rules(), own).as_deref(), *want, "{loc}");
         }
     }
 

@@ -48,6 +48,8 @@ pub enum Error {
     MethodNotAllowed,
     UpstreamUnavailable { detail: String },
     UpstreamTimeout { after_ms: u64 },
+    /// The origin answered 5xx; its body is not passed on.
+    UpstreamError { status: u16, retry_after: Option<String> },
     PolicyInvalid(String),
     /// A secret, binding or signing key the request needs is missing or unusable.
     Misconfigured(String),
@@ -75,6 +77,7 @@ impl Error {
             Error::MethodNotAllowed => "method_not_allowed",
             Error::UpstreamUnavailable { .. } => "upstream_unavailable",
             Error::UpstreamTimeout { .. } => "upstream_timeout",
+            Error::UpstreamError { .. } => "upstream_error",
             Error::PolicyInvalid(_) => "policy_invalid",
             Error::Misconfigured(_) => "misconfigured",
             Error::Internal(_) => "internal",
@@ -95,7 +98,7 @@ impl Error {
             Error::HeadersTooLarge { .. } => 431,
             Error::NotFound => 404,
             Error::MethodNotAllowed => 405,
-            Error::UpstreamUnavailable { .. } => 502,
+            Error::UpstreamUnavailable { .. } | Error::UpstreamError { .. } => 502,
             Error::UpstreamTimeout { .. } => 504,
             Error::PolicyInvalid(_) | Error::Misconfigured(_) | Error::Internal(_) => 500,
         }
@@ -103,7 +106,9 @@ impl Error {
 
     pub fn source(&self) -> Source {
         match self {
-            Error::UpstreamUnavailable { .. } | Error::UpstreamTimeout { .. } => Source::Upstream,
+            Error::UpstreamUnavailable { .. } | Error::UpstreamTimeout { .. } | Error::UpstreamError { .. } => {
+                Source::Upstream
+            }
             Error::PolicyInvalid(_) | Error::Misconfigured(_) | Error::Internal(_) => {
                 Source::Internal
             }
@@ -136,6 +141,7 @@ impl Error {
             Error::MethodNotAllowed => "method not allowed on this route".into(),
             Error::UpstreamUnavailable { .. } => "the tool's origin could not be reached".into(),
             Error::UpstreamTimeout { .. } => "the tool's origin did not answer in time".into(),
+            Error::UpstreamError { .. } => "the tool's origin answered with a server error".into(),
             Error::PolicyInvalid(_) => {
                 "Airlock's policy is invalid; every request is refused until it is fixed".into()
             }
@@ -176,6 +182,7 @@ impl Error {
             Error::MethodNotAllowed => "method not allowed on route".into(),
             Error::UpstreamUnavailable { detail } => detail.clone(),
             Error::UpstreamTimeout { after_ms } => format!("no response after {after_ms} ms"),
+            Error::UpstreamError { status, .. } => format!("origin answered {status}"),
             Error::PolicyInvalid(msg) => msg.clone(),
             Error::Misconfigured(msg) => msg.clone(),
             Error::Internal(msg) => msg.clone(),

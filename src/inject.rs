@@ -17,6 +17,8 @@ use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_S
 use base64::Engine;
 
 use crate::authorize::Permit;
+use crate::egress::EgressPermit;
+use crate::path::NormalizedPath;
 use crate::error::Error;
 use crate::policy::{header_is_forbidden, Method, Placement, Target};
 use crate::secret::Secret;
@@ -123,6 +125,52 @@ pub fn encodings_of(secret: &[u8]) -> Vec<Vec<u8>> {
     out
 }
 
+/// The sandbox's request headers that may be forwarded: the built-in
+/// allowlist plus `extra`, minus anything forbidden and minus every header
+/// the sandbox named in `Connection` (hop-by-hop by its own declaration).
+pub fn forwardable_headers(headers: &[(String, String)], extra: &[String]) -> Vec<(String, String)> {
+    let hop_by_hop: Vec<String> = headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("connection"))
+        .flat_map(|(_, v)| v.split(',').map(|t| t.trim().to_ascii_lowercase()))
+        .collect();
+    let mut out = Vec::new();
+    for (name, value) in headers {
+        let lower = name.to_ascii_lowercase();
+        // The allowlist decides; the forbidden check is a second wall in
+        // case a future allowlist entry overlaps a dangerous header.
+        let allowed = FORWARDED_HEADERS.contains(&lower.as_str()) || extra.contains(&lower);
+        if allowed && !header_is_forbidden(&lower) && !hop_by_hop.contains(&lower) {
+            out.push((lower, value.clone()));
+        }
+    }
+    out
+}
+
+/// Builds the credential-free request of an allowed egress call.
+pub fn egress_outbound(
+    permit: EgressPermit,
+    method: Method,
+    path: &NormalizedPath,
+    headers: &[(String, String)],
+    query: Option<&str>,
+) -> Outbound {
+    let mut url = format!("{}{}", permit.target().base, path.encoded());
+    if let Some(q) = query.filter(|q| !q.is_empty()) {
+        url.push('?');
+        url.push_str(q);
+    }
+    Outbound {
+        method,
+        target: Target::Public,
+        url,
+        headers: forwardable_headers(headers, &[]),
+        redactions: Vec::new(),
+        declared_length: None,
+        body_limit: u64::MAX,
+    }
+}
+
 /// Builds the outbound request for a permitted call.
 ///
 /// `headers` are the sandbox's request headers (any case); `query` the raw
@@ -135,16 +183,7 @@ pub fn inject(
     credential: Option<&Secret>,
 ) -> Result<Outbound, Error> {
     let tool = permit.tool();
-    let mut out_headers: Vec<(String, String)> = Vec::new();
-    for (name, value) in headers {
-        let lower = name.to_ascii_lowercase();
-        // The allowlist decides; the forbidden check is a second wall in
-        // case a future allowlist entry overlaps a dangerous header.
-        let allowed = FORWARDED_HEADERS.contains(&lower.as_str()) || tool.forward_headers.contains(&lower);
-        if allowed && !header_is_forbidden(&lower) {
-            out_headers.push((lower, value.clone()));
-        }
-    }
+    let mut out_headers = forwardable_headers(headers, &tool.forward_headers);
 
     let mut query_parts: Vec<String> = query
         .filter(|q| !q.is_empty())
@@ -248,7 +287,7 @@ mod tests {
             r#"{{ "version": 1, "audience": "t", "tools": {{ "api": {{
                 "origin": "https://api.example.com/base",
                 "credential": {credential},
-                "forward_headers": ["x-extra"],
+                "forward_headers": ["x-extra", "x-hop"],
                 "rules": [ {{ "methods": ["GET","HEAD","POST","PUT","PATCH","DELETE","OPTIONS"], "path": "/**", "level": "read" }} ]
             }} }} }}"#
         ))
@@ -260,7 +299,7 @@ mod tests {
         let claims = Claims {
             sid: "s".into(), agt: "a".into(), usr: "u".into(),
             scp: [("api".to_string(), Level::Read)].into_iter().collect(),
-            iat: 10, exp: 100, aud: "t".into(),
+            iat: 10, exp: 100, aud: "t".into(), egr: false,
         };
         let session = verify(&sign(&claims, &ring), &ring, "t", 50).unwrap();
         authorize(p, session, "api", method, normalize(path).unwrap()).unwrap()
@@ -284,6 +323,8 @@ mod tests {
             ("Accept", "application/json"),
             ("Content-Type", "text/plain"),
             ("X-Extra", "kept"),
+            ("X-Hop", "listed in Connection"),
+            ("Connection", "x-hop, keep-alive"),
             ("X-Unlisted", "dropped"),
         ]
         .iter()

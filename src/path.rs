@@ -21,6 +21,9 @@ pub enum PathError {
     BadPercentEncoding,
     DoubleEncoding,
     InvalidUtf8,
+    /// `;` parameters in a tool that does not allow them: origins disagree
+    /// on whether `/a;x/b` is the segment `a` or `a;x`.
+    PathParameter,
 }
 
 /// Longest path accepted, encoded.
@@ -36,6 +39,11 @@ pub struct NormalizedPath {
 impl NormalizedPath {
     pub fn segments(&self) -> &[String] {
         &self.segments
+    }
+
+    /// Whether any segment carries a `;` parameter.
+    pub fn has_params(&self) -> bool {
+        self.segments.iter().any(|s| s.contains(';'))
     }
 
     pub fn has_trailing_slash(&self) -> bool {

@@ -9,11 +9,40 @@
 use crate::audit::AuditRecord;
 use crate::authorize::authorize;
 use crate::error::Error;
-use crate::inject::{inject, Outbound};
-use crate::path;
-use crate::policy::Policy;
+use crate::egress;
+use crate::inject::{self, inject, Outbound};
+use crate::path::{self, PathError};
+use crate::policy::{Method, Policy};
 use crate::secret::Secret;
-use crate::token::{self, bearer, KeyRing, TokenError};
+use crate::token::{self, bearer, KeyRing, TokenError, VerifiedSession};
+
+/// Longest request URL accepted.
+pub const MAX_URL_LEN: usize = 8192;
+/// Largest total size of request header names and values accepted.
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+/// Refuses oversized requests before any other work is done on them.
+pub fn check_sizes(url: &str, headers: &[(String, String)]) -> Result<(), Error> {
+    if url.len() > MAX_URL_LEN {
+        return Err(Error::UrlTooLong { len: url.len() });
+    }
+    let size: usize = headers.iter().map(|(n, v)| n.len() + v.len()).sum();
+    if size > MAX_HEADER_BYTES {
+        return Err(Error::HeadersTooLarge { size });
+    }
+    Ok(())
+}
+
+/// An egress request as plain data.
+pub struct EgressRequest<'a> {
+    /// The raw `{host}` or `{host}:{port}` segment.
+    pub authority: &'a str,
+    /// Raw path after the authority, still percent-encoded.
+    pub rest: &'a str,
+    pub method: &'a str,
+    pub query: Option<&'a str>,
+    pub headers: &'a [(String, String)],
+}
 
 /// A tool request as plain data.
 pub struct ToolRequest<'a> {
@@ -24,6 +53,18 @@ pub struct ToolRequest<'a> {
     /// Raw query string, without `?`.
     pub query: Option<&'a str>,
     pub headers: &'a [(String, String)],
+}
+
+/// The declared body length, refused above `limit`.
+fn declared_length(headers: &[(String, String)], limit: u64) -> Result<Option<u64>, Error> {
+    let Some(len) = header(headers, "content-length") else {
+        return Ok(None);
+    };
+    let declared = len.trim().parse::<u64>().map_err(|_| Error::InvalidRequest("invalid Content-Length".into()))?;
+    if declared > limit {
+        return Err(Error::BodyTooLarge { limit, declared: Some(declared) });
+    }
+    Ok(Some(declared))
 }
 
 fn header<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
@@ -46,26 +87,16 @@ pub fn prepare(
     audit.path = Some(path.encoded());
 
     // authenticate
-    let presented = bearer(header(req.headers, "authorization")).ok_or(Error::InvalidSession(TokenError::Missing))?;
-    let session = token::verify(presented, keys, &policy.audience, now).map_err(Error::InvalidSession)?;
-    audit.session_id = Some(session.claims().sid.clone());
-    audit.agent = Some(session.claims().agt.clone());
-    audit.user = Some(session.claims().usr.clone());
+    let session = authenticate(policy, keys, req.headers, now, audit)?;
 
     // authorize
     let permit = authorize(policy, session, req.tool, req.method, path)?;
     audit.rule = Some(permit.rule().path.as_str().to_string());
+    if permit.path().has_params() && !permit.tool().allow_path_params {
+        return Err(Error::InvalidPath(PathError::PathParameter));
+    }
     let limit = policy.limits.max_request_body_bytes;
-    let declared_length = match header(req.headers, "content-length") {
-        Some(len) => {
-            let declared = len.trim().parse::<u64>().map_err(|_| Error::InvalidRequest("invalid Content-Length".into()))?;
-            if declared > limit {
-                return Err(Error::BodyTooLarge { limit, declared: Some(declared) });
-            }
-            Some(declared)
-        }
-        None => None,
-    };
+    let declared_length = declared_length(req.headers, limit)?;
 
     // inject
     let credential = match &permit.tool().credential {
@@ -74,4 +105,46 @@ pub fn prepare(
     };
     let outbound = inject(permit, req.headers, req.query, credential.as_ref())?;
     Ok(Outbound { declared_length, body_limit: limit, ..outbound })
+}
+
+/// The deciding phases of an egress request. `own_host` is the worker's own
+/// hostname, which is never a destination.
+pub fn prepare_egress(
+    policy: &Policy,
+    keys: &KeyRing,
+    req: &EgressRequest<'_>,
+    now: u64,
+    audit: &mut AuditRecord,
+    own_host: Option<&str>,
+) -> Result<Outbound, Error> {
+    // parse
+    let dest = egress::parse_authority(req.authority).map_err(|e| e.into_error(req.authority))?;
+    audit.host = Some(dest.host.clone());
+    let path = path::normalize(req.rest).map_err(Error::InvalidPath)?;
+    if path.has_params() {
+        return Err(Error::InvalidPath(PathError::PathParameter));
+    }
+    audit.path = Some(path.encoded());
+
+    // authenticate
+    let session = authenticate(policy, keys, req.headers, now, audit)?;
+
+    // authorize
+    let method = Method::parse(req.method).ok_or_else(|| Error::RouteNotAllowed { tool: "egress".into(), method: req.method.to_string() })?;
+    let permit = egress::authorize(&policy.egress, session, &dest, own_host)?;
+    let limit = policy.limits.max_request_body_bytes;
+    let declared_length = declared_length(req.headers, limit)?;
+
+    // inject (nothing: egress is credential-free)
+    let outbound = inject::egress_outbound(permit, method, &path, req.headers, req.query);
+    Ok(Outbound { declared_length, body_limit: limit, ..outbound })
+}
+
+fn authenticate(policy: &Policy, keys: &KeyRing, headers: &[(String, String)], now: u64, audit: &mut AuditRecord) -> Result<VerifiedSession, Error> {
+    let presented = bearer(header(headers, "authorization")).ok_or(Error::InvalidSession(TokenError::Missing))?;
+    let session = token::verify(presented, keys, &policy.audience, now).map_err(Error::InvalidSession)?;
+    audit.session_id = Some(session.claims().sid.clone());
+    audit.agent = Some(session.claims().agt.clone());
+    audit.user = Some(session.claims().usr.clone());
+    Ok(session)
 }

@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::egress::{EgressRule, HostPattern};
+
 /// Access levels, ordered: `read < write < admin`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -208,6 +210,8 @@ pub struct Tool {
     pub credential: Option<Credential>,
     /// Extra request headers forwarded on top of the built-in allowlist (lower-case).
     pub forward_headers: Vec<String>,
+    /// Whether `;` path parameters may appear in request paths.
+    pub allow_path_params: bool,
     pub rules: Vec<Rule>,
 }
 
@@ -216,6 +220,8 @@ pub struct Limits {
     pub max_session_ttl_seconds: u64,
     pub max_request_body_bytes: u64,
     pub upstream_timeout_ms: u64,
+    pub max_response_body_bytes: u64,
+    pub upstream_idle_timeout_ms: u64,
 }
 
 impl Default for Limits {
@@ -224,6 +230,8 @@ impl Default for Limits {
             max_session_ttl_seconds: 3600,
             max_request_body_bytes: 10 * 1024 * 1024,
             upstream_timeout_ms: 30_000,
+            max_response_body_bytes: 1024 * 1024 * 1024,
+            upstream_idle_timeout_ms: 30_000,
         }
     }
 }
@@ -233,6 +241,8 @@ pub struct Policy {
     pub audience: String,
     pub limits: Limits,
     tools: BTreeMap<String, Tool>,
+    /// Hosts reachable through `/e/` without credentials; empty means none.
+    pub egress: Vec<EgressRule>,
 }
 
 impl Policy {
@@ -286,6 +296,31 @@ struct RawPolicy {
     #[serde(default)]
     limits: RawLimits,
     tools: BTreeMap<String, RawTool>,
+    #[serde(default)]
+    egress: Option<RawEgress>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEgress {
+    hosts: Vec<RawEgressHost>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawEgressHost {
+    Name(String),
+    Entry(RawEgressEntry),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEgressEntry {
+    host: String,
+    #[serde(default)]
+    http: bool,
+    #[serde(default)]
+    ports: Vec<u16>,
 }
 
 #[derive(Deserialize, Default)]
@@ -294,6 +329,8 @@ struct RawLimits {
     max_session_ttl_seconds: Option<u64>,
     max_request_body_bytes: Option<u64>,
     upstream_timeout_ms: Option<u64>,
+    max_response_body_bytes: Option<u64>,
+    upstream_idle_timeout_ms: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -306,6 +343,8 @@ struct RawTool {
     credential: Option<RawCredential>,
     #[serde(default)]
     forward_headers: Vec<String>,
+    #[serde(default)]
+    allow_path_params: bool,
     rules: Vec<RawRule>,
 }
 
@@ -390,7 +429,15 @@ impl RawPolicy {
             max_session_ttl_seconds: self.limits.max_session_ttl_seconds.unwrap_or(d.max_session_ttl_seconds),
             max_request_body_bytes: self.limits.max_request_body_bytes.unwrap_or(d.max_request_body_bytes),
             upstream_timeout_ms: self.limits.upstream_timeout_ms.unwrap_or(d.upstream_timeout_ms),
+            max_response_body_bytes: self.limits.max_response_body_bytes.unwrap_or(d.max_response_body_bytes),
+            upstream_idle_timeout_ms: self.limits.upstream_idle_timeout_ms.unwrap_or(d.upstream_idle_timeout_ms),
         };
+        if limits.max_response_body_bytes == 0 {
+            return Err(err("limits.max_response_body_bytes", "must be at least 1"));
+        }
+        if !(1_000..=300_000).contains(&limits.upstream_idle_timeout_ms) {
+            return Err(err("limits.upstream_idle_timeout_ms", "must be between 1000 and 300000"));
+        }
         if !(1..=86_400).contains(&limits.max_session_ttl_seconds) {
             return Err(err("limits.max_session_ttl_seconds", "must be between 1 and 86400"));
         }
@@ -409,7 +456,20 @@ impl RawPolicy {
             let tool = raw.validate(&name, &field)?;
             tools.insert(name, tool);
         }
-        Ok(Policy { audience: self.audience, limits, tools })
+        let mut egress = Vec::new();
+        for (i, entry) in self.egress.map(|e| e.hosts).unwrap_or_default().into_iter().enumerate() {
+            let field = format!("egress.hosts[{i}]");
+            let (host, http, ports) = match entry {
+                RawEgressHost::Name(h) => (h, false, Vec::new()),
+                RawEgressHost::Entry(e) => (e.host, e.http, e.ports),
+            };
+            let pattern = HostPattern::parse(&host).map_err(|m| err(&field, m))?;
+            if ports.contains(&0) {
+                return Err(err(format!("{field}.ports"), "ports are 1-65535"));
+            }
+            egress.push(EgressRule { pattern, http, ports });
+        }
+        Ok(Policy { audience: self.audience, limits, tools, egress })
     }
 }
 
@@ -468,7 +528,7 @@ impl RawTool {
             let path = PathPattern::parse(&r.path).map_err(|m| err(format!("{f}.path"), m))?;
             rules.push(Rule { methods, path, level: r.level });
         }
-        Ok(Tool { name: name.to_string(), origin, credential, forward_headers, rules })
+        Ok(Tool { name: name.to_string(), origin, credential, forward_headers, allow_path_params: self.allow_path_params, rules })
     }
 }
 
@@ -659,6 +719,15 @@ mod tests {
             ("ttl zero", with(&["limits", "max_session_ttl_seconds"], json!(0)), "limits.max_session_ttl_seconds"),
             ("unknown limit", with(&["limits", "max_rps"], json!(1)), "limits"),
             ("no tools", with(&["tools"], json!({})), "tools"),
+            ("egress IP literal", with(&["egress"], json!({"hosts": ["169.254.169.254"]})), "egress.hosts[0]"),
+            ("egress localhost", with(&["egress"], json!({"hosts": ["pypi.org", "localhost"]})), "egress.hosts[1]"),
+            ("egress wildcard apex", with(&["egress"], json!({"hosts": ["*"]})), "egress.hosts[0]"),
+            ("egress internal suffix", with(&["egress"], json!({"hosts": ["*.internal"]})), "egress.hosts[0]"),
+            ("egress unknown entry field", with(&["egress"], json!({"hosts": [{"host": "pypi.org", "scheme": "http"}]})), "egress.hosts[0]"),
+            ("egress port zero", with(&["egress"], json!({"hosts": [{"host": "pypi.org", "ports": [0]}]})), "egress.hosts[0].ports"),
+            ("egress unknown field", with(&["egress"], json!({"allow": []})), "egress"),
+            ("idle timeout", with(&["limits", "upstream_idle_timeout_ms"], json!(10)), "limits.upstream_idle_timeout_ms"),
+            ("response cap zero", with(&["limits", "max_response_body_bytes"], json!(0)), "limits.max_response_body_bytes"),
         ];
         for (what, json, field) in table {
             let e = Policy::parse(&json).expect_err(what);
@@ -667,6 +736,18 @@ mod tests {
                 assert!(e.to_string().starts_with(field), "{what}: {e}");
             }
         }
+    }
+
+    #[test]
+    fn egress_hosts() {
+        use serde_json::json;
+        let j = with(&["egress"], json!({"hosts": ["PyPI.org.", "*.pythonhosted.org", {"host": "mirror.example.com", "http": true, "ports": [8080]}]}));
+        let p = Policy::parse(&j).unwrap();
+        assert_eq!(p.egress.len(), 3);
+        assert_eq!(p.egress[0].pattern, HostPattern::Exact("pypi.org".into()));
+        assert_eq!(p.egress[1].pattern, HostPattern::Subdomain("pythonhosted.org".into()));
+        assert!(p.egress[2].http && p.egress[2].ports == vec![8080]);
+        assert!(Policy::parse(GOOD).unwrap().egress.is_empty(), "default is no egress");
     }
 
     #[test]

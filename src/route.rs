@@ -10,6 +10,8 @@ pub enum Route<'a> {
     Sessions,
     /// `/t/{tool}/{rest}`: `rest` starts with `/` and is still percent-encoded.
     Tool { tool: &'a str, rest: &'a str },
+    /// `/e/{host[:port]}/{rest}`: both still raw.
+    Egress { authority: &'a str, rest: &'a str },
     NotFound,
 }
 
@@ -20,17 +22,37 @@ pub fn route(path: &str) -> Route<'_> {
         "/v1/sessions" => return Route::Sessions,
         _ => {}
     }
-    let Some(after) = path.strip_prefix("/t/") else {
-        return Route::NotFound;
+    let (egress, after) = match (path.strip_prefix("/t/"), path.strip_prefix("/e/")) {
+        (Some(after), _) => (false, after),
+        (_, Some(after)) => (true, after),
+        _ => return Route::NotFound,
     };
-    let (tool, rest) = match after.find('/') {
+    let (first, rest) = match after.find('/') {
         Some(i) => (&after[..i], &after[i..]),
         None => (after, "/"),
     };
-    if tool.is_empty() {
+    if first.is_empty() {
         return Route::NotFound;
     }
-    Route::Tool { tool, rest }
+    if egress {
+        Route::Egress { authority: first, rest }
+    } else {
+        Route::Tool { tool: first, rest }
+    }
+}
+
+/// The host of an absolute URL (no port, no brackets handling needed for
+/// the worker's own name), lower-cased.
+pub fn url_host(url: &str) -> Option<String> {
+    let after_scheme = &url[url.find("://")? + 3..];
+    let authority = after_scheme.split(['/', '?', '#']).next()?;
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match (host.starts_with('['), host.find(']'), host.rsplit_once(':')) {
+        (true, Some(end), _) => &host[..=end],
+        (false, _, Some((h, _))) => h,
+        _ => host,
+    };
+    Some(host.trim_end_matches('.').to_ascii_lowercase())
 }
 
 /// Splits an absolute request URL as the platform gives it
@@ -52,6 +74,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn own_host() {
+        assert_eq!(url_host("https://Airlock.Example.workers.dev/t/x").as_deref(), Some("airlock.example.workers.dev"));
+        assert_eq!(url_host("http://127.0.0.1:8787/x").as_deref(), Some("127.0.0.1"));
+        assert_eq!(url_host("http://localhost:8787").as_deref(), Some("localhost"));
+        assert_eq!(url_host("http://[::1]:8787/x").as_deref(), Some("[::1]"));
+        assert_eq!(url_host("http://[::1]/x").as_deref(), Some("[::1]"));
+        assert_eq!(url_host("nonsense"), None);
+    }
+
+    #[test]
     fn splits_urls_without_decoding() {
         assert_eq!(split_url("https://a.b/t/x/y?q=1&r=%2F"), Some(("/t/x/y", Some("q=1&r=%2F"))));
         assert_eq!(split_url("http://127.0.0.1:8787/t/x/a%2fb"), Some(("/t/x/a%2fb", None)));
@@ -71,6 +103,9 @@ mod tests {
             ("/t/github", Route::Tool { tool: "github", rest: "/" }),
             ("/t/github/", Route::Tool { tool: "github", rest: "/" }),
             ("/t/gh/a%2fb", Route::Tool { tool: "gh", rest: "/a%2fb" }),
+            ("/e/pypi.org/simple/", Route::Egress { authority: "pypi.org", rest: "/simple/" }),
+            ("/e/pypi.org:8443", Route::Egress { authority: "pypi.org:8443", rest: "/" }),
+            ("/e/", Route::NotFound),
             ("/t/", Route::NotFound),
             ("/t//x", Route::NotFound),
             ("/", Route::NotFound),

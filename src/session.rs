@@ -49,8 +49,12 @@ pub fn check_admin(authorization: Option<&str>, admin_key: &Secret) -> Result<()
 pub struct MintRequest {
     pub agent: String,
     pub user: String,
+    #[serde(default)]
     pub tools: BTreeMap<String, Level>,
     pub ttl_seconds: u64,
+    /// Whether the session may use the credential-free egress route.
+    #[serde(default)]
+    pub egress: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -88,8 +92,11 @@ pub fn mint(body: &[u8], policy: &Policy, ring: &KeyRing, now: u64, session_id: 
     })?;
     check_name("agent", &req.agent)?;
     check_name("user", &req.user)?;
-    if req.tools.is_empty() || req.tools.len() > MAX_TOOLS {
-        return Err(Error::InvalidRequest(format!("tools must name 1-{MAX_TOOLS} tools")));
+    if (req.tools.is_empty() && !req.egress) || req.tools.len() > MAX_TOOLS {
+        return Err(Error::InvalidRequest(format!("tools must name 1-{MAX_TOOLS} tools (or the session must ask for egress)")));
+    }
+    if req.egress && policy.egress.is_empty() {
+        return Err(Error::InvalidRequest("egress requested but the policy allows no egress hosts".into()));
     }
     if let Some(unknown) = req.tools.keys().find(|t| policy.tool(t).is_none()) {
         return Err(Error::InvalidRequest(format!("tool {unknown:?} is not declared in the policy")));
@@ -108,6 +115,7 @@ pub fn mint(body: &[u8], policy: &Policy, ring: &KeyRing, now: u64, session_id: 
         iat: now,
         exp,
         aud: policy.audience.clone(),
+        egr: req.egress,
     };
     Ok(Minted { token: sign(&claims, ring), session_id: sid, expires_at: exp, agent: req.agent, user: req.user })
 }
@@ -144,6 +152,20 @@ mod tests {
         assert_eq!(s.claims().sid, m.session_id);
         assert_eq!(s.claims().agt, "coder");
         assert_eq!(s.level_for("gh"), Some(Level::Read));
+        assert!(!s.egress());
+    }
+
+    #[test]
+    fn egress_sessions_need_an_egress_policy() {
+        let ring = KeyRing::parse(RING).unwrap();
+        let body = br#"{"agent":"a","user":"u","egress":true,"ttl_seconds":60}"#;
+        let none = Policy::parse(POLICY).unwrap();
+        assert_eq!(mint(body, &none, &ring, 0, [0; 16]).unwrap_err().code(), "invalid_request");
+        let with = Policy::parse(&POLICY.replace(r#""tools":"#, r#""egress": {"hosts": ["pypi.org"]}, "tools":"#)).unwrap();
+        let m = mint(body, &with, &ring, 0, [0; 16]).unwrap();
+        let s = verify(&m.token, &ring, "aud", 1).unwrap();
+        assert!(s.egress());
+        assert_eq!(s.level_for("gh"), None);
     }
 
     #[test]

@@ -67,6 +67,10 @@ pub struct Claims {
     /// Audience: the policy's `audience`, so a token minted for one
     /// deployment is refused by another that shares a key by mistake.
     pub aud: String,
+    /// Whether the session may use the credential-free egress route.
+    /// Omitted when false, so tokens without egress keep their old shape.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub egr: bool,
 }
 
 /// A token whose MAC and claims checked out. Only [`verify`] builds one.
@@ -83,6 +87,11 @@ impl VerifiedSession {
 
     pub fn kid(&self) -> &str {
         &self.kid
+    }
+
+    /// Whether this session may use the egress route.
+    pub fn egress(&self) -> bool {
+        self.claims.egr
     }
 
     /// The level this session holds for `tool`, if the tool is in scope.
@@ -292,6 +301,7 @@ mod tests {
             iat: 1_700_000_000,
             exp: 1_700_000_600,
             aud: "airlock-test".into(),
+            egr: false,
         }
     }
 

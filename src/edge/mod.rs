@@ -20,12 +20,13 @@ use worker::{
 };
 
 use crate::audit::AuditRecord;
+use crate::egress;
 use crate::error::Error;
 use crate::inject::Outbound;
-use crate::pipeline::{self, ToolRequest};
-use crate::policy::{Policy, Target};
-use crate::redact::{filter_response_headers, Redactor};
-use crate::route::{route, split_url, Route};
+use crate::pipeline::{self, EgressRequest, ToolRequest};
+use crate::policy::{Limits, Policy, Target};
+use crate::redact::{filter_response_headers, tool_location, Redactor};
+use crate::route::{route, split_url, url_host, Route};
 use crate::secret::Secret;
 use crate::session;
 use crate::token::KeyRing;
@@ -34,6 +35,7 @@ const POLICY_VAR: &str = "AIRLOCK_POLICY";
 const ADMIN_KEY_SECRET: &str = "AIRLOCK_ADMIN_KEY";
 const SIGNING_KEYS_SECRET: &str = "AIRLOCK_SIGNING_KEYS";
 const REQUEST_ID_HEADER: &str = "x-airlock-request-id";
+const UPSTREAM_STATUS_HEADER: &str = "x-airlock-upstream-status";
 
 type Cached<T> = RefCell<Option<(String, Rc<Result<T, Error>>)>>;
 
@@ -106,8 +108,41 @@ fn json_response(status: u16, body: String) -> Response {
 }
 
 fn error_response(error: &Error) -> Response {
-    json_response(error.status(), error.wire_body())
+    let response = json_response(error.status(), error.wire_body());
+    if let Error::UpstreamError { status, retry_after } = error {
+        let _ = response.headers().set(UPSTREAM_STATUS_HEADER, &status.to_string());
+        if let Some(value) = retry_after {
+            let _ = response.headers().set("retry-after", value);
+        }
+    }
+    response
 }
+
+/// The request's audit record, written exactly once: when the last holder
+/// lets go of it. That is the end of `fetch` for a plain answer, and the
+/// end of the body stream (complete, failed, cut off or cancelled) for a
+/// streamed one.
+struct AuditSlot {
+    record: Option<AuditRecord>,
+    started: u64,
+    bytes_out: u64,
+    stream: Option<&'static str>,
+}
+
+impl Drop for AuditSlot {
+    fn drop(&mut self) {
+        if let Some(mut record) = self.record.take() {
+            if self.stream.is_some() {
+                record.bytes_out = Some(self.bytes_out);
+                record.stream = self.stream;
+            }
+            record.finish(Date::now().as_millis(), self.started);
+            console_log!("{}", record.to_json());
+        }
+    }
+}
+
+type SharedAudit = Rc<RefCell<AuditSlot>>;
 
 #[event(fetch)]
 pub async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
@@ -117,10 +152,11 @@ pub async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Resp
         Ok(b) => (hex(&b), None),
         Err(e) => (format!("t{started}"), Some(e)),
     };
+    let slot: SharedAudit = Rc::new(RefCell::new(AuditSlot { record: None, started, bytes_out: 0, stream: None }));
     let mut audit = AuditRecord::new(request_id.clone(), &method, started);
     let result = match id_error {
         Some(e) => Err(e),
-        None => handle(req, &env, &mut audit, started).await,
+        None => handle(req, &env, &mut audit, &slot, started).await,
     };
     let mut response = match result {
         Ok(response) => response,
@@ -129,24 +165,27 @@ pub async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Resp
             error_response(&error)
         }
     };
-    audit.finish(Date::now().as_millis(), started);
-    console_log!("{}", audit.to_json());
     let _ = response.headers_mut().set(REQUEST_ID_HEADER, &request_id);
+    slot.borrow_mut().record = Some(audit);
+    // Dropping `slot` here writes the record unless a body stream holds it.
     Ok(response)
 }
 
 /// Parse, then dispatch by route.
-async fn handle(req: Request, env: &Env, audit: &mut AuditRecord, now_ms: u64) -> Result<Response, Error> {
+async fn handle(req: Request, env: &Env, audit: &mut AuditRecord, slot: &SharedAudit, now_ms: u64) -> Result<Response, Error> {
     // An invalid policy refuses every route, health included: nothing runs
     // on a configuration that was not fully understood.
     let policy = load_policy(env)?;
     let policy = policy.as_ref().as_ref().map_err(Clone::clone)?;
     let url = req.inner().url();
+    let headers: Vec<(String, String)> = req.headers().entries().collect();
+    pipeline::check_sizes(&url, &headers)?;
     let (raw_path, query) = split_url(&url).ok_or_else(|| Error::InvalidRequest("unparseable request URL".into()))?;
+    let method = req.inner().method();
     match route(raw_path) {
         Route::Health => {
             audit.route = "health";
-            if !matches!(req.inner().method().as_str(), "GET" | "HEAD") {
+            if !matches!(method.as_str(), "GET" | "HEAD") {
                 return Err(Error::MethodNotAllowed);
             }
             load_keys(env)?.as_ref().as_ref().map_err(Clone::clone)?;
@@ -159,7 +198,31 @@ async fn handle(req: Request, env: &Env, audit: &mut AuditRecord, now_ms: u64) -
         }
         Route::Tool { tool, rest } => {
             audit.route = "tool";
-            broker(req, env, policy, tool, rest, query, audit, now_ms / 1000).await
+            let keys = load_keys(env)?;
+            let keys = keys.as_ref().as_ref().map_err(Clone::clone)?;
+            let tool_request = ToolRequest { tool, rest, method: &method, query, headers: &headers };
+            let mut outbound = pipeline::prepare(policy, keys, &tool_request, now_ms / 1000, audit, |name| read_secret(env, name).ok())?;
+            let redactor = Redactor::new(std::mem::take(&mut outbound.redactions));
+            let Some(tool) = policy.tool(tool) else {
+                return Err(Error::Internal("permitted tool missing from policy".into()));
+            };
+            let upstream = forward(&req, env, &outbound, &redactor, policy.limits.upstream_timeout_ms).await?;
+            let rewrite = |location: &str| Some(tool_location(location, &outbound.url, tool));
+            respond(upstream, &outbound, redactor, tool.credential.is_some(), rewrite, &policy.limits, audit, slot)
+        }
+        Route::Egress { authority, rest } => {
+            audit.route = "egress";
+            let keys = load_keys(env)?;
+            let keys = keys.as_ref().as_ref().map_err(Clone::clone)?;
+            let own_host = url_host(&url);
+            let egress_request = EgressRequest { authority, rest, method: &method, query, headers: &headers };
+            let outbound = pipeline::prepare_egress(policy, keys, &egress_request, now_ms / 1000, audit, own_host.as_deref())?;
+            let redactor = Redactor::new(Vec::new());
+            let upstream = forward(&req, env, &outbound, &redactor, policy.limits.upstream_timeout_ms).await?;
+            // Egress answers never carry cookies back, and redirects are
+            // rewritten to the egress route or dropped.
+            let rewrite = |location: &str| egress::rewrite_location(location, &outbound.url, &policy.egress, own_host.as_deref());
+            respond(upstream, &outbound, redactor, true, rewrite, &policy.limits, audit, slot)
         }
         Route::NotFound => Err(Error::NotFound),
     }
@@ -204,51 +267,6 @@ async fn read_capped(req: &mut Request, cap: usize) -> Result<Vec<u8>, Error> {
         out.extend_from_slice(&chunk);
     }
     Ok(out)
-}
-
-/// The tool pipeline: the deciding phases (see [`pipeline::prepare`]), then
-/// forward and filter response.
-#[allow(clippy::too_many_arguments)]
-async fn broker(
-    req: Request,
-    env: &Env,
-    policy: &Policy,
-    tool: &str,
-    rest: &str,
-    query: Option<&str>,
-    audit: &mut AuditRecord,
-    now: u64,
-) -> Result<Response, Error> {
-    let keys = load_keys(env)?;
-    let keys = keys.as_ref().as_ref().map_err(Clone::clone)?;
-    let method = req.inner().method();
-    let headers: Vec<(String, String)> = req.headers().entries().collect();
-    let tool_request = ToolRequest { tool, rest, method: &method, query, headers: &headers };
-    let mut outbound = pipeline::prepare(policy, keys, &tool_request, now, audit, |name| read_secret(env, name).ok())?;
-    let credentialed = policy.tool(tool).is_some_and(|t| t.credential.is_some());
-    let redactor = Redactor::new(std::mem::take(&mut outbound.redactions));
-
-    // forward
-    let head_only = outbound.method.as_str() == "HEAD";
-    let mut upstream = forward(&req, env, &outbound, &redactor, policy.limits.upstream_timeout_ms).await?;
-
-    // filter response
-    let status = upstream.status_code();
-    let upstream_headers: Vec<(String, String)> = upstream.headers().entries().collect();
-    let filtered = filter_response_headers(&upstream_headers, &redactor, credentialed);
-    let headers = Headers::new();
-    for (name, value) in &filtered {
-        // A value the runtime refuses is dropped rather than failing the call.
-        let _ = headers.append(name, value);
-    }
-    let null_body = head_only || matches!(status, 101 | 204 | 205 | 304);
-    let response = match upstream.stream() {
-        Ok(body) if !null_body => Response::from_stream(redacting(body, redactor))
-            .map_err(|_| Error::Internal("building response stream".into()))?,
-        _ => Response::builder().empty(),
-    };
-    audit.allow(Some(status));
-    Ok(response.with_status(status).with_headers(headers))
 }
 
 /// Sends the outbound request, without following redirects, bounded by the
@@ -300,16 +318,16 @@ async fn forward(req: &Request, env: &Env, outbound: &Outbound, redactor: &Redac
         Either::Left(_) if overflow.get() => Err(Error::BodyTooLarge { limit: outbound.body_limit, declared: None }),
         Either::Left((Ok(response), _)) => Ok(response),
         Either::Left((Err(e), _)) => {
-            // Runtime error text can quote the URL, and with it an injected
-            // query credential: scrub before it reaches the audit record.
-            let text = e.to_string();
-            let text = text.split('?').next().unwrap_or_default();
-            let scrubbed = String::from_utf8_lossy(&redactor.redact(text.as_bytes())).chars().take(200).collect();
             if let Target::Service { binding } = &outbound.target {
                 if env.service(binding).is_err() {
                     return Err(Error::Misconfigured(format!("service binding {binding} is not bound")));
                 }
             }
+            // Runtime error text can quote the URL, and with it an injected
+            // query credential: cut at '?' and scrub before it is audited.
+            let text = e.to_string();
+            let text = text.split('?').next().unwrap_or_default();
+            let scrubbed = String::from_utf8_lossy(&redactor.redact(text.as_bytes())).chars().take(200).collect();
             Err(Error::UpstreamUnavailable { detail: scrubbed })
         }
         Either::Right(_) => {
@@ -317,6 +335,62 @@ async fn forward(req: &Request, env: &Env, outbound: &Outbound, redactor: &Redac
             Err(Error::UpstreamTimeout { after_ms: timeout_ms })
         }
     }
+}
+
+/// Filter response: status, headers, redirect and body of the origin's
+/// answer, as the sandbox may see them.
+#[allow(clippy::too_many_arguments)]
+fn respond(
+    mut upstream: Response,
+    outbound: &Outbound,
+    redactor: Redactor,
+    drop_cookies: bool,
+    rewrite_location: impl Fn(&str) -> Option<String>,
+    limits: &Limits,
+    audit: &mut AuditRecord,
+    slot: &SharedAudit,
+) -> Result<Response, Error> {
+    let status = upstream.status_code();
+    audit.upstream_status = Some(status);
+    if status >= 500 {
+        // The origin's own error body may describe its internals: the
+        // sandbox gets Airlock's error, the status and any Retry-After.
+        let retry_after = upstream
+            .headers()
+            .get("retry-after")
+            .ok()
+            .flatten()
+            .filter(|v| v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b" ,:-".contains(&b)));
+        return Err(Error::UpstreamError { status, retry_after });
+    }
+    let upstream_headers: Vec<(String, String)> = upstream.headers().entries().collect();
+    let mut filtered = filter_response_headers(&upstream_headers, &redactor, drop_cookies);
+    if (300..400).contains(&status) {
+        filtered = filtered
+            .into_iter()
+            .filter_map(|(name, value)| match name.as_str() {
+                "location" => rewrite_location(&value).map(|v| (name, v)),
+                _ => Some((name, value)),
+            })
+            .collect();
+    }
+    let headers = Headers::new();
+    for (name, value) in &filtered {
+        // A value the runtime refuses is dropped rather than failing the call.
+        let _ = headers.append(name, value);
+    }
+    let null_body = outbound.method.as_str() == "HEAD" || matches!(status, 101 | 204 | 205 | 304);
+    let response = match upstream.stream() {
+        Ok(body) if !null_body => {
+            slot.borrow_mut().stream = Some("complete");
+            let limits = BodyLimits { max_bytes: limits.max_response_body_bytes, idle_ms: limits.upstream_idle_timeout_ms };
+            Response::from_stream(filtered_body(body, redactor, limits, slot.clone()))
+                .map_err(|_| Error::Internal("building response stream".into()))?
+        }
+        _ => Response::builder().empty(),
+    };
+    audit.allow(Some(status));
+    Ok(response.with_status(status).with_headers(headers))
 }
 
 /// Streams a request body through a byte counter that errors the upload
@@ -335,34 +409,77 @@ fn capped(body: web_sys::ReadableStream, limit: u64, overflow: Rc<Cell<bool>>) -
     wasm_streams::ReadableStream::from_stream(counted).into_raw().into()
 }
 
-/// Wraps the origin's body so every chunk passes through the redactor. An
-/// upstream error mid-stream ends the sandbox's stream with an error
-/// (truncated, never silently completed).
-fn redacting(body: ByteStream, redactor: Redactor) -> impl futures_util::Stream<Item = worker::Result<Vec<u8>>> {
+#[derive(Clone, Copy)]
+struct BodyLimits {
+    max_bytes: u64,
+    idle_ms: u64,
+}
+
+/// The origin's body as the sandbox receives it: every chunk through the
+/// redactor, cut off with an error when the origin fails mid-stream, sends
+/// more than the cap, or goes quiet past the idle timeout. The stream holds
+/// the audit slot, so the record is written when the stream ends — however
+/// it ends, including the client going away.
+fn filtered_body(body: ByteStream, redactor: Redactor, limits: BodyLimits, slot: SharedAudit) -> impl futures_util::Stream<Item = worker::Result<Vec<u8>>> {
     struct State {
         body: ByteStream,
         redactor: Redactor,
+        limits: BodyLimits,
+        received: u64,
+        slot: SharedAudit,
         done: bool,
     }
-    stream::unfold(State { body, redactor, done: false }, |mut st| async move {
+    impl State {
+        fn end(&mut self, how: &'static str) {
+            self.done = true;
+            self.slot.borrow_mut().stream = Some(how);
+        }
+        fn sent(&mut self, out: &[u8]) {
+            self.slot.borrow_mut().bytes_out += out.len() as u64;
+        }
+        fn fail(mut self, how: &'static str) -> Option<(worker::Result<Vec<u8>>, State)> {
+            self.end(how);
+            Some((Err(worker::Error::RustError(format!("upstream body: {how}"))), self))
+        }
+    }
+    impl Drop for State {
+        fn drop(&mut self) {
+            // Dropped before the end: the sandbox cancelled the stream.
+            if !self.done {
+                self.slot.borrow_mut().stream = Some("cancelled");
+            }
+        }
+    }
+    let state = State { body, redactor, limits, received: 0, slot, done: false };
+    stream::unfold(state, |mut st| async move {
         if st.done {
             return None;
         }
         loop {
-            match st.body.next().await {
+            let next = st.body.next();
+            let idle = Delay::from(Duration::from_millis(st.limits.idle_ms));
+            futures_util::pin_mut!(idle);
+            let chunk = match select(next, idle).await {
+                Either::Left((chunk, _)) => chunk,
+                Either::Right(_) => return st.fail("idle_timeout"),
+            };
+            match chunk {
                 Some(Ok(chunk)) => {
+                    st.received = st.received.saturating_add(chunk.len() as u64);
+                    if st.received > st.limits.max_bytes {
+                        return st.fail("too_large");
+                    }
                     let out = st.redactor.push(&chunk);
                     if !out.is_empty() {
+                        st.sent(&out);
                         return Some((Ok(out), st));
                     }
                 }
-                Some(Err(_)) => {
-                    st.done = true;
-                    return Some((Err(worker::Error::RustError("upstream body failed".into())), st));
-                }
+                Some(Err(_)) => return st.fail("upstream_error"),
                 None => {
-                    st.done = true;
+                    st.end("complete");
                     let tail = st.redactor.finish();
+                    st.sent(&tail);
                     return if tail.is_empty() { None } else { Some((Ok(tail), st)) };
                 }
             }

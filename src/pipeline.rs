@@ -55,12 +55,23 @@ pub struct ToolRequest<'a> {
     pub headers: &'a [(String, String)],
 }
 
+/// Parses a `Content-Length` value: digits only (Rust's parser would also
+/// take a sign), no list of lengths.
+pub fn parse_content_length(value: &str) -> Result<u64, Error> {
+    let len = value.trim();
+    let invalid = || Error::InvalidRequest("invalid Content-Length".into());
+    if len.is_empty() || !len.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid());
+    }
+    len.parse::<u64>().map_err(|_| invalid())
+}
+
 /// The declared body length, refused above `limit`.
 fn declared_length(headers: &[(String, String)], limit: u64) -> Result<Option<u64>, Error> {
     let Some(len) = header(headers, "content-length") else {
         return Ok(None);
     };
-    let declared = len.trim().parse::<u64>().map_err(|_| Error::InvalidRequest("invalid Content-Length".into()))?;
+    let declared = parse_content_length(len)?;
     if declared > limit {
         return Err(Error::BodyTooLarge { limit, declared: Some(declared) });
     }

@@ -4,87 +4,21 @@
 //! Every hostile row asserts the refusal code *and* that nothing happened:
 //! no outbound request was built and the credential secret was never read.
 
-use std::cell::Cell;
+mod common;
 
-use airlock::audit::{AuditRecord, Decision};
-use airlock::error::Error;
-use airlock::inject::Outbound;
-use airlock::pipeline::{prepare, ToolRequest};
+use airlock::audit::Decision;
 use airlock::policy::Policy;
 use airlock::redact::Redactor;
-use airlock::secret::Secret;
 use airlock::session::mint;
 use airlock::token::KeyRing;
-
-const POLICY: &str = r#"{
-  "version": 1,
-  "audience": "airlock-test",
-  "limits": { "max_session_ttl_seconds": 900, "max_request_body_bytes": 1000 },
-  "tools": {
-    "echo": {
-      "origin": "https://echo.example.com/api",
-      "credential": { "secret": "ECHO_TOKEN", "inject": "bearer" },
-      "rules": [
-        { "methods": ["GET", "HEAD"], "path": "/**", "level": "read" },
-        { "methods": ["POST", "PUT"], "path": "/items/**", "level": "write" },
-        { "methods": ["DELETE"], "path": "/items/*", "level": "admin" }
-      ]
-    },
-    "private": {
-      "service": "PRIVATE_ORIGIN",
-      "credential": { "secret": "PRIVATE_KEY", "inject": "header", "header": "x-api-key", "format": "Key {secret}" },
-      "rules": [ { "methods": ["GET"], "path": "/**", "level": "read" } ]
-    }
-  }
-}"#;
-const KEYS: &str = "k1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
-const OTHER_KEYS: &str = "k1:ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=";
-const NOW: u64 = 1_800_000_000;
-const ECHO_SECRET: &str = "echo-secret-value-123";
-
-struct Fixture {
-    policy: Policy,
-    keys: KeyRing,
-}
-
-impl Fixture {
-    fn new() -> Fixture {
-        Fixture { policy: Policy::parse(POLICY).unwrap(), keys: KeyRing::parse(KEYS).unwrap() }
-    }
-
-    fn token(&self, tools: &str, ttl: u64) -> String {
-        let body = format!(r#"{{"agent":"agent-7","user":"bob","tools":{tools},"ttl_seconds":{ttl}}}"#);
-        mint(body.as_bytes(), &self.policy, &self.keys, NOW, [7; 16]).unwrap().token
-    }
-
-    /// Runs a request; returns the result and whether a secret was read.
-    fn run(&self, tool: &str, method: &str, rest: &str, query: Option<&str>, headers: &[(&str, &str)], now: u64) -> (Result<Outbound, Error>, bool, AuditRecord) {
-        let headers: Vec<(String, String)> = headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
-        let req = ToolRequest { tool, rest, method, query, headers: &headers };
-        let read = Cell::new(false);
-        let mut audit = AuditRecord::new("rid".into(), method, 0);
-        let result = prepare(&self.policy, &self.keys, &req, now, &mut audit, |name| {
-            read.set(true);
-            match name {
-                "ECHO_TOKEN" => Some(Secret::new(ECHO_SECRET.as_bytes().to_vec())),
-                "PRIVATE_KEY" => Some(Secret::new(b"private-key-456".to_vec())),
-                _ => None,
-            }
-        });
-        match &result {
-            Ok(_) => audit.allow(None),
-            Err(e) => audit.fail(e),
-        }
-        (result, read.get(), audit)
-    }
-}
+use common::*;
 
 #[test]
 fn allowed_call_sets_the_credential_and_drops_the_session_token() {
     let f = Fixture::new();
     let token = f.token(r#"{"echo":"write"}"#, 600);
     let auth = format!("Bearer {token}");
-    let (out, read, audit) = f.run("echo", "POST", "/items/42", Some("a=1&b=%20"), &[("Authorization", &auth), ("Cookie", "c=1"), ("Content-Type", "application/json"), ("Content-Length", "10")], NOW);
+    let Run { result: out, secret_read: read, audit } = f.run("echo", "POST", "/items/42", Some("a=1&b=%20"), &[("Authorization", &auth), ("Cookie", "c=1"), ("Content-Type", "application/json"), ("Content-Length", "10")], NOW);
     let out = out.unwrap();
     assert!(read);
     assert_eq!(out.url, "https://echo.example.com/api/items/42?a=1&b=%20");
@@ -111,7 +45,7 @@ fn allowed_call_sets_the_credential_and_drops_the_session_token() {
 fn private_tool_uses_its_binding_and_header() {
     let f = Fixture::new();
     let auth = format!("Bearer {}", f.token(r#"{"private":"read"}"#, 60));
-    let (out, _, _) = f.run("private", "GET", "/status", None, &[("authorization", &auth), ("x-api-key", "mine")], NOW);
+    let Run { result: out, .. } = f.run("private", "GET", "/status", None, &[("authorization", &auth), ("x-api-key", "mine")], NOW);
     let out = out.unwrap();
     assert_eq!(out.target, airlock::policy::Target::Service { binding: "PRIVATE_ORIGIN".into() });
     assert_eq!(out.url, "https://private.airlock.invalid/status");
@@ -185,7 +119,7 @@ fn hostile_requests_are_refused_and_nothing_happens() {
         ("bad content-length", "echo", "POST", "/items/1", vec![("authorization", &w), ("content-length", "12, 13")], NOW, "invalid_request"),
     ];
     for (what, tool, method, rest, headers, now, code) in table {
-        let (result, secret_read, audit) = f.run(tool, method, rest, Some("q=1"), &headers, now);
+        let Run { result, secret_read, audit } = f.run(tool, method, rest, Some("q=1"), &headers, now);
         match result {
             Ok(out) => panic!("{what}: allowed, would send to {}", out.url),
             Err(e) => {
@@ -205,7 +139,7 @@ fn missing_credential_secret_fails_closed() {
     let mut f = Fixture::new();
     f.policy = Policy::parse(&POLICY.replace("ECHO_TOKEN", "UNSET_SECRET")).unwrap();
     let auth = format!("Bearer {}", f.token(r#"{"echo":"read"}"#, 60));
-    let (result, read, audit) = f.run("echo", "GET", "/x", None, &[("authorization", &auth)], NOW);
+    let Run { result, secret_read: read, audit } = f.run("echo", "GET", "/x", None, &[("authorization", &auth)], NOW);
     assert_eq!(result.err().map(|e| e.code()), Some("misconfigured"));
     assert!(read);
     assert_eq!(audit.decision, Decision::Error);

@@ -251,7 +251,7 @@ async fn mint_session(mut req: Request, env: &Env, policy: &Policy, audit: &mut 
 async fn read_capped(req: &mut Request, cap: usize) -> Result<Vec<u8>, Error> {
     let too_big = || Error::InvalidRequest(format!("body larger than {cap} bytes"));
     if let Some(len) = header(req, "content-length") {
-        if len.trim().parse::<u64>().map_err(|_| Error::InvalidRequest("invalid Content-Length".into()))? > cap as u64 {
+        if pipeline::parse_content_length(&len)? > cap as u64 {
             return Err(too_big());
         }
     }

@@ -1,0 +1,321 @@
+//! Attack tables across every class of hostile input, run through the real
+//! deciding pipeline. Each row: a description, the hostile input, the
+//! expected error code — and proof that nothing happened: no outbound
+//! request was built, no credential secret was read, the audit record is a
+//! denial and carries neither a secret, the token nor the query.
+
+mod common;
+
+use airlock::audit::Decision;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use common::*;
+
+fn assert_refused(what: &str, run: Run, code: &str, token: &str) {
+    match run.result {
+        Ok(out) => panic!("{what}: allowed, would send to {}", out.url),
+        Err(e) => {
+            assert_eq!(e.code(), code, "{what}: {e:?}");
+            assert!(!run.secret_read, "{what}: a credential secret was read");
+            assert_eq!(run.audit.decision, Decision::Deny, "{what}");
+            assert_eq!(run.audit.reason, code, "{what}");
+            let line = run.audit.to_json();
+            assert!(!line.contains(ECHO_SECRET), "{what}: audit holds the credential");
+            assert!(token.is_empty() || !line.contains(token), "{what}: audit holds the token");
+            assert!(!line.contains("q=secret-query-value"), "{what}: audit holds the query");
+            // The wire body is one of the fixed messages, never the detail
+            // (invalid_request messages are built from the client's own input).
+            if code != "invalid_request" {
+                assert!(!e.wire_body().contains(&e.detail()), "{what}: detail on the wire");
+            }
+        }
+    }
+}
+
+const QUERY: Option<&str> = Some("q=secret-query-value");
+
+#[test]
+fn token_attacks() {
+    let f = Fixture::new();
+    let good = f.token(r#"{"echo":"admin"}"#, 600);
+    let parts: Vec<&str> = good.split('.').collect();
+    let (kid, claims, mac) = (parts[1], parts[2], parts[3]);
+    let claims_json = URL_SAFE_NO_PAD.decode(claims).unwrap();
+    let std_claims = STANDARD.encode(&claims_json);
+    let padded_mac = format!("{mac}=");
+    let mut rows: Vec<(String, String)> = vec![
+        ("missing".into(), String::new()),
+        ("upper-case version".into(), good.replacen("al1.", "AL1.", 1)),
+        ("version 0".into(), good.replacen("al1.", "al0.", 1)),
+        ("no version".into(), good.splitn(2, '.').nth(1).unwrap().to_string()),
+        ("empty kid".into(), format!("al1..{claims}.{mac}")),
+        ("kid with dot".into(), format!("al1.k1.x.{claims}.{mac}")),
+        ("unknown kid".into(), format!("al1.k9.{claims}.{mac}")),
+        ("kid case".into(), format!("al1.K1.{claims}.{mac}")),
+        ("padded mac".into(), format!("al1.{kid}.{claims}.{padded_mac}")),
+        ("mac in standard base64".into(), format!("al1.{kid}.{claims}.{}", STANDARD.encode(URL_SAFE_NO_PAD.decode(mac).unwrap()))),
+        ("claims in standard base64".into(), format!("al1.{kid}.{std_claims}.{mac}")),
+        ("claims padded".into(), format!("al1.{kid}.{claims}==.{mac}")),
+        ("hex mac".into(), format!("al1.{kid}.{claims}.{}", URL_SAFE_NO_PAD.decode(mac).unwrap().iter().map(|b| format!("{b:02x}")).collect::<String>())),
+        ("mac of zeros".into(), format!("al1.{kid}.{claims}.{}", URL_SAFE_NO_PAD.encode([0u8; 32]))),
+        ("mac truncated by one char".into(), format!("al1.{kid}.{claims}.{}", &mac[..mac.len() - 1])),
+        ("mac extended".into(), format!("al1.{kid}.{claims}.{mac}A")),
+        ("empty claims".into(), format!("al1.{kid}..{mac}")),
+        ("claims reordered JSON, old mac".into(), {
+            let v: serde_json::Value = serde_json::from_slice(&claims_json).unwrap();
+            format!("al1.{kid}.{}.{mac}", URL_SAFE_NO_PAD.encode(serde_json::to_vec_pretty(&v).unwrap()))
+        }),
+        ("jwt none".into(), format!("eyJhbGciOiJub25lIn0.{claims}.")),
+        ("jwt hs256 shape".into(), format!("eyJhbGciOiJIUzI1NiJ9.{claims}.{mac}")),
+        ("alg in kid".into(), format!("al1.none.{claims}.")),
+        ("leading space".into(), format!(" {good}")),
+        ("trailing space".into(), format!("{good} ")),
+        ("inner tab".into(), good.replacen('.', ".\t", 1)),
+        ("inner newline".into(), good.replacen('.', ".\n", 1)),
+        ("non-ascii".into(), format!("{good}ü")),
+        ("fullwidth dot".into(), good.replacen('.', "\u{ff0e}", 1)),
+        ("NUL".into(), format!("{good}\0")),
+        ("oversized".into(), format!("{good}{}", "A".repeat(5000))),
+        ("percent-encoded".into(), good.replace('.', "%2E")),
+        ("quoted".into(), format!("\"{good}\"")),
+        ("double token".into(), format!("{good}.{good}")),
+    ];
+    // Every single-character substitution in the signed part must fail the MAC.
+    for i in [4, 7, 10, 20, 40, claims.len() / 2 + 7] {
+        let mut b = good.clone().into_bytes();
+        if i < b.len() && b[i] != b'.' {
+            b[i] = if b[i] == b'A' { b'B' } else { b'A' };
+            rows.push((format!("substituted byte {i}"), String::from_utf8(b).unwrap()));
+        }
+    }
+    let wire = airlock::error::Error::InvalidSession(airlock::token::TokenError::BadMac).wire_body();
+    for (what, token) in rows {
+        let auth = format!("Bearer {token}");
+        let headers: Vec<(&str, &str)> = if token.is_empty() { vec![] } else { vec![("authorization", auth.as_str())] };
+        let run = f.run("echo", "GET", "/x", QUERY, &headers, NOW);
+        if let Err(e) = &run.result {
+            assert_eq!(e.wire_body(), wire, "{what}: every token failure must look the same");
+        }
+        assert_refused(&what, run, "invalid_session", &good);
+    }
+    // Authorization header shapes.
+    for (what, value) in [
+        ("two bearer values", format!("Bearer {good}, Bearer {good}")),
+        ("basic scheme", format!("Basic {good}")),
+        ("token scheme", format!("Token {good}")),
+        ("no scheme", good.clone()),
+        ("double space", format!("Bearer  {good}")),
+        ("empty", String::new()),
+    ] {
+        let run = f.run("echo", "GET", "/x", QUERY, &[("authorization", &value)], NOW);
+        assert_refused(what, run, "invalid_session", &good);
+    }
+    // The token anywhere but Authorization does not count.
+    for name in ["cookie", "x-airlock-token", "proxy-authorization", "x-api-key"] {
+        let run = f.run("echo", "GET", "/x", QUERY, &[(name, &format!("Bearer {good}"))], NOW);
+        assert_refused(name, run, "invalid_session", &good);
+    }
+}
+
+#[test]
+fn path_attacks() {
+    let f = Fixture::new();
+    let token = f.token(r#"{"echo":"admin"}"#, 600);
+    let auth = format!("Bearer {token}");
+    let rows: &[(&str, &str, &str)] = &[
+        ("dot-dot", "/a/../b", "invalid_path"),
+        ("dot", "/a/./b", "invalid_path"),
+        ("leading dot-dot", "/../v1/sessions", "invalid_path"),
+        ("encoded dot-dot", "/%2e%2e/x", "invalid_path"),
+        ("encoded upper", "/%2E%2E/x", "invalid_path"),
+        ("half encoded", "/.%2e/x", "invalid_path"),
+        ("half encoded 2", "/%2e./x", "invalid_path"),
+        ("encoded single dot", "/a/%2e/b", "invalid_path"),
+        ("double-encoded dot-dot", "/%252e%252e/x", "invalid_path"),
+        ("triple-encoded", "/%25252e/x", "invalid_path"),
+        ("double-encoded slash", "/a%252fb", "invalid_path"),
+        ("encoded slash", "/a%2fb", "invalid_path"),
+        ("encoded slash upper", "/a%2Fb", "invalid_path"),
+        ("encoded dot-dot slash", "/items/..%2f..%2fadmin", "invalid_path"),
+        ("encoded backslash", "/a%5cb", "invalid_path"),
+        ("backslash", "/a\\b", "invalid_path"),
+        ("backslash traversal", "/..\\..\\etc", "invalid_path"),
+        ("NUL", "/a%00b", "invalid_path"),
+        ("raw NUL", "/a\0", "invalid_path"),
+        ("CR", "/a%0d", "invalid_path"),
+        ("LF", "/a%0a", "invalid_path"),
+        ("CRLF header injection", "/a%0d%0aSet-Cookie:%20x", "invalid_path"),
+        ("tab", "/a%09b", "invalid_path"),
+        ("DEL", "/a%7f", "invalid_path"),
+        ("unit separator", "/a%1f", "invalid_path"),
+        ("bad escape", "/a%zz", "invalid_path"),
+        ("short escape", "/a%4", "invalid_path"),
+        ("lone percent", "/100%", "invalid_path"),
+        ("overlong slash", "/a%c0%af", "invalid_path"),
+        ("overlong dot", "/%c0%ae%c0%ae/x", "invalid_path"),
+        ("overlong 3-byte", "/%e0%80%af", "invalid_path"),
+        ("invalid utf8", "/%ff", "invalid_path"),
+        ("surrogate", "/%ed%a0%80", "invalid_path"),
+        ("truncated utf8", "/%e2%82", "invalid_path"),
+        ("double slash", "/a//b", "invalid_path"),
+        ("protocol-relative", "//evil.example/x", "invalid_path"),
+        ("triple slash", "///x", "invalid_path"),
+        ("path parameter", "/items;jsessionid=1", "invalid_path"),
+        ("path parameter mid", "/items;x/1", "invalid_path"),
+        ("encoded semicolon", "/items%3bx", "invalid_path"),
+        ("relative", "items", "invalid_path"),
+        ("huge", &"/a".repeat(3000), "invalid_path"),
+    ];
+    for (what, path, code) in rows {
+        let run = f.run("echo", "GET", path, QUERY, &[("authorization", &auth)], NOW);
+        assert_refused(what, run, code, &token);
+    }
+}
+
+#[test]
+fn host_attacks() {
+    let f = Fixture::new();
+    let token = f.token_with(r#"{"echo":"read"}"#, 600, r#","egress":true"#);
+    let no_egress = f.token(r#"{"echo":"read"}"#, 600);
+    let auth = format!("Bearer {token}");
+    let forbidden = [
+        "127.0.0.1", "127.0.0.1:443", "10.0.0.1", "192.168.1.1", "172.16.0.1", "169.254.169.254", "100.100.100.200",
+        "0.0.0.0", "255.255.255.255", "1.1.1.1", "2130706433", "017700000001", "0177.0.0.1", "0x7f.0.0.1",
+        "0x7f000001", "0X7F.1", "127.1", "127.0.1", "10.1", "0", "0x", "127.0.0.1.", "[::1]", "[::]", "::1",
+        "[::ffff:127.0.0.1]", "[::ffff:7f00:1]", "[0:0:0:0:0:ffff:127.0.0.1]", "[64:ff9b::7f00:1]",
+        "[64:ff9b::169.254.169.254]", "[2002:7f00:1::]", "[fe80::1]", "[fe80::1%25eth0]", "[fd00::1]",
+        "[::1]:8080", "localhost", "LocalHost", "localhost.", "a.localhost", "x.y.localhost", "metadata",
+        "metadata.google.internal", "METADATA.GOOGLE.INTERNAL.", "metadata.goog", "instance-data",
+        "instance-data.ec2.internal", "metadata.azure.com", "db.internal", "svc.cluster.internal", "printer.local",
+        "host.localdomain", "nas.home.arpa", "1.0.0.127.in-addr.arpa", "router.lan", "kubernetes", "intranet",
+        OWN_HOST, "AIRLOCK.EXAMPLE.WORKERS.DEV.",
+    ];
+    for host in forbidden {
+        let run = f.run_egress(host, "GET", "/x", QUERY, &[("authorization", &auth)]);
+        assert_refused(host, run, "host_forbidden", &token);
+    }
+    let malformed = [
+        "user@pypi.org", "user:pass@pypi.org", "pypi.org@evil.com", "pypi%2eorg", "evil.com%2f@pypi.org", "bücher.de",
+        "pypi\u{3002}org", "a_b.pythonhosted.org", "pypi.org:0", "pypi.org:65536", "pypi.org:abc", "pypi.org:",
+        "pypi.org:-1", "-pypi.org", "pypi-.org", "pypi..org", "pypi.org..", ".", "pypi org", "pypi.org\\x",
+    ];
+    for host in malformed {
+        let run = f.run_egress(host, "GET", "/x", QUERY, &[("authorization", &auth)]);
+        assert_refused(host, run, "invalid_host", &token);
+    }
+    let not_allowed = [
+        "pythonhosted.org", "evilpythonhosted.org", "pythonhosted.org.evil.io", "evil-pythonhosted.org",
+        "www.pypi.org", "pypi.org.evil.io", "pypi.org:443", "pypi.org:8080", "mirror.example.com:8081",
+        "example.com", "github.com", "xn--pypi-abc.org",
+    ];
+    for host in not_allowed {
+        let run = f.run_egress(host, "GET", "/x", QUERY, &[("authorization", &auth)]);
+        assert_refused(host, run, "egress_not_allowed", &token);
+    }
+    // Without the egress right, an allowed host looks exactly like an unlisted one.
+    let plain = format!("Bearer {no_egress}");
+    let a = f.run_egress("pypi.org", "GET", "/x", QUERY, &[("authorization", &plain)]);
+    let b = f.run_egress("example.com", "GET", "/x", QUERY, &[("authorization", &auth)]);
+    assert_eq!(a.result.as_ref().err().map(|e| e.wire_body()), b.result.as_ref().err().map(|e| e.wire_body()));
+    assert_refused("no egress right", a, "egress_not_allowed", &no_egress);
+    // Forbidden classes are refused before the session is even considered.
+    let run = f.run_egress("169.254.169.254", "GET", "/latest/meta-data", None, &[]);
+    assert_refused("metadata without a token", run, "host_forbidden", "");
+    // Egress paths get the same hygiene.
+    for path in ["/a/../b", "/a%2fb", "/a;b", "//x"] {
+        let run = f.run_egress("pypi.org", "GET", path, QUERY, &[("authorization", &auth)]);
+        assert_refused(path, run, "invalid_path", &token);
+    }
+}
+
+#[test]
+fn egress_allowed_calls_carry_no_credential() {
+    let f = Fixture::new();
+    let token = f.token_with(r#"{"echo":"read"}"#, 600, r#","egress":true"#);
+    let auth = format!("Bearer {token}");
+    let hostile = [
+        ("authorization", auth.as_str()), ("cookie", "a=1"), ("proxy-authorization", "Basic eA=="), ("host", "evil"),
+        ("x-forwarded-for", "1.2.3.4"), ("forwarded", "for=1.2.3.4"), ("x-real-ip", "1.2.3.4"), ("accept", "text/html"),
+    ];
+    for (authority, base) in [
+        ("pypi.org", "https://pypi.org"), ("PyPI.org.", "https://pypi.org"), ("files.pythonhosted.org", "https://files.pythonhosted.org"),
+        ("mirror.example.com:8080", "http://mirror.example.com:8080"),
+    ] {
+        let run = f.run_egress(authority, "GET", "/simple/requests/", Some("a=1"), &hostile);
+        let out = run.result.unwrap_or_else(|e| panic!("{authority}: {e:?}"));
+        assert_eq!(out.url, format!("{base}/simple/requests/?a=1"));
+        assert_eq!(out.headers, vec![("accept".to_string(), "text/html".to_string())], "{authority}");
+        assert!(out.redactions.is_empty());
+        assert_eq!(run.audit.host.as_deref(), Some(authority.trim_end_matches('.').split(':').next().unwrap().to_ascii_lowercase().as_str()));
+    }
+}
+
+#[test]
+fn header_attacks() {
+    let f = Fixture::new();
+    let token = f.token(r#"{"echo":"write"}"#, 600);
+    let auth = format!("Bearer {token}");
+    // Headers that must never reach the origin, whatever their value.
+    let hostile: &[(&str, &str)] = &[
+        ("host", "evil.example"), ("x-forwarded-for", "127.0.0.1"), ("x-forwarded-host", "evil.example"),
+        ("x-forwarded-proto", "http"), ("x-forwarded-port", "80"), ("forwarded", "for=127.0.0.1;host=evil"),
+        ("x-real-ip", "127.0.0.1"), ("proxy-authorization", "Basic eDp5"), ("proxy-connection", "keep-alive"),
+        ("cookie", "session=stolen"), ("x-airlock-request-id", "spoof"), ("x-airlock-upstream-status", "200"),
+        ("cf-connecting-ip", "1.2.3.4"), ("cf-worker", "x"), ("connection", "x-extra"), ("keep-alive", "timeout=5"),
+        ("te", "trailers"), ("trailer", "x"), ("transfer-encoding", "chunked"), ("upgrade", "websocket"),
+        ("expect", "100-continue"), ("x-extra", "listed in connection"), ("x-unlisted", "dropped"),
+        ("x-http-method-override", "DELETE"), ("x-original-url", "/admin"), ("x-rewrite-url", "/admin"),
+    ];
+    let mut headers: Vec<(&str, &str)> = vec![("authorization", &auth)];
+    headers.extend_from_slice(hostile);
+    let run = f.run("echo", "POST", "/items/1", None, &headers, NOW);
+    let out = run.result.unwrap();
+    let names: Vec<&str> = out.headers.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, vec!["authorization"], "only the injected credential may be set");
+    assert_eq!(out.headers[0].1, format!("Bearer {ECHO_SECRET}"));
+
+    // Size caps refuse before anything else.
+    let big = "v".repeat(airlock::pipeline::MAX_HEADER_BYTES);
+    let owned = |h: &[(&str, &str)]| -> Vec<(String, String)> { h.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect() };
+    let rows: Vec<(&str, String, Vec<(String, String)>, &str)> = vec![
+        ("one huge header", "https://a/t/echo/x".into(), owned(&[("x-big", &big)]), "headers_too_large"),
+        ("many headers", "https://a/t/echo/x".into(), (0..2000).map(|i| (format!("x-h{i}"), "0123456789".to_string())).collect(), "headers_too_large"),
+        ("huge url", format!("https://a/t/echo/x?{}", "a".repeat(9000)), vec![], "url_too_long"),
+        ("huge path", format!("https://a/t/echo/{}", "a/".repeat(5000)), vec![], "url_too_long"),
+    ];
+    for (what, url, headers, code) in rows {
+        let e = airlock::pipeline::check_sizes(&url, &headers).unwrap_err();
+        assert_eq!(e.code(), code, "{what}");
+    }
+    assert!(airlock::pipeline::check_sizes("https://a/t/echo/x?q=1", &owned(&[("accept", "x")])).is_ok());
+}
+
+#[test]
+fn body_attacks() {
+    let f = Fixture::new();
+    let token = f.token_with(r#"{"echo":"write"}"#, 600, r#","egress":true"#);
+    let auth = format!("Bearer {token}");
+    for (what, len, code) in [
+        ("one over the limit", "1001", "body_too_large"),
+        ("huge", "99999999999", "body_too_large"),
+        ("u64 overflow", "184467440737095516160", "invalid_request"),
+        ("negative", "-1", "invalid_request"),
+        ("two lengths", "10, 10", "invalid_request"),
+        ("hex", "0x10", "invalid_request"),
+        ("empty", "", "invalid_request"),
+        ("plus sign", "+5", "invalid_request"),
+        ("inner space", "1 0", "invalid_request"),
+    ] {
+        let run = f.run("echo", "POST", "/items/1", QUERY, &[("authorization", &auth), ("content-length", len)], NOW);
+        assert_refused(what, run, code, &token);
+        let run = f.run_egress("pypi.org", "POST", "/upload", QUERY, &[("authorization", &auth), ("content-length", len)]);
+        assert_refused(what, run, code, &token);
+    }
+    // At the limit is fine, and the cap travels with the outbound request.
+    let run = f.run("echo", "POST", "/items/1", None, &[("authorization", &auth), ("content-length", "1000")], NOW);
+    let out = run.result.unwrap();
+    assert_eq!((out.declared_length, out.body_limit), (Some(1000), 1000));
+    let run = f.run("echo", "POST", "/items/1", None, &[("authorization", &auth)], NOW);
+    let out = run.result.unwrap();
+    assert_eq!((out.declared_length, out.body_limit), (None, 1000), "chunked bodies must be counted by the edge");
+}

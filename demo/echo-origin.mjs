@@ -14,9 +14,40 @@
 //   /reflect/...    the echo, plus response headers x-reflected-authorization
 //                   and x-reflected-api-key copying those request headers
 //   /gzip/...       the echo, gzip-compressed (Content-Encoding: gzip)
+//   /status/503 and /status/429 also carry `Retry-After: 7`.
+//
+// Credential reflection (the credential is what arrived in Authorization,
+// minus "Bearer "; `?src=header:<name>&prefix=<p>` or `?src=query:<param>`
+// pick another place):
+//   /reflect-encodings/...  the credential in every encoding an origin might
+//                   use (raw, whole injected value, percent-encoded, base64
+//                   std/url with and without padding, JSON-escaped) in
+//                   response headers and in a body written in 1..7-byte
+//                   chunks; see credentialForms() / reflectionSegments()
+//   /random/N       N deterministic pseudo-random bytes (`?seed=`; chunked in
+//                   random sizes, or `?cl=1` with Content-Length); see
+//                   randomBody()
+//
+// Misbehaving upstreams (each writes the received Authorization value into
+// whatever part of the body it sends, so leaks on error paths show up):
+//   /fault/reset-mid-stream   200, part of a body, then the socket is destroyed
+//   /fault/short-body         Content-Length 5000, 1000 bytes, then FIN
+//   /fault/bad-chunk          chunked body with an invalid chunk size mid-way
+//   /fault/never-ends         200, 1 KiB chunks until the client goes away
+//                             (at most 32 MiB / 30 s)
+//   /fault/stall              200, ~200 bytes, then silence (at most 15 s)
+//   /fault/drip?interval=MS&count=N   N small chunks MS ms apart, then ends
+//   /fault/no-response        accepts the request, never answers (at most 15 s)
+//   /fault/bad-header         a raw response with a header line without a colon
+//   /fault/bad-status         a raw response whose status code is not a number
+//   /fault/garbage            a non-HTTP line, then FIN
+//   /fault/close-before-headers  the socket is destroyed before any byte
+// Every hit records `closedAt` (ms timestamp when its connection closed) and,
+// for /fault/never-ends, `faultBytes` (body bytes written).
 //
 // No dependencies beyond node:http.
 
+import { createHash } from "node:crypto";
 import http from "node:http";
 import { pathToFileURL } from "node:url";
 import { gzipSync } from "node:zlib";
@@ -47,6 +78,195 @@ function readBody(req) {
   });
 }
 
+/**
+ * `n` deterministic pseudo-random bytes for `seed` (SHA-256 in counter mode),
+ * so a test can compare what it received with what the origin sent.
+ */
+export function randomBody(seed, n) {
+  const out = Buffer.alloc(n);
+  let off = 0;
+  for (let i = 0; off < n; i++) {
+    const block = createHash("sha256").update(`${seed}:${i}`).digest();
+    off += block.copy(out, off, 0, Math.min(block.length, n - off));
+  }
+  return out;
+}
+
+/**
+ * The encodings of a credential an origin might reflect. `injected` is the
+ * whole value the origin received (e.g. "Bearer <secret>").
+ */
+export function credentialForms(secret, injected) {
+  const b64 = Buffer.from(secret, "utf8").toString("base64");
+  const b64url = b64.replace(/\+/g, "-").replace(/\//g, "_");
+  return {
+    raw: secret,
+    injected,
+    percent: encodeURIComponent(secret), // upper-case hex
+    b64_std: b64,
+    b64_std_nopad: b64.replace(/=+$/, ""),
+    b64_url: b64url,
+    b64_url_nopad: b64url.replace(/=+$/, ""),
+    json: JSON.stringify(secret).slice(1, -1),
+  };
+}
+
+/**
+ * The body of /reflect-encodings as [marker, value] pairs: every form alone,
+ * twice back to back, inside JSON and a URL, and one form as the very last
+ * bytes of the body. Markers contain nothing secret.
+ */
+export function reflectionSegments(forms) {
+  const segs = [];
+  for (const [name, value] of Object.entries(forms)) segs.push([`<<${name}>>`, value]);
+  segs.push(["<<raw-twice>>", forms.raw + forms.raw]);
+  segs.push(["<<json-in-json>>", `{"token":"${forms.json}"}`]);
+  segs.push(["<<pct-in-url>>", `https://cb.example/?token=${forms.percent}&next=1`]);
+  segs.push(["<<b64-in-basic>>", `Basic ${forms.b64_std}`]);
+  segs.push(["<<last>>", forms.raw]);
+  return segs;
+}
+
+function credentialOf(req, query) {
+  const params = new URLSearchParams(query);
+  const src = params.get("src") || "bearer";
+  if (src === "bearer") {
+    const v = req.headers.authorization || "";
+    return { secret: v.replace(/^Bearer /, ""), injected: v };
+  }
+  if (src.startsWith("header:")) {
+    const v = req.headers[src.slice("header:".length).toLowerCase()] || "";
+    const prefix = params.get("prefix") || "";
+    return { secret: v.startsWith(prefix) ? v.slice(prefix.length) : v, injected: v };
+  }
+  if (src.startsWith("query:")) {
+    const name = src.slice("query:".length);
+    const rawPair = query.split("&").find((p) => p.startsWith(`${name}=`)) || "";
+    return { secret: params.get(name) || "", injected: rawPair.slice(name.length + 1) };
+  }
+  return { secret: "", injected: "" };
+}
+
+const randInt = (lo, hi) => lo + Math.floor(Math.random() * (hi - lo + 1));
+
+/** Write `bytes` in random chunk sizes lo..hi with a pause between writes. */
+async function writeChunked(res, bytes, lo, hi, pauseMs) {
+  for (let i = 0; i < bytes.length; ) {
+    if (res.destroyed) return false;
+    const n = randInt(lo, hi);
+    const ok = res.write(bytes.subarray(i, i + n));
+    i += n;
+    if (!ok) await new Promise((r) => res.once("drain", r).once("close", r));
+    if (pauseMs) await sleep(pauseMs);
+  }
+  return true;
+}
+
+/** Wait up to `ms` or until the response's connection goes away. */
+async function holdOpen(res, ms) {
+  const until = Date.now() + ms;
+  while (!res.destroyed && !res.socket?.destroyed && Date.now() < until) await sleep(50);
+}
+
+/** Misbehaving upstreams; returns true when it handled the request. */
+async function handleFault(req, res, path, query, hit) {
+  const name = path.slice("/fault/".length).split("/")[0];
+  const auth = req.headers.authorization || "";
+  const socket = req.socket;
+  const params = new URLSearchParams(query);
+  const textHeaders = { "content-type": "text/plain; charset=utf-8" };
+  switch (name) {
+    case "reset-mid-stream": {
+      res.writeHead(200, textHeaders);
+      res.write(`${"a".repeat(1000)} auth=${auth} partial=`);
+      res.write(auth.slice(0, Math.ceil(auth.length / 2)));
+      await sleep(100);
+      socket.destroy();
+      return true;
+    }
+    case "short-body": {
+      res.writeHead(200, { ...textHeaders, "content-length": "5000" });
+      res.write(`${"s".repeat(900)} auth=${auth} `.padEnd(1000, "s"));
+      await sleep(100);
+      socket.end();
+      return true;
+    }
+    case "bad-chunk": {
+      socket.write(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n" +
+          `${Buffer.byteLength(`ok auth=${auth}`).toString(16)}\r\nok auth=${auth}\r\n`,
+      );
+      await sleep(100);
+      socket.end("zz\r\nnot a chunk\r\n0\r\n\r\n");
+      return true;
+    }
+    case "never-ends": {
+      res.writeHead(200, textHeaders);
+      const chunk = Buffer.alloc(1024, "n");
+      hit.faultBytes = 0;
+      res.write(`auth=${auth}\n`);
+      const until = Date.now() + 30_000;
+      while (!res.destroyed && hit.faultBytes < 32 * 1024 * 1024 && Date.now() < until) {
+        hit.faultBytes += chunk.length;
+        if (!res.write(chunk)) {
+          await new Promise((r) => {
+            res.once("drain", r);
+            res.once("close", r);
+            setTimeout(r, 1000);
+          });
+        }
+      }
+      if (!res.destroyed) res.end();
+      return true;
+    }
+    case "stall": {
+      res.writeHead(200, textHeaders);
+      res.write(`stall auth=${auth} `.padEnd(200, "t"));
+      await holdOpen(res, 15_000);
+      if (!res.destroyed) res.end();
+      return true;
+    }
+    case "drip": {
+      const interval = Math.min(Number(params.get("interval") || 100), 5000);
+      const count = Math.min(Number(params.get("count") || 10), 1000);
+      res.writeHead(200, textHeaders);
+      for (let i = 0; i < count; i++) {
+        if (res.destroyed) return true;
+        res.write(`drip ${String(i).padStart(4, "0")}\n`);
+        await sleep(interval);
+      }
+      if (!res.destroyed) res.end();
+      return true;
+    }
+    case "no-response": {
+      await holdOpen(res, 15_000);
+      if (!res.destroyed) socket.destroy();
+      return true;
+    }
+    case "bad-header": {
+      socket.end(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n" +
+          `This Is Not A Header ${auth}\r\nContent-Length: 5\r\n\r\nhello`,
+      );
+      return true;
+    }
+    case "bad-status": {
+      socket.end(`HTTP/1.1 2x0 OK\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(auth)}\r\n\r\n${auth}`);
+      return true;
+    }
+    case "garbage": {
+      socket.end(`SSH-2.0-OpenSSH_9.6 ${auth}\r\n`);
+      return true;
+    }
+    case "close-before-headers": {
+      socket.destroy();
+      return true;
+    }
+    default:
+      return false;
+  }
+}
+
 async function handle(req, res, hits, onHit) {
   const body = await readBody(req);
   const { path, query } = splitUrl(req.url);
@@ -60,7 +280,43 @@ async function handle(req, res, hits, onHit) {
     body,
   };
   hits.push(hit);
+  res.once("close", () => {
+    hit.closedAt = Date.now();
+  });
   if (onHit) onHit(hit);
+
+  if (path.startsWith("/fault/") && (await handleFault(req, res, path, query, hit))) return;
+
+  if (path.startsWith("/reflect-encodings/") || path === "/reflect-encodings") {
+    const { secret, injected } = credentialOf(req, query);
+    const forms = credentialForms(secret, injected);
+    const headers = { "content-type": "text/plain; charset=utf-8" };
+    for (const [name, value] of Object.entries(forms)) headers[`x-reflect-${name.replace(/_/g, "-")}`] = value;
+    headers["x-reflect-mixed"] = `a=${forms.percent}; b=${forms.b64_url_nopad}; c=${forms.raw}`;
+    headers.link = `<https://cb.example/?token=${forms.percent}>; rel="next"`;
+    const body = reflectionSegments(forms).map(([m, v]) => m + v).join("");
+    res.writeHead(200, headers);
+    if (req.method !== "HEAD") await writeChunked(res, Buffer.from(body, "utf8"), 1, 7, 1);
+    if (!res.destroyed) res.end();
+    return;
+  }
+
+  const randomMatch = /^\/random\/(\d+)(?:\/|$)/.exec(path);
+  if (randomMatch) {
+    const params = new URLSearchParams(query);
+    const bytes = randomBody(params.get("seed") || "seed", Math.min(Number(randomMatch[1]), 64 * 1024 * 1024));
+    const headers = { "content-type": "application/octet-stream" };
+    if (params.get("cl") === "1") {
+      headers["content-length"] = String(bytes.length);
+      res.writeHead(200, headers);
+      res.end(bytes);
+      return;
+    }
+    res.writeHead(200, headers);
+    await writeChunked(res, bytes, 1, 16384, 0);
+    if (!res.destroyed) res.end();
+    return;
+  }
 
   const echo = JSON.stringify({
     method: req.method,
@@ -76,6 +332,7 @@ async function handle(req, res, hits, onHit) {
   if (statusMatch) {
     status = Number(statusMatch[1]);
     if (status < 200 || status > 599) status = 400;
+    if (status === 503 || status === 429) headers["retry-after"] = "7";
   } else if (path.startsWith("/redirect/")) {
     status = 302;
     headers.location = "/redirected/" + path.slice("/redirect/".length);

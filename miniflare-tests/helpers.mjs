@@ -39,6 +39,7 @@ export const REDACTED = "[REDACTED]";
 export const AUDIT_FIELDS = [
   "kind", "ts", "request_id", "session_id", "agent", "user", "tool", "method",
   "path", "rule", "decision", "reason", "upstream_status", "duration_ms", "detail",
+  "bytes_out", "stream",
 ];
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -66,7 +67,7 @@ export function generateSecrets() {
  * The test policy: the demo policy's shape, with the echo tool pointing at
  * the test's echo origin.
  */
-export function testPolicy(echoUrl, { extraTools = {}, limits = {} } = {}) {
+export function testPolicy(echoUrl, { extraTools = {}, limits = {}, egress } = {}) {
   return {
     version: 1,
     audience: AUDIENCE,
@@ -100,6 +101,7 @@ export function testPolicy(echoUrl, { extraTools = {}, limits = {} } = {}) {
       },
       ...extraTools,
     },
+    ...(egress === undefined ? {} : { egress }),
   };
 }
 
@@ -153,6 +155,9 @@ export async function readResponse(resp) {
  * @param {object} [o]
  * @param {object|string|(echoUrl)=>object|string} [o.policy] policy object, raw string, or factory
  * @param {object} [o.secrets] overrides for generated secrets (a value of undefined removes it)
+ * @param {(request: Request) => Promise<Response>} [o.outboundService] intercepts EVERY
+ *   outbound fetch of the Airlock worker (see fakeInternet()); without it the worker
+ *   reaches the network directly, so suites that exercise /e/ must set it
  */
 export async function startAirlock(o = {}) {
   if (!existsSync(WORKER_SCRIPT)) {
@@ -220,6 +225,7 @@ export async function startAirlock(o = {}) {
         compatibilityDate: COMPATIBILITY_DATE,
         bindings: { AIRLOCK_POLICY: h.policyText, ...h.secrets },
         serviceBindings: { PRIVATE_ORIGIN: PRIVATE_WORKER_NAME },
+        ...(o.outboundService ? { outboundService: o.outboundService } : {}),
       },
       {
         name: PRIVATE_WORKER_NAME,
@@ -329,8 +335,8 @@ export async function startAirlock(o = {}) {
       body: typeof body === "string" ? body : JSON.stringify(body),
     });
 
-  h.mint = async (tools, { agent = "agent-test", user = "user-test", ttl_seconds = 600 } = {}) => {
-    const r = await h.mintRaw({ agent, user, tools, ttl_seconds });
+  h.mint = async (tools, { agent = "agent-test", user = "user-test", ttl_seconds = 600, egress } = {}) => {
+    const r = await h.mintRaw({ agent, user, tools, ttl_seconds, ...(egress === undefined ? {} : { egress }) });
     assert.equal(r.status, 201, `mint failed: ${r.status} ${r.text}`);
     assert.equal(typeof r.json?.token, "string");
     return r.json;
@@ -342,6 +348,111 @@ export async function startAirlock(o = {}) {
       method,
       headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...headers },
       body,
+    });
+
+  /** An egress call: ANY /e/{hostAndPath} (through fetch, so the URL is normalized). */
+  h.egress = (hostAndPath, { token, method = "GET", headers = {}, body } = {}) =>
+    h.fetch(`/e/${hostAndPath}`, {
+      method,
+      headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...headers },
+      body,
+    });
+
+  /**
+   * A raw request whose response body is read as a stream, for responses that
+   * may be cut off. Resolves (never rejects once the status line arrived) with
+   *   { status, headers, rawHeaders, setCookie, bodyBuffer, text, json,
+   *     clean,      // true only if the body ended normally (res.complete)
+   *     how,        // "end" | "error" | "close" | "client-abort" | "client-limit" | "timeout"
+   *     error, ms, msAfterLastByte }
+   * abortAfterBytes: the client hangs up once it has that many body bytes.
+   * maxBytes: the client stops reading (how = "client-limit") past this many.
+   */
+  h.rawStream = ({ method = "GET", path, headers = {}, body, abortAfterBytes, maxBytes = 64 * 1024 * 1024, timeoutMs = 30_000 } = {}) =>
+    new Promise((resolvePromise, reject) => {
+      const t0 = Date.now();
+      let settled = false;
+      let res;
+      const chunks = [];
+      let received = 0;
+      let lastByteAt = t0;
+      let error = null;
+      const finish = (how) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        const bodyBuffer = Buffer.concat(chunks);
+        const text = bodyBuffer.toString("utf8");
+        let json;
+        try {
+          json = JSON.parse(text);
+        } catch {}
+        const now = Date.now();
+        resolvePromise({
+          status: res.statusCode,
+          headers: { ...res.headers },
+          rawHeaders: res.rawHeaders,
+          setCookie: res.headers["set-cookie"] || [],
+          bodyBuffer,
+          text,
+          json,
+          clean: how === "end" && res.complete === true,
+          how,
+          error: error ? String(error.message || error) : null,
+          ms: now - t0,
+          msAfterLastByte: now - lastByteAt,
+        });
+        if (!req.destroyed) req.destroy();
+      };
+      const timer = setTimeout(() => {
+        if (res) finish("timeout");
+        else {
+          settled = true;
+          req.destroy();
+          reject(new Error(`rawStream ${path}: no response within ${timeoutMs} ms`));
+        }
+      }, timeoutMs);
+      const req = http.request(
+        {
+          host: h.url.hostname,
+          port: h.url.port,
+          method,
+          path,
+          headers: { connection: "close", ...headers },
+          agent: false,
+        },
+        (response) => {
+          res = response;
+          lastByteAt = Date.now();
+          res.on("data", (c) => {
+            if (settled) return;
+            chunks.push(c);
+            received += c.length;
+            lastByteAt = Date.now();
+            if (abortAfterBytes !== undefined && received >= abortAfterBytes) finish("client-abort");
+            else if (received > maxBytes) finish("client-limit");
+          });
+          res.on("end", () => finish("end"));
+          res.on("error", (e) => {
+            error = e;
+            finish("error");
+          });
+          res.on("close", () => finish(res.complete ? "end" : "close"));
+        },
+      );
+      req.on("error", (e) => {
+        if (settled) return;
+        if (res) {
+          error = e;
+          finish("error");
+        } else {
+          settled = true;
+          clearTimeout(timer);
+          reject(e);
+        }
+      });
+      if (body !== undefined) req.write(body);
+      req.end();
     });
 
   /** Private origin hits, read from the private worker directly. */
@@ -401,6 +512,83 @@ export function assertNotLeaked(r, needles, label = "") {
     assert.ok(!headerText.includes(value), `${name} leaked in response headers ${label}`);
     assert.ok(!r.text.includes(value), `${name} leaked in response body ${label}`);
   }
+}
+
+/**
+ * A stand-in for the internet, for Miniflare's `outboundService`: every
+ * outbound request of the worker lands here, is recorded, and is answered
+ * locally. It never opens a connection anywhere. Answers:
+ *   /redirect-to?u=<url>&s=<status>  3xx (default 302) with Location: <url>
+ *   /status/NNN                      status NNN (503 and 429 with Retry-After: 7)
+ *   /cookie...                       Set-Cookie headers
+ *   anything else                    200
+ * with a JSON echo { url, method, headers, body } (no body for HEAD/204/304).
+ * Requests to `forward` (host:port strings, loopback only) are passed on to
+ * that local server instead.
+ */
+export function fakeInternet({ forward = [] } = {}) {
+  const requests = [];
+  const handler = async (request) => {
+    const url = new URL(request.url);
+    const headers = {};
+    for (const [k, v] of request.headers) headers[k] = v;
+    const body = request.body ? Buffer.from(await request.arrayBuffer()).toString("utf8") : "";
+    const rec = {
+      url: request.url,
+      method: request.method,
+      protocol: url.protocol,
+      host: url.host,
+      hostname: url.hostname,
+      port: url.port,
+      pathname: url.pathname,
+      search: url.search,
+      headers,
+      body,
+    };
+    requests.push(rec);
+    const loopback = url.hostname === "127.0.0.1" || url.hostname === "[::1]";
+    if (loopback && forward.includes(url.host)) {
+      const fwdHeaders = new Headers(request.headers);
+      fwdHeaders.delete("host");
+      const resp = await fetch(request.url, {
+        method: request.method,
+        headers: fwdHeaders,
+        body: ["GET", "HEAD"].includes(request.method) ? undefined : body,
+        redirect: "manual",
+      });
+      return new Response(resp.body, resp);
+    }
+    let status = 200;
+    const out = new Headers({ "content-type": "application/json" });
+    const statusMatch = /^\/status\/(\d{3})(?:\/|$)/.exec(url.pathname);
+    if (statusMatch) {
+      status = Number(statusMatch[1]);
+      if (status === 503 || status === 429) out.set("retry-after", "7");
+    } else if (url.pathname.startsWith("/redirect-to")) {
+      status = Number(url.searchParams.get("s") || 302);
+      out.set("location", url.searchParams.get("u") ?? "");
+    } else if (url.pathname.startsWith("/cookie")) {
+      out.append("set-cookie", "egress_session=egress-cookie-value; Path=/; Secure; HttpOnly");
+      out.append("set-cookie", "tracking=xyz; Path=/");
+    }
+    const noBody = request.method === "HEAD" || status === 204 || status === 304;
+    const echo = JSON.stringify({ url: request.url, method: request.method, headers, body });
+    return new Response(noBody ? null : echo, { status, headers: out });
+  };
+  return {
+    handler,
+    requests,
+    count: () => requests.length,
+    last: () => requests[requests.length - 1],
+    since: (n) => requests.slice(n),
+  };
+}
+
+/** Every 16-character window of `secret`; none may appear in a response. */
+export function secretWindows(secret, width = 16) {
+  const out = [];
+  for (let i = 0; i + width <= secret.length; i++) out.push(secret.slice(i, i + width));
+  return out;
 }
 
 export function percentile(sorted, p) {

@@ -47,7 +47,7 @@ fn token_attacks() {
         ("missing".into(), String::new()),
         ("upper-case version".into(), good.replacen("al1.", "AL1.", 1)),
         ("version 0".into(), good.replacen("al1.", "al0.", 1)),
-        ("no version".into(), good.splitn(2, '.').nth(1).unwrap().to_string()),
+        ("no version".into(), good.split_once('.').unwrap().1.to_string()),
         ("empty kid".into(), format!("al1..{claims}.{mac}")),
         ("kid with dot".into(), format!("al1.k1.x.{claims}.{mac}")),
         ("unknown kid".into(), format!("al1.k9.{claims}.{mac}")),
@@ -277,7 +277,8 @@ fn header_attacks() {
     // Size caps refuse before anything else.
     let big = "v".repeat(airlock::pipeline::MAX_HEADER_BYTES);
     let owned = |h: &[(&str, &str)]| -> Vec<(String, String)> { h.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect() };
-    let rows: Vec<(&str, String, Vec<(String, String)>, &str)> = vec![
+    type SizeRow<'a> = (&'a str, String, Vec<(String, String)>, &'a str);
+    let rows: Vec<SizeRow> = vec![
         ("one huge header", "https://a/t/echo/x".into(), owned(&[("x-big", &big)]), "headers_too_large"),
         ("many headers", "https://a/t/echo/x".into(), (0..2000).map(|i| (format!("x-h{i}"), "0123456789".to_string())).collect(), "headers_too_large"),
         ("huge url", format!("https://a/t/echo/x?{}", "a".repeat(9000)), vec![], "url_too_long"),

@@ -14,7 +14,7 @@ use crate::inject::{self, inject, Outbound};
 use crate::path::{self, PathError};
 use crate::policy::{Method, Policy};
 use crate::secret::Secret;
-use crate::token::{self, bearer, KeyRing, TokenError, VerifiedSession};
+use crate::token::{self, KeyRing, TokenError, VerifiedSession};
 
 /// Longest request URL accepted.
 pub const MAX_URL_LEN: usize = 8192;
@@ -152,8 +152,8 @@ pub fn prepare_egress(
 }
 
 fn authenticate(policy: &Policy, keys: &KeyRing, headers: &[(String, String)], now: u64, audit: &mut AuditRecord) -> Result<VerifiedSession, Error> {
-    let presented = bearer(header(headers, "authorization")).ok_or(Error::InvalidSession(TokenError::Missing))?;
-    let session = token::verify(presented, keys, &policy.audience, now).map_err(Error::InvalidSession)?;
+    let presented = token::presented(header(headers, "authorization")).ok_or(Error::InvalidSession(TokenError::Missing))?;
+    let session = token::verify(&presented, keys, &policy.audience, now).map_err(Error::InvalidSession)?;
     audit.session_id = Some(session.claims().sid.clone());
     audit.agent = Some(session.claims().agt.clone());
     audit.user = Some(session.claims().usr.clone());

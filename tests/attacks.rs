@@ -101,7 +101,10 @@ fn token_attacks() {
     // Authorization header shapes.
     for (what, value) in [
         ("two bearer values", format!("Bearer {good}, Bearer {good}")),
-        ("basic scheme", format!("Basic {good}")),
+        ("basic with the raw token", format!("Basic {good}")),
+        ("basic without password", format!("Basic {}", STANDARD.encode(format!("{good}:")))),
+        ("basic with a tampered token", format!("Basic {}", STANDARD.encode(format!("x:{}", good.replacen("al1.k1.", "al1.k2.", 1))))),
+        ("basic and bearer joined", format!("Basic {}, Bearer {good}", STANDARD.encode(format!("x:{good}")))),
         ("token scheme", format!("Token {good}")),
         ("no scheme", good.clone()),
         ("double space", format!("Bearer  {good}")),
@@ -115,6 +118,17 @@ fn token_attacks() {
         let run = f.run("echo", "GET", "/x", QUERY, &[(name, &format!("Bearer {good}"))], NOW);
         assert_refused(name, run, "invalid_session", &good);
     }
+}
+
+#[test]
+fn token_as_basic_password_is_accepted() {
+    // pip and git send index credentials as basic auth.
+    let f = Fixture::new();
+    let good = f.token(r#"{"echo":"read"}"#, 600);
+    let value = format!("Basic {}", STANDARD.encode(format!("session:{good}")));
+    let run = f.run("echo", "GET", "/x", None, &[("authorization", &value)], NOW);
+    let out = run.result.expect("basic-carried token");
+    assert_eq!(out.headers, vec![("authorization".to_string(), format!("Bearer {ECHO_SECRET}"))], "the sandbox's basic header is replaced");
 }
 
 #[test]

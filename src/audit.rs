@@ -21,7 +21,10 @@ pub enum Decision {
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditRecord {
     kind: &'static str,
-    pub ts: String,
+    /// Unix milliseconds; written as RFC 3339 when the record is serialized,
+    /// so formatting is paid once, in the audit phase.
+    #[serde(serialize_with = "as_rfc3339")]
+    pub ts: u64,
     pub request_id: String,
     pub route: &'static str,
     pub session_id: Option<String>,
@@ -50,7 +53,7 @@ impl AuditRecord {
     pub fn new(request_id: String, method: &str, now_ms: u64) -> AuditRecord {
         AuditRecord {
             kind: "airlock.audit",
-            ts: rfc3339_ms(now_ms),
+            ts: now_ms,
             request_id,
             route: "unknown",
             session_id: None,
@@ -100,6 +103,10 @@ impl AuditRecord {
     }
 }
 
+fn as_rfc3339<S: serde::Serializer>(ms: &u64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&rfc3339_ms(*ms))
+}
+
 /// Formats unix milliseconds as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
 pub fn rfc3339_ms(ms: u64) -> String {
     let secs = ms / 1000;
@@ -143,6 +150,7 @@ mod tests {
         r.finish(1_250, 1_000);
         let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
         assert_eq!(v["kind"], "airlock.audit");
+        assert_eq!(v["ts"], "1970-01-01T00:00:01.000Z");
         assert_eq!(v["decision"], "deny");
         assert_eq!(v["reason"], "tool_not_allowed");
         assert_eq!(v["duration_ms"], 250);

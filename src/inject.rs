@@ -15,6 +15,7 @@
 
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use base64::Engine;
+use std::rc::Rc;
 
 use crate::authorize::Permit;
 use crate::egress::EgressPermit;
@@ -49,7 +50,7 @@ pub struct Outbound {
     pub headers: Vec<(String, String)>,
     /// Byte strings that must never reach the sandbox: every injected value
     /// and its common encodings.
-    pub redactions: Vec<Secret>,
+    pub redactions: Vec<Rc<Secret>>,
     /// The request body's declared length, already checked against the
     /// policy; `None` when the sandbox sent no `Content-Length`, in which
     /// case the edge must count the body while streaming it.
@@ -171,6 +172,25 @@ pub fn egress_outbound(
     }
 }
 
+/// A credential value together with the encodings the response filter must
+/// scrub. Computing the encodings costs more than the rest of injection, so
+/// the edge builds this once per value and reuses it across requests.
+pub struct PreparedCredential {
+    value: Secret,
+    encodings: Vec<Rc<Secret>>,
+}
+
+impl PreparedCredential {
+    pub fn new(value: Secret) -> PreparedCredential {
+        let encodings = encodings_of(value.expose()).into_iter().map(|e| Rc::new(Secret::new(e))).collect();
+        PreparedCredential { value, encodings }
+    }
+
+    pub fn value(&self) -> &Secret {
+        &self.value
+    }
+}
+
 /// Builds the outbound request for a permitted call.
 ///
 /// `headers` are the sandbox's request headers (any case); `query` the raw
@@ -180,7 +200,7 @@ pub fn inject(
     permit: Permit<'_>,
     headers: &[(String, String)],
     query: Option<&str>,
-    credential: Option<&Secret>,
+    credential: Option<&PreparedCredential>,
 ) -> Result<Outbound, Error> {
     let tool = permit.tool();
     let mut out_headers = forwardable_headers(headers, &tool.forward_headers);
@@ -196,8 +216,8 @@ pub fn inject(
         (Some(c), None) => {
             return Err(Error::Misconfigured(format!("secret {} is not set", c.secret)));
         }
-        (Some(c), Some(secret)) => {
-            let value = secret.expose();
+        (Some(c), Some(prepared)) => {
+            let value = prepared.value.expose();
             if value.is_empty() {
                 return Err(Error::Misconfigured(format!("secret {} is empty", c.secret)));
             }
@@ -223,7 +243,7 @@ pub fn inject(
                         pair.push(b':');
                     }
                     let b64 = STANDARD.encode(&pair);
-                    redactions.extend(encodings_of(b64.as_bytes()).into_iter().map(Secret::new));
+                    redactions.extend(encodings_of(b64.as_bytes()).into_iter().map(|e| Rc::new(Secret::new(e))));
                     (Some("authorization".into()), format!("Basic {b64}").into_bytes())
                 }
                 Placement::Query { param } => {
@@ -253,8 +273,8 @@ pub fn inject(
                 })?;
                 out_headers.push((name, text));
             }
-            redactions.push(Secret::new(injected));
-            redactions.extend(encodings_of(value).into_iter().map(Secret::new));
+            redactions.push(Rc::new(Secret::new(injected)));
+            redactions.extend(prepared.encodings.iter().cloned());
         }
     }
 
@@ -344,7 +364,7 @@ mod tests {
     fn each_method_gets_the_credential_and_only_allowlisted_headers() {
         let p = policy(r#"{ "secret": "K", "inject": "bearer" }"#);
         for method in ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] {
-            let secret = Secret::new(b"s3cr3t-value".to_vec());
+            let secret = PreparedCredential::new(Secret::new(b"s3cr3t-value".to_vec()));
             let o = inject(permit(&p, method, "/v1/items/"), &hostile_headers(), Some("a=1&b=2"), Some(&secret)).unwrap();
             assert_eq!(o.method.as_str(), method);
             assert_eq!(o.url, "https://api.example.com/base/v1/items/?a=1&b=2");
@@ -360,7 +380,7 @@ mod tests {
     #[test]
     fn named_header_with_format_replaces_a_sandbox_copy() {
         let p = policy(r#"{ "secret": "K", "inject": "header", "header": "X-Api-Key", "format": "Key {secret}!" }"#);
-        let secret = Secret::new(b"abc123".to_vec());
+        let secret = PreparedCredential::new(Secret::new(b"abc123".to_vec()));
         let mut h = hostile_headers();
         h.push(("x-api-key".into(), "second".into()));
         let o = inject(permit(&p, "GET", "/"), &h, None, Some(&secret)).unwrap();
@@ -372,13 +392,13 @@ mod tests {
     #[test]
     fn basic_auth_with_and_without_username() {
         let p = policy(r#"{ "secret": "K", "inject": "basic", "username": "api" }"#);
-        let secret = Secret::new(b"pw".to_vec());
+        let secret = PreparedCredential::new(Secret::new(b"pw".to_vec()));
         let o = inject(permit(&p, "GET", "/"), &[], None, Some(&secret)).unwrap();
         assert_eq!(get(&o, "authorization"), vec![format!("Basic {}", STANDARD.encode("api:pw")).as_str()]);
         assert!(o.redactions.iter().any(|r| r.expose() == STANDARD.encode("api:pw").as_bytes()));
 
         let p = policy(r#"{ "secret": "K", "inject": "basic" }"#);
-        let secret = Secret::new(b"sk_live_1".to_vec());
+        let secret = PreparedCredential::new(Secret::new(b"sk_live_1".to_vec()));
         let o = inject(permit(&p, "GET", "/"), &[], None, Some(&secret)).unwrap();
         assert_eq!(get(&o, "authorization"), vec![format!("Basic {}", STANDARD.encode("sk_live_1:")).as_str()]);
     }
@@ -386,7 +406,7 @@ mod tests {
     #[test]
     fn query_credential_drops_the_sandbox_copy() {
         let p = policy(r#"{ "secret": "K", "inject": "query", "param": "key" }"#);
-        let secret = Secret::new(b"a b&c".to_vec());
+        let secret = PreparedCredential::new(Secret::new(b"a b&c".to_vec()));
         let q = "key=mine&x=1&%6Bey=also-mine&keyx=2&key";
         let o = inject(permit(&p, "GET", "/maps"), &hostile_headers(), Some(q), Some(&secret)).unwrap();
         assert_eq!(o.url, "https://api.example.com/base/maps?x=1&keyx=2&key=a%20b%26c");
@@ -399,9 +419,9 @@ mod tests {
         let p = policy(r#"{ "secret": "K", "inject": "bearer" }"#);
         let e = inject(permit(&p, "GET", "/"), &[], None, None).err().unwrap();
         assert_eq!(e.code(), "misconfigured");
-        let e = inject(permit(&p, "GET", "/"), &[], None, Some(&Secret::new(Vec::new()))).err().unwrap();
+        let e = inject(permit(&p, "GET", "/"), &[], None, Some(&PreparedCredential::new(Secret::new(Vec::new())))).err().unwrap();
         assert_eq!(e.code(), "misconfigured");
-        let crlf = Secret::new(b"x\r\nX-Evil: 1".to_vec());
+        let crlf = PreparedCredential::new(Secret::new(b"x\r\nX-Evil: 1".to_vec()));
         let e = inject(permit(&p, "GET", "/"), &[], None, Some(&crlf)).err().unwrap();
         assert_eq!(e.code(), "misconfigured");
         // The error names the secret, never its value.

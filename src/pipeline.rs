@@ -10,10 +10,11 @@ use crate::audit::AuditRecord;
 use crate::authorize::authorize;
 use crate::error::Error;
 use crate::egress;
-use crate::inject::{self, inject, Outbound};
+use std::rc::Rc;
+
+use crate::inject::{self, inject, Outbound, PreparedCredential};
 use crate::path::{self, PathError};
 use crate::policy::{Method, Policy};
-use crate::secret::Secret;
 use crate::token::{self, KeyRing, TokenError, VerifiedSession};
 
 /// Longest request URL accepted.
@@ -82,15 +83,16 @@ fn header<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
     headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
 }
 
-/// Runs the deciding phases. `secret` reads a platform secret by name; it is
-/// called only after authorization succeeded.
+/// Runs the deciding phases. `secret` reads a platform secret by name (and
+/// may serve it from a cache); it is called only after authorization
+/// succeeded.
 pub fn prepare(
     policy: &Policy,
     keys: &KeyRing,
     req: &ToolRequest<'_>,
     now: u64,
     audit: &mut AuditRecord,
-    secret: impl FnOnce(&str) -> Option<Secret>,
+    secret: impl FnOnce(&str) -> Option<Rc<PreparedCredential>>,
 ) -> Result<Outbound, Error> {
     // parse
     audit.tool = Some(req.tool.chars().take(64).collect());
@@ -114,7 +116,7 @@ pub fn prepare(
         Some(c) => Some(secret(&c.secret).ok_or_else(|| Error::Misconfigured(format!("secret {} is not set", c.secret)))?),
         None => None,
     };
-    let outbound = inject(permit, req.headers, req.query, credential.as_ref())?;
+    let outbound = inject(permit, req.headers, req.query, credential.as_deref())?;
     Ok(Outbound { declared_length, body_limit: limit, ..outbound })
 }
 

@@ -8,6 +8,8 @@
 //! - Text without patterns passes through byte-identical.
 //! - `Set-Cookie` from credentialed origins and hop-by-hop headers are dropped.
 
+use std::rc::Rc;
+
 use crate::secret::Secret;
 
 /// What a scrubbed value is replaced with.
@@ -16,26 +18,41 @@ pub const REPLACEMENT: &[u8] = b"[REDACTED]";
 /// A streaming multi-pattern replacer.
 pub struct Redactor {
     /// Longest first, so the leftmost match is also the longest.
-    patterns: Vec<Secret>,
-    /// `first[b]` is true when some pattern starts with byte `b`.
-    first: [bool; 256],
+    patterns: Vec<Rc<Secret>>,
+    /// Set-Horspool skip table over the first `min_len` bytes of every
+    /// pattern: looking at the last byte of a `min_len` window starting at
+    /// `i`, no pattern can start at `i..i + shift[byte]`.
+    shift: [u8; 256],
+    min_len: usize,
     max_len: usize,
     carry: Vec<u8>,
 }
 
 impl Redactor {
     pub fn new(patterns: Vec<Secret>) -> Redactor {
-        let mut patterns: Vec<Secret> = patterns.into_iter().filter(|p| !p.is_empty()).collect();
+        Redactor::shared(patterns.into_iter().map(Rc::new).collect())
+    }
+
+    /// Builds a redactor over shared patterns: a prepared credential's
+    /// encodings are reused across requests, not copied.
+    pub fn shared(patterns: Vec<Rc<Secret>>) -> Redactor {
+        let mut patterns: Vec<Rc<Secret>> = patterns.into_iter().filter(|p| !p.is_empty()).collect();
         patterns.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.expose().cmp(b.expose())));
         patterns.dedup_by(|a, b| a.expose() == b.expose());
-        let mut first = [false; 256];
+        let max_len = patterns.first().map_or(0, |p| p.len());
+        // Windows longer than 255 gain nothing measurable; cap so shifts fit a byte.
+        let min_len = patterns.iter().map(|p| p.len()).min().unwrap_or(0).min(255);
+        let mut shift = [min_len as u8; 256];
         for p in &patterns {
-            if let Some(&b) = p.expose().first() {
-                first[b as usize] = true;
+            let prefix = &p.expose()[..min_len];
+            for (j, &b) in prefix.iter().enumerate() {
+                let s = (min_len - 1 - j) as u8;
+                if s < shift[b as usize] {
+                    shift[b as usize] = s;
+                }
             }
         }
-        let max_len = patterns.first().map_or(0, Secret::len);
-        Redactor { patterns, first, max_len, carry: Vec::new() }
+        Redactor { patterns, shift, min_len, max_len, carry: Vec::new() }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -44,28 +61,50 @@ impl Redactor {
 
     fn match_at(&self, buf: &[u8], i: usize) -> Option<usize> {
         let rest = buf.get(i..)?;
-        self.patterns.iter().map(Secret::expose).find(|p| rest.starts_with(p)).map(<[u8]>::len)
+        self.patterns.iter().map(|p| p.expose()).find(|p| rest.starts_with(p)).map(<[u8]>::len)
     }
 
     /// Scrubs `buf` up to `limit` (every position below it is decidable)
     /// and returns the output plus the index where undecided bytes start.
+    /// Scrubs `buf`, deciding every start position below `limit`, and
+    /// returns how far it consumed (everything before that is emitted).
+    ///
+    /// A skip is only taken over positions where no pattern can start: the
+    /// byte at the end of the `min_len` window does not occur at a matching
+    /// offset of any pattern's prefix. Every byte a decision reads is in
+    /// `buf`, so positions skipped past `limit` are decided too.
     fn scan(&self, buf: &[u8], limit: usize, out: &mut Vec<u8>) -> usize {
+        if self.patterns.is_empty() {
+            out.extend_from_slice(buf);
+            return buf.len();
+        }
+        let m = self.min_len;
+        // No match can start at or after `last_start` within `buf`.
+        let last_start = buf.len().saturating_sub(m - 1);
+        let end = limit.min(last_start);
         let mut i = 0;
         let mut copied = 0;
-        while i < limit {
-            if self.first[buf[i] as usize] {
-                if let Some(len) = self.match_at(buf, i) {
-                    out.extend_from_slice(&buf[copied..i]);
-                    out.extend_from_slice(REPLACEMENT);
-                    i += len;
-                    copied = i;
-                    continue;
-                }
+        while i < end {
+            let skip = self.shift[buf[i + m - 1] as usize] as usize;
+            if skip > 0 {
+                i += skip;
+                continue;
+            }
+            if let Some(len) = self.match_at(buf, i) {
+                out.extend_from_slice(&buf[copied..i]);
+                out.extend_from_slice(REPLACEMENT);
+                i += len;
+                copied = i;
+                continue;
             }
             i += 1;
         }
-        out.extend_from_slice(&buf[copied..i]);
-        i
+        // Only when deciding the whole buffer (end of stream, or patterns of
+        // one byte) is the tail known match-free; mid-stream, positions from
+        // `i` on may start a match the next chunk completes.
+        let consumed = if limit >= buf.len() { buf.len() } else { i.max(copied) };
+        out.extend_from_slice(&buf[copied..consumed]);
+        consumed
     }
 
     /// Feeds one chunk; returns what can be emitted now.
@@ -102,7 +141,7 @@ impl Redactor {
 
     /// Whether a complete value contains any pattern.
     pub fn contains_any(&self, input: &[u8]) -> bool {
-        (0..input.len()).any(|i| self.first[input[i] as usize] && self.match_at(input, i).is_some())
+        !self.patterns.is_empty() && (0..input.len()).any(|i| self.match_at(input, i).is_some())
     }
 }
 

@@ -100,10 +100,12 @@ impl VerifiedSession {
     }
 }
 
-/// One HMAC key with its id.
+/// One HMAC key with its id. The keyed HMAC state (the inner and outer
+/// padded key blocks) is computed once, when the ring is parsed; each
+/// signature starts from a copy of it.
 pub struct SigningKey {
     kid: String,
-    key: Secret,
+    keyed: HmacSha256,
 }
 
 impl SigningKey {
@@ -174,7 +176,9 @@ impl KeyRing {
             if keys.iter().any(|k| k.kid == kid) {
                 return Err(KeyRingError::DuplicateKid(kid.to_string()));
             }
-            keys.push(SigningKey { kid: kid.to_string(), key: Secret::new(key) });
+            let key = Secret::new(key);
+            let keyed = <HmacSha256 as KeyInit>::new_from_slice(key.expose()).map_err(|_| KeyRingError::KeyTooShort(i))?;
+            keys.push(SigningKey { kid: kid.to_string(), keyed });
         }
         if keys.is_empty() {
             return Err(KeyRingError::Empty);
@@ -198,9 +202,7 @@ impl KeyRing {
 }
 
 fn mac_for(key: &SigningKey, signed: &[u8]) -> HmacSha256 {
-    // HMAC accepts keys of any length, so this cannot fail.
-    let mut mac = <HmacSha256 as KeyInit>::new_from_slice(key.key.expose())
-        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    let mut mac = key.keyed.clone();
     mac.update(signed);
     mac
 }

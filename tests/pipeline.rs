@@ -29,7 +29,7 @@ fn allowed_call_sets_the_credential_and_drops_the_session_token() {
     let flat = format!("{:?}", out.headers);
     assert!(!flat.contains(&token), "session token forwarded");
     // The response filter built from this request scrubs the credential.
-    let redactor = Redactor::new(out.redactions);
+    let redactor = Redactor::shared(out.redactions);
     let echoed = format!(r#"{{"headers":{{"authorization":"Bearer {ECHO_SECRET}"}}}}"#);
     let scrubbed = String::from_utf8(redactor.redact(echoed.as_bytes())).unwrap();
     assert!(!scrubbed.contains(ECHO_SECRET), "{scrubbed}");

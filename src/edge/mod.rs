@@ -22,7 +22,7 @@ use worker::{
 use crate::audit::AuditRecord;
 use crate::egress;
 use crate::error::Error;
-use crate::inject::Outbound;
+use crate::inject::{Outbound, PreparedCredential};
 use crate::pipeline::{self, EgressRequest, ToolRequest};
 use crate::policy::{Limits, Policy, Target};
 use crate::redact::{filter_response_headers, tool_location, Redactor};
@@ -78,6 +78,26 @@ fn load_keys(env: &Env) -> Result<Rc<Result<KeyRing, Error>>, Error> {
     Ok(cached(&KEYS, raw, |s| {
         KeyRing::parse(s).map_err(|e| Error::Misconfigured(format!("{SIGNING_KEYS_SECRET}: {e}")))
     }))
+}
+
+thread_local! {
+    // Credentials with their redaction encodings, per secret name; rebuilt
+    // when the platform hands out a different value (rotation).
+    static CREDENTIALS: RefCell<Vec<(String, String, Rc<PreparedCredential>)>> = const { RefCell::new(Vec::new()) };
+}
+
+fn read_credential(env: &Env, name: &str) -> Option<Rc<PreparedCredential>> {
+    let value = env.var(name).ok()?.to_string();
+    CREDENTIALS.with(|c| {
+        let mut cache = c.borrow_mut();
+        if let Some((_, _, prepared)) = cache.iter().find(|(n, v, _)| n == name && *v == value) {
+            return Some(prepared.clone());
+        }
+        cache.retain(|(n, _, _)| n != name);
+        let prepared = Rc::new(PreparedCredential::new(Secret::from_string(value.clone())));
+        cache.push((name.to_string(), value, prepared.clone()));
+        Some(prepared)
+    })
 }
 
 fn read_secret(env: &Env, name: &str) -> Result<Secret, Error> {
@@ -201,8 +221,8 @@ async fn handle(req: Request, env: &Env, audit: &mut AuditRecord, slot: &SharedA
             let keys = load_keys(env)?;
             let keys = keys.as_ref().as_ref().map_err(Clone::clone)?;
             let tool_request = ToolRequest { tool, rest, method: &method, query, headers: &headers };
-            let mut outbound = pipeline::prepare(policy, keys, &tool_request, now_ms / 1000, audit, |name| read_secret(env, name).ok())?;
-            let redactor = Redactor::new(std::mem::take(&mut outbound.redactions));
+            let mut outbound = pipeline::prepare(policy, keys, &tool_request, now_ms / 1000, audit, |name| read_credential(env, name))?;
+            let redactor = Redactor::shared(std::mem::take(&mut outbound.redactions));
             let Some(tool) = policy.tool(tool) else {
                 return Err(Error::Internal("permitted tool missing from policy".into()));
             };

@@ -5,10 +5,11 @@
 #![allow(dead_code)]
 
 use std::cell::Cell;
+use std::rc::Rc;
 
 use airlock::audit::AuditRecord;
 use airlock::error::Error;
-use airlock::inject::Outbound;
+use airlock::inject::{Outbound, PreparedCredential};
 use airlock::pipeline::{prepare, prepare_egress, EgressRequest, ToolRequest};
 use airlock::policy::Policy;
 use airlock::secret::Secret;
@@ -79,8 +80,8 @@ impl Fixture {
         let result = prepare(&self.policy, &self.keys, &req, now, &mut audit, |name| {
             read.set(true);
             match name {
-                "ECHO_TOKEN" => Some(Secret::new(ECHO_SECRET.as_bytes().to_vec())),
-                "PRIVATE_KEY" => Some(Secret::new(b"private-key-456".to_vec())),
+                "ECHO_TOKEN" => Some(Rc::new(PreparedCredential::new(Secret::new(ECHO_SECRET.as_bytes().to_vec())))),
+                "PRIVATE_KEY" => Some(Rc::new(PreparedCredential::new(Secret::new(b"private-key-456".to_vec())))),
                 _ => None,
             }
         });

@@ -1,0 +1,174 @@
+//! Native cost of Airlock's deciding core, printed as figures:
+//! - verify + decide + inject per request (µs), the per-call work besides I/O;
+//! - streaming redaction throughput (MB/s) with a real credential's patterns.
+//!
+//! Run: `cargo bench --bench core`. Budgets (from the performance goals):
+//! ≤ 10 µs per request and ≥ 500 MB/s; the output says PASS or FAIL.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use airlock::audit::AuditRecord;
+use airlock::inject::{encodings_of, PreparedCredential};
+use airlock::pipeline::{prepare, ToolRequest};
+use airlock::policy::Policy;
+use airlock::redact::Redactor;
+use airlock::secret::Secret;
+use airlock::session::mint;
+use airlock::token::KeyRing;
+
+const POLICY: &str = r#"{
+  "version": 1, "audience": "bench",
+  "tools": {
+    "github": {
+      "origin": "https://api.github.com",
+      "credential": { "secret": "GITHUB_TOKEN", "inject": "bearer" },
+      "forward_headers": ["x-github-api-version"],
+      "rules": [
+        { "methods": ["GET", "HEAD"], "path": "/repos/*/*/**", "level": "read" },
+        { "methods": ["POST"], "path": "/repos/*/*/issues", "level": "write" },
+        { "methods": ["PATCH"], "path": "/repos/*/*/issues/*", "level": "write" },
+        { "methods": ["DELETE"], "path": "/repos/*/*", "level": "admin" },
+        { "methods": ["GET"], "path": "/user", "level": "read" },
+        { "methods": ["GET"], "path": "/search/**", "level": "read" }
+      ]
+    },
+    "crm": { "origin": "https://crm.example.com", "credential": { "secret": "CRM", "inject": "header", "header": "x-api-key" },
+      "rules": [ { "methods": ["GET"], "path": "/**", "level": "read" } ] }
+  }
+}"#;
+const SECRET: &[u8] = b"ghp_R2d2C3poBb8Luke5kyWalker0Leia1Han";
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn per_request() -> f64 {
+    let policy = Policy::parse(POLICY).unwrap();
+    let keys = KeyRing::parse("k1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=").unwrap();
+    let now = 1_800_000_000;
+    let token = mint(br#"{"agent":"coder","user":"alice@example.com","tools":{"github":"write","crm":"read"},"ttl_seconds":900}"#, &policy, &keys, now, [9; 16]).unwrap().token;
+    let headers: Vec<(String, String)> = [
+        ("authorization", format!("Bearer {token}")),
+        ("accept", "application/vnd.github+json".into()),
+        ("user-agent", "agent/1.0".into()),
+        ("x-github-api-version", "2022-11-28".into()),
+        ("cookie", "a=b".into()),
+        ("x-forwarded-for", "10.0.0.1".into()),
+    ]
+    .into_iter()
+    .map(|(n, v)| (n.to_string(), v))
+    .collect();
+    let req = ToolRequest { tool: "github", rest: "/repos/acme/app/issues/42", method: "PATCH", query: Some("per_page=50&page=2"), headers: &headers };
+    let credential = std::rc::Rc::new(PreparedCredential::new(Secret::new(SECRET.to_vec())));
+    let iters: u32 = std::env::var("AIRLOCK_BENCH_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
+    let mut samples = Vec::new();
+    for _ in 0..9 {
+        let start = Instant::now();
+        for _ in 0..iters {
+            let mut audit = AuditRecord::new(String::new(), "PATCH", 0);
+            let out = prepare(&policy, &keys, black_box(&req), now, &mut audit, |_| Some(credential.clone())).unwrap();
+            // The redactor is built per request from the outbound's patterns.
+            black_box(Redactor::shared(out.redactions));
+        }
+        samples.push(start.elapsed().as_secs_f64() * 1e6 / iters as f64);
+    }
+    median(samples)
+}
+
+/// Times `f` per call (median of 9 runs of `iters`), in µs.
+fn time_us(iters: u32, mut f: impl FnMut()) -> f64 {
+    let mut samples = Vec::new();
+    for _ in 0..9 {
+        let start = Instant::now();
+        for _ in 0..iters {
+            f();
+        }
+        samples.push(start.elapsed().as_secs_f64() * 1e6 / iters as f64);
+    }
+    median(samples)
+}
+
+/// Where a request's time goes, phase by phase.
+fn breakdown() {
+    let policy = Policy::parse(POLICY).unwrap();
+    let keys = KeyRing::parse("k1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=").unwrap();
+    let now = 1_800_000_000;
+    let token = mint(br#"{"agent":"coder","user":"alice@example.com","tools":{"github":"write","crm":"read"},"ttl_seconds":900}"#, &policy, &keys, now, [9; 16]).unwrap().token;
+    let verify = time_us(20_000, || {
+        black_box(airlock::token::verify(black_box(&token), &keys, "bench", now).unwrap());
+    });
+    let normalize = time_us(20_000, || {
+        black_box(airlock::path::normalize(black_box("/repos/acme/app/issues/42")).unwrap());
+    });
+    let encodings = time_us(20_000, || {
+        black_box(encodings_of(black_box(SECRET)));
+    });
+    let audit = time_us(20_000, || {
+        black_box(AuditRecord::new(String::new(), "PATCH", black_box(1_800_000_000_000)));
+    });
+    println!("  breakdown: verify {verify:.2} µs, normalize {normalize:.2} µs, credential encodings {encodings:.2} µs, audit record {audit:.2} µs");
+}
+
+fn redaction(body: &[u8], label: &str) -> f64 {
+    let chunk = 16 * 1024;
+    let rounds = 8;
+    let mut samples = Vec::new();
+    for _ in 0..5 {
+        let patterns: Vec<Secret> = encodings_of(SECRET).into_iter().chain([b"Bearer ".iter().chain(SECRET).copied().collect()]).map(Secret::new).collect();
+        let mut r = Redactor::new(patterns);
+        let start = Instant::now();
+        let mut out = 0usize;
+        for _ in 0..rounds {
+            for c in body.chunks(chunk) {
+                out += r.push(black_box(c)).len();
+            }
+        }
+        out += r.finish().len();
+        black_box(out);
+        let secs = start.elapsed().as_secs_f64();
+        samples.push((body.len() * rounds) as f64 / secs / 1e6);
+    }
+    let mbps = median(samples);
+    println!("redaction ({label}, 16 KiB chunks): {mbps:.0} MB/s");
+    mbps
+}
+
+fn main() {
+    // `cargo bench --bench core -- request` runs only the per-request part
+    // (short enough to run under a profiler).
+    if std::env::args().any(|a| a == "request") {
+        let us = per_request();
+        println!("verify + decide + inject (+ build redactor): {us:.2} µs/request");
+        return;
+    }
+    println!("Airlock native core ({} patterns per credential)", encodings_of(SECRET).len() + 1);
+    let us = per_request();
+    println!("verify + decide + inject (+ build redactor): {us:.2} µs/request  [{}: budget ≤ 10 µs]", if us <= 10.0 { "PASS" } else { "FAIL" });
+    breakdown();
+
+    // JSON-like text (an API response), binary-ish data, and text dense
+    // with the credential's first bytes (worst case for candidate checks).
+    let json: Vec<u8> = br#"{"id":123456,"node_id":"MDU6SXNzdWUx","title":"Bug in the login flow","user":{"login":"octocat","gh_avatar":"https://avatars.githubusercontent.com/u/1?v=4"},"labels":[],"state":"open","body":"Steps: 1. open the page 2. click ghost button"},"#
+        .iter()
+        .cycle()
+        .take(8 << 20)
+        .copied()
+        .collect();
+    let mut seed = 0x2545F4914F6CDD1Du64;
+    let random: Vec<u8> = (0..8 << 20)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed as u8
+        })
+        .collect();
+    let dense: Vec<u8> = b"ghp_ gh Z2hw gh% ".iter().cycle().take(8 << 20).copied().collect();
+    let a = redaction(&json, "JSON text");
+    let b = redaction(&random, "random bytes");
+    let c = redaction(&dense, "adversarial: dense prefixes");
+    let worst = a.min(b).min(c);
+    println!("redaction, worst of three: {worst:.0} MB/s  [{}: budget ≥ 500 MB/s]", if worst >= 500.0 { "PASS" } else { "FAIL" });
+}

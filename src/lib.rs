@@ -15,6 +15,7 @@ pub mod authorize;
 pub mod egress;
 pub mod error;
 pub mod inject;
+pub mod mcp;
 pub mod path;
 pub mod pipeline;
 pub mod policy;
@@ -22,6 +23,7 @@ pub mod redact;
 pub mod route;
 pub mod secret;
 pub mod session;
+pub mod sse;
 pub mod token;
 
 #[cfg(target_arch = "wasm32")]

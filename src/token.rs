@@ -196,6 +196,22 @@ impl KeyRing {
         self.keys.iter().map(|k| k.kid.as_str())
     }
 
+    /// A MAC over `data` with the signing key, for values Airlock hands out
+    /// and must recognize later (bound MCP session ids).
+    pub fn tag(&self, data: &[u8]) -> [u8; 32] {
+        mac_for(self.signer(), data).finalize().into_bytes().into()
+    }
+
+    /// Whether `tag` (a prefix of a MAC, at least 16 bytes) was made by any
+    /// key of the ring over `data`. Compared in constant time.
+    pub fn check_tag(&self, data: &[u8], tag: &[u8]) -> bool {
+        tag.len() >= 16
+            && self.keys.iter().any(|k| {
+                let full = mac_for(k, data).finalize().into_bytes();
+                full.get(..tag.len()).is_some_and(|prefix| bool::from(subtle::ConstantTimeEq::ct_eq(prefix, tag)))
+            })
+    }
+
     fn find(&self, kid: &str) -> Option<&SigningKey> {
         self.keys.iter().find(|k| k.kid == kid)
     }

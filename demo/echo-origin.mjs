@@ -9,6 +9,7 @@
 //                   between writes, so every value spans chunk boundaries
 //   /cookie/...     the echo, plus Set-Cookie headers
 //   /redirect/...   302 with Location: /redirected/... (and an echo body)
+//   /redirect-to?u=URL  302 with Location: URL (and an echo body)
 //   /status/NNN     the echo with status NNN (no body for 204/304)
 //   /delay/MS/...   the echo after waiting MS milliseconds (at most 60000)
 //   /reflect/...    the echo, plus response headers x-reflected-authorization
@@ -24,6 +25,7 @@
 //                   std/url with and without padding, JSON-escaped) in
 //                   response headers and in a body written in 1..7-byte
 //                   chunks; see credentialForms() / reflectionSegments()
+//   /mirror-body/...  the request body, byte for byte (`?tiny=1`: 1..7-byte chunks)
 //   /random/N       N deterministic pseudo-random bytes (`?seed=`; chunked in
 //                   random sizes, or `?cl=1` with Content-Length); see
 //                   randomBody()
@@ -40,12 +42,14 @@
 //   /fault/no-response        accepts the request, never answers (at most 15 s)
 //   /fault/bad-header         a raw response with a header line without a colon
 //   /fault/bad-status         a raw response whose status code is not a number
+//                             (`?code=600` etc. for other out-of-range codes)
 //   /fault/garbage            a non-HTTP line, then FIN
 //   /fault/close-before-headers  the socket is destroyed before any byte
-// Every hit records `closedAt` (ms timestamp when its connection closed) and,
+// Every hit records `closedAt` (ms timestamp when its response closed: sent in
+// full, or the connection dropped) and,
 // for /fault/never-ends, `faultBytes` (body bytes written).
 //
-// No dependencies beyond node:http.
+// Node built-ins only.
 
 import { createHash } from "node:crypto";
 import http from "node:http";
@@ -73,7 +77,7 @@ function readBody(req) {
       size += chunk.length;
       if (size <= MAX_BODY_BYTES) chunks.push(chunk);
     });
-    req.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
+    req.on("end", () => resolve(Buffer.concat(chunks)));
     req.on("error", reject);
   });
 }
@@ -251,7 +255,8 @@ async function handleFault(req, res, path, query, hit) {
       return true;
     }
     case "bad-status": {
-      socket.end(`HTTP/1.1 2x0 OK\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(auth)}\r\n\r\n${auth}`);
+      const code = (params.get("code") || "2x0").replace(/[^0-9A-Za-z]/g, "").slice(0, 6);
+      socket.end(`HTTP/1.1 ${code} OK\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(auth)}\r\n\r\n${auth}`);
       return true;
     }
     case "garbage": {
@@ -268,7 +273,8 @@ async function handleFault(req, res, path, query, hit) {
 }
 
 async function handle(req, res, hits, onHit) {
-  const body = await readBody(req);
+  const bodyBuffer = await readBody(req);
+  const body = bodyBuffer.toString("utf8");
   const { path, query } = splitUrl(req.url);
   const hit = {
     method: req.method,
@@ -297,6 +303,15 @@ async function handle(req, res, hits, onHit) {
     const body = reflectionSegments(forms).map(([m, v]) => m + v).join("");
     res.writeHead(200, headers);
     if (req.method !== "HEAD") await writeChunked(res, Buffer.from(body, "utf8"), 1, 7, 1);
+    if (!res.destroyed) res.end();
+    return;
+  }
+
+  if (path.startsWith("/mirror-body/") || path === "/mirror-body") {
+    // The request body, byte for byte, in 1..7-byte chunks (`?tiny=1`) or random sizes.
+    res.writeHead(200, { "content-type": "application/octet-stream" });
+    const tiny = new URLSearchParams(query).get("tiny") === "1";
+    await writeChunked(res, bodyBuffer, 1, tiny ? 7 : 16384, tiny ? 1 : 0);
     if (!res.destroyed) res.end();
     return;
   }
@@ -336,6 +351,9 @@ async function handle(req, res, hits, onHit) {
   } else if (path.startsWith("/redirect/")) {
     status = 302;
     headers.location = "/redirected/" + path.slice("/redirect/".length);
+  } else if (path === "/redirect-to") {
+    status = 302;
+    headers.location = new URLSearchParams(query).get("u") ?? "";
   } else if (path.startsWith("/reflect/")) {
     if (req.headers.authorization) headers["x-reflected-authorization"] = req.headers.authorization;
     if (req.headers["x-api-key"]) headers["x-reflected-api-key"] = req.headers["x-api-key"];

@@ -106,11 +106,20 @@ describe("one audit line per request", () => {
     assert.equal(a.upstream_status, 200);
   });
 
-  test("origin error status is still an allow with upstream_status", async () => {
-    const r = await h.call("echo", "/status/503", { token: writer.token });
-    assert.equal(r.status, 503);
-    const a = await oneAuditLine(r, "origin 503");
+  test("origin 4xx status is still an allow with upstream_status", async () => {
+    const r = await h.call("echo", "/status/404", { token: writer.token });
+    assert.equal(r.status, 404);
+    const a = await oneAuditLine(r, "origin 404");
     assert.equal(a.decision, "allow");
+    assert.equal(a.upstream_status, 404);
+  });
+
+  test("origin 5xx -> upstream_error, audited with the origin's status", async () => {
+    const r = await h.call("echo", "/status/503", { token: writer.token });
+    assert.equal(r.status, 502, r.text);
+    const a = await oneAuditLine(r, "origin 503");
+    assert.equal(a.decision, "error");
+    assert.equal(a.reason, "upstream_error");
     assert.equal(a.upstream_status, 503);
   });
 

@@ -315,20 +315,25 @@ describe("brokered calls to the echo origin", () => {
   });
 
   test("a 3xx from the origin goes back to the sandbox and is not followed", async () => {
-    const before = h.echo.hits.length;
-    const r = await h.raw({
-      path: "/t/echo/redirect/next",
-      headers: { authorization: `Bearer ${admin.token}` },
-    });
-    assert.equal(r.status, 302, r.text);
-    assert.equal(r.headers.location, "/redirected/next");
-    assert.equal(h.echo.hits.length - before, 1, "redirect not followed");
-    assert.equal(lastEchoHit().path, "/redirect/next");
-    assertNotLeaked(r, { ECHO_API_TOKEN: h.secrets.ECHO_API_TOKEN, token: admin.token });
+    // A Location on the tool's own origin is rewritten onto /t/{tool}/ (README);
+    // any other Location is passed on as it is.
+    const cases = [
+      ["/t/echo/redirect/next", "/t/echo/redirected/next"],
+      [`/t/echo/redirect-to?u=${encodeURIComponent(`${h.echo.url}/abs/x?y=1`)}`, "/t/echo/abs/x?y=1"],
+      [`/t/echo/redirect-to?u=${encodeURIComponent("https://elsewhere.example/x?y=1")}`, "https://elsewhere.example/x?y=1"],
+    ];
+    for (const [path, location] of cases) {
+      const before = h.echo.hits.length;
+      const r = await h.raw({ path, headers: { authorization: `Bearer ${admin.token}` } });
+      assert.equal(r.status, 302, r.text);
+      assert.equal(r.headers.location, location, path);
+      assert.equal(h.echo.hits.length - before, 1, "redirect not followed");
+      assertNotLeaked(r, { ECHO_API_TOKEN: h.secrets.ECHO_API_TOKEN, token: admin.token });
+    }
   });
 
-  test("origin status codes pass through", async () => {
-    for (const status of [201, 204, 404, 409, 503]) {
+  test("origin status codes below 500 pass through", async () => {
+    for (const status of [201, 204, 404, 409, 429]) {
       const r = await h.call("echo", `/status/${status}`, { token: admin.token });
       assert.equal(r.status, status, `status ${status}: ${r.text}`);
       if (status !== 204) {
@@ -339,6 +344,15 @@ describe("brokered calls to the echo origin", () => {
       }
       assertNotLeaked(r, { ECHO_API_TOKEN: h.secrets.ECHO_API_TOKEN, token: admin.token });
     }
+  });
+
+  test("an origin 5xx -> 502 upstream_error; nothing of the origin's body (faults.test.mjs has more)", async () => {
+    const r = await h.call("echo", "/status/503", { token: admin.token });
+    assertError(r, 502, "upstream_error");
+    assert.equal(r.headers["x-airlock-upstream-status"], "503");
+    assert.equal(r.headers["retry-after"], "7");
+    assert.ok(!r.text.includes("/status/503"), "the origin's body reached the sandbox");
+    assertNotLeaked(r, { ECHO_API_TOKEN: h.secrets.ECHO_API_TOKEN, token: admin.token });
   });
 
   test("Content-Length above max_request_body_bytes -> 413, origin untouched", async () => {

@@ -362,17 +362,27 @@ export async function startAirlock(o = {}) {
    * A raw request whose response body is read as a stream, for responses that
    * may be cut off. Resolves (never rejects once the status line arrived) with
    *   { status, headers, rawHeaders, setCookie, bodyBuffer, text, json,
-   *     clean,      // true only if the body ended normally (res.complete)
-   *     how,        // "end" | "error" | "close" | "client-abort" | "client-limit" | "timeout"
+   *     clean,      // true only if the body ended normally (see below)
+   *     how,        // "end" | "end+close" | "error" | "close" | "client-abort" | "client-limit" | "timeout"
    *     error, ms, msAfterLastByte }
    * abortAfterBytes: the client hangs up once it has that many body bytes.
    * maxBytes: the client stops reading (how = "client-limit") past this many.
+   *
+   * The request asks for a kept-alive connection. workerd (2026-07) ends a
+   * chunked response whose body stream errored with a regular terminating
+   * chunk, so node reports it as complete; what differs is that workerd then
+   * closes the connection at once, while after a body that ended normally
+   * the connection stays open. So "clean" = complete AND the connection
+   * survived the end of the body by `closeGraceMs`; otherwise how = "end+close".
    */
-  h.rawStream = ({ method = "GET", path, headers = {}, body, abortAfterBytes, maxBytes = 64 * 1024 * 1024, timeoutMs = 30_000 } = {}) =>
+  h.rawStream = ({ method = "GET", path, headers = {}, body, abortAfterBytes, maxBytes = 64 * 1024 * 1024, timeoutMs = 30_000, closeGraceMs = 400 } = {}) =>
     new Promise((resolvePromise, reject) => {
       const t0 = Date.now();
+      const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
       let settled = false;
       let res;
+      let socket;
+      let socketClosed = false;
       const chunks = [];
       let received = 0;
       let lastByteAt = t0;
@@ -403,12 +413,24 @@ export async function startAirlock(o = {}) {
           msAfterLastByte: now - lastByteAt,
         });
         if (!req.destroyed) req.destroy();
+        agent.destroy();
+      };
+      const onEnd = () => {
+        if (settled) return;
+        if (!res.complete) return finish("close");
+        if (socketClosed) return finish("end+close");
+        const grace = setTimeout(() => finish("end"), closeGraceMs);
+        socket?.once("close", () => {
+          clearTimeout(grace);
+          finish("end+close");
+        });
       };
       const timer = setTimeout(() => {
         if (res) finish("timeout");
         else {
           settled = true;
           req.destroy();
+          agent.destroy();
           reject(new Error(`rawStream ${path}: no response within ${timeoutMs} ms`));
         }
       }, timeoutMs);
@@ -418,8 +440,8 @@ export async function startAirlock(o = {}) {
           port: h.url.port,
           method,
           path,
-          headers: { connection: "close", ...headers },
-          agent: false,
+          headers: { connection: "keep-alive", ...headers },
+          agent,
         },
         (response) => {
           res = response;
@@ -432,14 +454,22 @@ export async function startAirlock(o = {}) {
             if (abortAfterBytes !== undefined && received >= abortAfterBytes) finish("client-abort");
             else if (received > maxBytes) finish("client-limit");
           });
-          res.on("end", () => finish("end"));
+          res.on("end", onEnd);
           res.on("error", (e) => {
             error = e;
             finish("error");
           });
-          res.on("close", () => finish(res.complete ? "end" : "close"));
+          res.on("close", () => {
+            if (!res.complete) finish("close");
+          });
         },
       );
+      req.on("socket", (sock) => {
+        socket = sock;
+        sock.once("close", () => {
+          socketClosed = true;
+        });
+      });
       req.on("error", (e) => {
         if (settled) return;
         if (res) {
@@ -448,6 +478,7 @@ export async function startAirlock(o = {}) {
         } else {
           settled = true;
           clearTimeout(timer);
+          agent.destroy();
           reject(e);
         }
       });

@@ -36,6 +36,11 @@ pub struct AuditRecord {
     pub method: String,
     pub path: Option<String>,
     pub rule: Option<String>,
+    /// MCP: the JSON-RPC method, the tool/prompt name or resource URI, and
+    /// the argument *names* (values are never recorded).
+    pub mcp_method: Option<String>,
+    pub mcp_target: Option<String>,
+    pub mcp_args: Option<Vec<String>>,
     pub decision: Decision,
     pub reason: &'static str,
     pub upstream_status: Option<u16>,
@@ -65,6 +70,9 @@ impl AuditRecord {
             method: method.chars().take(16).collect(),
             path: None,
             rule: None,
+            mcp_method: None,
+            mcp_target: None,
+            mcp_args: None,
             decision: Decision::Error,
             reason: "internal",
             upstream_status: None,
@@ -73,6 +81,13 @@ impl AuditRecord {
             duration_ms: 0,
             detail: None,
         }
+    }
+
+    /// Records a refusal decided inside an MCP message (answered by Airlock
+    /// with a JSON-RPC error; the origin saw nothing).
+    pub fn deny_mcp(&mut self, reason: &'static str) {
+        self.decision = Decision::Deny;
+        self.reason = reason;
     }
 
     pub fn allow(&mut self, upstream_status: Option<u16>) {

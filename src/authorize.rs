@@ -7,7 +7,7 @@
 
 use crate::error::Error;
 use crate::path::NormalizedPath;
-use crate::policy::{Method, Policy, Rule, Tool};
+use crate::policy::{Level, Method, Policy, Rule, Tool};
 use crate::token::VerifiedSession;
 
 /// Proof that a request passed authentication and authorization.
@@ -15,7 +15,9 @@ use crate::token::VerifiedSession;
 pub struct Permit<'p> {
     session: VerifiedSession,
     tool: &'p Tool,
-    rule: &'p Rule,
+    /// The HTTP rule that allowed the request; `None` for an MCP server,
+    /// where the decision is taken per JSON-RPC message.
+    rule: Option<&'p Rule>,
     method: Method,
     path: NormalizedPath,
 }
@@ -27,7 +29,7 @@ impl<'p> Permit<'p> {
     pub fn tool(&self) -> &'p Tool {
         self.tool
     }
-    pub fn rule(&self) -> &'p Rule {
+    pub fn rule(&self) -> Option<&'p Rule> {
         self.rule
     }
     pub fn method(&self) -> Method {
@@ -57,9 +59,9 @@ pub fn authorize<'p>(
     let mut needed = None;
     for rule in tool.rules.iter().filter(|r| r.matches(method, path.segments())) {
         if rule.level <= granted {
-            return Ok(Permit { session, tool, rule, method, path });
+            return Ok(Permit { session, tool, rule: Some(rule), method, path });
         }
-        needed = Some(needed.map_or(rule.level, |n: crate::policy::Level| n.min(rule.level)));
+        needed = Some(needed.map_or(rule.level, |n: Level| n.min(rule.level)));
     }
     match needed {
         Some(required) => Err(Error::LevelInsufficient { tool: tool_name.to_string(), required, granted }),
@@ -67,11 +69,29 @@ pub fn authorize<'p>(
     }
 }
 
+/// Decides whether `session` may talk to the MCP server `server` at all
+/// (POST messages, GET its event stream, DELETE its session). What each
+/// message may do is decided by [`crate::mcp::inspect`] with the returned
+/// level. Unknown servers, servers outside the scope and plain tools fail
+/// identically.
+pub fn authorize_mcp<'p>(policy: &'p Policy, session: VerifiedSession, server: &str, method: &str) -> Result<(Permit<'p>, Level), Error> {
+    let (Some(tool), Some(granted)) = (policy.tool(server).filter(|t| t.mcp.is_some()), session.level_for(server)) else {
+        return Err(Error::ToolNotAllowed { tool: server.to_string() });
+    };
+    let method = match method {
+        "POST" => Method::Post,
+        "GET" => Method::Get,
+        "DELETE" => Method::Delete,
+        _ => return Err(Error::MethodNotAllowed),
+    };
+    let path = crate::path::normalize("/").map_err(Error::InvalidPath)?;
+    Ok((Permit { session, tool, rule: None, method, path }, granted))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::path::normalize;
-    use crate::policy::Level;
     use crate::token::{sign, verify, Claims, KeyRing};
 
     const POLICY: &str = r#"{
@@ -130,7 +150,7 @@ mod tests {
             let got = authorize(&policy, s, tool, method, normalize(path).unwrap());
             match (got, want) {
                 (Ok(p), Ok(l)) => {
-                    assert_eq!(p.rule().level, *l, "{lvl:?} {tool} {method} {path}");
+                    assert_eq!(p.rule().map(|r| r.level), Some(*l), "{lvl:?} {tool} {method} {path}");
                     assert_eq!(p.tool().name, *tool);
                     assert_eq!(p.path().encoded(), *path);
                 }

@@ -34,18 +34,19 @@ pub enum HostError {
 }
 
 impl HostError {
+    /// Whether the host was well-formed but is in a never-reachable class.
+    pub fn is_forbidden_class(&self) -> bool {
+        matches!(self, HostError::IpLiteral | HostError::Localhost | HostError::PrivateName | HostError::Metadata | HostError::SingleLabel | HostError::SelfHost)
+    }
+
     /// Malformed input is the caller's mistake (400); a well-formed host in a
     /// never-reachable class is a policy refusal (403).
     pub fn into_error(self, host: &str) -> Error {
         let host: String = host.chars().take(64).collect();
-        match self {
-            HostError::IpLiteral
-            | HostError::Localhost
-            | HostError::PrivateName
-            | HostError::Metadata
-            | HostError::SingleLabel
-            | HostError::SelfHost => Error::HostForbidden { host, why: self },
-            _ => Error::InvalidHost { why: self },
+        if self.is_forbidden_class() {
+            Error::HostForbidden { host, why: self }
+        } else {
+            Error::InvalidHost { why: self }
         }
     }
 }
@@ -91,10 +92,14 @@ pub fn parse_authority(raw: &str) -> Result<Destination, HostError> {
     if raw.contains('@') {
         return Err(HostError::Userinfo);
     }
-    // Any bracket or more than one colon is an IPv6 literal (with or without
-    // a zone id): never reachable, so refuse it before looking further.
-    if raw.contains(['[', ']']) || raw.matches(':').count() > 1 {
+    // Brackets, or several colons between hex digits and dots, are an IPv6
+    // literal (with or without a zone id): never reachable.
+    let ipv6_like = raw.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.' || b == b'%');
+    if raw.contains(['[', ']']) || (raw.matches(':').count() > 1 && ipv6_like) {
         return Err(HostError::IpLiteral);
+    }
+    if raw.matches(':').count() > 1 {
+        return Err(HostError::BadPort);
     }
     if raw.contains('%') {
         return Err(HostError::Encoded);
@@ -337,6 +342,7 @@ mod tests {
             ("port not numeric", "pypi.org:abc", BadPort),
             ("port empty", "pypi.org:", BadPort),
             ("port signed", "pypi.org:+443", BadPort),
+            ("two ports", "pypi.org:8080:8080", BadPort),
             ("dotted IPv4", "127.0.0.1", IpLiteral),
             ("private IPv4", "10.0.0.1", IpLiteral),
             ("metadata IPv4", "169.254.169.254", IpLiteral),

@@ -43,6 +43,10 @@ pub enum Error {
     /// wire body for both.
     EgressNotAllowed { host: String },
     UrlTooLong { len: usize },
+    /// A malformed, batched or oversized MCP message.
+    McpInvalid(crate::mcp::McpError),
+    /// An `Mcp-Session-Id` that was not handed out to this session.
+    McpSessionInvalid,
     HeadersTooLarge { size: usize },
     NotFound,
     MethodNotAllowed,
@@ -72,6 +76,8 @@ impl Error {
             Error::HostForbidden { .. } => "host_forbidden",
             Error::EgressNotAllowed { .. } => "egress_not_allowed",
             Error::UrlTooLong { .. } => "url_too_long",
+            Error::McpInvalid(e) => e.code(),
+            Error::McpSessionInvalid => "mcp_session_invalid",
             Error::HeadersTooLarge { .. } => "headers_too_large",
             Error::NotFound => "not_found",
             Error::MethodNotAllowed => "method_not_allowed",
@@ -93,6 +99,9 @@ impl Error {
             | Error::HostForbidden { .. }
             | Error::EgressNotAllowed { .. } => 403,
             Error::InvalidPath(_) | Error::InvalidRequest(_) | Error::InvalidHost { .. } => 400,
+            Error::McpInvalid(crate::mcp::McpError::TooLarge) => 413,
+            Error::McpInvalid(_) => 400,
+            Error::McpSessionInvalid => 404,
             Error::BodyTooLarge { .. } => 413,
             Error::UrlTooLong { .. } => 414,
             Error::HeadersTooLarge { .. } => 431,
@@ -136,6 +145,8 @@ impl Error {
             Error::HostForbidden { .. } => "this destination is never reachable through Airlock".into(),
             Error::EgressNotAllowed { .. } => "egress to this host is not allowed for this session".into(),
             Error::UrlTooLong { .. } => "request URL too long".into(),
+            Error::McpInvalid(_) => "invalid MCP message".into(),
+            Error::McpSessionInvalid => "unknown MCP session".into(),
             Error::HeadersTooLarge { .. } => "request headers too large".into(),
             Error::NotFound => "no such route".into(),
             Error::MethodNotAllowed => "method not allowed on this route".into(),
@@ -177,6 +188,8 @@ impl Error {
             Error::HostForbidden { host, why } => format!("host {host:?} never reachable: {why:?}"),
             Error::EgressNotAllowed { host } => format!("host {host:?} not allowed for egress (or session has no egress)"),
             Error::UrlTooLong { len } => format!("URL of {len} bytes"),
+            Error::McpInvalid(e) => format!("mcp: {e:?}"),
+            Error::McpSessionInvalid => "Mcp-Session-Id not bound to this session".into(),
             Error::HeadersTooLarge { size } => format!("headers of {size} bytes"),
             Error::NotFound => "no route".into(),
             Error::MethodNotAllowed => "method not allowed on route".into(),
@@ -189,8 +202,12 @@ impl Error {
         }
     }
 
-    /// The JSON wire body: `{"error":{"code":"…","message":"…"}}`.
+    /// The JSON wire body: `{"error":{"code":"…","message":"…"}}`, or for
+    /// a malformed MCP message the JSON-RPC error an MCP client expects.
     pub fn wire_body(&self) -> String {
+        if let Error::McpInvalid(e) = self {
+            return String::from_utf8_lossy(&e.response()).into_owned();
+        }
         serde_json::json!({
             "error": { "code": self.code(), "message": self.public_message() }
         })

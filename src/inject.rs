@@ -126,6 +126,25 @@ pub fn encodings_of(secret: &[u8]) -> Vec<Vec<u8>> {
     out
 }
 
+/// Request headers of the MCP Streamable HTTP transport, forwarded to MCP
+/// servers only (`mcp-session-id` after it was unbound by the pipeline).
+pub const MCP_HEADERS: &[&str] = &["mcp-session-id", "mcp-protocol-version", "last-event-id"];
+
+impl Outbound {
+    /// An outbound request that is never sent (a refused MCP message).
+    pub fn none() -> Outbound {
+        Outbound {
+            method: Method::Post,
+            target: Target::Public,
+            url: String::new(),
+            headers: Vec::new(),
+            redactions: Vec::new(),
+            declared_length: None,
+            body_limit: 0,
+        }
+    }
+}
+
 /// The sandbox's request headers that may be forwarded: the built-in
 /// allowlist plus `extra`, minus anything forbidden and minus every header
 /// the sandbox named in `Connection` (hop-by-hop by its own declaration).
@@ -203,7 +222,11 @@ pub fn inject(
     credential: Option<&PreparedCredential>,
 ) -> Result<Outbound, Error> {
     let tool = permit.tool();
-    let mut out_headers = forwardable_headers(headers, &tool.forward_headers);
+    let mut extra = tool.forward_headers.clone();
+    if tool.mcp.is_some() {
+        extra.extend(MCP_HEADERS.iter().map(|h| h.to_string()));
+    }
+    let mut out_headers = forwardable_headers(headers, &extra);
 
     let mut query_parts: Vec<String> = query
         .filter(|q| !q.is_empty())
@@ -278,7 +301,12 @@ pub fn inject(
         }
     }
 
-    let mut url = format!("{}{}{}", tool.origin.base, tool.origin.base_path, permit.path().encoded());
+    // An MCP server's endpoint is the origin URL exactly as configured.
+    let path = match (&tool.mcp, tool.origin.base_path.is_empty()) {
+        (Some(_), false) => String::new(),
+        _ => permit.path().encoded(),
+    };
+    let mut url = format!("{}{}{}", tool.origin.base, tool.origin.base_path, path);
     if !query_parts.is_empty() {
         url.push('?');
         url.push_str(&query_parts.join("&"));

@@ -9,7 +9,9 @@
 use crate::audit::AuditRecord;
 use crate::authorize::authorize;
 use crate::error::Error;
+use crate::authorize::authorize_mcp;
 use crate::egress;
+use crate::mcp;
 use std::rc::Rc;
 
 use crate::inject::{self, inject, Outbound, PreparedCredential};
@@ -43,6 +45,83 @@ pub struct EgressRequest<'a> {
     pub method: &'a str,
     pub query: Option<&'a str>,
     pub headers: &'a [(String, String)],
+}
+
+/// An MCP request as plain data.
+pub struct McpRequest<'a> {
+    pub server: &'a str,
+    pub method: &'a str,
+    pub headers: &'a [(String, String)],
+    /// The JSON-RPC message of a POST (already read, at most
+    /// [`mcp::MAX_MESSAGE`] bytes).
+    pub body: Option<&'a [u8]>,
+}
+
+/// What the edge needs to run an MCP exchange.
+pub struct McpPrepared<'p> {
+    pub outbound: Outbound,
+    /// The decision on the POSTed message (`None` for GET and DELETE).
+    pub verdict: Option<mcp::Verdict>,
+    pub rules: &'p mcp::McpRules,
+    pub granted: crate::policy::Level,
+    pub session_id: String,
+}
+
+/// The deciding phases of an MCP request: authenticate, authorize the
+/// server, inspect the message, then inject. A refused message yields a
+/// verdict and no secret is read.
+pub fn prepare_mcp<'p>(
+    policy: &'p Policy,
+    keys: &KeyRing,
+    req: &McpRequest<'_>,
+    now: u64,
+    audit: &mut AuditRecord,
+    secret: impl FnOnce(&str) -> Option<Rc<PreparedCredential>>,
+) -> Result<McpPrepared<'p>, Error> {
+    // parse
+    audit.tool = Some(req.server.chars().take(64).collect());
+
+    // authenticate
+    let session = authenticate(policy, keys, req.headers, now, audit)?;
+    let session_id = session.claims().sid.clone();
+
+    // authorize: the server, then the message
+    let (permit, granted) = authorize_mcp(policy, session, req.server, req.method)?;
+    let Some(rules) = permit.tool().mcp.as_ref() else {
+        return Err(Error::ToolNotAllowed { tool: req.server.to_string() });
+    };
+    let verdict = match req.body {
+        Some(body) => {
+            let verdict = mcp::inspect(body, rules, granted).map_err(Error::McpInvalid)?;
+            let call = match &verdict {
+                mcp::Verdict::Forward(call) | mcp::Verdict::Refuse { call, .. } => call,
+            };
+            audit.mcp_method = call.method.clone();
+            audit.mcp_target = call.target.clone();
+            audit.mcp_args = (!call.arg_names.is_empty()).then(|| call.arg_names.clone());
+            if matches!(verdict, mcp::Verdict::Refuse { .. }) {
+                // Nothing is built for a refused message.
+                return Ok(McpPrepared { outbound: Outbound::none(), verdict: Some(verdict), rules, granted, session_id });
+            }
+            Some(verdict)
+        }
+        None => None,
+    };
+
+    // The origin's MCP session id, only if it was bound to this session.
+    let mut headers: Vec<(String, String)> = req.headers.iter().filter(|(n, _)| !n.eq_ignore_ascii_case("mcp-session-id")).cloned().collect();
+    if let Some(presented) = header(req.headers, "mcp-session-id") {
+        let origin_sid = mcp::unbind_session_id(presented, &session_id, keys).ok_or(Error::McpSessionInvalid)?;
+        headers.push(("mcp-session-id".into(), origin_sid));
+    }
+
+    // inject
+    let credential = match &permit.tool().credential {
+        Some(c) => Some(secret(&c.secret).ok_or_else(|| Error::Misconfigured(format!("secret {} is not set", c.secret)))?),
+        None => None,
+    };
+    let outbound = inject(permit, &headers, None, credential.as_deref())?;
+    Ok(McpPrepared { outbound, verdict, rules, granted, session_id })
 }
 
 /// A tool request as plain data.
@@ -104,7 +183,7 @@ pub fn prepare(
 
     // authorize
     let permit = authorize(policy, session, req.tool, req.method, path)?;
-    audit.rule = Some(permit.rule().path.as_str().to_string());
+    audit.rule = permit.rule().map(|r| r.path.as_str().to_string());
     if permit.path().has_params() && !permit.tool().allow_path_params {
         return Err(Error::InvalidPath(PathError::PathParameter));
     }
@@ -130,9 +209,15 @@ pub fn prepare_egress(
     audit: &mut AuditRecord,
     own_host: Option<&str>,
 ) -> Result<Outbound, Error> {
-    // parse
-    let dest = egress::parse_authority(req.authority).map_err(|e| e.into_error(req.authority))?;
-    audit.host = Some(dest.host.clone());
+    // parse: malformed hosts are refused here; a well-formed host in a
+    // never-reachable class (an IP literal) is refused after authentication,
+    // so the denial is attributed to its session in the audit record.
+    let parsed = egress::parse_authority(req.authority);
+    if let Err(e) = &parsed {
+        if !e.is_forbidden_class() {
+            return Err(e.clone().into_error(req.authority));
+        }
+    }
     let path = path::normalize(req.rest).map_err(Error::InvalidPath)?;
     if path.has_params() {
         return Err(Error::InvalidPath(PathError::PathParameter));
@@ -141,6 +226,8 @@ pub fn prepare_egress(
 
     // authenticate
     let session = authenticate(policy, keys, req.headers, now, audit)?;
+    let dest = parsed.map_err(|e| e.into_error(req.authority))?;
+    audit.host = Some(dest.host.clone());
 
     // authorize
     let method = Method::parse(req.method).ok_or_else(|| Error::RouteNotAllowed { tool: "egress".into(), method: req.method.to_string() })?;

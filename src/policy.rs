@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::egress::{EgressRule, HostPattern};
+use crate::mcp::McpRules;
 
 /// Access levels, ordered: `read < write < admin`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -213,6 +214,8 @@ pub struct Tool {
     /// Whether `;` path parameters may appear in request paths.
     pub allow_path_params: bool,
     pub rules: Vec<Rule>,
+    /// Set for MCP servers, served at `/mcp/{name}`.
+    pub mcp: Option<McpRules>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -345,7 +348,28 @@ struct RawTool {
     forward_headers: Vec<String>,
     #[serde(default)]
     allow_path_params: bool,
+    #[serde(default)]
     rules: Vec<RawRule>,
+    mcp: Option<RawMcp>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMcp {
+    #[serde(default)]
+    tools: BTreeMap<String, Level>,
+    default_tool_level: Option<Level>,
+    #[serde(default)]
+    resources: Vec<RawMcpResource>,
+    #[serde(default)]
+    prompts: BTreeMap<String, Level>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMcpResource {
+    prefix: String,
+    level: Level,
 }
 
 #[derive(Deserialize)]
@@ -509,9 +533,28 @@ impl RawTool {
             }
             forward_headers.push(lower);
         }
-        if self.rules.is_empty() {
-            return Err(err(format!("{field}.rules"), "declare at least one rule (default is deny)"));
+        if self.rules.is_empty() && self.mcp.is_none() {
+            return Err(err(format!("{field}.rules"), "declare at least one rule (default is deny), or an \"mcp\" section"));
         }
+        let mcp = match self.mcp {
+            Some(m) => {
+                for (i, r) in m.resources.iter().enumerate() {
+                    if r.prefix.is_empty() {
+                        return Err(err(format!("{field}.mcp.resources[{i}].prefix"), "must not be empty (name the URI scheme at least)"));
+                    }
+                }
+                if m.tools.keys().chain(m.prompts.keys()).any(|n| n.is_empty()) {
+                    return Err(err(format!("{field}.mcp"), "tool and prompt names must not be empty"));
+                }
+                Some(McpRules {
+                    tools: m.tools,
+                    default_tool: m.default_tool_level,
+                    resources: m.resources.into_iter().map(|r| (r.prefix, r.level)).collect(),
+                    prompts: m.prompts,
+                })
+            }
+            None => None,
+        };
         let mut rules = Vec::new();
         for (i, r) in self.rules.into_iter().enumerate() {
             let f = format!("{field}.rules[{i}]");
@@ -528,7 +571,7 @@ impl RawTool {
             let path = PathPattern::parse(&r.path).map_err(|m| err(format!("{f}.path"), m))?;
             rules.push(Rule { methods, path, level: r.level });
         }
-        Ok(Tool { name: name.to_string(), origin, credential, forward_headers, allow_path_params: self.allow_path_params, rules })
+        Ok(Tool { name: name.to_string(), origin, credential, forward_headers, allow_path_params: self.allow_path_params, rules, mcp })
     }
 }
 
@@ -736,6 +779,24 @@ mod tests {
                 assert!(e.to_string().starts_with(field), "{what}: {e}");
             }
         }
+    }
+
+    #[test]
+    fn mcp_servers() {
+        use serde_json::json;
+        let j = with(&["tools", "crm", "mcp"], json!({"tools": {"search": "read", "delete": "admin"}, "resources": [{"prefix": "crm://accounts/", "level": "read"}], "prompts": {"brief": "read"}}));
+        let j = { let mut v: serde_json::Value = serde_json::from_str(&j).unwrap(); v["tools"]["crm"].as_object_mut().unwrap().remove("rules"); v.to_string() };
+        let p = Policy::parse(&j).unwrap();
+        let m = p.tool("crm").unwrap().mcp.as_ref().unwrap();
+        assert_eq!(m.tools.get("delete"), Some(&Level::Admin));
+        assert_eq!(m.default_tool, None, "unnamed tools are denied by default");
+        assert_eq!(m.resources, vec![("crm://accounts/".to_string(), Level::Read)]);
+        let bad = with(&["tools", "crm", "mcp"], json!({"tools": {"search": "root"}}));
+        assert_eq!(Policy::parse(&bad).unwrap_err().field, "tools.crm.mcp.tools.search");
+        let bad = with(&["tools", "crm", "mcp"], json!({"resources": [{"prefix": "", "level": "read"}]}));
+        assert_eq!(Policy::parse(&bad).unwrap_err().field, "tools.crm.mcp.resources[0].prefix");
+        let bad = with(&["tools", "crm", "mcp"], json!({"tool": {}}));
+        assert!(Policy::parse(&bad).unwrap_err().field.starts_with("tools.crm.mcp"));
     }
 
     #[test]

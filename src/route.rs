@@ -12,6 +12,8 @@ pub enum Route<'a> {
     Tool { tool: &'a str, rest: &'a str },
     /// `/e/{host[:port]}/{rest}`: both still raw.
     Egress { authority: &'a str, rest: &'a str },
+    /// `/mcp/{server}` exactly.
+    Mcp { server: &'a str },
     NotFound,
 }
 
@@ -22,6 +24,9 @@ pub fn route(path: &str) -> Route<'_> {
         "/v1/sessions" => return Route::Sessions,
         _ => {}
     }
+    if let Some(server) = path.strip_prefix("/mcp/") {
+        return if server.is_empty() || server.contains('/') { Route::NotFound } else { Route::Mcp { server } };
+    }
     let (egress, after) = match (path.strip_prefix("/t/"), path.strip_prefix("/e/")) {
         (Some(after), _) => (false, after),
         (_, Some(after)) => (true, after),
@@ -31,11 +36,11 @@ pub fn route(path: &str) -> Route<'_> {
         Some(i) => (&after[..i], &after[i..]),
         None => (after, "/"),
     };
-    if first.is_empty() {
-        return Route::NotFound;
-    }
     if egress {
+        // An empty host is routed on, to be refused as a malformed host.
         Route::Egress { authority: first, rest }
+    } else if first.is_empty() {
+        Route::NotFound
     } else {
         Route::Tool { tool: first, rest }
     }
@@ -105,7 +110,11 @@ mod tests {
             ("/t/gh/a%2fb", Route::Tool { tool: "gh", rest: "/a%2fb" }),
             ("/e/pypi.org/simple/", Route::Egress { authority: "pypi.org", rest: "/simple/" }),
             ("/e/pypi.org:8443", Route::Egress { authority: "pypi.org:8443", rest: "/" }),
-            ("/e/", Route::NotFound),
+            ("/e/", Route::Egress { authority: "", rest: "/" }),
+            ("/e//simple/", Route::Egress { authority: "", rest: "/simple/" }),
+            ("/mcp/crm", Route::Mcp { server: "crm" }),
+            ("/mcp/crm/", Route::NotFound),
+            ("/mcp/", Route::NotFound),
             ("/t/", Route::NotFound),
             ("/t//x", Route::NotFound),
             ("/", Route::NotFound),

@@ -211,7 +211,7 @@ fn host_attacks() {
     let malformed = [
         "user@pypi.org", "user:pass@pypi.org", "pypi.org@evil.com", "pypi%2eorg", "evil.com%2f@pypi.org", "bücher.de",
         "pypi\u{3002}org", "a_b.pythonhosted.org", "pypi.org:0", "pypi.org:65536", "pypi.org:abc", "pypi.org:",
-        "pypi.org:-1", "-pypi.org", "pypi-.org", "pypi..org", "pypi.org..", ".", "pypi org", "pypi.org\\x",
+        "pypi.org:-1", "-pypi.org", "pypi-.org", "pypi..org", "pypi.org..", ".", "pypi org", "pypi.org\\x", "", "pypi.org:80:80",
     ];
     for host in malformed {
         let run = f.run_egress(host, "GET", "/x", QUERY, &[("authorization", &auth)]);
@@ -232,9 +232,13 @@ fn host_attacks() {
     let b = f.run_egress("example.com", "GET", "/x", QUERY, &[("authorization", &auth)]);
     assert_eq!(a.result.as_ref().err().map(|e| e.wire_body()), b.result.as_ref().err().map(|e| e.wire_body()));
     assert_refused("no egress right", a, "egress_not_allowed", &no_egress);
-    // Forbidden classes are refused before the session is even considered.
+    // Without a valid session even a forbidden destination is a 401: every
+    // refusal of a real attempt is attributed to its session.
     let run = f.run_egress("169.254.169.254", "GET", "/latest/meta-data", None, &[]);
-    assert_refused("metadata without a token", run, "host_forbidden", "");
+    assert_refused("metadata without a token", run, "invalid_session", "");
+    let run = f.run_egress("169.254.169.254", "GET", "/latest/meta-data", None, &[("authorization", &auth)]);
+    assert!(run.audit.session_id.is_some(), "the denial names the session");
+    assert_refused("metadata with a token", run, "host_forbidden", &token);
     // Egress paths get the same hygiene.
     for path in ["/a/../b", "/a%2fb", "/a;b", "//x"] {
         let run = f.run_egress("pypi.org", "GET", path, QUERY, &[("authorization", &auth)]);

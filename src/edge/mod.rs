@@ -14,16 +14,15 @@ use std::time::Duration;
 
 use futures_util::future::{select, Either};
 use futures_util::stream::{self, StreamExt};
-use worker::{
-    console_log, event, AbortController, ByteStream, Context, Date, Delay, Env, Fetch, Headers,
-    Request, RequestInit, RequestRedirect, Response,
-};
+use worker::{console_log, event, ByteStream, Context, Date, Delay, Env, Fetch, Headers, Request, Response};
 
 use crate::audit::AuditRecord;
 use crate::egress;
+use crate::mcp;
+use crate::sse::{self, EventSplitter};
 use crate::error::Error;
 use crate::inject::{Outbound, PreparedCredential};
-use crate::pipeline::{self, EgressRequest, ToolRequest};
+use crate::pipeline::{self, EgressRequest, McpRequest, ToolRequest};
 use crate::policy::{Limits, Policy, Target};
 use crate::redact::{filter_response_headers, tool_location, Redactor};
 use crate::route::{route, split_url, url_host, Route};
@@ -147,10 +146,12 @@ struct AuditSlot {
     started: u64,
     bytes_out: u64,
     stream: Option<&'static str>,
+    /// The body stream reached its end (complete, failed or cut off).
+    ended: bool,
 }
 
-impl Drop for AuditSlot {
-    fn drop(&mut self) {
+impl AuditSlot {
+    fn write(&mut self) {
         if let Some(mut record) = self.record.take() {
             if self.stream.is_some() {
                 record.bytes_out = Some(self.bytes_out);
@@ -162,21 +163,62 @@ impl Drop for AuditSlot {
     }
 }
 
+impl Drop for AuditSlot {
+    fn drop(&mut self) {
+        self.write();
+    }
+}
+
+/// Keeps the request alive (`waitUntil`) until its audit record is written.
+/// A body stream the client abandoned may never be dropped by the runtime;
+/// when the stream makes no progress for longer than the idle timeout (which
+/// would have ended a stalled origin), the record is written as `cancelled`.
+/// Holds the slot weakly, so it never delays the normal write.
+async fn audit_watchdog(slot: std::rc::Weak<RefCell<AuditSlot>>, idle_ms: u64) {
+    let tick = (idle_ms / 2).clamp(250, 5_000);
+    let mut last = u64::MAX;
+    let mut still = 0;
+    loop {
+        Delay::from(Duration::from_millis(tick)).await;
+        let Some(slot) = slot.upgrade() else { return };
+        let mut slot = slot.borrow_mut();
+        if slot.record.is_none() && slot.ended {
+            return;
+        }
+        if slot.ended {
+            slot.write();
+            return;
+        }
+        if slot.bytes_out == last {
+            still += tick;
+            if still > idle_ms + tick {
+                slot.stream = Some("cancelled");
+                slot.ended = true;
+                slot.write();
+                return;
+            }
+        } else {
+            last = slot.bytes_out;
+            still = 0;
+        }
+    }
+}
+
 type SharedAudit = Rc<RefCell<AuditSlot>>;
 
 #[event(fetch)]
-pub async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
+pub async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
     let started = Date::now().as_millis();
     let method = req.inner().method();
     let (request_id, id_error) = match random_bytes::<16>() {
         Ok(b) => (hex(&b), None),
         Err(e) => (format!("t{started}"), Some(e)),
     };
-    let slot: SharedAudit = Rc::new(RefCell::new(AuditSlot { record: None, started, bytes_out: 0, stream: None }));
+    let slot: SharedAudit = Rc::new(RefCell::new(AuditSlot { record: None, started, bytes_out: 0, stream: None, ended: false }));
     let mut audit = AuditRecord::new(request_id.clone(), &method, started);
     let result = match id_error {
         Some(e) => Err(e),
-        None => handle(req, &env, &mut audit, &slot, started).await,
+        None => handle(req, &env, &ctx, &mut audit, &slot, started).await,
     };
     let mut response = match result {
         Ok(response) => response,
@@ -192,7 +234,7 @@ pub async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Resp
 }
 
 /// Parse, then dispatch by route.
-async fn handle(req: Request, env: &Env, audit: &mut AuditRecord, slot: &SharedAudit, now_ms: u64) -> Result<Response, Error> {
+async fn handle(mut req: Request, env: &Env, ctx: &Context, audit: &mut AuditRecord, slot: &SharedAudit, now_ms: u64) -> Result<Response, Error> {
     // An invalid policy refuses every route, health included: nothing runs
     // on a configuration that was not fully understood.
     let policy = load_policy(env)?;
@@ -226,9 +268,10 @@ async fn handle(req: Request, env: &Env, audit: &mut AuditRecord, slot: &SharedA
             let Some(tool) = policy.tool(tool) else {
                 return Err(Error::Internal("permitted tool missing from policy".into()));
             };
-            let upstream = forward(&req, env, &outbound, &redactor, policy.limits.upstream_timeout_ms).await?;
+            let upstream = forward(Body::Inbound(&req), env, &outbound, &redactor, policy.limits.upstream_timeout_ms).await?;
             let rewrite = |location: &str| Some(tool_location(location, &outbound.url, tool));
-            respond(upstream, &outbound, redactor, tool.credential.is_some(), rewrite, &policy.limits, audit, slot)
+            let (status, headers, upstream) = response_head(upstream, &redactor, tool.credential.is_some(), rewrite, audit)?;
+            finish_response(upstream, status, headers, &outbound, Box::new(redactor), &policy.limits, audit, slot, ctx)
         }
         Route::Egress { authority, rest } => {
             audit.route = "egress";
@@ -238,13 +281,132 @@ async fn handle(req: Request, env: &Env, audit: &mut AuditRecord, slot: &SharedA
             let egress_request = EgressRequest { authority, rest, method: &method, query, headers: &headers };
             let outbound = pipeline::prepare_egress(policy, keys, &egress_request, now_ms / 1000, audit, own_host.as_deref())?;
             let redactor = Redactor::new(Vec::new());
-            let upstream = forward(&req, env, &outbound, &redactor, policy.limits.upstream_timeout_ms).await?;
+            let upstream = forward(Body::Inbound(&req), env, &outbound, &redactor, policy.limits.upstream_timeout_ms).await?;
             // Egress answers never carry cookies back, and redirects are
             // rewritten to the egress route or dropped.
             let rewrite = |location: &str| egress::rewrite_location(location, &outbound.url, &policy.egress, own_host.as_deref());
-            respond(upstream, &outbound, redactor, true, rewrite, &policy.limits, audit, slot)
+            let (status, headers, upstream) = response_head(upstream, &redactor, true, rewrite, audit)?;
+            finish_response(upstream, status, headers, &outbound, Box::new(redactor), &policy.limits, audit, slot, ctx)
+        }
+        Route::Mcp { server } => {
+            audit.route = "mcp";
+            let keys = load_keys(env)?;
+            let keys = keys.as_ref().as_ref().map_err(Clone::clone)?;
+            let body = match method.as_str() {
+                "POST" => Some(read_capped(&mut req, mcp::MAX_MESSAGE).await.map_err(|_| Error::McpInvalid(mcp::McpError::TooLarge))?),
+                _ => None,
+            };
+            let mcp_request = McpRequest { server, method: &method, headers: &headers, body: body.as_deref() };
+            let prepared = pipeline::prepare_mcp(policy, keys, &mcp_request, now_ms / 1000, audit, |name| read_credential(env, name))?;
+            let call = match prepared.verdict {
+                Some(mcp::Verdict::Refuse { response, reason, .. }) => {
+                    // Answered by Airlock as the JSON-RPC error an MCP client
+                    // expects; the origin sees nothing.
+                    audit.deny_mcp(reason);
+                    let headers = Headers::new();
+                    let _ = headers.set("content-type", "application/json");
+                    return Ok(Response::builder().with_status(200).with_headers(headers).fixed(response));
+                }
+                Some(mcp::Verdict::Forward(call)) => Some(call),
+                None => None,
+            };
+            let mut outbound = prepared.outbound;
+            let redactor = Redactor::shared(std::mem::take(&mut outbound.redactions));
+            let Some(tool) = policy.tool(server) else {
+                return Err(Error::Internal("permitted server missing from policy".into()));
+            };
+            let upstream = match &body {
+                Some(bytes) => forward(Body::Bytes(bytes), env, &outbound, &redactor, policy.limits.upstream_timeout_ms).await?,
+                None => forward(Body::Inbound(&req), env, &outbound, &redactor, policy.limits.upstream_timeout_ms).await?,
+            };
+            let (status, mut headers, mut upstream) = response_head(upstream, &redactor, tool.credential.is_some(), |_| None, audit)?;
+            // The origin's MCP session id goes out bound to this session.
+            if let Some(i) = headers.iter().position(|(n, _)| n == "mcp-session-id") {
+                let (_, origin_sid) = headers.remove(i);
+                let bound = mcp::bind_session_id(&origin_sid, &prepared.session_id, keys)
+                    .ok_or_else(|| Error::UpstreamUnavailable { detail: "origin sent an unusable Mcp-Session-Id".into() })?;
+                headers.push(("mcp-session-id".into(), bound));
+            }
+            let content_type = headers.iter().find(|(n, _)| n == "content-type").map(|(_, v)| v.to_ascii_lowercase()).unwrap_or_default();
+            let rules = prepared.rules.clone();
+            let granted = prepared.granted;
+            if content_type.starts_with("text/event-stream") {
+                let filter = McpEvents { splitter: EventSplitter::new(), redactor, call, rules, granted };
+                finish_response(upstream, status, headers, &outbound, Box::new(filter), &policy.limits, audit, slot, ctx)
+            } else if let (true, Some(call)) = (content_type.starts_with("application/json"), call.filter(|c| c.list.is_some())) {
+                // A list answered as one JSON body: filter it whole.
+                let mut body = Vec::new();
+                if let Ok(mut stream) = upstream.stream() {
+                    while let Some(chunk) = stream.next().await {
+                        let chunk = chunk.map_err(|_| Error::UpstreamUnavailable { detail: "list body failed".into() })?;
+                        if body.len() + chunk.len() > 16 * mcp::MAX_MESSAGE {
+                            return Err(Error::UpstreamUnavailable { detail: "list body too large".into() });
+                        }
+                        body.extend_from_slice(&chunk);
+                    }
+                }
+                let filtered = redactor.redact(&mcp::filter_message(&body, &call, &rules, granted));
+                let out = Headers::new();
+                for (name, value) in &headers {
+                    let _ = out.append(name, value);
+                }
+                audit.allow(Some(status));
+                Ok(Response::builder().with_status(status).with_headers(out).fixed(filtered))
+            } else {
+                finish_response(upstream, status, headers, &outbound, Box::new(redactor), &policy.limits, audit, slot, ctx)
+            }
         }
         Route::NotFound => Err(Error::NotFound),
+    }
+}
+
+/// A body filter: what the sandbox receives of each chunk.
+trait BodyFilter {
+    fn push(&mut self, chunk: &[u8]) -> Result<Vec<u8>, &'static str>;
+    fn finish(&mut self) -> Vec<u8>;
+}
+
+impl BodyFilter for Redactor {
+    fn push(&mut self, chunk: &[u8]) -> Result<Vec<u8>, &'static str> {
+        Ok(Redactor::push(self, chunk))
+    }
+    fn finish(&mut self) -> Vec<u8> {
+        Redactor::finish(self)
+    }
+}
+
+/// An MCP event stream: cut into whole events; a list response to the
+/// sandbox's request is filtered; every event is scrubbed as a unit, so
+/// redaction never breaks the framing.
+struct McpEvents {
+    splitter: EventSplitter,
+    redactor: Redactor,
+    call: Option<mcp::Call>,
+    rules: mcp::McpRules,
+    granted: crate::policy::Level,
+}
+
+impl McpEvents {
+    fn event(&self, event: &[u8]) -> Vec<u8> {
+        let rewritten = match (&self.call, sse::data(event)) {
+            (Some(call), Some(data)) if call.list.is_some() => {
+                let filtered = mcp::filter_message(&data, call, &self.rules, self.granted);
+                (filtered != data).then(|| sse::with_data(event, &filtered))
+            }
+            _ => None,
+        };
+        self.redactor.redact(rewritten.as_deref().unwrap_or(event))
+    }
+}
+
+impl BodyFilter for McpEvents {
+    fn push(&mut self, chunk: &[u8]) -> Result<Vec<u8>, &'static str> {
+        let events = self.splitter.push(chunk).map_err(|_| "too_large")?;
+        Ok(events.iter().flat_map(|e| self.event(e)).collect())
+    }
+    fn finish(&mut self) -> Vec<u8> {
+        let rest = self.splitter.finish();
+        self.event(&rest)
     }
 }
 
@@ -289,42 +451,60 @@ async fn read_capped(req: &mut Request, cap: usize) -> Result<Vec<u8>, Error> {
     Ok(out)
 }
 
+/// What the upstream request carries as its body.
+enum Body<'a> {
+    /// The sandbox's own body, streamed through.
+    Inbound(&'a Request),
+    /// A body Airlock already read (an MCP message).
+    Bytes(&'a [u8]),
+}
+
 /// Sends the outbound request, without following redirects, bounded by the
 /// policy's timeout. The request body streams straight through.
-async fn forward(req: &Request, env: &Env, outbound: &Outbound, redactor: &Redactor, timeout_ms: u64) -> Result<Response, Error> {
-    let headers = Headers::new();
+async fn forward(body: Body<'_>, env: &Env, outbound: &Outbound, redactor: &Redactor, timeout_ms: u64) -> Result<Response, Error> {
+    let internal = |what: &str| Error::Internal(format!("building the upstream request: {what}"));
+    let headers = web_sys::Headers::new().map_err(|_| internal("headers"))?;
     for (name, value) in &outbound.headers {
         headers
             .append(name, value)
             .map_err(|_| Error::Misconfigured(format!("header {name} refused by the runtime")))?;
     }
-    let mut init = RequestInit::new();
-    init.with_method(worker::Method::from(outbound.method.as_str().to_string()))
-        .with_headers(headers)
-        .with_redirect(RequestRedirect::Manual);
+    // One abort signal inside the Request itself, so it applies to public
+    // fetches and service bindings alike: a timeout, or an upload that fails
+    // or passes the limit, aborts the upstream request instead of letting the
+    // runtime finish it as if the body were complete.
+    let controller = web_sys::AbortController::new().map_err(|_| internal("abort controller"))?;
+    let init = web_sys::RequestInit::new();
+    init.set_method(outbound.method.as_str());
+    init.set_headers(&headers);
+    init.set_redirect(web_sys::RequestRedirect::Manual);
+    init.set_signal(Some(&controller.signal()));
     let overflow = Rc::new(Cell::new(false));
     if outbound.method.allows_body() {
-        if let Some(body) = req.inner().body() {
-            let body = match outbound.declared_length {
-                // The runtime holds a body to its declared length, and the
-                // length was checked against the policy: pass it through.
-                Some(_) => body.into(),
-                // No declared length (chunked): count while streaming and
-                // fail the upload at the limit, so a client cannot bypass
-                // the cap by omitting Content-Length.
-                None => capped(body, outbound.body_limit, overflow.clone()),
-            };
-            init.with_body(Some(body));
+        match body {
+            Body::Inbound(req) => {
+                if let Some(stream) = req.inner().body() {
+                    let stream = match outbound.declared_length {
+                        // The runtime holds a body to its declared length, and
+                        // the length was checked against the policy.
+                        Some(_) => stream.into(),
+                        // No declared length (chunked): count while streaming,
+                        // so omitting Content-Length cannot bypass the cap.
+                        None => capped(stream, outbound.body_limit, overflow.clone(), controller.clone()),
+                    };
+                    init.set_body(&stream);
+                }
+            }
+            Body::Bytes(bytes) => init.set_body(&js_sys::Uint8Array::from(bytes).into()),
         }
     }
-    let upstream_request = Request::new_with_init(&outbound.url, &init)
-        .map_err(|_| Error::Internal("building the upstream request".into()))?;
+    let upstream_request: Request = web_sys::Request::new_with_str_and_init(&outbound.url, &init)
+        .map_err(|_| internal("request"))?
+        .into();
 
-    let controller = AbortController::default();
-    let signal = controller.signal();
     let send = async {
         match &outbound.target {
-            Target::Public => Fetch::Request(upstream_request).send_with_signal(&signal).await,
+            Target::Public => Fetch::Request(upstream_request).send().await,
             Target::Service { binding } => match env.service(binding) {
                 Ok(service) => service.fetch_request(upstream_request).await,
                 Err(_) => Err(worker::Error::RustError(format!("service binding {binding} is not bound"))),
@@ -357,20 +537,24 @@ async fn forward(req: &Request, env: &Env, outbound: &Outbound, redactor: &Redac
     }
 }
 
-/// Filter response: status, headers, redirect and body of the origin's
-/// answer, as the sandbox may see them.
-#[allow(clippy::too_many_arguments)]
-fn respond(
-    mut upstream: Response,
-    outbound: &Outbound,
-    redactor: Redactor,
+/// Status, filtered headers, and the origin's response (for its body).
+type Head = (u16, Vec<(String, String)>, Response);
+
+/// Filter response, first half: the status and headers the sandbox may
+/// see. An origin 5xx or an impossible status ends here as an error.
+fn response_head(
+    upstream: Response,
+    redactor: &Redactor,
     drop_cookies: bool,
     rewrite_location: impl Fn(&str) -> Option<String>,
-    limits: &Limits,
     audit: &mut AuditRecord,
-    slot: &SharedAudit,
-) -> Result<Response, Error> {
+) -> Result<Head, Error> {
     let status = upstream.status_code();
+    // The runtime cannot build a response outside 200-599 (it would panic):
+    // such an origin answer is malformed, and has no status to record.
+    if !(200..=599).contains(&status) {
+        return Err(Error::UpstreamUnavailable { detail: format!("origin answered status {status}") });
+    }
     audit.upstream_status = Some(status);
     if status >= 500 {
         // The origin's own error body may describe its internals: the
@@ -384,7 +568,7 @@ fn respond(
         return Err(Error::UpstreamError { status, retry_after });
     }
     let upstream_headers: Vec<(String, String)> = upstream.headers().entries().collect();
-    let mut filtered = filter_response_headers(&upstream_headers, &redactor, drop_cookies);
+    let mut filtered = filter_response_headers(&upstream_headers, redactor, drop_cookies);
     if (300..400).contains(&status) {
         filtered = filtered
             .into_iter()
@@ -394,6 +578,24 @@ fn respond(
             })
             .collect();
     }
+    Ok((status, filtered, upstream))
+}
+
+/// Filter response, second half: the body, streamed through `filter`, cut
+/// off at the policy's size and idle limits; the audit record follows the
+/// stream to its end.
+#[allow(clippy::too_many_arguments)]
+fn finish_response(
+    mut upstream: Response,
+    status: u16,
+    filtered: Vec<(String, String)>,
+    outbound: &Outbound,
+    filter: Box<dyn BodyFilter>,
+    limits: &Limits,
+    audit: &mut AuditRecord,
+    slot: &SharedAudit,
+    ctx: &Context,
+) -> Result<Response, Error> {
     let headers = Headers::new();
     for (name, value) in &filtered {
         // A value the runtime refuses is dropped rather than failing the call.
@@ -402,9 +604,9 @@ fn respond(
     let null_body = outbound.method.as_str() == "HEAD" || matches!(status, 101 | 204 | 205 | 304);
     let response = match upstream.stream() {
         Ok(body) if !null_body => {
-            slot.borrow_mut().stream = Some("complete");
             let limits = BodyLimits { max_bytes: limits.max_response_body_bytes, idle_ms: limits.upstream_idle_timeout_ms };
-            Response::from_stream(filtered_body(body, redactor, limits, slot.clone()))
+            ctx.wait_until(audit_watchdog(Rc::downgrade(slot), limits.idle_ms));
+            Response::from_stream(filtered_body(body, filter, limits, slot.clone()))
                 .map_err(|_| Error::Internal("building response stream".into()))?
         }
         _ => Response::builder().empty(),
@@ -413,15 +615,22 @@ fn respond(
     Ok(response.with_status(status).with_headers(headers))
 }
 
-/// Streams a request body through a byte counter that errors the upload
-/// once more than `limit` bytes have passed, and records that it did.
-fn capped(body: web_sys::ReadableStream, limit: u64, overflow: Rc<Cell<bool>>) -> wasm_bindgen::JsValue {
+/// Streams a request body through a byte counter that errors the upload —
+/// and aborts the upstream request — once more than `limit` bytes have
+/// passed or the sandbox's upload fails, and records an overflow.
+fn capped(body: web_sys::ReadableStream, limit: u64, overflow: Rc<Cell<bool>>, abort: web_sys::AbortController) -> wasm_bindgen::JsValue {
     let mut seen: u64 = 0;
     let counted = ByteStream::from(body).map(move |chunk| {
-        let chunk = chunk.map_err(|_| wasm_bindgen::JsValue::from_str("request body failed"))?;
+        let Ok(chunk) = chunk else {
+            // The sandbox's upload broke off: abort, so the origin never
+            // sees a truncated body as a complete request.
+            abort.abort();
+            return Err(wasm_bindgen::JsValue::from_str("request body failed"));
+        };
         seen = seen.saturating_add(chunk.len() as u64);
         if seen > limit {
             overflow.set(true);
+            abort.abort();
             return Err(wasm_bindgen::JsValue::from_str("request body larger than the policy allows"));
         }
         Ok(js_sys::Uint8Array::from(chunk.as_slice()).into())
@@ -440,10 +649,10 @@ struct BodyLimits {
 /// more than the cap, or goes quiet past the idle timeout. The stream holds
 /// the audit slot, so the record is written when the stream ends — however
 /// it ends, including the client going away.
-fn filtered_body(body: ByteStream, redactor: Redactor, limits: BodyLimits, slot: SharedAudit) -> impl futures_util::Stream<Item = worker::Result<Vec<u8>>> {
+fn filtered_body(body: ByteStream, filter: Box<dyn BodyFilter>, limits: BodyLimits, slot: SharedAudit) -> impl futures_util::Stream<Item = worker::Result<Vec<u8>>> {
     struct State {
         body: ByteStream,
-        redactor: Redactor,
+        filter: Box<dyn BodyFilter>,
         limits: BodyLimits,
         received: u64,
         slot: SharedAudit,
@@ -452,7 +661,9 @@ fn filtered_body(body: ByteStream, redactor: Redactor, limits: BodyLimits, slot:
     impl State {
         fn end(&mut self, how: &'static str) {
             self.done = true;
-            self.slot.borrow_mut().stream = Some(how);
+            let mut slot = self.slot.borrow_mut();
+            slot.stream = Some(how);
+            slot.ended = true;
         }
         fn sent(&mut self, out: &[u8]) {
             self.slot.borrow_mut().bytes_out += out.len() as u64;
@@ -466,11 +677,13 @@ fn filtered_body(body: ByteStream, redactor: Redactor, limits: BodyLimits, slot:
         fn drop(&mut self) {
             // Dropped before the end: the sandbox cancelled the stream.
             if !self.done {
-                self.slot.borrow_mut().stream = Some("cancelled");
+                let mut slot = self.slot.borrow_mut();
+                slot.stream = Some("cancelled");
+                slot.ended = true;
             }
         }
     }
-    let state = State { body, redactor, limits, received: 0, slot, done: false };
+    let state = State { body, filter, limits, received: 0, slot, done: false };
     stream::unfold(state, |mut st| async move {
         if st.done {
             return None;
@@ -489,7 +702,10 @@ fn filtered_body(body: ByteStream, redactor: Redactor, limits: BodyLimits, slot:
                     if st.received > st.limits.max_bytes {
                         return st.fail("too_large");
                     }
-                    let out = st.redactor.push(&chunk);
+                    let out = match st.filter.push(&chunk) {
+                        Ok(out) => out,
+                        Err(how) => return st.fail(how),
+                    };
                     if !out.is_empty() {
                         st.sent(&out);
                         return Some((Ok(out), st));
@@ -498,7 +714,7 @@ fn filtered_body(body: ByteStream, redactor: Redactor, limits: BodyLimits, slot:
                 Some(Err(_)) => return st.fail("upstream_error"),
                 None => {
                     st.end("complete");
-                    let tail = st.redactor.finish();
+                    let tail = st.filter.finish();
                     st.sent(&tail);
                     return if tail.is_empty() { None } else { Some((Ok(tail), st)) };
                 }

@@ -19,6 +19,8 @@ use base64::Engine;
 use serde_json::{json, Map, Value};
 
 use crate::policy::Level;
+use crate::redact::{BodyFilter, Redactor};
+use crate::sse::{self, EventSplitter};
 use crate::token::KeyRing;
 
 /// Largest JSON-RPC message inspected or filtered (1 MiB).
@@ -281,6 +283,47 @@ pub fn filter_message(message: &[u8], call: &Call, rules: &McpRules, granted: Le
     Value::Object(msg).to_string().into_bytes()
 }
 
+/// An MCP event stream as the sandbox receives it: cut into whole events;
+/// the list response to the sandbox's request is filtered; every event is
+/// scrubbed as a unit, so redaction never breaks the framing. Events that
+/// need no change pass byte for byte.
+pub struct EventFilter {
+    splitter: EventSplitter,
+    redactor: Redactor,
+    call: Option<Call>,
+    rules: McpRules,
+    granted: Level,
+}
+
+impl EventFilter {
+    pub fn new(redactor: Redactor, call: Option<Call>, rules: McpRules, granted: Level) -> EventFilter {
+        EventFilter { splitter: EventSplitter::new(), redactor, call, rules, granted }
+    }
+
+    fn event(&self, event: &[u8]) -> Vec<u8> {
+        let rewritten = match (&self.call, sse::data(event)) {
+            (Some(call), Some(data)) if call.list.is_some() => {
+                let filtered = filter_message(&data, call, &self.rules, self.granted);
+                (filtered != data).then(|| sse::with_data(event, &filtered))
+            }
+            _ => None,
+        };
+        self.redactor.redact(rewritten.as_deref().unwrap_or(event))
+    }
+}
+
+impl BodyFilter for EventFilter {
+    fn push(&mut self, chunk: &[u8]) -> Result<Vec<u8>, &'static str> {
+        let events = self.splitter.push(chunk).map_err(|_| "too_large")?;
+        Ok(events.iter().flat_map(|e| self.event(e)).collect())
+    }
+
+    fn finish(&mut self) -> Vec<u8> {
+        let rest = self.splitter.finish();
+        self.event(&rest)
+    }
+}
+
 /// Whether a session id is something we can pass in a header.
 fn visible_ascii(s: &str) -> bool {
     !s.is_empty() && s.len() <= 512 && s.bytes().all(|b| (0x21..=0x7e).contains(&b))
@@ -439,6 +482,49 @@ mod tests {
         let response = br#"{"jsonrpc":"2.0","id":3,"result":{"prompts":[{"name":"summarize"},{"name":"jailbreak"}]}}"#;
         let out: Value = serde_json::from_slice(&filter_message(response, &call, &rules(), Admin)).unwrap();
         assert_eq!(out["result"]["prompts"], json!([{"name": "summarize"}]));
+    }
+
+    fn run_filter(chunks: &[&[u8]], call: Option<Call>, granted: Level) -> Vec<u8> {
+        let redactor = Redactor::new(vec![crate::secret::Secret::new(b"SECRET-TOKEN-1".to_vec())]);
+        let mut f = EventFilter::new(redactor, call, rules(), granted);
+        let mut out = Vec::new();
+        for c in chunks {
+            out.extend(f.push(c).unwrap());
+        }
+        out.extend(f.finish());
+        out
+    }
+
+    #[test]
+    fn event_streams_are_filtered_and_scrubbed_at_any_chunking() {
+        let Verdict::Forward(call) = verdict(r#"{"jsonrpc":"2.0","id":5,"method":"tools/list"}"#, Read).unwrap() else { panic!() };
+        let stream: &[u8] = b": keep-alive comment\n\n\
+id: ev-1\r\nevent: message\r\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\r\ndata: \"params\":{\"data\":\"token SECRET-TOKEN-1\"}}\r\n\r\n\
+retry: 3000\n\n\
+id: ev-2\nevent: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":5,\"result\":{\"tools\":[{\"name\":\"search\"},{\"name\":\"delete_repo\"},{\"name\":\"hidden\"}]}}\n\n";
+        let once = run_filter(&[stream], Some(call.clone()), Read);
+        let text = String::from_utf8(once.clone()).unwrap();
+        assert!(text.starts_with(": keep-alive comment\n\nid: ev-1\r\nevent: message\r\n"), "untouched events keep their bytes: {text}");
+        assert!(!text.contains("SECRET-TOKEN-1") && text.contains("token [REDACTED]"), "{text}");
+        assert!(text.contains("retry: 3000\n\n"));
+        assert!(text.contains("id: ev-2\nevent: message\ndata: "), "framing kept: {text}");
+        assert!(text.contains(r#"{"name":"search"}"#) && !text.contains("delete_repo") && !text.contains("hidden"), "{text}");
+        // Every two-way split gives the same bytes.
+        for i in 0..=stream.len() {
+            assert_eq!(run_filter(&[&stream[..i], &stream[i..]], Some(call.clone()), Read), once, "split at {i}");
+        }
+        // One byte at a time.
+        let bytes: Vec<&[u8]> = stream.chunks(1).collect();
+        assert_eq!(run_filter(&bytes, Some(call), Read), once);
+    }
+
+    #[test]
+    fn streams_without_a_list_call_pass_except_for_secrets() {
+        let stream: &[u8] = b"data: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"tools\":[{\"name\":\"hidden\"}]}}\n\n";
+        // Not a response to a list request of this POST: left as is.
+        assert_eq!(run_filter(&[stream], None, Read), stream.to_vec());
+        let unterminated: &[u8] = b"data: SECRET-TOKEN-1 at the end";
+        assert_eq!(run_filter(&[unterminated], None, Read), b"data: [REDACTED] at the end".to_vec());
     }
 
     #[test]

@@ -145,6 +145,22 @@ impl Redactor {
     }
 }
 
+/// What the sandbox receives of a response body, chunk by chunk. An error
+/// names how the stream must be cut off.
+pub trait BodyFilter {
+    fn push(&mut self, chunk: &[u8]) -> Result<Vec<u8>, &'static str>;
+    fn finish(&mut self) -> Vec<u8>;
+}
+
+impl BodyFilter for Redactor {
+    fn push(&mut self, chunk: &[u8]) -> Result<Vec<u8>, &'static str> {
+        Ok(Redactor::push(self, chunk))
+    }
+    fn finish(&mut self) -> Vec<u8> {
+        Redactor::finish(self)
+    }
+}
+
 /// Response headers never passed back to the sandbox.
 const DROPPED_RESPONSE_HEADERS: &[&str] = &[
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection",

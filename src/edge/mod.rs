@@ -19,12 +19,11 @@ use worker::{console_log, event, ByteStream, Context, Date, Delay, Env, Fetch, H
 use crate::audit::AuditRecord;
 use crate::egress;
 use crate::mcp;
-use crate::sse::{self, EventSplitter};
 use crate::error::Error;
 use crate::inject::{Outbound, PreparedCredential};
 use crate::pipeline::{self, EgressRequest, McpRequest, ToolRequest};
 use crate::policy::{Limits, Policy, Target};
-use crate::redact::{filter_response_headers, tool_location, Redactor};
+use crate::redact::{filter_response_headers, tool_location, BodyFilter, Redactor};
 use crate::route::{route, split_url, url_host, Route};
 use crate::secret::Secret;
 use crate::session;
@@ -331,7 +330,7 @@ async fn handle(mut req: Request, env: &Env, ctx: &Context, audit: &mut AuditRec
             let rules = prepared.rules.clone();
             let granted = prepared.granted;
             if content_type.starts_with("text/event-stream") {
-                let filter = McpEvents { splitter: EventSplitter::new(), redactor, call, rules, granted };
+                let filter = mcp::EventFilter::new(redactor, call, rules, granted);
                 finish_response(upstream, status, headers, &outbound, Box::new(filter), &policy.limits, audit, slot, ctx)
             } else if let (true, Some(call)) = (content_type.starts_with("application/json"), call.filter(|c| c.list.is_some())) {
                 // A list answered as one JSON body: filter it whole.
@@ -357,56 +356,6 @@ async fn handle(mut req: Request, env: &Env, ctx: &Context, audit: &mut AuditRec
             }
         }
         Route::NotFound => Err(Error::NotFound),
-    }
-}
-
-/// A body filter: what the sandbox receives of each chunk.
-trait BodyFilter {
-    fn push(&mut self, chunk: &[u8]) -> Result<Vec<u8>, &'static str>;
-    fn finish(&mut self) -> Vec<u8>;
-}
-
-impl BodyFilter for Redactor {
-    fn push(&mut self, chunk: &[u8]) -> Result<Vec<u8>, &'static str> {
-        Ok(Redactor::push(self, chunk))
-    }
-    fn finish(&mut self) -> Vec<u8> {
-        Redactor::finish(self)
-    }
-}
-
-/// An MCP event stream: cut into whole events; a list response to the
-/// sandbox's request is filtered; every event is scrubbed as a unit, so
-/// redaction never breaks the framing.
-struct McpEvents {
-    splitter: EventSplitter,
-    redactor: Redactor,
-    call: Option<mcp::Call>,
-    rules: mcp::McpRules,
-    granted: crate::policy::Level,
-}
-
-impl McpEvents {
-    fn event(&self, event: &[u8]) -> Vec<u8> {
-        let rewritten = match (&self.call, sse::data(event)) {
-            (Some(call), Some(data)) if call.list.is_some() => {
-                let filtered = mcp::filter_message(&data, call, &self.rules, self.granted);
-                (filtered != data).then(|| sse::with_data(event, &filtered))
-            }
-            _ => None,
-        };
-        self.redactor.redact(rewritten.as_deref().unwrap_or(event))
-    }
-}
-
-impl BodyFilter for McpEvents {
-    fn push(&mut self, chunk: &[u8]) -> Result<Vec<u8>, &'static str> {
-        let events = self.splitter.push(chunk).map_err(|_| "too_large")?;
-        Ok(events.iter().flat_map(|e| self.event(e)).collect())
-    }
-    fn finish(&mut self) -> Vec<u8> {
-        let rest = self.splitter.finish();
-        self.event(&rest)
     }
 }
 

@@ -338,3 +338,67 @@ fn body_attacks() {
     let out = run.result.unwrap();
     assert_eq!((out.declared_length, out.body_limit), (None, 1000), "chunked bodies must be counted by the edge");
 }
+
+#[test]
+fn mcp_attacks() {
+    let f = Fixture::new();
+    let read = f.token(r#"{"docs":"read","echo":"admin"}"#, 600);
+    let auth = format!("Bearer {read}");
+    let call = |name: &str| format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{name}","arguments":{{"q":"secret-argument-value"}}}}}}"#);
+    // Messages refused inside the JSON-RPC layer: answered by Airlock, no
+    // credential read, nothing built.
+    let refused: Vec<(&str, String, &str)> = vec![
+        ("tool above the session's level", call("create_page"), "mcp_tool_not_allowed"),
+        ("admin tool", call("delete_space"), "mcp_tool_not_allowed"),
+        ("tool not in the policy", call("debug_dump"), "mcp_tool_not_allowed"),
+        ("empty tool name", call(""), "mcp_tool_not_allowed"),
+        ("prompt not in the policy", r#"{"jsonrpc":"2.0","id":2,"method":"prompts/get","params":{"name":"jailbreak"}}"#.into(), "mcp_prompt_not_allowed"),
+        ("resource outside the prefixes", r#"{"jsonrpc":"2.0","id":3,"method":"resources/read","params":{"uri":"docs://private/k"}}"#.into(), "mcp_resource_not_allowed"),
+        ("prefix trick", r#"{"jsonrpc":"2.0","id":3,"method":"resources/read","params":{"uri":"docs://publicity/x"}}"#.into(), "mcp_resource_not_allowed"),
+        ("unknown method", r#"{"jsonrpc":"2.0","id":4,"method":"admin/shutdown"}"#.into(), "mcp_method_not_allowed"),
+        ("server-side method from the client", r#"{"jsonrpc":"2.0","id":5,"method":"sampling/createMessage","params":{}}"#.into(), "mcp_method_not_allowed"),
+    ];
+    for (what, body, reason) in refused {
+        let (result, secret_read, audit) = f.run_mcp("docs", "POST", &[("authorization", &auth)], Some(&body));
+        let prepared = result.unwrap_or_else(|e| panic!("{what}: {e:?}"));
+        match prepared.verdict {
+            Some(airlock::mcp::Verdict::Refuse { reason: r, .. }) => assert_eq!(r, reason, "{what}"),
+            other => panic!("{what}: not refused: {other:?}"),
+        }
+        assert!(prepared.outbound.url.is_empty() && prepared.outbound.headers.is_empty(), "{what}: an outbound request was built");
+        assert!(!secret_read, "{what}: the credential was read");
+        let line = audit.to_json();
+        assert!(!line.contains("secret-argument-value") && !line.contains(&read), "{what}: {line}");
+    }
+    // Requests refused at the HTTP layer.
+    let other_server = format!("Bearer {}", f.token(r#"{"echo":"admin"}"#, 600));
+    type McpRow<'a> = (&'a str, &'a str, &'a str, Vec<(&'a str, &'a str)>, Option<&'a str>, &'a str);
+    let rows: Vec<McpRow> = vec![
+        ("no token", "docs", "POST", vec![], Some(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#), "invalid_session"),
+        ("server not in scope", "docs", "POST", vec![("authorization", &other_server)], Some(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#), "tool_not_allowed"),
+        ("unknown server", "nope", "POST", vec![("authorization", &auth)], Some(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#), "tool_not_allowed"),
+        ("plain HTTP tool as MCP", "echo", "POST", vec![("authorization", &auth)], Some(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#), "tool_not_allowed"),
+        ("PUT", "docs", "PUT", vec![("authorization", &auth)], None, "method_not_allowed"),
+        ("batch", "docs", "POST", vec![("authorization", &auth)], Some(r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#), "mcp_invalid_message"),
+        ("not JSON", "docs", "POST", vec![("authorization", &auth)], Some("{"), "mcp_invalid_message"),
+        ("not JSON-RPC 2.0", "docs", "POST", vec![("authorization", &auth)], Some(r#"{"id":1,"method":"ping"}"#), "mcp_invalid_message"),
+        ("foreign session id", "docs", "POST", vec![("authorization", &auth), ("mcp-session-id", "AAAAAAAAAAAAAAAAAAAAAA.origin-sid")], Some(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#), "mcp_session_invalid"),
+        ("raw origin session id", "docs", "GET", vec![("authorization", &auth), ("mcp-session-id", "origin-sid")], None, "mcp_session_invalid"),
+    ];
+    for (what, server, method, headers, body, code) in rows {
+        let (result, secret_read, _) = f.run_mcp(server, method, &headers, body);
+        match result {
+            Ok(p) => panic!("{what}: allowed (verdict {:?})", p.verdict),
+            Err(e) => assert_eq!(e.code(), code, "{what}"),
+        }
+        assert!(!secret_read, "{what}: the credential was read");
+    }
+    // An allowed call: credential set, sandbox token and session binding gone.
+    let (result, _, audit) = f.run_mcp("docs", "POST", &[("authorization", &auth), ("accept", "application/json, text/event-stream"), ("mcp-protocol-version", "2025-06-18")], Some(&call("search")));
+    let p = result.unwrap();
+    assert_eq!(p.outbound.url, "https://mcp.example.com/mcp");
+    assert!(p.outbound.headers.contains(&("authorization".to_string(), format!("Bearer {ECHO_SECRET}"))));
+    assert!(p.outbound.headers.contains(&("mcp-protocol-version".to_string(), "2025-06-18".to_string())));
+    assert_eq!(audit.mcp_target.as_deref(), Some("search"));
+    assert_eq!(audit.mcp_args, Some(vec!["q".to_string()]));
+}

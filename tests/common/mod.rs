@@ -31,6 +31,15 @@ pub const POLICY: &str = r#"{
         { "methods": ["DELETE"], "path": "/items/*", "level": "admin" }
       ]
     },
+    "docs": {
+      "origin": "https://mcp.example.com/mcp",
+      "credential": { "secret": "ECHO_TOKEN", "inject": "bearer" },
+      "mcp": {
+        "tools": { "search": "read", "create_page": "write", "delete_space": "admin" },
+        "resources": [ { "prefix": "docs://public/", "level": "read" } ],
+        "prompts": { "summarize": "read" }
+      }
+    },
     "private": {
       "service": "PRIVATE_ORIGIN",
       "credential": { "secret": "PRIVATE_KEY", "inject": "header", "header": "x-api-key", "format": "Key {secret}" },
@@ -86,6 +95,18 @@ impl Fixture {
             }
         });
         finish(result, read.get(), audit)
+    }
+
+    pub fn run_mcp(&self, server: &str, method: &str, headers: &[(&str, &str)], body: Option<&str>) -> (Result<airlock::pipeline::McpPrepared<'_>, Error>, bool, AuditRecord) {
+        let headers = owned(headers);
+        let req = airlock::pipeline::McpRequest { server, method, headers: &headers, body: body.map(str::as_bytes) };
+        let read = Cell::new(false);
+        let mut audit = AuditRecord::new("rid".into(), method, 0);
+        let result = airlock::pipeline::prepare_mcp(&self.policy, &self.keys, &req, NOW, &mut audit, |_| {
+            read.set(true);
+            Some(Rc::new(PreparedCredential::new(Secret::new(ECHO_SECRET.as_bytes().to_vec()))))
+        });
+        (result, read.get(), audit)
     }
 
     pub fn run_egress(&self, authority: &str, method: &str, rest: &str, query: Option<&str>, headers: &[(&str, &str)]) -> Run {

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use futures_util::future::{select, Either};
 use futures_util::stream::{self, StreamExt};
+use wasm_bindgen::JsCast;
 use worker::{console_log, event, ByteStream, Context, Date, Delay, Env, Fetch, Headers, Request, Response};
 
 use crate::audit::AuditRecord;
@@ -535,7 +536,7 @@ fn response_head(
 /// stream to its end.
 #[allow(clippy::too_many_arguments)]
 fn finish_response(
-    mut upstream: Response,
+    upstream: Response,
     status: u16,
     filtered: Vec<(String, String)>,
     outbound: &Outbound,
@@ -551,8 +552,9 @@ fn finish_response(
         let _ = headers.append(name, value);
     }
     let null_body = outbound.method.as_str() == "HEAD" || matches!(status, 101 | 204 | 205 | 304);
-    let response = match upstream.stream() {
-        Ok(body) if !null_body => {
+    let response = match upstream.body() {
+        worker::ResponseBody::Stream(body) if !null_body => {
+            let body = body.clone();
             let limits = BodyLimits { max_bytes: limits.max_response_body_bytes, idle_ms: limits.upstream_idle_timeout_ms };
             ctx.wait_until(audit_watchdog(Rc::downgrade(slot), limits.idle_ms));
             Response::from_stream(filtered_body(body, filter, limits, slot.clone()))
@@ -593,17 +595,67 @@ struct BodyLimits {
     idle_ms: u64,
 }
 
-/// The origin's body as the sandbox receives it: every chunk through the
-/// redactor, cut off with an error when the origin fails mid-stream, sends
+/// The idle timeout is observed in this many ticks: a stream is cut off
+/// after between `IDLE_TICKS - 1` and `IDLE_TICKS` quarters of silence.
+const IDLE_TICKS: u32 = 4;
+
+/// Size of the buffer an origin body is read into: each read crosses from
+/// the runtime into Wasm once, so larger reads mean fewer crossings.
+const READ_BUFFER: usize = 64 * 1024;
+
+/// The origin's body: read into one reusable buffer through a BYOB reader
+/// when the runtime offers a byte stream, chunk by chunk otherwise.
+enum Source {
+    Bytes(wasm_streams::readable::IntoAsyncRead<'static>),
+    Chunks(wasm_streams::readable::IntoStream<'static>),
+}
+
+impl Source {
+    fn new(raw: web_sys::ReadableStream) -> Source {
+        match wasm_streams::ReadableStream::from_raw(raw.unchecked_into()).try_into_async_read() {
+            Ok(read) => Source::Bytes(read),
+            Err((_, stream)) => Source::Chunks(stream.into_stream()),
+        }
+    }
+
+    /// Reads the next piece into `buf`; `Ok(0)` at the end.
+    async fn read(&mut self, buf: &mut Vec<u8>) -> Result<usize, ()> {
+        match self {
+            Source::Bytes(read) => {
+                buf.resize(READ_BUFFER, 0);
+                futures_util::AsyncReadExt::read(read, buf).await.map_err(|_| ())
+            }
+            Source::Chunks(stream) => match stream.next().await {
+                None => Ok(0),
+                Some(Err(_)) => Err(()),
+                Some(Ok(chunk)) => {
+                    let chunk: js_sys::Uint8Array = chunk.unchecked_into();
+                    buf.resize(chunk.length() as usize, 0);
+                    chunk.copy_to(buf);
+                    Ok(buf.len())
+                }
+            },
+        }
+    }
+}
+
+/// The origin's body as the sandbox receives it: every piece through the
+/// filter, cut off with an error when the origin fails mid-stream, sends
 /// more than the cap, or goes quiet past the idle timeout. The stream holds
 /// the audit slot, so the record is written when the stream ends — however
 /// it ends, including the client going away.
-fn filtered_body(body: ByteStream, filter: Box<dyn BodyFilter>, limits: BodyLimits, slot: SharedAudit) -> impl futures_util::Stream<Item = worker::Result<Vec<u8>>> {
+fn filtered_body(body: web_sys::ReadableStream, filter: Box<dyn BodyFilter>, limits: BodyLimits, slot: SharedAudit) -> impl futures_util::Stream<Item = worker::Result<Vec<u8>>> {
     struct State {
-        body: ByteStream,
+        source: Source,
+        buf: Vec<u8>,
         filter: Box<dyn BodyFilter>,
         limits: BodyLimits,
         received: u64,
+        /// A ticking timer (a quarter of the idle timeout), armed once per
+        /// pull rather than per read; the runtime's clock only moves with
+        /// I/O, so quiet time is counted in ticks rather than read from it.
+        tick: Option<std::pin::Pin<Box<Delay>>>,
+        quiet_ticks: u32,
         slot: SharedAudit,
         done: bool,
     }
@@ -632,41 +684,67 @@ fn filtered_body(body: ByteStream, filter: Box<dyn BodyFilter>, limits: BodyLimi
             }
         }
     }
-    let state = State { body, filter, limits, received: 0, slot, done: false };
+    let state = State {
+        source: Source::new(body),
+        buf: Vec::new(),
+        filter,
+        limits,
+        received: 0,
+        tick: None,
+        quiet_ticks: 0,
+        slot,
+        done: false,
+    };
     stream::unfold(state, |mut st| async move {
         if st.done {
             return None;
         }
+        // A timer wakes the task that first polled it: each pull is its own
+        // task, so each pull arms its own timer.
+        st.tick = None;
         loop {
-            let next = st.body.next();
-            let idle = Delay::from(Duration::from_millis(st.limits.idle_ms));
-            futures_util::pin_mut!(idle);
-            let chunk = match select(next, idle).await {
-                Either::Left((chunk, _)) => chunk,
-                Either::Right(_) => return st.fail("idle_timeout"),
+            let read = {
+                let State { source, buf, tick, quiet_ticks, limits, .. } = &mut st;
+                let period = (limits.idle_ms / IDLE_TICKS as u64).max(1);
+                let read = source.read(buf);
+                futures_util::pin_mut!(read);
+                loop {
+                    let timer = tick.get_or_insert_with(|| Box::pin(Delay::from(Duration::from_millis(period))));
+                    match select(read.as_mut(), timer.as_mut()).await {
+                        Either::Left((result, _)) => break Some(result),
+                        Either::Right(_) => {
+                            *tick = None;
+                            *quiet_ticks += 1;
+                            if *quiet_ticks >= IDLE_TICKS {
+                                break None;
+                            }
+                        }
+                    }
+                }
             };
-            match chunk {
-                Some(Ok(chunk)) => {
-                    st.received = st.received.saturating_add(chunk.len() as u64);
-                    if st.received > st.limits.max_bytes {
-                        return st.fail("too_large");
-                    }
-                    let out = match st.filter.push(&chunk) {
-                        Ok(out) => out,
-                        Err(how) => return st.fail(how),
-                    };
-                    if !out.is_empty() {
-                        st.sent(&out);
-                        return Some((Ok(out), st));
-                    }
-                }
-                Some(Err(_)) => return st.fail("upstream_error"),
-                None => {
-                    st.end("complete");
-                    let tail = st.filter.finish();
-                    st.sent(&tail);
-                    return if tail.is_empty() { None } else { Some((Ok(tail), st)) };
-                }
+            let n = match read {
+                None => return st.fail("idle_timeout"),
+                Some(Err(())) => return st.fail("upstream_error"),
+                Some(Ok(n)) => n,
+            };
+            if n == 0 {
+                st.end("complete");
+                let tail = st.filter.finish();
+                st.sent(&tail);
+                return if tail.is_empty() { None } else { Some((Ok(tail), st)) };
+            }
+            st.quiet_ticks = 0;
+            st.received = st.received.saturating_add(n as u64);
+            if st.received > st.limits.max_bytes {
+                return st.fail("too_large");
+            }
+            let out = match st.filter.push(&st.buf[..n]) {
+                Ok(out) => out,
+                Err(how) => return st.fail(how),
+            };
+            if !out.is_empty() {
+                st.sent(&out);
+                return Some((Ok(out), st));
             }
         }
     })

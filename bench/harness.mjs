@@ -1,0 +1,457 @@
+// Side-by-side benchmark: the origin called directly, a minimal JavaScript
+// Worker that forwards and sets one credential header (the "do it yourself"
+// baseline), and Airlock with its full pipeline — all in one run, on one
+// workerd process, interleaved round by round so that machine drift hits all
+// three alike. See docs/performance.md for what is measured and how to read it.
+//
+// Run it with `bash bench/run` (builds the worker when build/ is missing or
+// stale, then runs this file with the project's Node 22). Options:
+//   --quick         about a fifth of the requests; does not touch docs/performance.md
+//   --scale=F       multiply every request count by F
+//   --no-write      print only, do not update docs/performance.md
+//   --write         update docs/performance.md even with --quick / --scale
+// Environment: AIRLOCK_WORKER_SCRIPT (default build/index.js).
+
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import { join } from "node:path";
+import { performance } from "node:perf_hooks";
+import {
+  KIB,
+  MIB,
+  REPO_ROOT,
+  WORKER_SCRIPT,
+  describeMachine,
+  fmtInt,
+  fmtMiB,
+  fmtMs,
+  fmtSignedMiB,
+  fmtX,
+  log,
+  median,
+  percentile,
+  procStatus,
+  rel,
+  request,
+  resetHwm,
+  runBatch,
+  sleep,
+  checkStopping,
+  startBench,
+} from "./lib.mjs";
+
+const DOC = join(REPO_ROOT, "docs", "performance.md");
+const BEGIN_MARK = "<!-- BEGIN GENERATED: bench/run (do not edit by hand) -->";
+const END_MARK = "<!-- END GENERATED: bench/run -->";
+const COMMAND = "bash bench/run";
+
+// ---------------------------------------------------------------------------
+// Options
+
+const args = process.argv.slice(2);
+const flag = (name) => args.includes(`--${name}`);
+const option = (name) => args.find((a) => a.startsWith(`--${name}=`))?.split("=")[1];
+for (const a of args) {
+  if (!/^--(quick|no-write|write|scale=[0-9.]+)$/.test(a)) {
+    console.error(`unknown argument ${a}\nusage: bash bench/run [--quick] [--scale=F] [--no-write] [--write]`);
+    process.exit(2);
+  }
+}
+const QUICK = flag("quick");
+const SCALE = Number(option("scale") ?? (QUICK ? 0.2 : 1));
+const FULL = !QUICK && option("scale") === undefined;
+const WRITE_DOC = flag("write") || (FULL && !flag("no-write"));
+
+// Sizes the origin serves (bench/origin.mjs).
+const SIZES = {
+  small: { path: "/small", bytes: KIB, label: "1 KiB" },
+  large: { path: "/large", bytes: MIB, label: "1 MiB (chunked, 64 KiB writes)" },
+};
+
+// The cells: requests per target (split into interleaved rounds).
+const scaled = (c) => ({
+  ...c,
+  perTarget: Math.max(c.rounds * Math.max(c.concurrency, 4), Math.round((c.perTarget * SCALE) / c.rounds) * c.rounds),
+});
+const CELLS = [
+  { size: "small", concurrency: 1, perTarget: 1500, rounds: 10, warmup: 100 },
+  { size: "large", concurrency: 1, perTarget: 250, rounds: 10, warmup: 20 },
+  { size: "small", concurrency: 32, perTarget: 8000, rounds: 10, warmup: 320 },
+  { size: "large", concurrency: 32, perTarget: 640, rounds: 8, warmup: 64 },
+].map(scaled);
+// An extra cell, no budget: a body that contains the credential, so
+// Airlock's redaction finds and replaces a match.
+const ECHO_CELL = scaled({ size: "echo", concurrency: 1, perTarget: 500, rounds: 5, warmup: 50 });
+
+const MEMORY_RUNS_MB = [10, 100];
+
+const BUDGETS = {
+  p50c1: 1.1, // Airlock p50 <= 1.10 x baseline p50 at concurrency 1
+  rpsc32: 0.9, // Airlock req/s >= 0.90 x baseline req/s at concurrency 32
+  memoryGrowthMiB: 16, // peak RSS growth, 100 MB run vs 10 MB run (GC sawtooth stays well below; a buffered body adds >= 90)
+};
+
+// ---------------------------------------------------------------------------
+// One cell: warm up, then interleaved rounds
+
+async function runCell(targets, cell) {
+  const size = cell.size === "echo" ? { path: "/echo-small", bytes: null, label: "~1 KiB containing the credential" } : SIZES[cell.size];
+  const perRound = cell.perTarget / cell.rounds;
+  const stats = targets.map(() => ({
+    latencies: [],
+    wallMs: 0,
+    n: 0,
+    errors: 0,
+    warmupErrors: 0,
+    firstError: null,
+    roundRps: [],
+    roundP50: [],
+    cpu: { workerd: 0, origin: 0, client: 0 },
+  }));
+  const t0 = performance.now();
+  for (const [i, t] of targets.entries()) {
+    const r = await runBatch(t, size.path, size.bytes, cell.warmup, cell.concurrency, null);
+    stats[i].warmupErrors += r.errors;
+    stats[i].firstError ??= r.firstError;
+  }
+  for (let round = 0; round < cell.rounds; round++) {
+    checkStopping();
+    // Rotate the order every round: each target goes first, second, third equally often.
+    for (let k = 0; k < targets.length; k++) {
+      const i = (round + k) % targets.length;
+      const s = stats[i];
+      const lat = [];
+      const r = await runBatch(targets[i], size.path, size.bytes, perRound, cell.concurrency, lat);
+      s.latencies.push(...lat);
+      s.wallMs += r.wallMs;
+      s.n += perRound;
+      s.errors += r.errors;
+      s.firstError ??= r.firstError;
+      for (const key of Object.keys(s.cpu)) s.cpu[key] += r.cpu[key];
+      s.roundRps.push((perRound / r.wallMs) * 1000);
+      s.roundP50.push(median(lat));
+    }
+  }
+  const results = targets.map((t, i) => {
+    const s = stats[i];
+    const sorted = s.latencies.sort((a, b) => a - b);
+    return {
+      name: t.name,
+      p50: percentile(sorted, 50),
+      p99: percentile(sorted, 99),
+      rps: (s.n / s.wallMs) * 1000,
+      n: s.n,
+      errors: s.errors,
+      warmupErrors: s.warmupErrors,
+      firstError: s.firstError,
+      cpuUs: Object.fromEntries(Object.entries(s.cpu).map(([k, v]) => [k, (v * 1000) / s.n])),
+      roundRps: s.roundRps,
+      roundP50: s.roundP50,
+    };
+  });
+  const [, base, air] = results;
+  const roundRpsRatios = air.roundRps.map((v, i) => v / base.roundRps[i]);
+  const roundP50Ratios = air.roundP50.map((v, i) => v / base.roundP50[i]);
+  return {
+    cell,
+    size,
+    results,
+    seconds: (performance.now() - t0) / 1000,
+    ratios: {
+      p50: air.p50 / base.p50,
+      p99: air.p99 / base.p99,
+      rps: air.rps / base.rps,
+      addedP50: air.p50 - base.p50,
+      cpu: air.cpuUs.workerd / base.cpuUs.workerd,
+      addedCpuUs: air.cpuUs.workerd - base.cpuUs.workerd,
+      roundRps: { median: median(roundRpsRatios), min: Math.min(...roundRpsRatios), max: Math.max(...roundRpsRatios) },
+      roundP50: { median: median(roundP50Ratios), min: Math.min(...roundP50Ratios), max: Math.max(...roundP50Ratios) },
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------
+// Memory: workerd RSS around one huge streamed response
+
+async function measureMemory(target, pid, mb) {
+  await sleep(500);
+  const before = procStatus(pid);
+  const hwmReset = resetHwm(pid);
+  let polledPeak = before.rssKiB;
+  const poll = setInterval(() => {
+    try {
+      polledPeak = Math.max(polledPeak, procStatus(pid).rssKiB);
+    } catch {}
+  }, 10);
+  // RSS each time another tenth of the body has arrived: a body buffered
+  // anywhere in workerd would show as a climb.
+  const total = mb * MIB;
+  const trail = [];
+  const onData = (bytes) => {
+    while (trail.length < 10 && bytes >= ((trail.length + 1) * total) / 10) {
+      try {
+        trail.push(procStatus(pid).rssKiB);
+      } catch {
+        trail.push(NaN);
+      }
+    }
+  };
+  const t0 = performance.now();
+  let r;
+  try {
+    r = await request(target, `/huge?mb=${mb}`, { onData });
+  } finally {
+    clearInterval(poll);
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  const end = procStatus(pid);
+  await sleep(1000);
+  const after = procStatus(pid);
+  const peak = hwmReset ? Math.max(end.hwmKiB, polledPeak) : polledPeak;
+  return {
+    target: target.name,
+    mb,
+    ok: r.status === 200 && r.bytes === total,
+    status: r.status,
+    bytes: r.bytes,
+    beforeKiB: before.rssKiB,
+    peakKiB: peak,
+    peakSource: hwmReset ? "VmHWM" : "polled VmRSS",
+    growthKiB: peak - before.rssKiB,
+    afterKiB: after.rssKiB,
+    trail,
+    seconds,
+    mbPerS: r.bytes / MIB / seconds,
+  };
+}
+
+// ---------------------------------------------------------------------------
+// Report (markdown; printed and written into docs/performance.md)
+
+function report({ startedAt, machine, wasm, loadStart, loadEnd, cells, echo, memory, audit, warmupErrors, totalSeconds }) {
+  const out = [];
+  const p = (s = "") => out.push(s);
+  const loadFmt = (l) => l.map((v) => v.toFixed(2)).join(" / ");
+  p(`### Latest run`);
+  p();
+  p(`Generated by \`${COMMAND}\`${FULL ? "" : ` (reduced run: scale ${SCALE})`} on ${startedAt.toISOString().replace(/\.\d+Z$/, "Z")}, ${totalSeconds.toFixed(0)} s.`);
+  p();
+  p(`- Machine: ${machine.cpu}, ${machine.cores} cores, ${machine.kernel}; load average (1/5/15 min) ${loadFmt(loadStart)} at start, ${loadFmt(loadEnd)} at end`);
+  p(`- Software: Node ${machine.node}, ${machine.workerd} (npm workerd ${machine.workerdNpm}, miniflare ${machine.miniflare}), client undici ${machine.undici}, compatibility date ${cells.compat}`);
+  p(`- Worker: ${rel(WORKER_SCRIPT)}; source tree at git ${machine.git}`);
+  for (const w of wasm) {
+    p(`- Wasm size: ${w.file} ${fmtInt(w.raw)} bytes raw, ${fmtInt(w.gzip)} bytes gzip -9 (${(w.raw / KIB).toFixed(0)} KiB / ${(w.gzip / KIB).toFixed(0)} KiB); sha256 ${w.sha256}…, built ${w.built.toISOString().replace(/\.\d+Z$/, "Z")}`);
+  }
+  p(`- Audit lines written by Airlock during the run: ${fmtInt(audit.lines)} for ${fmtInt(audit.requests)} Airlock requests`);
+  const warm = Object.entries(warmupErrors);
+  if (warm.length) p(`- Errors during the initial warm-up: ${warm.map(([k, v]) => `${k} ${v}`).join(", ")}`);
+  p();
+  const headerEnd = out.length;
+
+  const budgetRows = [];
+  const cellTable = (c, title) => {
+    p(`#### ${title}`);
+    p();
+    p(`${fmtInt(c.cell.perTarget)} requests per target in ${c.cell.rounds} interleaved rounds (after ${c.cell.warmup} warm-up requests each), ${c.seconds.toFixed(1)} s.`);
+    p();
+    p(`| target | p50 ms | p99 ms | req/s | CPU µs/req: workerd | origin | client | errors |`);
+    p(`|---|---:|---:|---:|---:|---:|---:|---:|`);
+    for (const r of c.results) {
+      const warm = r.warmupErrors ? ` (+${r.warmupErrors} in warm-up)` : "";
+      const cpu = ["workerd", "origin", "client"].map((k) => fmtInt(r.cpuUs[k])).join(" | ");
+      p(`| ${r.name} | ${fmtMs(r.p50)} | ${fmtMs(r.p99)} | ${fmtInt(r.rps)} | ${cpu} | ${r.errors}${warm}${r.firstError ? `: ${r.firstError}` : ""} |`);
+    }
+    p();
+    const q = c.ratios;
+    p(
+      `Airlock / baseline: **p50 ${fmtX(q.p50)}** (${q.addedP50 >= 0 ? "+" : ""}${fmtMs(q.addedP50)} ms), p99 ${fmtX(q.p99)}, **req/s ${fmtX(q.rps)}**. ` +
+        `workerd CPU per request ${fmtX(q.cpu)} (${q.addedCpuUs >= 0 ? "+" : ""}${fmtInt(q.addedCpuUs)} µs). ` +
+        `Per round: p50 ratio median ${fmtX(q.roundP50.median)} (${fmtX(q.roundP50.min)}–${fmtX(q.roundP50.max)}), req/s ratio median ${fmtX(q.roundRps.median)} (${fmtX(q.roundRps.min)}–${fmtX(q.roundRps.max)}).`,
+    );
+    p();
+  };
+  for (const c of cells.list) {
+    cellTable(c, `${c.size.label} response, concurrency ${c.cell.concurrency}`);
+    if (c.cell.concurrency === 1) {
+      budgetRows.push({
+        what: `Airlock p50 ≤ ${BUDGETS.p50c1.toFixed(2)}x baseline, concurrency 1, ${c.size.label}`,
+        measured: fmtX(c.ratios.p50),
+        pass: c.ratios.p50 <= BUDGETS.p50c1 && c.results.every((r) => r.errors + r.warmupErrors === 0),
+      });
+    } else {
+      budgetRows.push({
+        what: `Airlock req/s ≥ ${BUDGETS.rpsc32.toFixed(2)}x baseline, concurrency ${c.cell.concurrency}, ${c.size.label}`,
+        measured: fmtX(c.ratios.rps),
+        pass: c.ratios.rps >= BUDGETS.rpsc32 && c.results.every((r) => r.errors + r.warmupErrors === 0),
+      });
+    }
+  }
+  if (echo) {
+    cellTable(echo, `Extra: ${echo.size.label} (Airlock redacts a match), concurrency 1`);
+    p(`The baseline returns the credential to the caller here; Airlock returns \`[REDACTED]\` (checked before the run).`);
+    p();
+  }
+
+  p(`#### Memory: workerd RSS while one large response streams through`);
+  p();
+  p(`The client reads and discards the body. Peak is ${memory[0]?.peakSource ?? "VmHWM"} of the workerd process${memory[0]?.peakSource === "VmHWM" ? " (reset to the current RSS just before each request)" : ""}; "after" is read 1 s after the body ended.`);
+  p();
+  p(`| through | body | RSS before | peak | peak − before | RSS after | time | MiB/s |`);
+  p(`|---|---:|---:|---:|---:|---:|---:|---:|`);
+  for (const m of memory) {
+    p(
+      `| ${m.target} | ${m.mb} MiB${m.ok ? "" : ` (FAILED: status ${m.status}, ${m.bytes} bytes)`} | ${fmtMiB(m.beforeKiB)} | ${fmtMiB(m.peakKiB)} | ${fmtSignedMiB(m.growthKiB)} | ${fmtMiB(m.afterKiB)} | ${m.seconds.toFixed(2)} s | ${m.mbPerS.toFixed(0)} |`,
+    );
+  }
+  p();
+  for (const m of memory.filter((x) => x.mb === MEMORY_RUNS_MB[MEMORY_RUNS_MB.length - 1])) {
+    p(`RSS through ${m.target} after each tenth of the ${m.mb} MiB body (MiB): ${m.trail.map((k) => (k / 1024).toFixed(0)).join(", ")}.`);
+    p();
+  }
+  const airMem = memory.filter((m) => m.target === "Airlock");
+  const small = airMem.find((m) => m.mb === MEMORY_RUNS_MB[0]);
+  const big = airMem.find((m) => m.mb === MEMORY_RUNS_MB[MEMORY_RUNS_MB.length - 1]);
+  if (small && big) {
+    const diff = big.growthKiB - small.growthKiB;
+    budgetRows.push({
+      what: `Airlock peak RSS growth, ${big.mb} MiB body vs ${small.mb} MiB body, ≤ ${BUDGETS.memoryGrowthMiB} MiB more`,
+      measured: `${fmtSignedMiB(diff)} (${fmtSignedMiB(small.growthKiB)} vs ${fmtSignedMiB(big.growthKiB)})`,
+      pass: small.ok && big.ok && diff <= BUDGETS.memoryGrowthMiB * 1024,
+    });
+  }
+
+  // The budgets go first, right under the run's description.
+  const budgets = [
+    `#### Budgets`,
+    ``,
+    `| budget | measured | result |`,
+    `|---|---:|:---:|`,
+    ...budgetRows.map((b) => `| ${b.what} | ${b.measured} | ${b.pass ? "PASS" : "FAIL"} |`),
+    ``,
+    `Budgets are reported, not enforced: a miss prints FAIL and the command still exits 0.`,
+    ``,
+  ];
+  out.splice(headerEnd, 0, ...budgets);
+  while (out.at(-1) === "") out.pop();
+  return { markdown: out.join("\n"), budgetRows };
+}
+
+function writeDoc(markdown) {
+  const block = `${BEGIN_MARK}\n\n${markdown}\n\n${END_MARK}`;
+  let doc = existsSync(DOC) ? readFileSync(DOC, "utf8") : "# Performance\n\n";
+  const a = doc.indexOf(BEGIN_MARK);
+  const b = doc.indexOf(END_MARK);
+  if (a !== -1 && b > a) doc = doc.slice(0, a) + block + doc.slice(b + END_MARK.length);
+  else doc = `${doc.replace(/\s*$/, "")}\n\n${block}\n`;
+  writeFileSync(DOC, doc);
+}
+
+// ---------------------------------------------------------------------------
+// Main
+
+async function main() {
+  const startedAt = new Date();
+  const loadStart = os.loadavg();
+  const machine = describeMachine();
+  const bench = await startBench();
+  const wasm = bench.build.wasm;
+  try {
+    const { credential, targets, workers: w, workerdPid } = bench;
+    const [, baseline, airlock] = targets;
+    log(`origin on ${bench.origin.url}; workerd pid ${workerdPid}; Airlock on ${w.airlockUrl.origin}, baseline on ${w.baselineUrl.origin}`);
+
+    // Sanity: the three answer the same bodies; Airlock redacts, the baseline does not.
+    for (const t of targets) {
+      for (const s of Object.values(SIZES)) {
+        const r = await request(t, s.path);
+        if (r.status !== 200 || r.bytes !== s.bytes) throw new Error(`${t.name} ${s.path}: status ${r.status}, ${r.bytes} bytes (want 200, ${s.bytes})`);
+      }
+    }
+    const echoAir = await request(airlock, "/echo-small", { keepText: true });
+    const echoBase = await request(baseline, "/echo-small", { keepText: true });
+    if (echoAir.status !== 200 || echoAir.text.includes(credential) || !echoAir.text.includes("[REDACTED]")) {
+      throw new Error(`Airlock /echo-small: expected the credential redacted, got status ${echoAir.status}`);
+    }
+    if (!echoBase.text.includes(credential)) throw new Error("baseline /echo-small: the origin did not see the credential");
+    await sleep(200);
+    const auditBefore = w.stdio.auditLines;
+    const sentBefore = airlock.sent;
+
+    // Global warm-up (JIT tiers, connection pools), then the cells.
+    log("warm-up");
+    const warmupErrors = {};
+    for (const s of Object.values(SIZES)) {
+      for (const t of targets) {
+        for (const conc of [1, 32]) {
+          const n = Math.max(2 * conc, Math.round((conc === 1 ? 100 : 320) * (s.bytes > KIB ? 0.2 : 1) * SCALE));
+          const r = await runBatch(t, s.path, s.bytes, n, conc, null);
+          if (r.errors) warmupErrors[t.name] = `${(warmupErrors[t.name] ? `${warmupErrors[t.name]}; ` : "")}${r.errors} (${r.firstError})`;
+        }
+      }
+    }
+
+    const list = [];
+    for (const cell of CELLS) {
+      log(`cell ${cell.size} c=${cell.concurrency}: ${cell.perTarget} per target, ${cell.rounds} rounds`);
+      const c = await runCell(targets, cell);
+      log(
+        `  ${c.seconds.toFixed(1)} s; p50 ${c.results.map((r) => fmtMs(r.p50)).join(" / ")} ms; req/s ${c.results.map((r) => fmtInt(r.rps)).join(" / ")}; airlock/baseline p50 ${fmtX(c.ratios.p50)} req/s ${fmtX(c.ratios.rps)}`,
+      );
+      list.push(c);
+    }
+    log(`extra cell: echo-small c=1`);
+    const echo = await runCell(targets, ECHO_CELL);
+
+    log("memory");
+    const memory = [];
+    for (const mb of MEMORY_RUNS_MB) {
+      for (const t of [baseline, airlock]) {
+        checkStopping();
+        const m = await measureMemory(t, workerdPid, mb);
+        log(`  ${t.name} ${mb} MiB: before ${fmtMiB(m.beforeKiB)}, peak ${fmtMiB(m.peakKiB)}, after ${fmtMiB(m.afterKiB)}, ${m.mbPerS.toFixed(0)} MiB/s`);
+        memory.push(m);
+      }
+    }
+    // Audit lines arrive asynchronously (a streamed response's record is
+    // written when its body ends); give the last ones a moment.
+    for (const deadline = Date.now() + 5000; Date.now() < deadline && w.stdio.auditLines - auditBefore < airlock.sent - sentBefore; ) await sleep(50);
+    const audit = { lines: w.stdio.auditLines - auditBefore, requests: airlock.sent - sentBefore };
+
+    checkStopping();
+    const finishedAt = new Date();
+    const { markdown, budgetRows } = report({
+      startedAt,
+      finishedAt,
+      machine,
+      wasm,
+      loadStart,
+      loadEnd: os.loadavg(),
+      cells: { list, compat: w.compat },
+      echo,
+      memory,
+      audit,
+      warmupErrors,
+      totalSeconds: (finishedAt - startedAt) / 1000,
+      workerdPid,
+    });
+    console.log(markdown);
+    if (WRITE_DOC) {
+      writeDoc(markdown);
+      log(`wrote the results into ${rel(DOC)}`);
+    } else {
+      log(`${rel(DOC)} not updated (${FULL ? "--no-write" : "reduced run; pass --write to record it"})`);
+    }
+    const fails = budgetRows.filter((b) => !b.pass).length;
+    log(fails ? `${fails} budget(s) missed (reported, not enforced)` : "all budgets met");
+  } finally {
+    await bench.close();
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    console.error(`[bench] failed: ${err?.stack || err}`);
+    process.exit(1);
+  },
+);

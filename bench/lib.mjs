@@ -1,0 +1,498 @@
+// Shared pieces of the benchmark tools (bench/harness.mjs, bench/profile.mjs):
+// the origin process, one Miniflare/workerd hosting Airlock and the JS
+// baseline, the HTTP client, and /proc readings of workerd.
+
+import { execFileSync, spawn } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import os from "node:os";
+import { basename, dirname, join, relative, resolve } from "node:path";
+import { performance } from "node:perf_hooks";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { gzipSync } from "node:zlib";
+import { Miniflare } from "miniflare";
+
+// The HTTP client is undici, resolved through Miniflare's own dependency (the
+// same client Miniflare uses), so no extra package is needed.
+export const requireFromMiniflare = createRequire(createRequire(import.meta.url).resolve("miniflare"));
+const { Pool } = requireFromMiniflare("undici");
+
+export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+export const rel = (p) => relative(REPO_ROOT, p) || ".";
+export const WORKER_SCRIPT = resolve(REPO_ROOT, process.env.AIRLOCK_WORKER_SCRIPT || join("build", "index.js"));
+const BASELINE_SCRIPT = join(REPO_ROOT, "bench", "baseline-worker.js");
+const ORIGIN_SCRIPT = join(REPO_ROOT, "bench", "origin.mjs");
+
+export const KIB = 1024;
+export const MIB = 1024 * KIB;
+
+export const log = (...a) => console.error("[bench]", ...a);
+
+/** Set when a signal asks the run to stop: batches end, nothing is reported. */
+export const STATE = { stopping: false };
+
+export function checkStopping() {
+  if (STATE.stopping) throw new Error("stopped by a signal");
+}
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// ---------------------------------------------------------------------------
+// Small helpers
+
+export function percentile(sorted, p) {
+  if (sorted.length === 0) return NaN;
+  const idx = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[idx];
+}
+
+export function median(values) {
+  return percentile([...values].sort((a, b) => a - b), 50);
+}
+
+export const fmtMs = (v) => (Number.isFinite(v) ? (v < 10 ? v.toFixed(3) : v.toFixed(1)) : "n/a");
+export const fmtInt = (v) => (Number.isFinite(v) ? Math.round(v).toLocaleString("en-US") : "n/a");
+export const fmtX = (v) => (Number.isFinite(v) ? `${v.toFixed(2)}x` : "n/a");
+export const fmtMiB = (kib) => (Number.isFinite(kib) ? `${(kib / 1024).toFixed(1)} MiB` : "n/a");
+export const fmtSignedMiB = (kib) => (Number.isFinite(kib) ? `${kib >= 0 ? "+" : ""}${(kib / 1024).toFixed(1)} MiB` : "n/a");
+
+export async function withTimeout(promise, ms, what) {
+  let timer;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export function compatibilityDate() {
+  try {
+    const toml = readFileSync(join(REPO_ROOT, "wrangler.toml"), "utf8");
+    const m = /^\s*compatibility_date\s*=\s*"([^"]+)"/m.exec(toml);
+    if (m) return m[1];
+  } catch {}
+  return "2026-07-01";
+}
+
+// ---------------------------------------------------------------------------
+// /proc: find workerd, read its memory
+
+export function procStatus(pid) {
+  const text = readFileSync(`/proc/${pid}/status`, "utf8");
+  const get = (key) => {
+    const m = new RegExp(`^${key}:\\s+(\\d+) kB`, "m").exec(text);
+    return m ? Number(m[1]) : NaN;
+  };
+  return { rssKiB: get("VmRSS"), hwmKiB: get("VmHWM") };
+}
+
+/** The workerd process Miniflare spawned: a child of this process. */
+export function findWorkerdPid() {
+  const found = [];
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, "utf8");
+      const close = stat.lastIndexOf(")");
+      const comm = stat.slice(stat.indexOf("(") + 1, close);
+      const ppid = Number(stat.slice(close + 2).split(" ")[1]);
+      if (ppid === process.pid && comm.startsWith("workerd")) found.push(Number(name));
+    } catch {}
+  }
+  if (found.length !== 1) throw new Error(`expected one workerd child process, found ${found.length}`);
+  return found[0];
+}
+
+export const CLK_TCK = (() => {
+  try {
+    return Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+
+/** user + system CPU time of a process, in ms (clock-tick resolution). */
+export function procCpuMs(pid) {
+  if (!pid) return 0;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return ((Number(f[11]) + Number(f[12])) * 1000) / CLK_TCK;
+  } catch {
+    return NaN;
+  }
+}
+
+/** The processes whose CPU time each batch records. */
+export const PIDS = { workerd: 0, origin: 0 };
+
+export function cpuSnapshot() {
+  const c = process.cpuUsage();
+  return { workerd: procCpuMs(PIDS.workerd), origin: procCpuMs(PIDS.origin), client: (c.user + c.system) / 1000 };
+}
+
+export function cpuDelta(a, b) {
+  return { workerd: b.workerd - a.workerd, origin: b.origin - a.origin, client: b.client - a.client };
+}
+
+/** Reset VmHWM to the current RSS (Linux: write 5 to clear_refs). */
+export function resetHwm(pid) {
+  try {
+    writeFileSync(`/proc/${pid}/clear_refs`, "5");
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Environment description
+
+export function describeMachine() {
+  const cpus = os.cpus();
+  const model = cpus[0]?.model?.trim() || "unknown CPU";
+  let workerdVersion = "unknown";
+  try {
+    const workerdBin = process.env.MINIFLARE_WORKERD_PATH || requireFromMiniflare("workerd").default || requireFromMiniflare("workerd");
+    workerdVersion = execFileSync(String(workerdBin), ["--version"], { encoding: "utf8" }).trim();
+  } catch {}
+  const pkg = (name) => {
+    try {
+      return JSON.parse(readFileSync(requireFromMiniflare.resolve(`${name}/package.json`), "utf8")).version;
+    } catch {
+      try {
+        return JSON.parse(readFileSync(join(REPO_ROOT, "node_modules", name, "package.json"), "utf8")).version;
+      } catch {
+        return "unknown";
+      }
+    }
+  };
+  let git = "unknown";
+  try {
+    const sha = execFileSync("git", ["rev-parse", "--short=12", "HEAD"], { cwd: REPO_ROOT, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
+    const dirty = execFileSync("git", ["status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock"], { cwd: REPO_ROOT, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
+    git = dirty ? `${sha} (with uncommitted changes under src/ or Cargo.*)` : sha;
+  } catch {}
+  return {
+    cpu: model,
+    cores: os.availableParallelism?.() ?? cpus.length,
+    kernel: `${os.type()} ${os.release()}`,
+    node: process.version,
+    workerd: workerdVersion,
+    workerdNpm: pkg("workerd"),
+    miniflare: JSON.parse(readFileSync(join(REPO_ROOT, "node_modules", "miniflare", "package.json"), "utf8")).version,
+    undici: pkg("undici"),
+    git,
+  };
+}
+
+/**
+ * Copies the built worker (index.js + *.wasm) into a private directory, so a
+ * rebuild of build/ during the run cannot change what is measured.
+ */
+export function snapshotBuild() {
+  const from = dirname(WORKER_SCRIPT);
+  const dir = mkdtempSync(join(os.tmpdir(), "airlock-bench-"));
+  const files = readdirSync(from).filter((f) => f === basename(WORKER_SCRIPT) || f.endsWith(".wasm"));
+  for (const f of files) copyFileSync(join(from, f), join(dir, f));
+  return {
+    dir,
+    script: join(dir, basename(WORKER_SCRIPT)),
+    wasm: files
+      .filter((f) => f.endsWith(".wasm"))
+      .sort()
+      .map((f) => {
+        const buf = readFileSync(join(dir, f));
+        return {
+          file: rel(join(from, f)),
+          raw: buf.length,
+          gzip: gzipSync(buf, { level: 9 }).length,
+          sha256: createHash("sha256").update(buf).digest("hex").slice(0, 16),
+          built: statSync(join(from, f)).mtime,
+        };
+      }),
+    remove: () => rmSync(dir, { recursive: true, force: true }),
+  };
+}
+
+// ---------------------------------------------------------------------------
+// The origin (its own process)
+
+export async function startOriginProcess() {
+  const child = spawn(process.execPath, [ORIGIN_SCRIPT, "0"], { stdio: ["pipe", "pipe", "inherit"] });
+  const rl = createInterface({ input: child.stdout });
+  const line = await withTimeout(
+    new Promise((resolvePromise, reject) => {
+      rl.once("line", resolvePromise);
+      child.once("exit", (code) => reject(new Error(`origin exited early (code ${code})`)));
+    }),
+    15_000,
+    "origin start",
+  );
+  const { port } = JSON.parse(line);
+  return {
+    child,
+    url: `http://127.0.0.1:${port}`,
+    close: async () => {
+      if (child.exitCode !== null) return;
+      child.stdin.end();
+      const exited = new Promise((r) => child.once("exit", r));
+      await withTimeout(exited, 3000, "origin exit").catch(() => child.kill("SIGKILL"));
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------
+// Miniflare: one workerd process hosting both workers, each on its own socket
+
+export function policyFor(originUrl) {
+  return {
+    version: 1,
+    audience: "airlock-bench",
+    limits: { max_session_ttl_seconds: 86400 },
+    tools: {
+      bench: {
+        origin: originUrl,
+        allow_http: true,
+        credential: { secret: "BENCH_API_TOKEN", inject: "bearer" },
+        rules: [{ methods: ["GET", "HEAD"], path: "/**", level: "read" }],
+      },
+    },
+  };
+}
+
+export const AUDIT_MARK = '"kind":"airlock.audit"';
+
+export async function startWorkers(originUrl, credential, { script = WORKER_SCRIPT, inspector = false } = {}) {
+  const stdio = { auditLines: 0, stdoutLines: 0, stderrTail: [] };
+  const secrets = {
+    AIRLOCK_ADMIN_KEY: `admin_${randomBytes(24).toString("hex")}`,
+    AIRLOCK_SIGNING_KEYS: `k1:${randomBytes(32).toString("base64")}`,
+    BENCH_API_TOKEN: credential,
+  };
+  const compat = compatibilityDate();
+  const mf = new Miniflare({
+    cf: false,
+    host: "127.0.0.1",
+    port: 0,
+    ...(inspector ? { inspectorPort: 0 } : {}),
+    handleRuntimeStdio(stdout, stderr) {
+      // Count audit lines cheaply (no JSON parsing on the hot path).
+      let partial = "";
+      stdout.setEncoding("utf8");
+      stdout.on("data", (chunk) => {
+        const text = partial + chunk;
+        const lines = text.split("\n");
+        partial = lines.pop();
+        for (const l of lines) {
+          stdio.stdoutLines++;
+          for (let at = l.indexOf(AUDIT_MARK); at !== -1; at = l.indexOf(AUDIT_MARK, at + 1)) stdio.auditLines++;
+        }
+      });
+      stderr.setEncoding("utf8");
+      stderr.on("data", (chunk) => {
+        stdio.stderrTail.push(chunk);
+        if (stdio.stderrTail.length > 20) stdio.stderrTail.shift();
+      });
+    },
+    workers: [
+      {
+        name: "airlock",
+        modules: true,
+        scriptPath: script,
+        modulesRoot: dirname(script),
+        modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"] }],
+        compatibilityDate: compat,
+        bindings: { AIRLOCK_POLICY: JSON.stringify(policyFor(originUrl)), ...secrets },
+        unsafeDirectSockets: [{ host: "127.0.0.1", port: 0 }],
+      },
+      {
+        name: "baseline",
+        modules: true,
+        scriptPath: BASELINE_SCRIPT,
+        modulesRoot: dirname(BASELINE_SCRIPT),
+        compatibilityDate: compat,
+        bindings: { ORIGIN: originUrl, TOKEN: credential },
+        unsafeDirectSockets: [{ host: "127.0.0.1", port: 0 }],
+      },
+    ],
+  });
+  try {
+    await withTimeout(mf.ready, 60_000, "Miniflare start");
+  } catch (err) {
+    await withTimeout(mf.dispose(), 10_000, "mf.dispose").catch(() => {});
+    const tail = stdio.stderrTail.join("");
+    if (tail) err.message += `\nworkerd stderr (tail):\n${tail}`;
+    throw err;
+  }
+  const airlockUrl = await mf.unsafeGetDirectURL("airlock");
+  const baselineUrl = await mf.unsafeGetDirectURL("baseline");
+  return { mf, stdio, secrets, airlockUrl, baselineUrl, compat };
+}
+
+// ---------------------------------------------------------------------------
+// HTTP client: undici Pools with identical settings for every target, one
+// per (target, concurrency) with exactly `concurrency` connections, so every
+// connection stays busy. workerd closes a keep-alive connection after 5 s
+// idle without announcing it; a client that keeps idle connections longer
+// races that close and sees "other side closed" on its next request. The
+// client therefore drops idle connections after 2 s (reconnecting on loopback
+// costs well under a millisecond, once per connection).
+
+export const KEEPALIVE_MS = 2000;
+
+export function poolFor(target, concurrency) {
+  let pool = target.pools.get(concurrency);
+  if (!pool) {
+    pool = new Pool(target.origin, {
+      connections: concurrency,
+      pipelining: 1,
+      keepAliveTimeout: KEEPALIVE_MS,
+      keepAliveMaxTimeout: KEEPALIVE_MS,
+      headersTimeout: 60_000,
+      bodyTimeout: 60_000,
+    });
+    target.pools.set(concurrency, pool);
+  }
+  return pool;
+}
+
+/** One GET; resolves with { ms, bytes, status, text? } after the whole body arrived. */
+export function request(target, path, { keepText = false, concurrency = 1, onData = null } = {}) {
+  return new Promise((resolvePromise, reject) => {
+    const t0 = performance.now();
+    target.sent++;
+    poolFor(target, concurrency)
+      .request({ method: "GET", path: target.prefix + path, headers: target.headers })
+      .then(({ statusCode, body }) => {
+        let bytes = 0;
+        const chunks = keepText ? [] : null;
+        body.on("data", (c) => {
+          bytes += c.length;
+          if (chunks) chunks.push(c);
+          if (onData) onData(bytes);
+        });
+        body.on("error", reject);
+        body.on("end", () =>
+          resolvePromise({
+            ms: performance.now() - t0,
+            bytes,
+            status: statusCode,
+            text: chunks ? Buffer.concat(chunks).toString("utf8") : undefined,
+          }),
+        );
+      }, reject);
+  });
+}
+
+/**
+ * `n` requests with `concurrency` in flight. Returns the wall time; pushes
+ * each latency into `latencies`; counts failures (wrong status or length).
+ */
+export async function runBatch(target, path, expectBytes, n, concurrency, latencies) {
+  let issued = 0;
+  let errors = 0;
+  let firstError = null;
+  const cpu0 = cpuSnapshot();
+  const t0 = performance.now();
+  const loop = async () => {
+    while (issued < n && !STATE.stopping) {
+      issued++;
+      try {
+        const r = await request(target, path, { concurrency });
+        if (r.status !== 200 || (expectBytes !== null && r.bytes !== expectBytes)) {
+          errors++;
+          firstError ??= `status ${r.status}, ${r.bytes} bytes`;
+        } else if (latencies) {
+          latencies.push(r.ms);
+        }
+      } catch (e) {
+        errors++;
+        firstError ??= String(e.message || e);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, n) }, loop));
+  const wallMs = performance.now() - t0;
+  return { wallMs, errors, firstError, cpu: cpuDelta(cpu0, cpuSnapshot()) };
+}
+
+
+// ---------------------------------------------------------------------------
+// Everything a run needs, started in order and stopped in reverse
+
+/**
+ * Starts the origin process and workerd (Airlock + baseline), mints one
+ * session token, and returns the three targets:
+ *   { build, origin, workers, workerdPid, credential, token, targets: [direct, baseline, airlock], close }
+ * `build` describes the snapshot of build/ that runs (see snapshotBuild).
+ * Every target sends the same request headers (the sandbox's session token).
+ */
+export async function startBench({ inspector = false } = {}) {
+  if (!existsSync(WORKER_SCRIPT)) throw new Error(`${rel(WORKER_SCRIPT)} does not exist: build the worker first (bash scripts/build)`);
+  const credential = `benchcred_${randomBytes(24).toString("hex")}`;
+  const cleanups = [];
+  let closing = null;
+  // Every caller (the run's own finally, a signal) waits for the same cleanup.
+  const close = () =>
+    (closing ??= (async () => {
+      while (cleanups.length) {
+        const f = cleanups.pop();
+        await withTimeout(Promise.resolve().then(f), 15_000, "cleanup step").catch(() => {});
+      }
+    })());
+  const onSignal = (sig) => {
+    log(`${sig}: stopping`);
+    STATE.stopping = true;
+    withTimeout(close(), 25_000, "cleanup")
+      .catch(() => {})
+      .finally(() => process.exit(130));
+  };
+  for (const sig of ["SIGINT", "SIGTERM"]) process.once(sig, onSignal);
+
+  try {
+    const build = snapshotBuild();
+    cleanups.push(async () => build.remove());
+    // Miniflare exits the process on SIGINT/SIGTERM itself (after stopping
+    // workerd), possibly before the async cleanup ran: remove the copy then too.
+    process.once("exit", build.remove);
+    checkStopping();
+    const origin = await startOriginProcess();
+    cleanups.push(origin.close);
+    const workers = await startWorkers(origin.url, credential, { script: build.script, inspector });
+    cleanups.push(() => withTimeout(workers.mf.dispose(), 15_000, "mf.dispose"));
+    const workerdPid = findWorkerdPid();
+    PIDS.workerd = workerdPid;
+    PIDS.origin = origin.child.pid;
+
+    const mintResp = await fetch(new URL("/v1/sessions", workers.airlockUrl), {
+      method: "POST",
+      headers: { authorization: `Bearer ${workers.secrets.AIRLOCK_ADMIN_KEY}`, "content-type": "application/json" },
+      body: JSON.stringify({ agent: "bench-agent", user: "bench-user", tools: { bench: "read" }, ttl_seconds: 7200 }),
+    });
+    const mintText = await mintResp.text();
+    if (mintResp.status !== 201) throw new Error(`mint failed: ${mintResp.status} ${mintText}`);
+    const { token } = JSON.parse(mintText);
+
+    const headers = { authorization: `Bearer ${token}`, accept: "*/*", "user-agent": "airlock-bench" };
+    const targets = [
+      { name: "origin direct", origin: origin.url, prefix: "", headers },
+      { name: "JS baseline worker", origin: workers.baselineUrl.origin, prefix: "", headers },
+      { name: "Airlock", origin: workers.airlockUrl.origin, prefix: "/t/bench", headers },
+    ].map((t) => ({ ...t, pools: new Map(), sent: 0 }));
+    // Destroying a pool waits for its sockets; don't let that hold up the rest.
+    cleanups.push(() =>
+      withTimeout(Promise.all(targets.flatMap((t) => [...t.pools.values()].map((p) => p.destroy().catch(() => {})))), 2000, "pool.destroy"),
+    );
+    return { build, origin, workers, workerdPid, credential, token, targets, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}

@@ -199,8 +199,15 @@ describe("bodies that break off", () => {
   for (const [path, label] of cases) {
     test(`${label}: the stream ends in an error, nothing of the credential`, async () => {
       const r = await stream(path);
-      assertCutOff(r, label);
       assertNothingLeaked(r, label);
+      if (r.status === 502) {
+        // A small body of declared length is read whole before anything is
+        // sent, so its breaking off is caught in time for a clean 502.
+        assert.equal(r.json?.error?.code, "upstream_unavailable", `${label}: ${r.text}`);
+        await assertErrorAudit(r, label, "upstream_unavailable", 200);
+        return;
+      }
+      assertCutOff(r, label);
       await assertStreamAudit(r, label, "upstream_error");
     });
   }

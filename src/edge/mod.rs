@@ -271,7 +271,7 @@ async fn handle(mut req: Request, env: &Env, ctx: &Context, audit: &mut AuditRec
             let upstream = forward(Body::Inbound(&req), env, &outbound, &redactor, policy.limits.upstream_timeout_ms).await?;
             let rewrite = |location: &str| Some(tool_location(location, &outbound.url, tool));
             let (status, headers, upstream) = response_head(upstream, &redactor, tool.credential.is_some(), rewrite, audit)?;
-            finish_response(upstream, status, headers, &outbound, Box::new(redactor), &policy.limits, audit, slot, ctx)
+            finish_response(upstream, status, headers, &outbound, Box::new(redactor), &policy.limits, audit, slot, ctx).await
         }
         Route::Egress { authority, rest } => {
             audit.route = "egress";
@@ -286,7 +286,7 @@ async fn handle(mut req: Request, env: &Env, ctx: &Context, audit: &mut AuditRec
             // rewritten to the egress route or dropped.
             let rewrite = |location: &str| egress::rewrite_location(location, &outbound.url, &policy.egress, own_host.as_deref());
             let (status, headers, upstream) = response_head(upstream, &redactor, true, rewrite, audit)?;
-            finish_response(upstream, status, headers, &outbound, Box::new(redactor), &policy.limits, audit, slot, ctx)
+            finish_response(upstream, status, headers, &outbound, Box::new(redactor), &policy.limits, audit, slot, ctx).await
         }
         Route::Mcp { server } => {
             audit.route = "mcp";
@@ -332,7 +332,7 @@ async fn handle(mut req: Request, env: &Env, ctx: &Context, audit: &mut AuditRec
             let granted = prepared.granted;
             if content_type.starts_with("text/event-stream") {
                 let filter = mcp::EventFilter::new(redactor, call, rules, granted);
-                finish_response(upstream, status, headers, &outbound, Box::new(filter), &policy.limits, audit, slot, ctx)
+                finish_response(upstream, status, headers, &outbound, Box::new(filter), &policy.limits, audit, slot, ctx).await
             } else if let (true, Some(call)) = (content_type.starts_with("application/json"), call.filter(|c| c.list.is_some())) {
                 // A list answered as one JSON body: filter it whole.
                 let mut body = Vec::new();
@@ -353,7 +353,7 @@ async fn handle(mut req: Request, env: &Env, ctx: &Context, audit: &mut AuditRec
                 audit.allow(Some(status));
                 Ok(Response::builder().with_status(status).with_headers(out).fixed(filtered))
             } else {
-                finish_response(upstream, status, headers, &outbound, Box::new(redactor), &policy.limits, audit, slot, ctx)
+                finish_response(upstream, status, headers, &outbound, Box::new(redactor), &policy.limits, audit, slot, ctx).await
             }
         }
         Route::NotFound => Err(Error::NotFound),
@@ -534,8 +534,37 @@ fn response_head(
 /// Filter response, second half: the body, streamed through `filter`, cut
 /// off at the policy's size and idle limits; the audit record follows the
 /// stream to its end.
+/// Bodies up to this declared length are read whole instead of streamed.
+const SMALL_BODY: u64 = 64 * 1024;
+
+/// Reads a small body of declared length, bounded by the idle timeout.
+async fn read_small(body: web_sys::ReadableStream, idle_ms: u64) -> Result<Vec<u8>, ()> {
+    let read_all = async move {
+        let mut source = Source::new(body);
+        let mut out = Vec::new();
+        let mut buf = Vec::new();
+        loop {
+            let n = source.read(&mut buf).await?;
+            if n == 0 {
+                return Ok(out);
+            }
+            if out.len() + n > SMALL_BODY as usize {
+                return Err(());
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+    };
+    let timeout = Delay::from(Duration::from_millis(idle_ms));
+    futures_util::pin_mut!(read_all);
+    futures_util::pin_mut!(timeout);
+    match select(read_all, timeout).await {
+        Either::Left((result, _)) => result,
+        Either::Right(_) => Err(()),
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
-fn finish_response(
+async fn finish_response(
     upstream: Response,
     status: u16,
     filtered: Vec<(String, String)>,
@@ -552,7 +581,34 @@ fn finish_response(
         let _ = headers.append(name, value);
     }
     let null_body = outbound.method.as_str() == "HEAD" || matches!(status, 101 | 204 | 205 | 304);
+    let small = upstream
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|v| pipeline::parse_content_length(&v).ok())
+        .filter(|&len| len <= SMALL_BODY && len <= limits.max_response_body_bytes);
     let response = match upstream.body() {
+        worker::ResponseBody::Stream(body) if !null_body && small.is_some() => {
+            // A small body of declared length is read in one call and
+            // scrubbed whole: a stream costs more than the body itself.
+            let body = body.clone();
+            let bytes = read_small(body, limits.upstream_idle_timeout_ms).await;
+            let mut filter = filter;
+            let out = match bytes.map(|b| filter.push(&b).map(|mut out| {
+                out.extend(filter.finish());
+                out
+            })) {
+                Ok(Ok(out)) => out,
+                Ok(Err(_)) | Err(_) => return Err(Error::UpstreamUnavailable { detail: "origin body failed or stalled".into() }),
+            };
+            let mut record = slot.borrow_mut();
+            record.bytes_out = out.len() as u64;
+            record.stream = Some("complete");
+            record.ended = true;
+            drop(record);
+            Response::builder().fixed(out)
+        }
         worker::ResponseBody::Stream(body) if !null_body => {
             let body = body.clone();
             let limits = BodyLimits { max_bytes: limits.max_response_body_bytes, idle_ms: limits.upstream_idle_timeout_ms };

@@ -537,35 +537,22 @@ fn response_head(
 /// Bodies up to this declared length are read whole instead of streamed.
 const SMALL_BODY: u64 = 64 * 1024;
 
-/// Reads a small body of declared length, bounded by the idle timeout.
-async fn read_small(body: web_sys::ReadableStream, idle_ms: u64) -> Result<Vec<u8>, ()> {
-    let read_all = async move {
-        let mut source = Source::new(body);
-        let mut out = Vec::new();
-        let mut buf = Vec::new();
-        loop {
-            let n = source.read(&mut buf).await?;
-            if n == 0 {
-                return Ok(out);
-            }
-            if out.len() + n > SMALL_BODY as usize {
-                return Err(());
-            }
-            out.extend_from_slice(&buf[..n]);
-        }
-    };
+/// Reads a small body of declared length in one call (the runtime's
+/// `arrayBuffer()`), bounded by the idle timeout.
+async fn read_small(upstream: &mut Response, idle_ms: u64) -> Result<Vec<u8>, ()> {
+    let read = upstream.bytes();
     let timeout = Delay::from(Duration::from_millis(idle_ms));
-    futures_util::pin_mut!(read_all);
+    futures_util::pin_mut!(read);
     futures_util::pin_mut!(timeout);
-    match select(read_all, timeout).await {
-        Either::Left((result, _)) => result,
-        Either::Right(_) => Err(()),
+    match select(read, timeout).await {
+        Either::Left((Ok(bytes), _)) if bytes.len() as u64 <= SMALL_BODY => Ok(bytes),
+        _ => Err(()),
     }
 }
 
 #[allow(clippy::too_many_arguments)]
 async fn finish_response(
-    upstream: Response,
+    mut upstream: Response,
     status: u16,
     filtered: Vec<(String, String)>,
     outbound: &Outbound,
@@ -588,12 +575,12 @@ async fn finish_response(
         .flatten()
         .and_then(|v| pipeline::parse_content_length(&v).ok())
         .filter(|&len| len <= SMALL_BODY && len <= limits.max_response_body_bytes);
+    let streamed = matches!(upstream.body(), worker::ResponseBody::Stream(_));
     let response = match upstream.body() {
-        worker::ResponseBody::Stream(body) if !null_body && small.is_some() => {
+        _ if streamed && !null_body && small.is_some() => {
             // A small body of declared length is read in one call and
             // scrubbed whole: a stream costs more than the body itself.
-            let body = body.clone();
-            let bytes = read_small(body, limits.upstream_idle_timeout_ms).await;
+            let bytes = read_small(&mut upstream, limits.upstream_idle_timeout_ms).await;
             let mut filter = filter;
             let out = match bytes.map(|b| filter.push(&b).map(|mut out| {
                 out.extend(filter.finish());
@@ -678,7 +665,9 @@ impl Source {
     async fn read(&mut self, buf: &mut Vec<u8>) -> Result<usize, ()> {
         match self {
             Source::Bytes(read) => {
-                buf.resize(READ_BUFFER, 0);
+                if buf.len() != READ_BUFFER {
+                    buf.resize(READ_BUFFER, 0);
+                }
                 futures_util::AsyncReadExt::read(read, buf).await.map_err(|_| ())
             }
             Source::Chunks(stream) => match stream.next().await {

@@ -52,10 +52,31 @@ impl McpRules {
         allowed(self.prompts.get(name).copied(), granted)
     }
 
+    /// A URI is only matched by prefix if it cannot resolve elsewhere:
+    /// `docs/public/../private/k` would pass a `docs/public/` prefix and then
+    /// be resolved by the server to the private path.
     pub fn resource_allowed(&self, uri: &str, granted: Level) -> bool {
+        if !plain_uri(uri) {
+            return false;
+        }
         let best = self.resources.iter().filter(|(p, _)| uri.starts_with(p.as_str())).max_by_key(|(p, _)| p.len());
         allowed(best.map(|(_, l)| *l), granted)
     }
+}
+
+/// Whether a resource URI is free of anything a server could resolve to
+/// another path: dot segments (literal or percent-encoded), backslashes
+/// (a separator in special URL schemes), encoded separators, control bytes.
+fn plain_uri(uri: &str) -> bool {
+    let lower = uri.to_ascii_lowercase();
+    if lower.contains('\\') || lower.contains("%2e") || lower.contains("%2f") || lower.contains("%5c") || lower.contains("%00") {
+        return false;
+    }
+    if uri.chars().any(char::is_control) {
+        return false;
+    }
+    let path = uri.split(['?', '#']).next().unwrap_or_default();
+    !path.split('/').any(|seg| seg == "." || seg == "..")
 }
 
 /// Which list result a response carries.
@@ -270,7 +291,11 @@ pub fn filter_message(message: &[u8], call: &Call, rules: &McpRules, granted: Le
     };
     let id = call.id.clone().unwrap_or(Value::Null);
     let Ok(Value::Object(mut msg)) = serde_json::from_slice::<Value>(message) else {
-        return error_response(&id, -32603, "malformed list response");
+        // Empty data (an SSE priming event) or anything that is not an object
+        // cannot be a list result: pass it. An object this parser refuses is
+        // replaced, in case a more lenient client parser would accept it.
+        let looks_like_object = message.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+        return if looks_like_object { error_response(&id, -32603, "malformed list response") } else { message.to_vec() };
     };
     if msg.get("id") != Some(&id) {
         return message.to_vec();
@@ -387,6 +412,14 @@ mod tests {
             (r#"{"jsonrpc":"2.0","id":2,"method":"resources/read","params":{"uri":"file:///docs/a.md"}}"#, Read, true),
             (r#"{"jsonrpc":"2.0","id":2,"method":"resources/read","params":{"uri":"file:///docs/secret/k"}}"#, Write, false),
             (r#"{"jsonrpc":"2.0","id":2,"method":"resources/read","params":{"uri":"file:///etc/passwd"}}"#, Admin, false),
+            (r#"{"jsonrpc":"2.0","id":2,"method":"resources/read","params":{"uri":"file:///docs/../etc/passwd"}}"#, Admin, false),
+            (r#"{"jsonrpc":"2.0","id":2,"method":"resources/read","params":{"uri":"file:///docs/a/../secret/k"}}"#, Admin, false),
+            (r#"{"jsonrpc":"2.0","id":2,"method":"resources/read","params":{"uri":"file:///docs/%2e%2e/secret/k"}}"#, Admin, false),
+            (r#"{"jsonrpc":"2.0","id":2,"method":"resources/read","params":{"uri":"file:///docs/.%2E/x"}}"#, Admin, false),
+            (r#"{"jsonrpc":"2.0","id":2,"method":"resources/read","params":{"uri":"file:///docs/./a"}}"#, Admin, false),
+            (r#"{"jsonrpc":"2.0","id":2,"method":"resources/read","params":{"uri":"file:///docs/..\\secret\\k"}}"#, Admin, false),
+            (r#"{"jsonrpc":"2.0","id":2,"method":"resources/read","params":{"uri":"file:///docs/a%2f..%2fsecret"}}"#, Admin, false),
+            (r#"{"jsonrpc":"2.0","id":2,"method":"resources/read","params":{"uri":"file:///docs/a..b/c"}}"#, Read, true),
             (r#"{"jsonrpc":"2.0","id":2,"method":"resources/subscribe","params":{"uri":"file:///docs/a"}}"#, Read, true),
             (r#"{"jsonrpc":"2.0","id":3,"method":"prompts/get","params":{"name":"summarize"}}"#, Read, true),
             (r#"{"jsonrpc":"2.0","id":3,"method":"prompts/get","params":{"name":"jailbreak"}}"#, Admin, false),
@@ -465,9 +498,15 @@ mod tests {
         // Another id, or a notification, passes untouched.
         let other = br#"{"jsonrpc":"2.0","id":"L2","result":{"tools":[{"name":"hidden"}]}}"#;
         assert_eq!(filter_message(other, &call, &rules(), Write), other.to_vec());
-        // A list response that is not JSON is replaced, not passed on.
-        let bad = filter_message(b"{not json", &call, &rules(), Write);
+        // An object this parser refuses is replaced, not passed on (a lone
+        // surrogate: JSON.parse would accept it).
+        let bad = filter_message(br#"{"jsonrpc":"2.0","id":"L1","result":{"tools":[{"name":"hidden\ud800"}]}}"#, &call, &rules(), Write);
         assert!(String::from_utf8(bad).unwrap().contains("-32603"));
+        let bad = filter_message(b"  {not json", &call, &rules(), Write);
+        assert!(String::from_utf8(bad).unwrap().contains("-32603"));
+        // Empty data (a resumable server's priming event) or a non-object passes.
+        assert_eq!(filter_message(b"", &call, &rules(), Write), b"".to_vec());
+        assert_eq!(filter_message(b"42", &call, &rules(), Write), b"42".to_vec());
         // A result with the wrong shape is emptied.
         let odd = br#"{"jsonrpc":"2.0","id":"L1","result":{"tools":{"name":"hidden"}}}"#;
         let out: Value = serde_json::from_slice(&filter_message(odd, &call, &rules(), Write)).unwrap();
@@ -516,6 +555,15 @@ id: ev-2\nevent: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":5,\"result\":{\"tool
         // One byte at a time.
         let bytes: Vec<&[u8]> = stream.chunks(1).collect();
         assert_eq!(run_filter(&bytes, Some(call), Read), once);
+    }
+
+    #[test]
+    fn a_priming_event_passes_and_the_list_after_it_is_filtered() {
+        let Verdict::Forward(call) = verdict(r#"{"jsonrpc":"2.0","id":42,"method":"tools/list"}"#, Read).unwrap() else { panic!() };
+        let stream: &[u8] = b"id: S::3\nretry: 1000\ndata: \n\nevent: message\nid: S::4\ndata: {\"result\":{\"tools\":[{\"name\":\"search\"},{\"name\":\"hidden\"}]},\"jsonrpc\":\"2.0\",\"id\":42}\n\n";
+        let out = String::from_utf8(run_filter(&[stream], Some(call), Read)).unwrap();
+        assert!(out.starts_with("id: S::3\nretry: 1000\ndata: \n\n"), "{out}");
+        assert!(out.contains("search") && !out.contains("hidden") && !out.contains("-32603"), "{out}");
     }
 
     #[test]

@@ -83,7 +83,11 @@ mod cli {
                         Target::Service { binding } => format!("service {binding}"),
                     };
                     let secret = tool.credential.as_ref().map_or("no credential".to_string(), |c| format!("secret {}", c.secret));
-                    println!("  {:<16} {target}, {secret}, {} rule(s)", tool.name, tool.rules.len());
+                    let what = match &tool.mcp {
+                        Some(m) => format!("MCP server at /mcp/{} ({} tool(s), {} prompt(s), {} resource prefix(es))", tool.name, m.tools.len(), m.prompts.len(), m.resources.len()),
+                        None => format!("{} rule(s)", tool.rules.len()),
+                    };
+                    println!("  {:<16} {target}, {secret}, {what}", tool.name);
                 }
                 ExitCode::SUCCESS
             }

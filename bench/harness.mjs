@@ -1,16 +1,20 @@
 // Side-by-side benchmark: the origin called directly, a minimal JavaScript
 // Worker that forwards and sets one credential header (the "do it yourself"
-// baseline), and Airlock with its full pipeline — all in one run, on one
-// workerd process, interleaved round by round so that machine drift hits all
-// three alike. See docs/performance.md for what is measured and how to read it.
+// baseline), the same forwarder written with workers-rs (the Rust floor
+// worker, bench/floor-worker: what any Rust/Wasm worker pays), and Airlock
+// with its full pipeline — all in one run, on one workerd process,
+// interleaved round by round so that machine drift hits all four alike. See
+// docs/performance.md for what is measured and how to read it.
 //
-// Run it with `bash bench/run` (builds the worker when build/ is missing or
-// stale, then runs this file with the project's Node 22). Options:
+// Run it with `bash bench/run` (builds Airlock and the floor worker when
+// missing or stale, then runs this file with the project's Node 22). Options:
 //   --quick         about a fifth of the requests; does not touch docs/performance.md
 //   --scale=F       multiply every request count by F
 //   --no-write      print only, do not update docs/performance.md
 //   --write         update docs/performance.md even with --quick / --scale
-// Environment: AIRLOCK_WORKER_SCRIPT (default build/index.js).
+// Environment: AIRLOCK_WORKER_SCRIPT (default build/index.js),
+// AIRLOCK_FLOOR_SCRIPT (default bench/floor-worker/build/index.js; when it is
+// missing the run goes on without the floor worker and says so).
 
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
@@ -19,6 +23,7 @@ import { performance } from "node:perf_hooks";
 import {
   KIB,
   MIB,
+  FLOOR_SCRIPT,
   REPO_ROOT,
   WORKER_SCRIPT,
   describeMachine,
@@ -73,15 +78,17 @@ const scaled = (c) => ({
   ...c,
   perTarget: Math.max(c.rounds * Math.max(c.concurrency, 4), Math.round((c.perTarget * SCALE) / c.rounds) * c.rounds),
 });
+// Rounds are a multiple of 4: with four targets, each goes first, second,
+// third and fourth equally often.
 const CELLS = [
-  { size: "small", concurrency: 1, perTarget: 1500, rounds: 10, warmup: 100 },
-  { size: "large", concurrency: 1, perTarget: 250, rounds: 10, warmup: 20 },
-  { size: "small", concurrency: 32, perTarget: 8000, rounds: 10, warmup: 320 },
-  { size: "large", concurrency: 32, perTarget: 640, rounds: 8, warmup: 64 },
+  { size: "small", concurrency: 1, perTarget: 1200, rounds: 8, warmup: 100 },
+  { size: "large", concurrency: 1, perTarget: 200, rounds: 8, warmup: 20 },
+  { size: "small", concurrency: 32, perTarget: 6400, rounds: 8, warmup: 320 },
+  { size: "large", concurrency: 32, perTarget: 512, rounds: 8, warmup: 64 },
 ].map(scaled);
 // An extra cell, no budget: a body that contains the credential, so
 // Airlock's redaction finds and replaces a match.
-const ECHO_CELL = scaled({ size: "echo", concurrency: 1, perTarget: 500, rounds: 5, warmup: 50 });
+const ECHO_CELL = scaled({ size: "echo", concurrency: 1, perTarget: 400, rounds: 4, warmup: 50 });
 
 const MEMORY_RUNS_MB = [10, 100];
 
@@ -116,7 +123,8 @@ async function runCell(targets, cell) {
   }
   for (let round = 0; round < cell.rounds; round++) {
     checkStopping();
-    // Rotate the order every round: each target goes first, second, third equally often.
+    // Rotate the order every round: each target takes each place equally often
+    // (over a multiple of targets.length rounds).
     for (let k = 0; k < targets.length; k++) {
       const i = (round + k) % targets.length;
       const s = stats[i];
@@ -149,24 +157,35 @@ async function runCell(targets, cell) {
       roundP50: s.roundP50,
     };
   });
-  const [, base, air] = results;
-  const roundRpsRatios = air.roundRps.map((v, i) => v / base.roundRps[i]);
-  const roundP50Ratios = air.roundP50.map((v, i) => v / base.roundP50[i]);
+  const by = Object.fromEntries(targets.map((t, i) => [t.key, results[i]]));
   return {
     cell,
     size,
     results,
+    by,
     seconds: (performance.now() - t0) / 1000,
-    ratios: {
-      p50: air.p50 / base.p50,
-      p99: air.p99 / base.p99,
-      rps: air.rps / base.rps,
-      addedP50: air.p50 - base.p50,
-      cpu: air.cpuUs.workerd / base.cpuUs.workerd,
-      addedCpuUs: air.cpuUs.workerd - base.cpuUs.workerd,
-      roundRps: { median: median(roundRpsRatios), min: Math.min(...roundRpsRatios), max: Math.max(...roundRpsRatios) },
-      roundP50: { median: median(roundP50Ratios), min: Math.min(...roundP50Ratios), max: Math.max(...roundP50Ratios) },
-    },
+    // Airlock / JS baseline (the budgets), and with the floor worker:
+    // Airlock / floor (what Airlock's pipeline adds) and floor / baseline
+    // (what a workers-rs worker pays over a JS one).
+    ratios: compare(by.airlock, by.baseline),
+    airFloor: by.floor ? compare(by.airlock, by.floor) : null,
+    floorBase: by.floor ? compare(by.floor, by.baseline) : null,
+  };
+}
+
+/** Ratios of target `a` to target `b` in one cell. */
+function compare(a, b) {
+  const roundRpsRatios = a.roundRps.map((v, i) => v / b.roundRps[i]);
+  const roundP50Ratios = a.roundP50.map((v, i) => v / b.roundP50[i]);
+  return {
+    p50: a.p50 / b.p50,
+    p99: a.p99 / b.p99,
+    rps: a.rps / b.rps,
+    addedP50: a.p50 - b.p50,
+    cpu: a.cpuUs.workerd / b.cpuUs.workerd,
+    addedCpuUs: a.cpuUs.workerd - b.cpuUs.workerd,
+    roundRps: { median: median(roundRpsRatios), min: Math.min(...roundRpsRatios), max: Math.max(...roundRpsRatios) },
+    roundP50: { median: median(roundP50Ratios), min: Math.min(...roundP50Ratios), max: Math.max(...roundP50Ratios) },
   };
 }
 
@@ -210,6 +229,7 @@ async function measureMemory(target, pid, mb) {
   const peak = hwmReset ? Math.max(end.hwmKiB, polledPeak) : polledPeak;
   return {
     target: target.name,
+    key: target.key,
     mb,
     ok: r.status === 200 && r.bytes === total,
     status: r.status,
@@ -228,7 +248,7 @@ async function measureMemory(target, pid, mb) {
 // ---------------------------------------------------------------------------
 // Report (markdown; printed and written into docs/performance.md)
 
-function report({ startedAt, machine, wasm, loadStart, loadEnd, cells, echo, memory, audit, warmupErrors, totalSeconds }) {
+function report({ startedAt, machine, wasm, floorWasm, loadStart, loadEnd, cells, echo, memory, audit, warmupErrors, totalSeconds }) {
   const out = [];
   const p = (s = "") => out.push(s);
   const loadFmt = (l) => l.map((v) => v.toFixed(2)).join(" / ");
@@ -239,7 +259,12 @@ function report({ startedAt, machine, wasm, loadStart, loadEnd, cells, echo, mem
   p(`- Machine: ${machine.cpu}, ${machine.cores} cores, ${machine.kernel}; load average (1/5/15 min) ${loadFmt(loadStart)} at start, ${loadFmt(loadEnd)} at end`);
   p(`- Software: Node ${machine.node}, ${machine.workerd} (npm workerd ${machine.workerdNpm}, miniflare ${machine.miniflare}), client undici ${machine.undici}, compatibility date ${cells.compat}`);
   p(`- Worker: ${rel(WORKER_SCRIPT)}; source tree at git ${machine.git}`);
-  for (const w of wasm) {
+  p(
+    floorWasm
+      ? `- Rust floor worker: ${rel(FLOOR_SCRIPT)} (bench/floor-worker, workers-rs, same toolchain and release profile as Airlock)`
+      : `- Rust floor worker: not run (${rel(FLOOR_SCRIPT)} was missing)`,
+  );
+  for (const w of [...wasm, ...(floorWasm ?? [])]) {
     p(`- Wasm size: ${w.file} ${fmtInt(w.raw)} bytes raw, ${fmtInt(w.gzip)} bytes gzip -9 (${(w.raw / KIB).toFixed(0)} KiB / ${(w.gzip / KIB).toFixed(0)} KiB); sha256 ${w.sha256}…, built ${w.built.toISOString().replace(/\.\d+Z$/, "Z")}`);
   }
   p(`- Audit lines written by Airlock during the run: ${fmtInt(audit.lines)} for ${fmtInt(audit.requests)} Airlock requests`);
@@ -262,12 +287,21 @@ function report({ startedAt, machine, wasm, loadStart, loadEnd, cells, echo, mem
       p(`| ${r.name} | ${fmtMs(r.p50)} | ${fmtMs(r.p99)} | ${fmtInt(r.rps)} | ${cpu} | ${r.errors}${warm}${r.firstError ? `: ${r.firstError}` : ""} |`);
     }
     p();
-    const q = c.ratios;
-    p(
-      `Airlock / baseline: **p50 ${fmtX(q.p50)}** (${q.addedP50 >= 0 ? "+" : ""}${fmtMs(q.addedP50)} ms), p99 ${fmtX(q.p99)}, **req/s ${fmtX(q.rps)}**. ` +
+    const ratioLine = (label, q, bold) => {
+      const b = (t) => (bold ? `**${t}**` : t);
+      return (
+        `${label}: ${b(`p50 ${fmtX(q.p50)}`)} (${q.addedP50 >= 0 ? "+" : ""}${fmtMs(q.addedP50)} ms), p99 ${fmtX(q.p99)}, ${b(`req/s ${fmtX(q.rps)}`)}. ` +
         `workerd CPU per request ${fmtX(q.cpu)} (${q.addedCpuUs >= 0 ? "+" : ""}${fmtInt(q.addedCpuUs)} µs). ` +
-        `Per round: p50 ratio median ${fmtX(q.roundP50.median)} (${fmtX(q.roundP50.min)}–${fmtX(q.roundP50.max)}), req/s ratio median ${fmtX(q.roundRps.median)} (${fmtX(q.roundRps.min)}–${fmtX(q.roundRps.max)}).`,
-    );
+        `Per round: p50 ratio median ${fmtX(q.roundP50.median)} (${fmtX(q.roundP50.min)}–${fmtX(q.roundP50.max)}), req/s ratio median ${fmtX(q.roundRps.median)} (${fmtX(q.roundRps.min)}–${fmtX(q.roundRps.max)}).`
+      );
+    };
+    p(ratioLine("Airlock / JS baseline", c.ratios, true));
+    if (c.airFloor) {
+      p();
+      p(ratioLine("Airlock / Rust floor", c.airFloor, false));
+      p();
+      p(ratioLine("Rust floor / JS baseline", c.floorBase, false));
+    }
     p();
   };
   for (const c of cells.list) {
@@ -286,9 +320,35 @@ function report({ startedAt, machine, wasm, loadStart, loadEnd, cells, echo, mem
       });
     }
   }
+  if (cells.list.some((c) => c.airFloor)) {
+    // Airlock's overhead over the JS baseline, split at the floor worker.
+    const signed = (v, f) => (Number.isFinite(v) ? `${v >= 0 ? "+" : ""}${f(v)}` : "n/a");
+    // No share when either part is negative (the floor measured below the
+    // baseline, or Airlock below the floor): within the noise, not a split.
+    const share = (part, rest) => (Number.isFinite(part + rest) && part >= 0 && rest >= 0 && part + rest > 0 ? `${Math.round((100 * part) / (part + rest))}%` : "—");
+    p(`#### Airlock's overhead split at the Rust floor`);
+    p();
+    p(`Added over the JS baseline, per request: *floor* is what the workers-rs forwarder adds (Rust floor − JS baseline), *pipeline* what Airlock adds on top of it (Airlock − Rust floor); the share is the floor's part of Airlock's total (— when a part came out negative, i.e. within the noise). workerd CPU is the steadier figure; p50 differences of a few tenths of a millisecond are within the noise of a loaded machine.`);
+    p();
+    p(`| cell | workerd CPU µs/req: JS baseline | Rust floor | Airlock | floor | pipeline | floor share | p50 ms added: floor | pipeline | floor share |`);
+    p(`|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|`);
+    for (const c of cells.list.filter((x) => x.airFloor)) {
+      const { baseline: b, floor: f, airlock: a } = c.by;
+      const cpuFloor = f.cpuUs.workerd - b.cpuUs.workerd;
+      const cpuPipe = a.cpuUs.workerd - f.cpuUs.workerd;
+      const msFloor = f.p50 - b.p50;
+      const msPipe = a.p50 - f.p50;
+      p(
+        `| ${c.size.label.replace(/ \(.*\)$/, "")}, c=${c.cell.concurrency} | ${fmtInt(b.cpuUs.workerd)} | ${fmtInt(f.cpuUs.workerd)} | ${fmtInt(a.cpuUs.workerd)} | ` +
+          `${signed(cpuFloor, fmtInt)} | ${signed(cpuPipe, fmtInt)} | ${share(cpuFloor, cpuPipe)} | ` +
+          `${signed(msFloor, fmtMs)} | ${signed(msPipe, fmtMs)} | ${share(msFloor, msPipe)} |`,
+      );
+    }
+    p();
+  }
   if (echo) {
     cellTable(echo, `Extra: ${echo.size.label} (Airlock redacts a match), concurrency 1`);
-    p(`The baseline returns the credential to the caller here; Airlock returns \`[REDACTED]\` (checked before the run).`);
+    p(`The JS baseline${echo.by.floor ? " and the Rust floor worker return" : " returns"} the credential to the caller here; Airlock returns \`[REDACTED]\` (checked before the run).`);
     p();
   }
 
@@ -308,7 +368,7 @@ function report({ startedAt, machine, wasm, loadStart, loadEnd, cells, echo, mem
     p(`RSS through ${m.target} after each tenth of the ${m.mb} MiB body (MiB): ${m.trail.map((k) => (k / 1024).toFixed(0)).join(", ")}.`);
     p();
   }
-  const airMem = memory.filter((m) => m.target === "Airlock");
+  const airMem = memory.filter((m) => m.key === "airlock");
   const small = airMem.find((m) => m.mb === MEMORY_RUNS_MB[0]);
   const big = airMem.find((m) => m.mb === MEMORY_RUNS_MB[MEMORY_RUNS_MB.length - 1]);
   if (small && big) {
@@ -353,14 +413,19 @@ async function main() {
   const startedAt = new Date();
   const loadStart = os.loadavg();
   const machine = describeMachine();
-  const bench = await startBench();
+  const bench = await startBench({ floor: process.env.AIRLOCK_BENCH_NO_FLOOR === "1" ? false : "auto" });
   const wasm = bench.build.wasm;
+  const floorWasm = bench.floorBuild?.wasm ?? null;
   try {
     const { credential, targets, workers: w, workerdPid } = bench;
-    const [, baseline, airlock] = targets;
-    log(`origin on ${bench.origin.url}; workerd pid ${workerdPid}; Airlock on ${w.airlockUrl.origin}, baseline on ${w.baselineUrl.origin}`);
+    const key = (k) => targets.find((t) => t.key === k);
+    const [baseline, floor, airlock] = ["baseline", "floor", "airlock"].map(key);
+    log(
+      `origin on ${bench.origin.url}; workerd pid ${workerdPid}; Airlock on ${w.airlockUrl.origin}, baseline on ${w.baselineUrl.origin}` +
+        (w.floorUrl ? `, Rust floor on ${w.floorUrl.origin}` : " (no Rust floor worker)"),
+    );
 
-    // Sanity: the three answer the same bodies; Airlock redacts, the baseline does not.
+    // Sanity: all answer the same bodies; Airlock redacts, the forwarders do not.
     for (const t of targets) {
       for (const s of Object.values(SIZES)) {
         const r = await request(t, s.path);
@@ -373,6 +438,13 @@ async function main() {
       throw new Error(`Airlock /echo-small: expected the credential redacted, got status ${echoAir.status}`);
     }
     if (!echoBase.text.includes(credential)) throw new Error("baseline /echo-small: the origin did not see the credential");
+    if (floor) {
+      // The floor worker must do the baseline's whole job: the origin sees the credential.
+      const echoFloor = await request(floor, "/echo-small", { keepText: true });
+      if (echoFloor.status !== 200 || !echoFloor.text.includes(credential)) {
+        throw new Error(`Rust floor worker /echo-small: status ${echoFloor.status}, the origin did not see the credential`);
+      }
+    }
     await sleep(200);
     const auditBefore = w.stdio.auditLines;
     const sentBefore = airlock.sent;
@@ -395,7 +467,9 @@ async function main() {
       log(`cell ${cell.size} c=${cell.concurrency}: ${cell.perTarget} per target, ${cell.rounds} rounds`);
       const c = await runCell(targets, cell);
       log(
-        `  ${c.seconds.toFixed(1)} s; p50 ${c.results.map((r) => fmtMs(r.p50)).join(" / ")} ms; req/s ${c.results.map((r) => fmtInt(r.rps)).join(" / ")}; airlock/baseline p50 ${fmtX(c.ratios.p50)} req/s ${fmtX(c.ratios.rps)}`,
+        `  ${c.seconds.toFixed(1)} s; p50 ${c.results.map((r) => fmtMs(r.p50)).join(" / ")} ms; req/s ${c.results.map((r) => fmtInt(r.rps)).join(" / ")} (${targets.map((t) => t.key).join(" / ")}); ` +
+          `airlock/baseline p50 ${fmtX(c.ratios.p50)} req/s ${fmtX(c.ratios.rps)}` +
+          (c.airFloor ? `; airlock/floor p50 ${fmtX(c.airFloor.p50)} req/s ${fmtX(c.airFloor.rps)}; floor/baseline p50 ${fmtX(c.floorBase.p50)} req/s ${fmtX(c.floorBase.rps)}` : ""),
       );
       list.push(c);
     }
@@ -405,7 +479,7 @@ async function main() {
     log("memory");
     const memory = [];
     for (const mb of MEMORY_RUNS_MB) {
-      for (const t of [baseline, airlock]) {
+      for (const t of [baseline, floor, airlock].filter(Boolean)) {
         checkStopping();
         const m = await measureMemory(t, workerdPid, mb);
         log(`  ${t.name} ${mb} MiB: before ${fmtMiB(m.beforeKiB)}, peak ${fmtMiB(m.peakKiB)}, after ${fmtMiB(m.afterKiB)}, ${m.mbPerS.toFixed(0)} MiB/s`);
@@ -424,6 +498,7 @@ async function main() {
       finishedAt,
       machine,
       wasm,
+      floorWasm,
       loadStart,
       loadEnd: os.loadavg(),
       cells: { list, compat: w.compat },

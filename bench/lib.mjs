@@ -1,6 +1,6 @@
 // Shared pieces of the benchmark tools (bench/harness.mjs, bench/profile.mjs):
-// the origin process, one Miniflare/workerd hosting Airlock and the JS
-// baseline, the HTTP client, and /proc readings of workerd.
+// the origin process, one Miniflare/workerd hosting Airlock, the JS baseline
+// and the Rust floor worker, the HTTP client, and /proc readings of workerd.
 
 import { execFileSync, spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
@@ -23,6 +23,8 @@ export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 export const rel = (p) => relative(REPO_ROOT, p) || ".";
 export const WORKER_SCRIPT = resolve(REPO_ROOT, process.env.AIRLOCK_WORKER_SCRIPT || join("build", "index.js"));
 const BASELINE_SCRIPT = join(REPO_ROOT, "bench", "baseline-worker.js");
+/** The Rust floor worker (bench/floor-worker, built by bench/floor-worker/build.sh). */
+export const FLOOR_SCRIPT = resolve(REPO_ROOT, process.env.AIRLOCK_FLOOR_SCRIPT || join("bench", "floor-worker", "build", "index.js"));
 const ORIGIN_SCRIPT = join(REPO_ROOT, "bench", "origin.mjs");
 
 export const KIB = 1024;
@@ -193,17 +195,17 @@ export function describeMachine() {
 }
 
 /**
- * Copies the built worker (index.js + *.wasm) into a private directory, so a
- * rebuild of build/ during the run cannot change what is measured.
+ * Copies a built worker (index.js + *.wasm) into a private directory, so a
+ * rebuild of its build/ during the run cannot change what is measured.
  */
-export function snapshotBuild() {
-  const from = dirname(WORKER_SCRIPT);
+export function snapshotBuild(workerScript = WORKER_SCRIPT) {
+  const from = dirname(workerScript);
   const dir = mkdtempSync(join(os.tmpdir(), "airlock-bench-"));
-  const files = readdirSync(from).filter((f) => f === basename(WORKER_SCRIPT) || f.endsWith(".wasm"));
+  const files = readdirSync(from).filter((f) => f === basename(workerScript) || f.endsWith(".wasm"));
   for (const f of files) copyFileSync(join(from, f), join(dir, f));
   return {
     dir,
-    script: join(dir, basename(WORKER_SCRIPT)),
+    script: join(dir, basename(workerScript)),
     wasm: files
       .filter((f) => f.endsWith(".wasm"))
       .sort()
@@ -249,7 +251,7 @@ export async function startOriginProcess() {
 }
 
 // ---------------------------------------------------------------------------
-// Miniflare: one workerd process hosting both workers, each on its own socket
+// Miniflare: one workerd process hosting all workers, each on its own socket
 
 export function policyFor(originUrl) {
   return {
@@ -269,7 +271,11 @@ export function policyFor(originUrl) {
 
 export const AUDIT_MARK = '"kind":"airlock.audit"';
 
-export async function startWorkers(originUrl, credential, { script = WORKER_SCRIPT, inspector = false } = {}) {
+/**
+ * `floorScript`: the Rust floor worker's index.js, or null to leave it out
+ * (then `floorUrl` is null).
+ */
+export async function startWorkers(originUrl, credential, { script = WORKER_SCRIPT, floorScript = null, inspector = false } = {}) {
   const stdio = { auditLines: 0, stdoutLines: 0, stderrTail: [] };
   const secrets = {
     AIRLOCK_ADMIN_KEY: `admin_${randomBytes(24).toString("hex")}`,
@@ -321,6 +327,20 @@ export async function startWorkers(originUrl, credential, { script = WORKER_SCRI
         bindings: { ORIGIN: originUrl, TOKEN: credential },
         unsafeDirectSockets: [{ host: "127.0.0.1", port: 0 }],
       },
+      ...(floorScript
+        ? [
+            {
+              name: "floor",
+              modules: true,
+              scriptPath: floorScript,
+              modulesRoot: dirname(floorScript),
+              modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"] }],
+              compatibilityDate: compat,
+              bindings: { ORIGIN: originUrl, TOKEN: credential },
+              unsafeDirectSockets: [{ host: "127.0.0.1", port: 0 }],
+            },
+          ]
+        : []),
     ],
   });
   try {
@@ -333,7 +353,8 @@ export async function startWorkers(originUrl, credential, { script = WORKER_SCRI
   }
   const airlockUrl = await mf.unsafeGetDirectURL("airlock");
   const baselineUrl = await mf.unsafeGetDirectURL("baseline");
-  return { mf, stdio, secrets, airlockUrl, baselineUrl, compat };
+  const floorUrl = floorScript ? await mf.unsafeGetDirectURL("floor") : null;
+  return { mf, stdio, secrets, airlockUrl, baselineUrl, floorUrl, compat };
 }
 
 // ---------------------------------------------------------------------------
@@ -428,14 +449,22 @@ export async function runBatch(target, path, expectBytes, n, concurrency, latenc
 // Everything a run needs, started in order and stopped in reverse
 
 /**
- * Starts the origin process and workerd (Airlock + baseline), mints one
- * session token, and returns the three targets:
- *   { build, origin, workers, workerdPid, credential, token, targets: [direct, baseline, airlock], close }
- * `build` describes the snapshot of build/ that runs (see snapshotBuild).
+ * Starts the origin process and workerd (Airlock, the JS baseline and, when
+ * built, the Rust floor worker), mints one session token, and returns the
+ * targets, in this order:
+ *   { build, floorBuild, origin, workers, workerdPid, credential, token,
+ *     targets: [direct, baseline, floor, airlock] (floor only when built), close }
+ * Each target has a `key`: "direct", "baseline", "floor" or "airlock".
+ * `build` / `floorBuild` describe the snapshots that run (see snapshotBuild);
+ * `floorBuild` is null when the floor worker is left out: `floor: false`,
+ * or its build is missing (`floor: "auto"`, the default; a warning is logged).
  * Every target sends the same request headers (the sandbox's session token).
  */
-export async function startBench({ inspector = false } = {}) {
+export async function startBench({ inspector = false, floor = "auto" } = {}) {
   if (!existsSync(WORKER_SCRIPT)) throw new Error(`${rel(WORKER_SCRIPT)} does not exist: build the worker first (bash scripts/build)`);
+  const withFloor = floor !== false && existsSync(FLOOR_SCRIPT);
+  if (floor === true && !withFloor) throw new Error(`${rel(FLOOR_SCRIPT)} does not exist: build it first (bash bench/floor-worker/build.sh)`);
+  if (floor === "auto" && !withFloor) log(`${rel(FLOOR_SCRIPT)} does not exist: running without the Rust floor worker (build it with bash bench/floor-worker/build.sh)`);
   const credential = `benchcred_${randomBytes(24).toString("hex")}`;
   const cleanups = [];
   let closing = null;
@@ -462,10 +491,15 @@ export async function startBench({ inspector = false } = {}) {
     // Miniflare exits the process on SIGINT/SIGTERM itself (after stopping
     // workerd), possibly before the async cleanup ran: remove the copy then too.
     process.once("exit", build.remove);
+    const floorBuild = withFloor ? snapshotBuild(FLOOR_SCRIPT) : null;
+    if (floorBuild) {
+      cleanups.push(async () => floorBuild.remove());
+      process.once("exit", floorBuild.remove);
+    }
     checkStopping();
     const origin = await startOriginProcess();
     cleanups.push(origin.close);
-    const workers = await startWorkers(origin.url, credential, { script: build.script, inspector });
+    const workers = await startWorkers(origin.url, credential, { script: build.script, floorScript: floorBuild?.script ?? null, inspector });
     cleanups.push(() => withTimeout(workers.mf.dispose(), 15_000, "mf.dispose"));
     const workerdPid = findWorkerdPid();
     PIDS.workerd = workerdPid;
@@ -482,15 +516,16 @@ export async function startBench({ inspector = false } = {}) {
 
     const headers = { authorization: `Bearer ${token}`, accept: "*/*", "user-agent": "airlock-bench" };
     const targets = [
-      { name: "origin direct", origin: origin.url, prefix: "", headers },
-      { name: "JS baseline worker", origin: workers.baselineUrl.origin, prefix: "", headers },
-      { name: "Airlock", origin: workers.airlockUrl.origin, prefix: "/t/bench", headers },
+      { key: "direct", name: "origin direct", origin: origin.url, prefix: "", headers },
+      { key: "baseline", name: "JS baseline worker", origin: workers.baselineUrl.origin, prefix: "", headers },
+      ...(workers.floorUrl ? [{ key: "floor", name: "Rust floor worker", origin: workers.floorUrl.origin, prefix: "", headers }] : []),
+      { key: "airlock", name: "Airlock", origin: workers.airlockUrl.origin, prefix: "/t/bench", headers },
     ].map((t) => ({ ...t, pools: new Map(), sent: 0 }));
     // Destroying a pool waits for its sockets; don't let that hold up the rest.
     cleanups.push(() =>
       withTimeout(Promise.all(targets.flatMap((t) => [...t.pools.values()].map((p) => p.destroy().catch(() => {})))), 2000, "pool.destroy"),
     );
-    return { build, origin, workers, workerdPid, credential, token, targets, close };
+    return { build, floorBuild, origin, workers, workerdPid, credential, token, targets, close };
   } catch (err) {
     await close();
     throw err;

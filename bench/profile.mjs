@@ -1,14 +1,16 @@
 // Where does a worker's time go? Starts the same setup as the benchmark
-// (origin process, one workerd with Airlock and the JS baseline), loads one
-// worker with requests, records a V8 CPU profile of that worker's isolate
-// through workerd's inspector, and prints the time by category (Rust/Wasm,
-// wasm-bindgen JS glue, runtime built-ins, idle), the top functions by self
-// time, and Airlock's own functions by inclusive time.
+// (origin process, one workerd with Airlock and the JS baseline, plus the
+// Rust floor worker when it is the target), loads one worker with requests,
+// records a V8 CPU profile of that worker's isolate through workerd's
+// inspector, and prints the time by category (Rust/Wasm, wasm-bindgen JS
+// glue, runtime built-ins, idle), the top functions by self time, and
+// Airlock's own functions by inclusive time.
 //
-//   node_modules/.bin/node bench/profile.mjs [--target=airlock|baseline]
+//   node_modules/.bin/node bench/profile.mjs [--target=airlock|baseline|floor]
 //       [--path=/small|/large|/echo-small] [--concurrency=8] [--seconds=6] [--top=25]
 //
-// Build first (bash scripts/build). The profile covers JavaScript and Wasm
+// Build first (bash scripts/build; for --target=floor also
+// bash bench/floor-worker/build.sh). The profile covers JavaScript and Wasm
 // on the isolate's thread; workerd's own socket and HTTP work shows as
 // "(program)" or "(idle)".
 
@@ -29,8 +31,8 @@ const PATH = args.path ?? "/small";
 const CONCURRENCY = Number(args.concurrency ?? 8);
 const SECONDS = Number(args.seconds ?? 6);
 const TOP = Number(args.top ?? 25);
-if (!["airlock", "baseline"].includes(TARGET)) {
-  console.error("--target must be airlock or baseline");
+if (!["airlock", "baseline", "floor"].includes(TARGET)) {
+  console.error("--target must be airlock, baseline or floor");
   process.exit(2);
 }
 
@@ -133,9 +135,10 @@ function summarize(profile) {
 }
 
 async function main() {
-  const bench = await startBench({ inspector: true });
+  // The floor worker only starts when it is the one profiled.
+  const bench = await startBench({ inspector: true, floor: TARGET === "floor" });
   try {
-    const target = bench.targets[TARGET === "airlock" ? 2 : 1];
+    const target = bench.targets.find((t) => t.key === TARGET);
     const check = await request(target, PATH);
     if (check.status !== 200) throw new Error(`${target.name} ${PATH}: status ${check.status}`);
     const inspectorUrl = await bench.workers.mf.getInspectorURL();

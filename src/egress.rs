@@ -257,6 +257,12 @@ pub fn authorize(rules: &[EgressRule], session: VerifiedSession, dest: &Destinat
 /// Rewrites a redirect's `Location` (absolute or relative to `request_url`)
 /// to the egress route when its target is allowed; `None` removes it.
 pub fn rewrite_location(location: &str, request_url: &str, rules: &[EgressRule], own_host: Option<&str>) -> Option<String> {
+    // Punycode labels are decoded by the URL parser's IDNA step, which has
+    // debug assertions reachable from crafted labels: an origin-chosen
+    // Location with one is removed rather than parsed.
+    if has_punycode(location) {
+        return None;
+    }
     let target = url::Url::parse(request_url).ok()?.join(location).ok()?;
     let host = target.host_str()?;
     let authority = match target.port() {
@@ -277,6 +283,11 @@ pub fn rewrite_location(location: &str, request_url: &str, rules: &[EgressRule],
         out.push_str(q);
     }
     Some(out)
+}
+
+/// Whether text contains a punycode (`xn--`) label anywhere.
+pub fn has_punycode(text: &str) -> bool {
+    text.as_bytes().windows(4).any(|w| w.eq_ignore_ascii_case(b"xn--"))
 }
 
 /// Decides an egress destination: the never-reachable classes first, then
@@ -466,6 +477,8 @@ mod tests {
             ("https://airlock.example.workers.dev/v1/sessions", None),
             ("javascript:alert(1)", None),
             ("https://pypi.org/a%2fb", None),
+            ("http://xn--ttgrxct7l/", None),
+            ("https://XN--bcher-kva.pythonhosted.org/x", None),
         ];
         for (loc, want) in table {
             assert_eq!(rewrite_location(loc, from, &rules(), own).as_deref(), *want, "{loc}");

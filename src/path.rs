@@ -161,6 +161,16 @@ pub fn normalize(raw: &str) -> Result<NormalizedPath, PathError> {
         }
         segments.push(decode_segment(raw_seg)?);
     }
+    // The cap holds for what the origin receives: a literal `[` becomes
+    // `%5B`, so the canonical form can be longer than the raw path.
+    let encoded_len: usize = segments
+        .iter()
+        .map(|s| 1 + s.bytes().map(|b| if keep_literal(b) { 1 } else { 3 }).sum::<usize>())
+        .sum::<usize>()
+        + usize::from(trailing_slash);
+    if encoded_len > MAX_PATH_LEN {
+        return Err(PathError::TooLong);
+    }
     Ok(NormalizedPath { segments, trailing_slash })
 }
 
@@ -233,5 +243,11 @@ mod tests {
             assert_eq!(normalize(raw).unwrap_err(), *want, "{what}: {raw:?}");
         }
         assert_eq!(normalize(&format!("/{}", "a".repeat(MAX_PATH_LEN))).unwrap_err(), TooLong);
+        // The cap applies to the canonical form (found by fuzzing): 1366
+        // literal `[` encode to 4099 bytes; 1365 encode to exactly 4096.
+        assert_eq!(normalize(&format!("/{}", "[".repeat(1366))).unwrap_err(), TooLong);
+        let at_cap = normalize(&format!("/{}", "[".repeat(1365))).unwrap();
+        assert_eq!(at_cap.encoded().len(), MAX_PATH_LEN);
+        assert_eq!(normalize(&at_cap.encoded()), Ok(at_cap));
     }
 }

@@ -202,6 +202,10 @@ pub fn filter_response_headers(
 /// follows it through Airlock; any other target is returned as is (already
 /// scrubbed): the sandbox may follow it itself, without the credential.
 pub fn tool_location(location: &str, request_url: &str, tool: &crate::policy::Tool) -> String {
+    // Not parsed when it holds a punycode label: see `egress::has_punycode`.
+    if crate::egress::has_punycode(location) {
+        return location.to_string();
+    }
     let Some(target) = url::Url::parse(request_url).ok().and_then(|u| u.join(location).ok()) else {
         return location.to_string();
     };
@@ -350,6 +354,7 @@ mod tests {
             ("https://api.github.com/v3x/a", "https://api.github.com/v3x/a"),
             ("https://codeload.github.com/o/r/zip", "https://codeload.github.com/o/r/zip"),
             ("http://api.github.com/v3/x", "http://api.github.com/v3/x"),
+            ("http://xn--ttgrxct7l/", "http://xn--ttgrxct7l/"),
         ];
         for (loc, want) in table {
             assert_eq!(tool_location(loc, from, tool), *want, "{loc}");

@@ -285,9 +285,27 @@ pub fn rewrite_location(location: &str, request_url: &str, rules: &[EgressRule],
     Some(out)
 }
 
-/// Whether text contains a punycode (`xn--`) label anywhere.
+/// Whether text contains a punycode (`xn--`) label anywhere, as a URL
+/// parser would see it: after dropping tabs and newlines and decoding
+/// percent-escapes (both happen before its IDNA step).
 pub fn has_punycode(text: &str) -> bool {
-    text.as_bytes().windows(4).any(|w| w.eq_ignore_ascii_case(b"xn--"))
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let raw: Vec<u8> = text.bytes().filter(|b| !matches!(b, b'\t' | b'\n' | b'\r')).collect();
+    let mut seen = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        match (raw[i], raw.get(i + 1).copied().and_then(hex), raw.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(h), Some(l)) => {
+                seen.push(h << 4 | l);
+                i += 3;
+            }
+            (b, _, _) => {
+                seen.push(b);
+                i += 1;
+            }
+        }
+    }
+    seen.windows(4).any(|w| w.eq_ignore_ascii_case(b"xn--"))
 }
 
 /// Decides an egress destination: the never-reachable classes first, then
@@ -478,6 +496,10 @@ mod tests {
             ("javascript:alert(1)", None),
             ("https://pypi.org/a%2fb", None),
             ("http://xn--ttgrxct7l/", None),
+            ("http://xn%2D-ttgrxct7l/", None),
+            ("http://%78n--ttgrxct7l/", None),
+            ("//xn%2d-ttgrxct7l/", None),
+            ("http://xn-\t-ttgrxct7l/", None),
             ("https://XN--bcher-kva.pythonhosted.org/x", None),
         ];
         for (loc, want) in table {

@@ -576,6 +576,11 @@ impl RawTool {
 }
 
 fn parse_origin(raw: &str, allow_http: bool, field: &str) -> Result<Origin, PolicyError> {
+    // The URL parser's IDNA step has debug assertions reachable from
+    // crafted punycode; origins are ASCII host names without it.
+    if crate::egress::has_punycode(raw) {
+        return Err(err(field, "punycode (xn--) host names are not supported in origins"));
+    }
     let url = url::Url::parse(raw).map_err(|e| err(field, format!("not a URL: {e}")))?;
     match url.scheme() {
         "https" => {}
@@ -747,6 +752,8 @@ mod tests {
             ("origin with userinfo", with(&["tools", "github", "origin"], json!("https://u:p@api.github.com")), "tools.github.origin"),
             ("origin with query", with(&["tools", "github", "origin"], json!("https://api.github.com/?a=1")), "tools.github.origin"),
             ("ftp origin", with(&["tools", "github", "origin"], json!("ftp://x")), "tools.github.origin"),
+            ("punycode origin", with(&["tools", "github", "origin"], json!("https://xn--ttgrxct7l.example.com")), "tools.github.origin"),
+            ("encoded punycode origin", with(&["tools", "github", "origin"], json!("https://xn%2D-ttgrxct7l.example.com")), "tools.github.origin"),
             ("no origin", with(&["tools", "github", "origin"], serde_json::Value::Null), "tools.github"),
             ("bad binding", with(&["tools", "crm", "service"], json!("crm-tunnel")), "tools.crm.service"),
             ("no rules", with(&["tools", "github", "rules"], json!([])), "tools.github.rules"),

@@ -24,6 +24,7 @@ pub mod route;
 pub mod secret;
 pub mod session;
 pub mod sse;
+pub mod state;
 pub mod token;
 
 #[cfg(target_arch = "wasm32")]

@@ -289,23 +289,8 @@ pub fn rewrite_location(location: &str, request_url: &str, rules: &[EgressRule],
 /// parser would see it: after dropping tabs and newlines and decoding
 /// percent-escapes (both happen before its IDNA step).
 pub fn has_punycode(text: &str) -> bool {
-    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
     let raw: Vec<u8> = text.bytes().filter(|b| !matches!(b, b'\t' | b'\n' | b'\r')).collect();
-    let mut seen = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while i < raw.len() {
-        match (raw[i], raw.get(i + 1).copied().and_then(hex), raw.get(i + 2).copied().and_then(hex)) {
-            (b'%', Some(h), Some(l)) => {
-                seen.push(h << 4 | l);
-                i += 3;
-            }
-            (b, _, _) => {
-                seen.push(b);
-                i += 1;
-            }
-        }
-    }
-    seen.windows(4).any(|w| w.eq_ignore_ascii_case(b"xn--"))
+    crate::path::percent_decode_lenient(&raw).windows(4).any(|w| w.eq_ignore_ascii_case(b"xn--"))
 }
 
 /// Decides an egress destination: the never-reachable classes first, then

@@ -64,42 +64,14 @@ fn header_value_ok(v: &[u8]) -> bool {
 }
 
 fn percent_encode_component(bytes: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut out = String::with_capacity(bytes.len() * 3);
-    for &b in bytes {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push('%');
-            out.push(HEX[(b >> 4) as usize] as char);
-            out.push(HEX[(b & 15) as usize] as char);
-        }
-    }
+    crate::path::percent_encode(bytes, |b| b.is_ascii_alphanumeric() || b"-._~".contains(&b), &mut out);
     out
 }
 
-fn percent_decode_lossy(s: &str) -> Vec<u8> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |x: u8| (x as char).to_digit(16).map(|d| d as u8);
-        match (b[i], b.get(i + 1).copied().and_then(hex), b.get(i + 2).copied().and_then(hex)) {
-            (b'%', Some(h), Some(l)) => {
-                out.push(h << 4 | l);
-                i += 3;
-            }
-            (b'+', _, _) => {
-                out.push(b' ');
-                i += 1;
-            }
-            (c, _, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    out
+/// A query key as a form decoder reads it: `+` is a space, then `%XX`.
+fn decode_query_key(key: &str) -> Vec<u8> {
+    crate::path::percent_decode_lenient(key.replace('+', " ").as_bytes())
 }
 
 /// The encodings of a secret that an origin might echo back: raw,
@@ -275,7 +247,7 @@ pub fn inject(
                     // the sandbox chose.
                     query_parts.retain(|part| {
                         let key = part.split('=').next().unwrap_or_default();
-                        key != param && percent_decode_lossy(key) != param.as_bytes()
+                        key != param && decode_query_key(key) != param.as_bytes()
                     });
                     let encoded = percent_encode_component(value);
                     query_parts.push(format!("{param}={encoded}"));

@@ -71,9 +71,15 @@ fn keep_literal(b: u8) -> bool {
 }
 
 fn encode_segment(seg: &str, out: &mut String) {
+    percent_encode(seg.as_bytes(), keep_literal, out);
+}
+
+/// Appends `bytes` to `out`, keeping the bytes `keep` accepts and writing
+/// every other as `%XX` (upper-case hex).
+pub(crate) fn percent_encode(bytes: &[u8], keep: impl Fn(u8) -> bool, out: &mut String) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for &b in seg.as_bytes() {
-        if keep_literal(b) {
+    for &b in bytes {
+        if keep(b) {
             out.push(b as char);
         } else {
             out.push('%');
@@ -81,6 +87,27 @@ fn encode_segment(seg: &str, out: &mut String) {
             out.push(HEX[(b & 15) as usize] as char);
         }
     }
+}
+
+/// Decodes every well-formed `%XX` and keeps everything else as it is. For
+/// *looking at* text the way a lenient parser would (query keys, hosts in a
+/// URL); request paths use the strict decoder below, which refuses instead.
+pub(crate) fn percent_decode_lenient(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match (bytes[i], bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(h), Some(l)) => {
+                out.push(h << 4 | l);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 fn hex(b: u8) -> Option<u8> {

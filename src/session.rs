@@ -77,7 +77,8 @@ fn check_name(field: &str, value: &str) -> Result<(), Error> {
     Ok(())
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lower-case hex of `bytes` (session and request ids).
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

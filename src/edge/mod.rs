@@ -27,7 +27,7 @@ use crate::policy::{Limits, Policy, Target};
 use crate::redact::{filter_response_headers, tool_location, BodyFilter, Redactor};
 use crate::route::{route, split_url, url_host, Route};
 use crate::secret::Secret;
-use crate::session;
+use crate::session::{self, hex};
 use crate::token::KeyRing;
 
 const POLICY_VAR: &str = "AIRLOCK_POLICY";
@@ -36,7 +36,7 @@ const SIGNING_KEYS_SECRET: &str = "AIRLOCK_SIGNING_KEYS";
 const REQUEST_ID_HEADER: &str = "x-airlock-request-id";
 const UPSTREAM_STATUS_HEADER: &str = "x-airlock-upstream-status";
 
-type Cached<T> = RefCell<Option<(String, Rc<Result<T, Error>>)>>;
+type Cached<T> = RefCell<Option<(String, Result<Rc<T>, Error>)>>;
 
 thread_local! {
     // Parsed once per isolate; re-parsed only if the raw value changes.
@@ -44,20 +44,20 @@ thread_local! {
     static KEYS: Cached<KeyRing> = const { RefCell::new(None) };
 }
 
-fn cached<T>(cell: &'static std::thread::LocalKey<Cached<T>>, raw: String, parse: impl FnOnce(&str) -> Result<T, Error>) -> Rc<Result<T, Error>> {
+fn cached<T>(cell: &'static std::thread::LocalKey<Cached<T>>, raw: String, parse: impl FnOnce(&str) -> Result<T, Error>) -> Result<Rc<T>, Error> {
     cell.with(|c| {
         if let Some((seen, value)) = c.borrow().as_ref() {
             if *seen == raw {
                 return value.clone();
             }
         }
-        let value = Rc::new(parse(&raw));
+        let value = parse(&raw).map(Rc::new);
         *c.borrow_mut() = Some((raw, value.clone()));
         value
     })
 }
 
-fn load_policy(env: &Env) -> Result<Rc<Result<Policy, Error>>, Error> {
+fn load_policy(env: &Env) -> Result<Rc<Policy>, Error> {
     let raw = match env.var(POLICY_VAR) {
         Ok(v) => v.to_string(),
         // A TOML table in [vars] arrives as an object, not a string.
@@ -66,17 +66,15 @@ fn load_policy(env: &Env) -> Result<Rc<Result<Policy, Error>>, Error> {
             Err(_) => return Err(Error::PolicyInvalid(format!("{POLICY_VAR} is not set"))),
         },
     };
-    Ok(cached(&POLICY, raw, |s| Policy::parse(s).map_err(|e| Error::PolicyInvalid(e.to_string()))))
+    cached(&POLICY, raw, |s| Policy::parse(s).map_err(|e| Error::PolicyInvalid(e.to_string())))
 }
 
-fn load_keys(env: &Env) -> Result<Rc<Result<KeyRing, Error>>, Error> {
+fn load_keys(env: &Env) -> Result<Rc<KeyRing>, Error> {
     let raw = env
         .var(SIGNING_KEYS_SECRET)
         .map_err(|_| Error::Misconfigured(format!("secret {SIGNING_KEYS_SECRET} is not set")))?
         .to_string();
-    Ok(cached(&KEYS, raw, |s| {
-        KeyRing::parse(s).map_err(|e| Error::Misconfigured(format!("{SIGNING_KEYS_SECRET}: {e}")))
-    }))
+    cached(&KEYS, raw, |s| KeyRing::parse(s).map_err(|e| Error::Misconfigured(format!("{SIGNING_KEYS_SECRET}: {e}"))))
 }
 
 thread_local! {
@@ -111,9 +109,6 @@ fn random_bytes<const N: usize>() -> Result<[u8; N], Error> {
     Ok(buf)
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 fn header(req: &Request, name: &str) -> Option<String> {
     req.headers().get(name).ok().flatten()
@@ -238,7 +233,6 @@ async fn handle(mut req: Request, env: &Env, ctx: &Context, audit: &mut AuditRec
     // An invalid policy refuses every route, health included: nothing runs
     // on a configuration that was not fully understood.
     let policy = load_policy(env)?;
-    let policy = policy.as_ref().as_ref().map_err(Clone::clone)?;
     let url = req.inner().url();
     let headers: Vec<(String, String)> = req.headers().entries().collect();
     pipeline::check_sizes(&url, &headers)?;
@@ -250,20 +244,19 @@ async fn handle(mut req: Request, env: &Env, ctx: &Context, audit: &mut AuditRec
             if !matches!(method.as_str(), "GET" | "HEAD") {
                 return Err(Error::MethodNotAllowed);
             }
-            load_keys(env)?.as_ref().as_ref().map_err(Clone::clone)?;
+            load_keys(env)?;
             audit.allow(None);
             Ok(json_response(200, r#"{"status":"ok"}"#.into()))
         }
         Route::Sessions => {
             audit.route = "mint";
-            mint_session(req, env, policy, audit, now_ms / 1000).await
+            mint_session(req, env, &policy, audit, now_ms / 1000).await
         }
         Route::Tool { tool, rest } => {
             audit.route = "tool";
             let keys = load_keys(env)?;
-            let keys = keys.as_ref().as_ref().map_err(Clone::clone)?;
             let tool_request = ToolRequest { tool, rest, method: &method, query, headers: &headers };
-            let mut outbound = pipeline::prepare(policy, keys, &tool_request, now_ms / 1000, audit, |name| read_credential(env, name))?;
+            let mut outbound = pipeline::prepare(&policy, &keys, &tool_request, now_ms / 1000, audit, |name| read_credential(env, name))?;
             let redactor = Redactor::shared(std::mem::take(&mut outbound.redactions));
             let Some(tool) = policy.tool(tool) else {
                 return Err(Error::Internal("permitted tool missing from policy".into()));
@@ -276,10 +269,9 @@ async fn handle(mut req: Request, env: &Env, ctx: &Context, audit: &mut AuditRec
         Route::Egress { authority, rest } => {
             audit.route = "egress";
             let keys = load_keys(env)?;
-            let keys = keys.as_ref().as_ref().map_err(Clone::clone)?;
             let own_host = url_host(&url);
             let egress_request = EgressRequest { authority, rest, method: &method, query, headers: &headers };
-            let outbound = pipeline::prepare_egress(policy, keys, &egress_request, now_ms / 1000, audit, own_host.as_deref())?;
+            let outbound = pipeline::prepare_egress(&policy, &keys, &egress_request, now_ms / 1000, audit, own_host.as_deref())?;
             let redactor = Redactor::new(Vec::new());
             let upstream = forward(Body::Inbound(&req), env, &outbound, &redactor, policy.limits.upstream_timeout_ms).await?;
             // Egress answers never carry cookies back, and redirects are
@@ -291,13 +283,12 @@ async fn handle(mut req: Request, env: &Env, ctx: &Context, audit: &mut AuditRec
         Route::Mcp { server } => {
             audit.route = "mcp";
             let keys = load_keys(env)?;
-            let keys = keys.as_ref().as_ref().map_err(Clone::clone)?;
             let body = match method.as_str() {
                 "POST" => Some(read_capped(&mut req, mcp::MAX_MESSAGE).await.map_err(|_| Error::McpInvalid(mcp::McpError::TooLarge))?),
                 _ => None,
             };
             let mcp_request = McpRequest { server, method: &method, headers: &headers, body: body.as_deref() };
-            let prepared = pipeline::prepare_mcp(policy, keys, &mcp_request, now_ms / 1000, audit, |name| read_credential(env, name))?;
+            let prepared = pipeline::prepare_mcp(&policy, &keys, &mcp_request, now_ms / 1000, audit, |name| read_credential(env, name))?;
             let call = match prepared.verdict {
                 Some(mcp::Verdict::Refuse { response, reason, .. }) => {
                     // Answered by Airlock as the JSON-RPC error an MCP client
@@ -323,7 +314,7 @@ async fn handle(mut req: Request, env: &Env, ctx: &Context, audit: &mut AuditRec
             // The origin's MCP session id goes out bound to this session.
             if let Some(i) = headers.iter().position(|(n, _)| n == "mcp-session-id") {
                 let (_, origin_sid) = headers.remove(i);
-                let bound = mcp::bind_session_id(&origin_sid, &prepared.session_id, keys)
+                let bound = mcp::bind_session_id(&origin_sid, &prepared.session_id, &keys)
                     .ok_or_else(|| Error::UpstreamUnavailable { detail: "origin sent an unusable Mcp-Session-Id".into() })?;
                 headers.push(("mcp-session-id".into(), bound));
             }
@@ -368,8 +359,7 @@ async fn mint_session(mut req: Request, env: &Env, policy: &Policy, audit: &mut 
     session::check_admin(header(&req, "authorization").as_deref(), &admin_key)?;
     let body = read_capped(&mut req, session::MAX_MINT_BODY).await?;
     let keys = load_keys(env)?;
-    let keys = keys.as_ref().as_ref().map_err(Clone::clone)?;
-    let minted = session::mint(&body, policy, keys, now, random_bytes::<16>()?)?;
+    let minted = session::mint(&body, policy, &keys, now, random_bytes::<16>()?)?;
     audit.session_id = Some(minted.session_id.clone());
     audit.agent = Some(minted.agent.clone());
     audit.user = Some(minted.user.clone());

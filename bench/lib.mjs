@@ -316,6 +316,9 @@ export async function startWorkers(originUrl, credential, { script = WORKER_SCRI
         modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"] }],
         compatibilityDate: compat,
         bindings: { AIRLOCK_POLICY: JSON.stringify(policyFor(originUrl)), ...secrets },
+        // Session state (the Durable Object class the built worker exports),
+        // as in wrangler.toml and miniflare-tests/helpers.mjs.
+        durableObjects: { AIRLOCK_STATE: { className: "AirlockState", useSQLite: true } },
         unsafeDirectSockets: [{ host: "127.0.0.1", port: 0 }],
       },
       {

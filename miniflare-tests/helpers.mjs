@@ -24,6 +24,16 @@ export const WORKER_SCRIPT = resolve(
 export const PRIVATE_WORKER_SCRIPT = join(REPO_ROOT, "demo", "private-origin", "worker.js");
 export const PRIVATE_WORKER_NAME = "airlock-demo-private";
 
+// Session state: the Durable Object class AirlockState, exported by the built
+// worker itself, bound as AIRLOCK_STATE (SQLite-backed, as in wrangler.toml).
+// A failing stand-in (fixtures/broken-state.js) runs as its own worker.
+export const STATE_BINDING = "AIRLOCK_STATE";
+export const STATE_CLASS = "AirlockState";
+export const BROKEN_STATE_SCRIPT = join(REPO_ROOT, "miniflare-tests", "fixtures", "broken-state.js");
+export const BROKEN_STATE_WORKER_NAME = "airlock-broken-state";
+export const BROKEN_STATE_CLASS = "BrokenState";
+export const STATE_MODES = ["default", "missing", "broken"];
+
 // Same compatibility date as wrangler.toml (read from it so the two cannot drift).
 export const COMPATIBILITY_DATE = (() => {
   try {
@@ -158,6 +168,12 @@ export async function readResponse(resp) {
  * @param {(request: Request) => Promise<Response>} [o.outboundService] intercepts EVERY
  *   outbound fetch of the Airlock worker (see fakeInternet()); without it the worker
  *   reaches the network directly, so suites that exercise /e/ must set it
+ * @param {"default"|"missing"|"broken"} [o.state] the session-state Durable Object:
+ *   "default" binds AIRLOCK_STATE to the worker's own AirlockState class (SQLite);
+ *   "missing" leaves the binding out; "broken" binds it to BrokenState in the
+ *   worker airlock-broken-state (fixtures/broken-state.js), whose fetch always
+ *   throws. `h.restart({ state })` switches modes; Durable Object storage lives
+ *   in Miniflare's temporary directory and survives restarts.
  */
 export async function startAirlock(o = {}) {
   if (!existsSync(WORKER_SCRIPT)) {
@@ -173,12 +189,19 @@ export async function startAirlock(o = {}) {
     secrets: {},
     policy: null,
     policyText: null,
+    state: "default",
     audit: [],
     stdout: [],
     stderr: [],
   };
 
-  const setState = ({ policy, secrets }) => {
+  const setState = ({ policy, secrets, state }) => {
+    if (state !== undefined) {
+      if (!STATE_MODES.includes(state)) {
+        throw new Error(`unknown state mode ${JSON.stringify(state)} (one of ${STATE_MODES.join(", ")})`);
+      }
+      h.state = state;
+    }
     if (policy !== undefined) {
       const p = typeof policy === "function" ? policy(echo.url) : policy;
       h.policy = p;
@@ -190,10 +213,29 @@ export async function startAirlock(o = {}) {
       h.secrets = merged;
     }
   };
-  setState({
-    policy: o.policy ?? testPolicy(echo.url),
-    secrets: { ...generateSecrets(), ...(o.secrets || {}) },
-  });
+  try {
+    setState({
+      policy: o.policy ?? testPolicy(echo.url),
+      secrets: { ...generateSecrets(), ...(o.secrets || {}) },
+      state: o.state ?? "default",
+    });
+  } catch (err) {
+    await echo.close();
+    throw err;
+  }
+
+  /** The AIRLOCK_STATE part of the airlock worker's options, for h.state. */
+  const stateOptions = () => {
+    if (h.state === "missing") return {};
+    if (h.state === "broken") {
+      return {
+        durableObjects: {
+          [STATE_BINDING]: { className: BROKEN_STATE_CLASS, scriptName: BROKEN_STATE_WORKER_NAME, useSQLite: true },
+        },
+      };
+    }
+    return { durableObjects: { [STATE_BINDING]: { className: STATE_CLASS, useSQLite: true } } };
+  };
 
   const options = () => ({
     cf: false,
@@ -225,6 +267,7 @@ export async function startAirlock(o = {}) {
         compatibilityDate: COMPATIBILITY_DATE,
         bindings: { AIRLOCK_POLICY: h.policyText, ...h.secrets },
         serviceBindings: { PRIVATE_ORIGIN: PRIVATE_WORKER_NAME },
+        ...stateOptions(),
         ...(o.outboundService ? { outboundService: o.outboundService } : {}),
       },
       {
@@ -234,6 +277,17 @@ export async function startAirlock(o = {}) {
         modulesRoot: dirname(PRIVATE_WORKER_SCRIPT),
         compatibilityDate: COMPATIBILITY_DATE,
       },
+      ...(h.state === "broken"
+        ? [
+            {
+              name: BROKEN_STATE_WORKER_NAME,
+              modules: true,
+              scriptPath: BROKEN_STATE_SCRIPT,
+              modulesRoot: dirname(BROKEN_STATE_SCRIPT),
+              compatibilityDate: COMPATIBILITY_DATE,
+            },
+          ]
+        : []),
     ],
   });
 
@@ -253,7 +307,10 @@ export async function startAirlock(o = {}) {
     await failStart(err);
   }
 
-  /** Restart workerd with a changed policy and/or secrets (Miniflare setOptions). */
+  /**
+   * Restart workerd with a changed policy, secrets and/or state mode
+   * (Miniflare setOptions): h.restart({ policy, secrets, state }).
+   */
   h.restart = async (changes = {}) => {
     setState(changes);
     try {
@@ -324,7 +381,7 @@ export async function startAirlock(o = {}) {
       req.end();
     });
 
-  /** POST /v1/sessions; returns the parsed 201 body. */
+  /** POST /v1/sessions; returns the raw response (see readResponse). */
   h.mintRaw = (body, adminKey = h.secrets.AIRLOCK_ADMIN_KEY) =>
     h.fetch("/v1/sessions", {
       method: "POST",
@@ -335,10 +392,18 @@ export async function startAirlock(o = {}) {
       body: typeof body === "string" ? body : JSON.stringify(body),
     });
 
+  /**
+   * Mint a session; returns the whole 201 body:
+   * { token, session_id, expires_at, proof_key } (proof_key: base64url, the
+   * HMAC key that signs the session's x-airlock-proof headers).
+   */
   h.mint = async (tools, { agent = "agent-test", user = "user-test", ttl_seconds = 600, egress } = {}) => {
     const r = await h.mintRaw({ agent, user, tools, ttl_seconds, ...(egress === undefined ? {} : { egress }) });
     assert.equal(r.status, 201, `mint failed: ${r.status} ${r.text}`);
     assert.equal(typeof r.json?.token, "string");
+    if (r.json.proof_key !== undefined) {
+      assert.match(r.json.proof_key, /^[A-Za-z0-9_-]{43}$/, "proof_key: base64url (no padding) of 32 bytes");
+    }
     return r.json;
   };
 

@@ -49,6 +49,17 @@ pub struct AuditRecord {
     /// How a streamed response ended: `complete`, `upstream_error`,
     /// `too_large`, `idle_timeout` or `cancelled`.
     pub stream: Option<&'static str>,
+    /// `verified` when the request carried a proof that checked out.
+    pub proof: Option<&'static str>,
+    /// The limit a `rate_limited` refusal hit: `session` or `tool`.
+    pub rate_limit: Option<&'static str>,
+    /// `stored`, `replayed`, `key_reused`, `in_flight` or `not_stored`.
+    pub idempotency: Option<&'static str>,
+    pub approval_id: Option<String>,
+    /// Who approved the request that passed an approval gate.
+    pub approved_by: Option<String>,
+    /// Milliseconds spent waiting for the session state.
+    pub state_ms: Option<u64>,
     pub duration_ms: u64,
     pub detail: Option<String>,
 }
@@ -78,6 +89,12 @@ impl AuditRecord {
             upstream_status: None,
             bytes_out: None,
             stream: None,
+            proof: None,
+            rate_limit: None,
+            idempotency: None,
+            approval_id: None,
+            approved_by: None,
+            state_ms: None,
             duration_ms: 0,
             detail: None,
         }

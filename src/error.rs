@@ -7,6 +7,7 @@
 use crate::egress::HostError;
 use crate::path::PathError;
 use crate::policy::Level;
+use crate::proof::ProofError;
 use crate::token::TokenError;
 
 /// Where a failure came from, so an origin outage is never blamed on the agent.
@@ -55,6 +56,26 @@ pub enum Error {
     /// The origin answered 5xx; its body is not passed on.
     UpstreamError { status: u16, retry_after: Option<String> },
     PolicyInvalid(String),
+    /// The session was revoked (or its state record is gone).
+    SessionRevoked,
+    SessionNotFound,
+    Proof(ProofError),
+    /// `tool`: the (session, tool) limit; otherwise the session's.
+    RateLimited { tool: bool, retry_after_s: u64 },
+    IdempotencyKeyReused,
+    IdempotencyInFlight,
+    /// The first answer was too large to keep; `status` is what it was.
+    IdempotencyNotStored { status: u16 },
+    /// Held for a human: the approval id to present once approved.
+    ApprovalRequired { id: String },
+    ApprovalPending,
+    ApprovalDenied,
+    /// Unknown, expired, used, or bound to another request: one answer.
+    ApprovalInvalid,
+    ApprovalNotFound,
+    ApprovalDecided { status: &'static str },
+    /// The session state (Durable Object) could not be reached or failed.
+    StateUnavailable(String),
     /// A secret, binding or signing key the request needs is missing or unusable.
     Misconfigured(String),
     Internal(String),
@@ -85,6 +106,23 @@ impl Error {
             Error::UpstreamTimeout { .. } => "upstream_timeout",
             Error::UpstreamError { .. } => "upstream_error",
             Error::PolicyInvalid(_) => "policy_invalid",
+            Error::SessionRevoked => "session_revoked",
+            Error::SessionNotFound => "session_not_found",
+            Error::Proof(ProofError::Missing) => "proof_required",
+            Error::Proof(ProofError::Invalid) => "proof_invalid",
+            Error::Proof(ProofError::Stale) => "proof_stale",
+            Error::Proof(ProofError::Replayed) => "proof_replayed",
+            Error::RateLimited { .. } => "rate_limited",
+            Error::IdempotencyKeyReused => "idempotency_key_reused",
+            Error::IdempotencyInFlight => "idempotency_in_flight",
+            Error::IdempotencyNotStored { .. } => "idempotency_response_not_stored",
+            Error::ApprovalRequired { .. } => "approval_required",
+            Error::ApprovalPending => "approval_pending",
+            Error::ApprovalDenied => "approval_denied",
+            Error::ApprovalInvalid => "approval_invalid",
+            Error::ApprovalNotFound => "approval_not_found",
+            Error::ApprovalDecided { .. } => "approval_decided",
+            Error::StateUnavailable(_) => "state_unavailable",
             Error::Misconfigured(_) => "misconfigured",
             Error::Internal(_) => "internal",
         }
@@ -92,7 +130,13 @@ impl Error {
 
     pub fn status(&self) -> u16 {
         match self {
-            Error::InvalidSession(_) | Error::AdminKeyInvalid => 401,
+            Error::InvalidSession(_) | Error::AdminKeyInvalid | Error::SessionRevoked | Error::Proof(_) => 401,
+            Error::ApprovalRequired { .. } | Error::ApprovalPending | Error::ApprovalDenied | Error::ApprovalInvalid => 403,
+            Error::SessionNotFound | Error::ApprovalNotFound => 404,
+            Error::IdempotencyInFlight | Error::IdempotencyNotStored { .. } | Error::ApprovalDecided { .. } => 409,
+            Error::IdempotencyKeyReused => 422,
+            Error::RateLimited { .. } => 429,
+            Error::StateUnavailable(_) => 503,
             Error::ToolNotAllowed { .. }
             | Error::RouteNotAllowed { .. }
             | Error::LevelInsufficient { .. }
@@ -118,7 +162,7 @@ impl Error {
             Error::UpstreamUnavailable { .. } | Error::UpstreamTimeout { .. } | Error::UpstreamError { .. } => {
                 Source::Upstream
             }
-            Error::PolicyInvalid(_) | Error::Misconfigured(_) | Error::Internal(_) => {
+            Error::PolicyInvalid(_) | Error::Misconfigured(_) | Error::Internal(_) | Error::StateUnavailable(_) => {
                 Source::Internal
             }
             _ => Source::Client,
@@ -158,6 +202,28 @@ impl Error {
             }
             Error::Misconfigured(_) => "Airlock is misconfigured for this request".into(),
             Error::Internal(_) => "internal error".into(),
+            Error::SessionRevoked => "session revoked".into(),
+            Error::SessionNotFound => "no such session".into(),
+            Error::Proof(ProofError::Missing) => "this request needs an x-airlock-proof header".into(),
+            Error::Proof(ProofError::Invalid) => "invalid request proof".into(),
+            Error::Proof(ProofError::Stale) => "request proof timestamp outside the allowed window".into(),
+            Error::Proof(ProofError::Replayed) => "request proof nonce already used".into(),
+            Error::RateLimited { tool: true, .. } => "rate limit for this tool reached".into(),
+            Error::RateLimited { tool: false, .. } => "rate limit for this session reached".into(),
+            Error::IdempotencyKeyReused => "this Idempotency-Key was used for a different request".into(),
+            Error::IdempotencyInFlight => "the first request with this Idempotency-Key has not finished".into(),
+            Error::IdempotencyNotStored { .. } => {
+                "the first answer for this Idempotency-Key was too large to keep; it is not repeated".into()
+            }
+            Error::ApprovalRequired { .. } => {
+                "this request needs human approval; retry it unchanged with x-airlock-approval once approved".into()
+            }
+            Error::ApprovalPending => "approval still pending".into(),
+            Error::ApprovalDenied => "approval denied".into(),
+            Error::ApprovalInvalid => "approval unknown, expired, already used or for another request".into(),
+            Error::ApprovalNotFound => "no such approval".into(),
+            Error::ApprovalDecided { status } => format!("approval already {status}"),
+            Error::StateUnavailable(_) => "session state unavailable; the request was refused".into(),
         }
     }
 
@@ -199,6 +265,12 @@ impl Error {
             Error::PolicyInvalid(msg) => msg.clone(),
             Error::Misconfigured(msg) => msg.clone(),
             Error::Internal(msg) => msg.clone(),
+            Error::StateUnavailable(msg) => msg.clone(),
+            Error::RateLimited { retry_after_s, .. } => format!("retry after {retry_after_s} s"),
+            Error::IdempotencyNotStored { status } => format!("first answer was {status}, body not stored"),
+            Error::ApprovalRequired { id } => format!("held as {id}"),
+            Error::ApprovalDecided { status } => format!("already {status}"),
+            other => other.public_message(),
         }
     }
 
@@ -208,10 +280,11 @@ impl Error {
         if let Error::McpInvalid(e) = self {
             return String::from_utf8_lossy(&e.response()).into_owned();
         }
-        serde_json::json!({
-            "error": { "code": self.code(), "message": self.public_message() }
-        })
-        .to_string()
+        let mut error = serde_json::json!({ "code": self.code(), "message": self.public_message() });
+        if let Error::ApprovalRequired { id } = self {
+            error["approval_id"] = serde_json::Value::String(id.clone());
+        }
+        serde_json::json!({ "error": error }).to_string()
     }
 }
 

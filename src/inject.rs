@@ -17,6 +17,7 @@ use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_S
 use base64::Engine;
 use std::rc::Rc;
 
+use crate::pipeline::Gate;
 use crate::authorize::Permit;
 use crate::egress::EgressPermit;
 use crate::path::NormalizedPath;
@@ -57,6 +58,8 @@ pub struct Outbound {
     pub declared_length: Option<u64>,
     /// The policy's request body cap.
     pub body_limit: u64,
+    /// What the session state must check before this request is sent.
+    pub gate: Gate,
 }
 
 fn header_value_ok(v: &[u8]) -> bool {
@@ -113,6 +116,7 @@ impl Outbound {
             redactions: Vec::new(),
             declared_length: None,
             body_limit: 0,
+            gate: Gate::default(),
         }
     }
 }
@@ -160,6 +164,7 @@ pub fn egress_outbound(
         redactions: Vec::new(),
         declared_length: None,
         body_limit: u64::MAX,
+        gate: Gate::default(),
     }
 }
 
@@ -291,6 +296,7 @@ pub fn inject(
         redactions,
         declared_length: None,
         body_limit: u64::MAX,
+        gate: Gate::default(),
     })
 }
 

@@ -18,6 +18,7 @@ pub mod inject;
 pub mod mcp;
 pub mod path;
 pub mod pipeline;
+pub mod proof;
 pub mod policy;
 pub mod redact;
 pub mod route;

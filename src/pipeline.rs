@@ -16,8 +16,73 @@ use std::rc::Rc;
 
 use crate::inject::{self, inject, Outbound, PreparedCredential};
 use crate::path::{self, PathError};
-use crate::policy::{Method, Policy};
+use crate::policy::{Level, Method, Policy, Tool};
+use crate::state::bucket::Rate;
+use sha2::Digest;
 use crate::token::{self, KeyRing, TokenError, VerifiedSession};
+
+/// What the session state must check before a request is sent, taken from
+/// the verified token and the policy.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Gate {
+    pub session_id: String,
+    /// Key id of the token, from which the proof key is derived.
+    pub kid: String,
+    pub tool: Option<String>,
+    pub proof_required: bool,
+    pub session_rate: Option<Rate>,
+    pub tool_rate: Option<Rate>,
+    /// Level of the matched HTTP rule: idempotency keys apply at `write`
+    /// and above.
+    pub level: Option<Level>,
+    pub approval: bool,
+    /// The normalized path, as forwarded (request digests use it).
+    pub path: String,
+}
+
+impl Gate {
+    fn new(policy: &Policy, session: &VerifiedSession, tool: Option<&Tool>, path: String) -> Gate {
+        Gate {
+            session_id: session.claims().sid.clone(),
+            kid: session.kid().to_string(),
+            tool: tool.map(|t| t.name.clone()),
+            proof_required: policy.require_proof || tool.is_some_and(|t| t.require_proof),
+            session_rate: policy.limits.session_rate,
+            tool_rate: tool.and_then(|t| t.rate),
+            level: None,
+            approval: false,
+            path,
+        }
+    }
+
+    /// Whether the body must be read whole before forwarding: it is
+    /// hashed for a proof, an idempotency record or an approval.
+    pub fn needs_body(&self, proof_presented: bool, idempotency_key: bool) -> bool {
+        self.proof_required || proof_presented || self.approval || (idempotency_key && self.idempotent())
+    }
+
+    /// Whether an `Idempotency-Key` applies to this request.
+    pub fn idempotent(&self) -> bool {
+        self.level.is_some_and(|l| l >= Level::Write)
+    }
+
+    /// The digest binding an approval or an idempotency key to exactly
+    /// this request of this session.
+    pub fn request_digest(&self, method: &str, query: &str, body_sha256: &str) -> String {
+        let tool = self.tool.as_deref().unwrap_or("");
+        let canonical = format!("airlock-request-v1\n{}\n{tool}\n{method}\n{}\n{query}\n{body_sha256}", self.session_id, self.path);
+        crate::session::hex(&sha2::Sha256::digest(canonical.as_bytes()))
+    }
+}
+
+/// The `Idempotency-Key` of a request: 1-255 visible ASCII characters.
+pub fn idempotency_key(headers: &[(String, String)]) -> Result<Option<&str>, Error> {
+    match header(headers, "idempotency-key") {
+        None => Ok(None),
+        Some(k) if !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic()) => Ok(Some(k)),
+        Some(_) => Err(Error::InvalidRequest("Idempotency-Key must be 1-255 visible ASCII characters".into())),
+    }
+}
 
 /// Longest request URL accepted.
 pub const MAX_URL_LEN: usize = 8192;
@@ -87,6 +152,7 @@ pub fn prepare_mcp<'p>(
 
     // authorize: the server, then the message
     let (permit, granted) = authorize_mcp(policy, session, req.server, req.method)?;
+    let gate = Gate::new(policy, permit.session(), Some(permit.tool()), permit.path().encoded());
     let Some(rules) = permit.tool().mcp.as_ref() else {
         return Err(Error::ToolNotAllowed { tool: req.server.to_string() });
     };
@@ -101,7 +167,7 @@ pub fn prepare_mcp<'p>(
             audit.mcp_args = (!call.arg_names.is_empty()).then(|| call.arg_names.clone());
             if matches!(verdict, mcp::Verdict::Refuse { .. }) {
                 // Nothing is built for a refused message.
-                return Ok(McpPrepared { outbound: Outbound::none(), verdict: Some(verdict), rules, granted, session_id });
+                return Ok(McpPrepared { outbound: Outbound { gate, ..Outbound::none() }, verdict: Some(verdict), rules, granted, session_id });
             }
             Some(verdict)
         }
@@ -121,7 +187,7 @@ pub fn prepare_mcp<'p>(
         None => None,
     };
     let outbound = inject(permit, &headers, None, credential.as_deref())?;
-    Ok(McpPrepared { outbound, verdict, rules, granted, session_id })
+    Ok(McpPrepared { outbound: Outbound { gate, ..outbound }, verdict, rules, granted, session_id })
 }
 
 /// A tool request as plain data.
@@ -195,8 +261,11 @@ pub fn prepare(
         Some(c) => Some(secret(&c.secret).ok_or_else(|| Error::Misconfigured(format!("secret {} is not set", c.secret)))?),
         None => None,
     };
+    let mut gate = Gate::new(policy, permit.session(), Some(permit.tool()), permit.path().encoded());
+    gate.level = permit.rule().map(|r| r.level);
+    gate.approval = permit.rule().is_some_and(|r| r.approval);
     let outbound = inject(permit, req.headers, req.query, credential.as_deref())?;
-    Ok(Outbound { declared_length, body_limit: limit, ..outbound })
+    Ok(Outbound { declared_length, body_limit: limit, gate, ..outbound })
 }
 
 /// The deciding phases of an egress request. `own_host` is the worker's own
@@ -231,13 +300,14 @@ pub fn prepare_egress(
 
     // authorize
     let method = Method::parse(req.method).ok_or_else(|| Error::RouteNotAllowed { tool: "egress".into(), method: req.method.to_string() })?;
+    let gate = Gate::new(policy, &session, None, path.encoded());
     let permit = egress::authorize(&policy.egress, session, &dest, own_host)?;
     let limit = policy.limits.max_request_body_bytes;
     let declared_length = declared_length(req.headers, limit)?;
 
     // inject (nothing: egress is credential-free)
     let outbound = inject::egress_outbound(permit, method, &path, req.headers, req.query);
-    Ok(Outbound { declared_length, body_limit: limit, ..outbound })
+    Ok(Outbound { declared_length, body_limit: limit, gate, ..outbound })
 }
 
 fn authenticate(policy: &Policy, keys: &KeyRing, headers: &[(String, String)], now: u64, audit: &mut AuditRecord) -> Result<VerifiedSession, Error> {

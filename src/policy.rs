@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::egress::{EgressRule, HostPattern};
 use crate::mcp::McpRules;
+use crate::state::bucket::Rate;
 
 /// Access levels, ordered: `read < write < admin`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -157,6 +158,8 @@ pub struct Rule {
     pub methods: Vec<Method>,
     pub path: PathPattern,
     pub level: Level,
+    /// A human must approve each matching request before it is forwarded.
+    pub approval: bool,
 }
 
 impl Rule {
@@ -204,7 +207,7 @@ pub struct Credential {
     pub placement: Placement,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Tool {
     pub name: String,
     pub origin: Origin,
@@ -216,15 +219,27 @@ pub struct Tool {
     pub rules: Vec<Rule>,
     /// Set for MCP servers, served at `/mcp/{name}`.
     pub mcp: Option<McpRules>,
+    /// Every request to this tool must carry a request proof.
+    pub require_proof: bool,
+    /// Rate limit per (session, tool).
+    pub rate: Option<Rate>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Limits {
     pub max_session_ttl_seconds: u64,
     pub max_request_body_bytes: u64,
     pub upstream_timeout_ms: u64,
     pub max_response_body_bytes: u64,
     pub upstream_idle_timeout_ms: u64,
+    /// Rate limit per session, across all routes.
+    pub session_rate: Option<Rate>,
+    /// How far a proof's timestamp may be from now, either way.
+    pub proof_window_seconds: u64,
+    pub idempotency_ttl_seconds: u64,
+    /// Largest answer body stored for idempotent replays.
+    pub idempotency_max_body_bytes: u64,
+    pub approval_ttl_seconds: u64,
 }
 
 impl Default for Limits {
@@ -235,14 +250,21 @@ impl Default for Limits {
             upstream_timeout_ms: 30_000,
             max_response_body_bytes: 1024 * 1024 * 1024,
             upstream_idle_timeout_ms: 30_000,
+            session_rate: None,
+            proof_window_seconds: 60,
+            idempotency_ttl_seconds: 86_400,
+            idempotency_max_body_bytes: 64 * 1024,
+            approval_ttl_seconds: 3_600,
         }
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
     pub audience: String,
     pub limits: Limits,
+    /// Every session-bound request must carry a request proof.
+    pub require_proof: bool,
     tools: BTreeMap<String, Tool>,
     /// Hosts reachable through `/e/` without credentials; empty means none.
     pub egress: Vec<EgressRule>,
@@ -259,13 +281,26 @@ impl Policy {
 
     /// Parses and validates a policy. The error names the offending field.
     pub fn parse(json: &str) -> Result<Policy, PolicyError> {
-        let de = &mut serde_json::Deserializer::from_str(json);
-        let raw: RawPolicy = serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            PolicyError { field: if path == "." { String::new() } else { path }, message: e.inner().to_string() }
-        })?;
-        raw.validate()
+        parse_raw(json)?.validate()
     }
+}
+
+/// Decodes the JSON shape, naming the field of a type error. The worker
+/// reports the line and column instead: tracking field paths costs tens of
+/// kilobytes of Wasm, and `airlock policy check` names the field before a
+/// policy is deployed.
+#[cfg(not(target_arch = "wasm32"))]
+fn parse_raw(json: &str) -> Result<RawPolicy, PolicyError> {
+    let de = &mut serde_json::Deserializer::from_str(json);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        PolicyError { field: if path == "." { String::new() } else { path }, message: e.inner().to_string() }
+    })
+}
+
+#[cfg(target_arch = "wasm32")]
+fn parse_raw(json: &str) -> Result<RawPolicy, PolicyError> {
+    serde_json::from_str(json).map_err(|e| PolicyError { field: String::new(), message: format!("{e} (`airlock policy check` names the field)") })
 }
 
 /// A policy error: the field path and what is wrong with it.
@@ -301,6 +336,27 @@ struct RawPolicy {
     tools: BTreeMap<String, RawTool>,
     #[serde(default)]
     egress: Option<RawEgress>,
+    #[serde(default)]
+    require_proof: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRate {
+    burst: u32,
+    per_second: f64,
+}
+
+impl RawRate {
+    fn validate(self, field: &str) -> Result<Rate, PolicyError> {
+        if self.burst == 0 || self.burst > 1_000_000 {
+            return Err(err(format!("{field}.burst"), "must be between 1 and 1000000"));
+        }
+        if !(self.per_second.is_finite() && self.per_second > 0.0 && self.per_second <= 1_000_000.0) {
+            return Err(err(format!("{field}.per_second"), "must be a number above 0 and at most 1000000"));
+        }
+        Ok(Rate { capacity: self.burst, per_second: self.per_second })
+    }
 }
 
 #[derive(Deserialize)]
@@ -334,6 +390,11 @@ struct RawLimits {
     upstream_timeout_ms: Option<u64>,
     max_response_body_bytes: Option<u64>,
     upstream_idle_timeout_ms: Option<u64>,
+    session_rate: Option<RawRate>,
+    proof_window_seconds: Option<u64>,
+    idempotency_ttl_seconds: Option<u64>,
+    idempotency_max_body_bytes: Option<u64>,
+    approval_ttl_seconds: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -351,6 +412,9 @@ struct RawTool {
     #[serde(default)]
     rules: Vec<RawRule>,
     mcp: Option<RawMcp>,
+    #[serde(default)]
+    require_proof: bool,
+    rate: Option<RawRate>,
 }
 
 #[derive(Deserialize)]
@@ -398,6 +462,8 @@ struct RawRule {
     methods: Vec<String>,
     path: String,
     level: Level,
+    #[serde(default)]
+    approval: bool,
 }
 
 // ---- validation ----------------------------------------------------------
@@ -455,7 +521,24 @@ impl RawPolicy {
             upstream_timeout_ms: self.limits.upstream_timeout_ms.unwrap_or(d.upstream_timeout_ms),
             max_response_body_bytes: self.limits.max_response_body_bytes.unwrap_or(d.max_response_body_bytes),
             upstream_idle_timeout_ms: self.limits.upstream_idle_timeout_ms.unwrap_or(d.upstream_idle_timeout_ms),
+            session_rate: self.limits.session_rate.map(|r| r.validate("limits.session_rate")).transpose()?,
+            proof_window_seconds: self.limits.proof_window_seconds.unwrap_or(d.proof_window_seconds),
+            idempotency_ttl_seconds: self.limits.idempotency_ttl_seconds.unwrap_or(d.idempotency_ttl_seconds),
+            idempotency_max_body_bytes: self.limits.idempotency_max_body_bytes.unwrap_or(d.idempotency_max_body_bytes),
+            approval_ttl_seconds: self.limits.approval_ttl_seconds.unwrap_or(d.approval_ttl_seconds),
         };
+        if !(1..=crate::proof::MAX_WINDOW_SECS).contains(&limits.proof_window_seconds) {
+            return Err(err("limits.proof_window_seconds", format!("must be between 1 and {}", crate::proof::MAX_WINDOW_SECS)));
+        }
+        if !(60..=7 * 86_400).contains(&limits.idempotency_ttl_seconds) {
+            return Err(err("limits.idempotency_ttl_seconds", "must be between 60 and 604800"));
+        }
+        if limits.idempotency_max_body_bytes > 1024 * 1024 {
+            return Err(err("limits.idempotency_max_body_bytes", "must be at most 1048576 (stored answers live in Durable Object rows)"));
+        }
+        if !(60..=7 * 86_400).contains(&limits.approval_ttl_seconds) {
+            return Err(err("limits.approval_ttl_seconds", "must be between 60 and 604800"));
+        }
         if limits.max_response_body_bytes == 0 {
             return Err(err("limits.max_response_body_bytes", "must be at least 1"));
         }
@@ -493,7 +576,7 @@ impl RawPolicy {
             }
             egress.push(EgressRule { pattern, http, ports });
         }
-        Ok(Policy { audience: self.audience, limits, tools, egress })
+        Ok(Policy { audience: self.audience, limits, require_proof: self.require_proof, tools, egress })
     }
 }
 
@@ -569,9 +652,20 @@ impl RawTool {
                 methods.push(method);
             }
             let path = PathPattern::parse(&r.path).map_err(|m| err(format!("{f}.path"), m))?;
-            rules.push(Rule { methods, path, level: r.level });
+            rules.push(Rule { methods, path, level: r.level, approval: r.approval });
         }
-        Ok(Tool { name: name.to_string(), origin, credential, forward_headers, allow_path_params: self.allow_path_params, rules, mcp })
+        let rate = self.rate.map(|r| r.validate(&format!("{field}.rate"))).transpose()?;
+        Ok(Tool {
+            name: name.to_string(),
+            origin,
+            credential,
+            forward_headers,
+            allow_path_params: self.allow_path_params,
+            rules,
+            mcp,
+            require_proof: self.require_proof,
+            rate,
+        })
     }
 }
 
@@ -872,7 +966,7 @@ mod tests {
 
     #[test]
     fn rule_matches_method_and_path() {
-        let r = Rule { methods: vec![Method::Get, Method::Head], path: PathPattern::parse("/a/*").unwrap(), level: Level::Read };
+        let r = Rule { methods: vec![Method::Get, Method::Head], path: PathPattern::parse("/a/*").unwrap(), level: Level::Read, approval: false };
         assert!(r.matches(Method::Get, &["a", "x"]));
         assert!(r.matches(Method::Head, &["a", "x"]));
         assert!(!r.matches(Method::Post, &["a", "x"]));

@@ -8,6 +8,12 @@
 pub enum Route<'a> {
     Health,
     Sessions,
+    /// `/v1/sessions/{id}`: one session's record (admin).
+    Session { id: &'a str },
+    /// `/v1/approvals`: pending approvals (admin).
+    Approvals,
+    /// `/v1/approvals/{id}`, or with `/approve` (`Some(true)`) or `/deny`.
+    Approval { id: &'a str, action: Option<bool> },
     /// `/t/{tool}/{rest}`: `rest` starts with `/` and is still percent-encoded.
     Tool { tool: &'a str, rest: &'a str },
     /// `/e/{host[:port]}/{rest}`: both still raw.
@@ -22,7 +28,23 @@ pub fn route(path: &str) -> Route<'_> {
     match path {
         "/v1/health" => return Route::Health,
         "/v1/sessions" => return Route::Sessions,
+        "/v1/approvals" => return Route::Approvals,
         _ => {}
+    }
+    if let Some(id) = path.strip_prefix("/v1/sessions/") {
+        return if is_hex_id(id) { Route::Session { id } } else { Route::NotFound };
+    }
+    if let Some(rest) = path.strip_prefix("/v1/approvals/") {
+        let (id, action) = match rest.split_once('/') {
+            None => (rest, None),
+            Some((id, "approve")) => (id, Some(true)),
+            Some((id, "deny")) => (id, Some(false)),
+            Some(_) => return Route::NotFound,
+        };
+        return match id.strip_prefix("ap_") {
+            Some(hex) if is_hex_id(hex) => Route::Approval { id, action },
+            _ => Route::NotFound,
+        };
     }
     if let Some(server) = path.strip_prefix("/mcp/") {
         return if server.is_empty() || server.contains('/') { Route::NotFound } else { Route::Mcp { server } };
@@ -44,6 +66,11 @@ pub fn route(path: &str) -> Route<'_> {
     } else {
         Route::Tool { tool: first, rest }
     }
+}
+
+/// Ids Airlock hands out: 32 lower-case hex digits.
+fn is_hex_id(s: &str) -> bool {
+    s.len() == 32 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// The host of an absolute URL (no port, no brackets handling needed for
@@ -104,6 +131,16 @@ mod tests {
             ("/v1/health", Route::Health),
             ("/v1/sessions", Route::Sessions),
             ("/v1/sessions/", Route::NotFound),
+            ("/v1/sessions/0123456789abcdef0123456789abcdef", Route::Session { id: "0123456789abcdef0123456789abcdef" }),
+            ("/v1/sessions/0123456789ABCDEF0123456789abcdef", Route::NotFound),
+            ("/v1/sessions/0123456789abcdef0123456789abcdef/x", Route::NotFound),
+            ("/v1/sessions/..%2f", Route::NotFound),
+            ("/v1/approvals", Route::Approvals),
+            ("/v1/approvals/ap_0123456789abcdef0123456789abcdef", Route::Approval { id: "ap_0123456789abcdef0123456789abcdef", action: None }),
+            ("/v1/approvals/ap_0123456789abcdef0123456789abcdef/approve", Route::Approval { id: "ap_0123456789abcdef0123456789abcdef", action: Some(true) }),
+            ("/v1/approvals/ap_0123456789abcdef0123456789abcdef/deny", Route::Approval { id: "ap_0123456789abcdef0123456789abcdef", action: Some(false) }),
+            ("/v1/approvals/ap_0123456789abcdef0123456789abcdef/use", Route::NotFound),
+            ("/v1/approvals/0123456789abcdef0123456789abcdef", Route::NotFound),
             ("/t/github/repos/o/r", Route::Tool { tool: "github", rest: "/repos/o/r" }),
             ("/t/github", Route::Tool { tool: "github", rest: "/" }),
             ("/t/github/", Route::Tool { tool: "github", rest: "/" }),

@@ -17,6 +17,9 @@ use subtle::ConstantTimeEq;
 use crate::error::Error;
 use crate::policy::{Level, Policy};
 use crate::secret::Secret;
+use crate::state::session::SessionRecord;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use crate::token::{bearer, sign, Claims, KeyRing};
 
 /// Admin keys shorter than this are refused as misconfiguration: a weak
@@ -62,10 +65,12 @@ pub struct Minted {
     pub token: String,
     pub session_id: String,
     pub expires_at: u64,
+    /// The per-session request-proof key (base64url), derived from the
+    /// signing key: handed to the sandbox, never stored by Airlock.
+    pub proof_key: String,
+    /// The session's state record, written before the token is returned.
     #[serde(skip)]
-    pub agent: String,
-    #[serde(skip)]
-    pub user: String,
+    pub record: SessionRecord,
 }
 
 fn check_name(field: &str, value: &str) -> Result<(), Error> {
@@ -75,6 +80,21 @@ fn check_name(field: &str, value: &str) -> Result<(), Error> {
         )));
     }
     Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Decision {
+    approver: String,
+}
+
+/// Parses an approval decision body `{"approver": "..."}`: who decided,
+/// recorded with the approval and in the audit record.
+pub fn approver(body: &[u8]) -> Result<String, Error> {
+    let d: Decision = serde_json::from_slice(body)
+        .map_err(|e| Error::InvalidRequest(format!("invalid decision (expected {{\"approver\": \"...\"}}): {e}")))?;
+    check_name("approver", &d.approver)?;
+    Ok(d.approver)
 }
 
 /// Lower-case hex of `bytes` (session and request ids).
@@ -118,7 +138,20 @@ pub fn mint(body: &[u8], policy: &Policy, ring: &KeyRing, now: u64, session_id: 
         aud: policy.audience.clone(),
         egr: req.egress,
     };
-    Ok(Minted { token: sign(&claims, ring), session_id: sid, expires_at: exp, agent: req.agent, user: req.user })
+    let proof_key = ring.proof_key(ring.signer().kid(), &sid).ok_or_else(|| Error::Internal("signing key missing from its ring".into()))?;
+    let record = SessionRecord {
+        session_id: sid.clone(),
+        agent: req.agent,
+        user: req.user,
+        tools: claims.scp.clone(),
+        egress: claims.egr,
+        created_at: now,
+        expires_at: exp,
+        revoked_at: None,
+        usage: Default::default(),
+        buckets: Default::default(),
+    };
+    Ok(Minted { token: sign(&claims, ring), session_id: sid, expires_at: exp, proof_key: URL_SAFE_NO_PAD.encode(proof_key), record })
 }
 
 #[cfg(test)]
@@ -154,6 +187,13 @@ mod tests {
         assert_eq!(s.claims().agt, "coder");
         assert_eq!(s.level_for("gh"), Some(Level::Read));
         assert!(!s.egress());
+        assert_eq!(m.record.expires_at, 1_600);
+        assert_eq!((m.record.agent.as_str(), m.record.revoked_at), ("coder", None));
+        // The proof key is derived again from the token's key id, never stored.
+        let key = ring.proof_key(s.kid(), &m.session_id).unwrap();
+        assert_eq!(m.proof_key, URL_SAFE_NO_PAD.encode(key));
+        assert_ne!(ring.proof_key(s.kid(), "another").unwrap(), key);
+        assert!(!serde_json::to_string(&m.record).unwrap().contains(&m.proof_key));
     }
 
     #[test]

@@ -212,6 +212,15 @@ impl KeyRing {
             })
     }
 
+    /// The per-session request-proof key: a MAC over the session id with the
+    /// key `kid`, so Airlock can derive it again and never stores it.
+    pub fn proof_key(&self, kid: &str, sid: &str) -> Option<[u8; 32]> {
+        let key = self.find(kid)?;
+        let mut mac = mac_for(key, b"airlock-proof-key-v1\n");
+        mac.update(sid.as_bytes());
+        Some(mac.finalize().into_bytes().into())
+    }
+
     fn find(&self, kid: &str) -> Option<&SigningKey> {
         self.keys.iter().find(|k| k.kid == kid)
     }

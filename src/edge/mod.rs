@@ -17,6 +17,11 @@ use futures_util::stream::{self, StreamExt};
 use wasm_bindgen::JsCast;
 use worker::{console_log, event, ByteStream, Context, Date, Delay, Env, Fetch, Headers, Request, Response};
 
+mod gate;
+mod state;
+
+use gate::{Gated, Received};
+
 use crate::audit::AuditRecord;
 use crate::egress;
 use crate::mcp;
@@ -28,6 +33,7 @@ use crate::redact::{filter_response_headers, tool_location, BodyFilter, Redactor
 use crate::route::{route, split_url, url_host, Route};
 use crate::secret::Secret;
 use crate::session::{self, hex};
+use crate::state::approvals::Decided;
 use crate::token::KeyRing;
 
 const POLICY_VAR: &str = "AIRLOCK_POLICY";
@@ -103,7 +109,7 @@ fn read_secret(env: &Env, name: &str) -> Result<Secret, Error> {
         .map_err(|_| Error::Misconfigured(format!("secret {name} is not set")))
 }
 
-fn random_bytes<const N: usize>() -> Result<[u8; N], Error> {
+pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], Error> {
     let mut buf = [0u8; N];
     getrandom::fill(&mut buf).map_err(|_| Error::Internal("CSPRNG unavailable".into()))?;
     Ok(buf)
@@ -121,13 +127,28 @@ fn json_response(status: u16, body: String) -> Response {
     Response::builder().with_status(status).with_headers(headers).fixed(body.into_bytes())
 }
 
+/// The headers of an error answer beyond its JSON content type.
+fn error_headers(error: &Error) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    match error {
+        Error::UpstreamError { status, retry_after } => {
+            out.push((UPSTREAM_STATUS_HEADER.to_string(), status.to_string()));
+            if let Some(value) = retry_after {
+                out.push(("retry-after".to_string(), value.clone()));
+            }
+        }
+        Error::RateLimited { retry_after_s, .. } => out.push(("retry-after".to_string(), (*retry_after_s).min(86_400).to_string())),
+        Error::IdempotencyNotStored { status } => out.push(("x-airlock-original-status".to_string(), status.to_string())),
+        Error::ApprovalRequired { id } => out.push(("x-airlock-approval-id".to_string(), id.clone())),
+        _ => {}
+    }
+    out
+}
+
 fn error_response(error: &Error) -> Response {
     let response = json_response(error.status(), error.wire_body());
-    if let Error::UpstreamError { status, retry_after } = error {
-        let _ = response.headers().set(UPSTREAM_STATUS_HEADER, &status.to_string());
-        if let Some(value) = retry_after {
-            let _ = response.headers().set("retry-after", value);
-        }
+    for (name, value) in error_headers(error) {
+        let _ = response.headers().set(&name, &value);
     }
     response
 }
@@ -252,19 +273,102 @@ async fn handle(mut req: Request, env: &Env, ctx: &Context, audit: &mut AuditRec
             audit.route = "mint";
             mint_session(req, env, &policy, audit, now_ms / 1000).await
         }
+        Route::Session { id } => {
+            audit.route = "session";
+            audit.session_id = Some(id.to_string());
+            admin(&req, env)?;
+            let command = match method.as_str() {
+                "GET" => state::Command::Get,
+                "DELETE" => state::Command::Revoke,
+                _ => return Err(Error::MethodNotAllowed),
+            };
+            match state::call(env, &format!("session:{id}"), &command).await? {
+                state::Reply::Session { session: Some(view) } => {
+                    audit.allow(None);
+                    Ok(json_response(200, to_json(&view)?))
+                }
+                state::Reply::Session { session: None } => Err(Error::SessionNotFound),
+                _ => Err(Error::StateUnavailable("state object: unexpected answer".into())),
+            }
+        }
+        Route::Approvals => {
+            audit.route = "approvals";
+            admin(&req, env)?;
+            if method != "GET" {
+                return Err(Error::MethodNotAllowed);
+            }
+            match state::call(env, gate::APPROVALS_OBJECT, &state::Command::Pending).await? {
+                state::Reply::Pending { approvals } => {
+                    audit.allow(None);
+                    Ok(json_response(200, to_json(&serde_json::json!({ "approvals": approvals }))?))
+                }
+                _ => Err(Error::StateUnavailable("state object: unexpected answer".into())),
+            }
+        }
+        Route::Approval { id, action } => {
+            audit.route = "approvals";
+            audit.approval_id = Some(id.to_string());
+            admin(&req, env)?;
+            let command = match (method.as_str(), action) {
+                ("GET", None) => state::Command::Approval { id: id.to_string() },
+                ("POST", Some(approve)) => {
+                    let body = read_capped(&mut req, 4096).await?;
+                    let approver = session::approver(&body)?;
+                    audit.approved_by = Some(approver.clone());
+                    state::Command::Decide { id: id.to_string(), approve, approver }
+                }
+                _ => return Err(Error::MethodNotAllowed),
+            };
+            let approval = match state::call(env, gate::APPROVALS_OBJECT, &command).await? {
+                state::Reply::Approval { approval: Some(a) } | state::Reply::Decided { decided: Decided::Done(a) } => a,
+                state::Reply::Approval { approval: None } | state::Reply::Decided { decided: Decided::NotFound } => return Err(Error::ApprovalNotFound),
+                state::Reply::Decided { decided: Decided::AlreadyDecided(a) } => {
+                    return Err(Error::ApprovalDecided { status: a.status.as_str() });
+                }
+                _ => return Err(Error::StateUnavailable("state object: unexpected answer".into())),
+            };
+            audit.session_id = Some(approval.session_id.clone());
+            audit.allow(None);
+            Ok(json_response(200, to_json(&approval)?))
+        }
         Route::Tool { tool, rest } => {
             audit.route = "tool";
             let keys = load_keys(env)?;
             let tool_request = ToolRequest { tool, rest, method: &method, query, headers: &headers };
             let mut outbound = pipeline::prepare(&policy, &keys, &tool_request, now_ms / 1000, audit, |name| read_credential(env, name))?;
+            let received = Received { method: &method, raw_path, query: query.unwrap_or(""), headers: &headers };
+            let (body, claim) = match gate::gate(&mut req, env, &policy, &keys, &outbound, &received, None, audit, now_ms).await? {
+                Gated::Replay(answer) => return Ok(replayed(answer, audit)),
+                Gated::Pass { body, claim } => (body, claim),
+            };
             let redactor = Redactor::shared(std::mem::take(&mut outbound.redactions));
             let Some(tool) = policy.tool(tool) else {
                 return Err(Error::Internal("permitted tool missing from policy".into()));
             };
-            let upstream = forward(Body::Inbound(&req), env, &outbound, &redactor, policy.limits.upstream_timeout_ms).await?;
+            let source = match &body {
+                Some(bytes) => Body::Bytes(bytes),
+                None => Body::Inbound(&req),
+            };
             let rewrite = |location: &str| Some(tool_location(location, &outbound.url, tool));
-            let (status, headers, upstream) = response_head(upstream, &redactor, tool.credential.is_some(), rewrite, audit)?;
-            finish_response(upstream, status, headers, &outbound, Box::new(redactor), &policy.limits, audit, slot, ctx).await
+            let head = match forward(source, env, &outbound, &redactor, policy.limits.upstream_timeout_ms).await {
+                Ok(upstream) => response_head(upstream, &redactor, tool.credential.is_some(), rewrite, audit),
+                Err(e) => Err(e),
+            };
+            match (head, claim) {
+                (Ok((status, headers, upstream)), None) => {
+                    finish_response(upstream, status, headers, &outbound, Box::new(redactor), &policy.limits, audit, slot, ctx).await
+                }
+                (Ok((status, headers, upstream)), Some(claim)) => {
+                    let parts = Parts { outbound: &outbound, limits: &policy.limits, slot, ctx };
+                    finish_idempotent(upstream, status, headers, Box::new(redactor), parts, claim, env, audit).await
+                }
+                (Err(e), Some(claim)) => {
+                    // Sent, and failed: the failure is the answer, kept like any other.
+                    claim.complete(env, e.status(), &stored_error_headers(&e), Some(e.wire_body().as_bytes()), audit).await;
+                    Err(e)
+                }
+                (Err(e), None) => Err(e),
+            }
         }
         Route::Egress { authority, rest } => {
             audit.route = "egress";
@@ -272,8 +376,17 @@ async fn handle(mut req: Request, env: &Env, ctx: &Context, audit: &mut AuditRec
             let own_host = url_host(&url);
             let egress_request = EgressRequest { authority, rest, method: &method, query, headers: &headers };
             let outbound = pipeline::prepare_egress(&policy, &keys, &egress_request, now_ms / 1000, audit, own_host.as_deref())?;
+            let received = Received { method: &method, raw_path, query: query.unwrap_or(""), headers: &headers };
+            let body = match gate::gate(&mut req, env, &policy, &keys, &outbound, &received, None, audit, now_ms).await? {
+                Gated::Pass { body, .. } => body,
+                Gated::Replay(_) => return Err(Error::Internal("idempotent replay on the egress route".into())),
+            };
+            let source = match &body {
+                Some(bytes) => Body::Bytes(bytes),
+                None => Body::Inbound(&req),
+            };
             let redactor = Redactor::new(Vec::new());
-            let upstream = forward(Body::Inbound(&req), env, &outbound, &redactor, policy.limits.upstream_timeout_ms).await?;
+            let upstream = forward(source, env, &outbound, &redactor, policy.limits.upstream_timeout_ms).await?;
             // Egress answers never carry cookies back, and redirects are
             // rewritten to the egress route or dropped.
             let rewrite = |location: &str| egress::rewrite_location(location, &outbound.url, &policy.egress, own_host.as_deref());
@@ -289,6 +402,11 @@ async fn handle(mut req: Request, env: &Env, ctx: &Context, audit: &mut AuditRec
             };
             let mcp_request = McpRequest { server, method: &method, headers: &headers, body: body.as_deref() };
             let prepared = pipeline::prepare_mcp(&policy, &keys, &mcp_request, now_ms / 1000, audit, |name| read_credential(env, name))?;
+            let received = Received { method: &method, raw_path, query: query.unwrap_or(""), headers: &headers };
+            let known = Some(body.as_deref().unwrap_or_default());
+            if let Gated::Replay(_) = gate::gate(&mut req, env, &policy, &keys, &prepared.outbound, &received, known, audit, now_ms).await? {
+                return Err(Error::Internal("idempotent replay on the MCP route".into()));
+            }
             let call = match prepared.verdict {
                 Some(mcp::Verdict::Refuse { response, reason, .. }) => {
                     // Answered by Airlock as the JSON-RPC error an MCP client
@@ -361,20 +479,35 @@ async fn mint_session(mut req: Request, env: &Env, policy: &Policy, audit: &mut 
     let keys = load_keys(env)?;
     let minted = session::mint(&body, policy, &keys, now, random_bytes::<16>()?)?;
     audit.session_id = Some(minted.session_id.clone());
-    audit.agent = Some(minted.agent.clone());
-    audit.user = Some(minted.user.clone());
+    audit.agent = Some(minted.record.agent.clone());
+    audit.user = Some(minted.record.user.clone());
+    // No token leaves before its record exists: revocation must find it.
+    let object = format!("session:{}", minted.session_id);
+    match state::call(env, &object, &state::Command::Create { record: minted.record.clone() }).await? {
+        state::Reply::Created { created: true } => {}
+        _ => return Err(Error::StateUnavailable("session record not created".into())),
+    }
     audit.allow(None);
     let body = serde_json::to_string(&minted).map_err(|_| Error::Internal("encoding mint answer".into()))?;
     Ok(json_response(201, body))
 }
 
-/// Reads a small control-plane body, refusing more than `cap` bytes
-/// whether or not a length was declared.
-async fn read_capped(req: &mut Request, cap: usize) -> Result<Vec<u8>, Error> {
-    let too_big = || Error::InvalidRequest(format!("body larger than {cap} bytes"));
+fn admin(req: &Request, env: &Env) -> Result<(), Error> {
+    let admin_key = read_secret(env, ADMIN_KEY_SECRET)?;
+    session::check_admin(header(req, "authorization").as_deref(), &admin_key)
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, Error> {
+    serde_json::to_string(value).map_err(|_| Error::Internal("encoding answer".into()))
+}
+
+/// A request body read whole (to be hashed), refused past `limit` bytes.
+async fn read_body(req: &mut Request, limit: u64) -> Result<Vec<u8>, Error> {
+    let too_big = |declared| Error::BodyTooLarge { limit, declared };
     if let Some(len) = header(req, "content-length") {
-        if pipeline::parse_content_length(&len)? > cap as u64 {
-            return Err(too_big());
+        let declared = pipeline::parse_content_length(&len)?;
+        if declared > limit {
+            return Err(too_big(Some(declared)));
         }
     }
     let Ok(mut body) = req.stream() else {
@@ -383,12 +516,39 @@ async fn read_capped(req: &mut Request, cap: usize) -> Result<Vec<u8>, Error> {
     let mut out = Vec::new();
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|_| Error::InvalidRequest("could not read body".into()))?;
-        if out.len() + chunk.len() > cap {
-            return Err(too_big());
+        if (out.len() + chunk.len()) as u64 > limit {
+            return Err(too_big(None));
         }
         out.extend_from_slice(&chunk);
     }
     Ok(out)
+}
+
+/// The headers kept with an error answer stored for idempotent replays.
+fn stored_error_headers(error: &Error) -> Vec<(String, String)> {
+    let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
+    headers.extend(error_headers(error));
+    headers
+}
+
+/// The stored answer of an earlier request with the same idempotency key.
+fn replayed(answer: state::StoredAnswer, audit: &mut AuditRecord) -> Response {
+    let headers = Headers::new();
+    for (name, value) in &answer.headers {
+        let _ = headers.append(name, value);
+    }
+    let _ = headers.set("x-airlock-idempotent-replay", "true");
+    audit.allow(None);
+    Response::builder().with_status(answer.status).with_headers(headers).fixed(gate::replay_body(&answer))
+}
+
+/// Reads a small control-plane body, refusing more than `cap` bytes
+/// whether or not a length was declared.
+async fn read_capped(req: &mut Request, cap: usize) -> Result<Vec<u8>, Error> {
+    read_body(req, cap as u64).await.map_err(|e| match e {
+        Error::BodyTooLarge { .. } => Error::InvalidRequest(format!("body larger than {cap} bytes")),
+        other => other,
+    })
 }
 
 /// What the upstream request carries as its body.
@@ -599,6 +759,105 @@ async fn finish_response(
     Ok(response.with_status(status).with_headers(headers))
 }
 
+/// What finishing a response needs besides the response itself.
+struct Parts<'a> {
+    outbound: &'a Outbound,
+    limits: &'a Limits,
+    slot: &'a SharedAudit,
+    ctx: &'a Context,
+}
+
+/// Filter response for a request that claimed an idempotency key: the body
+/// is read through the filter and stored with the status and headers, then
+/// sent. A body larger than the store's cap is streamed on instead, and the
+/// key is kept as answered without a replayable body.
+#[allow(clippy::too_many_arguments)]
+async fn finish_idempotent(
+    upstream: Response,
+    status: u16,
+    filtered: Vec<(String, String)>,
+    mut filter: Box<dyn BodyFilter>,
+    parts: Parts<'_>,
+    claim: gate::Claim,
+    env: &Env,
+    audit: &mut AuditRecord,
+) -> Result<Response, Error> {
+    let null_body = parts.outbound.method.as_str() == "HEAD" || matches!(status, 101 | 204 | 205 | 304);
+    let raw = match upstream.body() {
+        worker::ResponseBody::Stream(body) if !null_body => Some(body.clone()),
+        _ => None,
+    };
+    let headers = Headers::new();
+    for (name, value) in &filtered {
+        let _ = headers.append(name, value);
+    }
+    let Some(raw) = raw else {
+        claim.complete(env, status, &filtered, Some(&[]), audit).await;
+        audit.allow(Some(status));
+        return Ok(Response::builder().with_status(status).with_headers(headers).empty());
+    };
+    let cap = claim.max_body;
+    let limits = BodyLimits { max_bytes: parts.limits.max_response_body_bytes, idle_ms: parts.limits.upstream_idle_timeout_ms };
+    let mut source = Source::new(raw);
+    let mut buf = Vec::new();
+    let mut out = Vec::new();
+    let mut received: u64 = 0;
+    loop {
+        let result = {
+            let read = source.read(&mut buf);
+            let idle = Delay::from(Duration::from_millis(limits.idle_ms));
+            futures_util::pin_mut!(read);
+            futures_util::pin_mut!(idle);
+            match select(read, idle).await {
+                Either::Left((Ok(n), _)) => Some(n),
+                _ => None,
+            }
+        };
+        let n = match result {
+            Some(n) => n,
+            None => {
+                let e = Error::UpstreamUnavailable { detail: "origin body failed or stalled".into() };
+                claim.complete(env, e.status(), &stored_error_headers(&e), Some(e.wire_body().as_bytes()), audit).await;
+                return Err(e);
+            }
+        };
+        if n == 0 {
+            out.extend(filter.finish());
+            claim.complete(env, status, &filtered, Some(&out), audit).await;
+            let mut slot = parts.slot.borrow_mut();
+            slot.bytes_out = out.len() as u64;
+            slot.stream = Some("complete");
+            slot.ended = true;
+            drop(slot);
+            audit.allow(Some(status));
+            return Ok(Response::builder().with_status(status).with_headers(headers).fixed(out));
+        }
+        received = received.saturating_add(n as u64);
+        if received > limits.max_bytes {
+            let e = Error::UpstreamUnavailable { detail: "origin body larger than the policy allows".into() };
+            claim.complete(env, e.status(), &stored_error_headers(&e), Some(e.wire_body().as_bytes()), audit).await;
+            return Err(e);
+        }
+        match filter.push(&buf[..n]) {
+            Ok(piece) => out.extend(piece),
+            Err(_) => {
+                let e = Error::UpstreamUnavailable { detail: "origin body refused by the filter".into() };
+                claim.complete(env, e.status(), &stored_error_headers(&e), Some(e.wire_body().as_bytes()), audit).await;
+                return Err(e);
+            }
+        }
+        if out.len() as u64 > cap {
+            // Too large to keep: answered once, streamed on from here.
+            claim.complete(env, status, &filtered, None, audit).await;
+            parts.ctx.wait_until(audit_watchdog(Rc::downgrade(parts.slot), limits.idle_ms));
+            let body = filtered_source(source, out, received, filter, limits, parts.slot.clone());
+            let response = Response::from_stream(body).map_err(|_| Error::Internal("building response stream".into()))?;
+            audit.allow(Some(status));
+            return Ok(response.with_status(status).with_headers(headers));
+        }
+    }
+}
+
 /// Streams a request body through a byte counter that errors the upload —
 /// and aborts the upstream request — once more than `limit` bytes have
 /// passed or the sandbox's upload fails, and records an overflow.
@@ -680,7 +939,21 @@ impl Source {
 /// the audit slot, so the record is written when the stream ends — however
 /// it ends, including the client going away.
 fn filtered_body(body: web_sys::ReadableStream, filter: Box<dyn BodyFilter>, limits: BodyLimits, slot: SharedAudit) -> impl futures_util::Stream<Item = worker::Result<Vec<u8>>> {
+    filtered_source(Source::new(body), Vec::new(), 0, filter, limits, slot)
+}
+
+/// [`filtered_body`] for a source already partly read: `prefix` (already
+/// filtered) goes out first, and `received` bytes count against the cap.
+fn filtered_source(
+    source: Source,
+    prefix: Vec<u8>,
+    received: u64,
+    filter: Box<dyn BodyFilter>,
+    limits: BodyLimits,
+    slot: SharedAudit,
+) -> impl futures_util::Stream<Item = worker::Result<Vec<u8>>> {
     struct State {
+        prefix: Vec<u8>,
         source: Source,
         buf: Vec<u8>,
         filter: Box<dyn BodyFilter>,
@@ -720,11 +993,12 @@ fn filtered_body(body: web_sys::ReadableStream, filter: Box<dyn BodyFilter>, lim
         }
     }
     let state = State {
-        source: Source::new(body),
+        prefix,
+        source,
         buf: Vec::new(),
         filter,
         limits,
-        received: 0,
+        received,
         tick: None,
         quiet_ticks: 0,
         slot,
@@ -733,6 +1007,11 @@ fn filtered_body(body: web_sys::ReadableStream, filter: Box<dyn BodyFilter>, lim
     stream::unfold(state, |mut st| async move {
         if st.done {
             return None;
+        }
+        if !st.prefix.is_empty() {
+            let out = std::mem::take(&mut st.prefix);
+            st.sent(&out);
+            return Some((Ok(out), st));
         }
         // A timer wakes the task that first polled it: each pull is its own
         // task, so each pull arms its own timer.

@@ -5,14 +5,14 @@
 //! request consumes nothing and says when to retry.
 
 /// A rate: `capacity` requests in a burst, refilled at `per_second`.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Rate {
     pub capacity: u32,
     pub per_second: f64,
 }
 
 /// The stored state of one bucket (a few bytes per session or tool).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Bucket {
     tokens: f64,
     updated_ms: u64,

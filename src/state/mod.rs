@@ -1,11 +1,105 @@
-//! Session state machines: pure, `now` passed in, natively tested.
+//! Session state: pure state machines over a [`store::Store`], `now` passed in.
 //!
-//! Invariant: nothing here touches storage or a clock. A Durable Object
-//! shell is meant to load a machine, run one typed command against it and
-//! persist the result; everything that decides lives here.
-//!
-//! Not wired into the worker yet: these are the deciding parts of per-session
-//! state (rate limits, replay protection), ready for that shell.
+//! Invariant: nothing here touches a clock or the platform. The Durable
+//! Object (`edge::state`) is a thin shell: it decodes one [`Command`], runs
+//! [`run`] against its SQLite-backed store in one synchronous step (so
+//! commands never interleave) and returns the [`Reply`]. Every command
+//! purges expired entries first.
 
+pub mod approvals;
 pub mod bucket;
 pub mod nonces;
+pub mod session;
+pub mod store;
+
+use serde::{Deserialize, Serialize};
+
+use store::{Store, StoreError};
+
+/// One typed command, as the edge sends it to a state object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Command {
+    Create { record: session::SessionRecord },
+    Get,
+    Revoke,
+    Admit { admission: session::Admission },
+    IdemBegin { key: String, digest: String, expires_s: u64 },
+    IdemComplete { key: String, digest: String, answer: session::StoredAnswer, expires_s: u64 },
+    IdemAbort { key: String, digest: String },
+    Hold { approval: approvals::Approval },
+    Consume { id: String, digest: String },
+    Approval { id: String },
+    Pending,
+    Decide { id: String, approve: bool, approver: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reply {
+    Created { created: bool },
+    Session { session: Option<session::SessionView> },
+    Admitted { refusal: Option<session::Refusal> },
+    Idem { outcome: session::IdemBegin },
+    Done,
+    Approval { approval: Option<approvals::Approval> },
+    Consumed { result: Result<String, approvals::Refusal> },
+    Pending { approvals: Vec<approvals::Approval> },
+    Decided { decided: approvals::Decided },
+    /// The store failed: the caller must refuse the request.
+    Failed,
+}
+
+/// Runs one command against `store` at `now_ms`.
+pub fn run(store: &mut impl Store, command: Command, now_ms: u64) -> Reply {
+    step(store, command, now_ms).unwrap_or(Reply::Failed)
+}
+
+fn step(store: &mut impl Store, command: Command, now_ms: u64) -> Result<Reply, StoreError> {
+    let now_s = now_ms / 1000;
+    store.purge(now_s)?;
+    Ok(match command {
+        Command::Create { record } => Reply::Created { created: session::create(store, &record)? },
+        Command::Get => Reply::Session { session: session::get(store, now_s)? },
+        Command::Revoke => Reply::Session { session: session::revoke(store, now_s)? },
+        Command::Admit { admission } => Reply::Admitted { refusal: session::admit(store, &admission, now_ms)? },
+        Command::IdemBegin { key, digest, expires_s } => Reply::Idem { outcome: session::idem_begin(store, &key, &digest, expires_s)? },
+        Command::IdemComplete { key, digest, answer, expires_s } => {
+            session::idem_complete(store, &key, &digest, answer, expires_s)?;
+            Reply::Done
+        }
+        Command::IdemAbort { key, digest } => {
+            session::idem_abort(store, &key, &digest)?;
+            Reply::Done
+        }
+        Command::Hold { approval } => Reply::Approval { approval: Some(approvals::hold(store, approval, now_s)?) },
+        Command::Consume { id, digest } => Reply::Consumed { result: approvals::consume(store, &id, &digest, now_s)? },
+        Command::Approval { id } => Reply::Approval { approval: approvals::get(store, &id, now_s)? },
+        Command::Pending => Reply::Pending { approvals: approvals::pending(store, now_s)? },
+        Command::Decide { id, approve, approver } => Reply::Decided { decided: approvals::decide(store, &id, approve, &approver, now_s)? },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use store::MemStore;
+
+    #[test]
+    fn commands_round_trip_the_wire_format() {
+        let cmd = Command::IdemBegin { key: "k".into(), digest: "d".into(), expires_s: 9 };
+        let wire = serde_json::to_string(&cmd).unwrap();
+        assert_eq!(serde_json::from_str::<Command>(&wire).unwrap(), cmd);
+        let reply = Reply::Admitted { refusal: Some(session::Refusal::RateLimited { tool: true, retry_after_s: 3 }) };
+        assert_eq!(serde_json::from_str::<Reply>(&serde_json::to_string(&reply).unwrap()).unwrap(), reply);
+    }
+
+    #[test]
+    fn a_failing_store_answers_failed_for_every_command() {
+        let mut s = MemStore::new();
+        s.broken = true;
+        for cmd in [Command::Get, Command::Revoke, Command::Pending, Command::Admit { admission: Default::default() }] {
+            assert_eq!(run(&mut s, cmd, 1_000), Reply::Failed);
+        }
+    }
+}

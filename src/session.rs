@@ -197,6 +197,14 @@ mod tests {
     }
 
     #[test]
+    fn approval_decisions_name_the_approver() {
+        assert_eq!(approver(br#"{"approver":"alice@example.com"}"#).unwrap(), "alice@example.com");
+        for bad in [&br#"{}"#[..], br#"{"approver":""}"#, br#"{"approver":"a\nb"}"#, br#"{"approver":"a","extra":1}"#, b"nope"] {
+            assert_eq!(approver(bad).unwrap_err().code(), "invalid_request", "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
     fn egress_sessions_need_an_egress_policy() {
         let ring = KeyRing::parse(RING).unwrap();
         let body = br#"{"agent":"a","user":"u","egress":true,"ttl_seconds":60}"#;

@@ -11,7 +11,7 @@
 
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { copyFileSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
@@ -102,6 +102,7 @@ before(async () => {
     );
     const bindings = { AIRLOCK_POLICY: JSON.stringify(testPolicy(echo.url)), ...secrets };
     for (const [name, value] of Object.entries(bindings)) writeFileSync(join(dir, `${name}.txt`), value);
+    mkdirSync(join(dir, "state"));
 
     airlockPort = await freePort();
     probePort = await freePort();
@@ -112,6 +113,7 @@ before(async () => {
     const bindingList = [
       ...Object.keys(bindings).map((n) => `(name = ${capnpString(n)}, text = embed ${capnpString(`${n}.txt`)})`),
       `(name = "PRIVATE_ORIGIN", service = "airlock-demo-private")`,
+      `(name = "AIRLOCK_STATE", durableObjectNamespace = "AirlockState")`,
     ];
     writeFileSync(
       join(dir, "config.capnp"),
@@ -122,6 +124,7 @@ const config :Workerd.Config = (
     (name = "airlock-demo-private", worker = .private),
     (name = "probe", worker = .probe),
     (name = "loopback", network = (allow = ["public", "private", "local"])),
+    (name = "state-disk", disk = (path = ${capnpString(join(dir, "state"))}, writable = true)),
   ],
   sockets = [
     (name = "airlock", address = "127.0.0.1:${airlockPort}", http = (), service = "airlock"),
@@ -132,6 +135,8 @@ const airlock :Workerd.Worker = (
   modules = [ ${modules.join(", ")} ],
   compatibilityDate = "${COMPATIBILITY_DATE}",
   bindings = [ ${bindingList.join(", ")} ],
+  durableObjectNamespaces = [ (className = "AirlockState", uniqueKey = "airlock-state", enableSql = true) ],
+  durableObjectStorage = (localDisk = "state-disk"),
   globalOutbound = "loopback",
 );
 const private :Workerd.Worker = (

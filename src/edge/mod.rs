@@ -6,7 +6,9 @@
 //! per request. It decides nothing itself.
 //!
 //! Must never: return an `Err` to the runtime (its text would reach the
-//! client), panic on input, buffer a tool body, or log a secret.
+//! client), panic on input, log a secret, or buffer a body it does not have
+//! to: only bodies that must be hashed (proofs, idempotency keys, approvals,
+//! capped by the policy) or stored for replay (capped) are read whole.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;

@@ -224,7 +224,8 @@ fn declared_length(headers: &[(String, String)], limit: u64) -> Result<Option<u6
     Ok(Some(declared))
 }
 
-fn header<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
+/// A request header's value by case-insensitive name.
+pub(crate) fn header<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
     headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
 }
 

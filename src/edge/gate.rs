@@ -17,7 +17,7 @@ use super::state::call;
 use crate::audit::AuditRecord;
 use crate::error::Error;
 use crate::inject::Outbound;
-use crate::pipeline::{idempotency_key, Gate};
+use crate::pipeline::{header, idempotency_key, Gate};
 use crate::policy::Policy;
 use crate::proof::{self, Signed};
 use crate::session::hex;
@@ -54,15 +54,12 @@ pub enum Gated {
     Replay(StoredAnswer),
 }
 
-fn session_object(id: &str) -> String {
+/// The name of a session's state object.
+pub fn session_object(id: &str) -> String {
     format!("session:{id}")
 }
 
 pub const APPROVALS_OBJECT: &str = "approvals";
-
-fn header<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
-    headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-}
 
 /// Runs one state call, adding its wait to the audit record.
 async fn timed(env: &Env, object: &str, command: &Command, audit: &mut AuditRecord) -> Result<Reply, Error> {
@@ -98,11 +95,15 @@ pub async fn gate(
         None if g.needs_body(presented.is_some(), key.is_some()) => Some(super::read_body(req, outbound.body_limit).await?),
         None => None,
     };
-    let body_sha256 = proof::body_sha256(known_body.or(body.as_deref()).unwrap_or_default());
+    // The body digest is only computed for what binds it: a proof, an
+    // idempotency record or an approval.
+    let proving = g.proof_required || presented.is_some();
+    let binding = key.is_some() || g.approval;
+    let body_sha256 = if proving || binding { proof::body_sha256(known_body.or(body.as_deref()).unwrap_or_default()) } else { String::new() };
 
     // proof of possession
     let mut nonce = None;
-    if g.proof_required || presented.is_some() {
+    if proving {
         let proof_key = keys.proof_key(&g.kid, &g.session_id).ok_or(Error::InvalidSession(TokenError::UnknownKey))?;
         let signed = Signed { session_id: &g.session_id, method: received.method, path: received.raw_path, query: received.query, body_sha256: &body_sha256 };
         let window = policy.limits.proof_window_seconds;
@@ -134,6 +135,9 @@ pub async fn gate(
         audit.proof = Some("verified");
     }
 
+    if !binding {
+        return Ok(Gated::Pass { body, claim: None });
+    }
     let digest = g.request_digest(received.method, received.query, &body_sha256);
 
     // idempotency: a replay or a claim, before any approval is spent

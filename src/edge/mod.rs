@@ -284,7 +284,7 @@ async fn handle(mut req: Request, env: &Env, ctx: &Context, audit: &mut AuditRec
                 "DELETE" => state::Command::Revoke,
                 _ => return Err(Error::MethodNotAllowed),
             };
-            match state::call(env, &format!("session:{id}"), &command).await? {
+            match state::call(env, &gate::session_object(id), &command).await? {
                 state::Reply::Session { session: Some(view) } => {
                     audit.allow(None);
                     Ok(json_response(200, to_json(&view)?))
@@ -364,11 +364,7 @@ async fn handle(mut req: Request, env: &Env, ctx: &Context, audit: &mut AuditRec
                     let parts = Parts { outbound: &outbound, limits: &policy.limits, slot, ctx };
                     finish_idempotent(upstream, status, headers, Box::new(redactor), parts, claim, env, audit).await
                 }
-                (Err(e), Some(claim)) => {
-                    // Sent, and failed: the failure is the answer, kept like any other.
-                    claim.complete(env, e.status(), &stored_error_headers(&e), Some(e.wire_body().as_bytes()), audit).await;
-                    Err(e)
-                }
+                (Err(e), Some(claim)) => Err(store_error(claim, env, e, audit).await),
                 (Err(e), None) => Err(e),
             }
         }
@@ -484,7 +480,7 @@ async fn mint_session(mut req: Request, env: &Env, policy: &Policy, audit: &mut 
     audit.agent = Some(minted.record.agent.clone());
     audit.user = Some(minted.record.user.clone());
     // No token leaves before its record exists: revocation must find it.
-    let object = format!("session:{}", minted.session_id);
+    let object = gate::session_object(&minted.session_id);
     match state::call(env, &object, &state::Command::Create { record: minted.record.clone() }).await? {
         state::Reply::Created { created: true } => {}
         _ => return Err(Error::StateUnavailable("session record not created".into())),
@@ -526,11 +522,14 @@ async fn read_body(req: &mut Request, limit: u64) -> Result<Vec<u8>, Error> {
     Ok(out)
 }
 
-/// The headers kept with an error answer stored for idempotent replays.
-fn stored_error_headers(error: &Error) -> Vec<(String, String)> {
+/// Keeps Airlock's own error as the answer of a claimed idempotency key
+/// and returns it. The request was sent, so the origin may have acted: the
+/// failure is the answer, replayed like any other.
+async fn store_error(claim: gate::Claim, env: &Env, error: Error, audit: &mut AuditRecord) -> Error {
     let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
-    headers.extend(error_headers(error));
-    headers
+    headers.extend(error_headers(&error));
+    claim.complete(env, error.status(), &headers, Some(error.wire_body().as_bytes()), audit).await;
+    error
 }
 
 /// The stored answer of an earlier request with the same idempotency key.
@@ -819,8 +818,7 @@ async fn finish_idempotent(
             Some(n) => n,
             None => {
                 let e = Error::UpstreamUnavailable { detail: "origin body failed or stalled".into() };
-                claim.complete(env, e.status(), &stored_error_headers(&e), Some(e.wire_body().as_bytes()), audit).await;
-                return Err(e);
+                return Err(store_error(claim, env, e, audit).await);
             }
         };
         if n == 0 {
@@ -837,15 +835,13 @@ async fn finish_idempotent(
         received = received.saturating_add(n as u64);
         if received > limits.max_bytes {
             let e = Error::UpstreamUnavailable { detail: "origin body larger than the policy allows".into() };
-            claim.complete(env, e.status(), &stored_error_headers(&e), Some(e.wire_body().as_bytes()), audit).await;
-            return Err(e);
+            return Err(store_error(claim, env, e, audit).await);
         }
         match filter.push(&buf[..n]) {
             Ok(piece) => out.extend(piece),
             Err(_) => {
                 let e = Error::UpstreamUnavailable { detail: "origin body refused by the filter".into() };
-                claim.complete(env, e.status(), &stored_error_headers(&e), Some(e.wire_body().as_bytes()), audit).await;
-                return Err(e);
+                return Err(store_error(claim, env, e, audit).await);
             }
         }
         if out.len() as u64 > cap {

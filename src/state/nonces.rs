@@ -7,7 +7,6 @@
 //! proofs accepted in one window; only a digest of each nonce is kept.
 
 use super::store::{Store, StoreError};
-use crate::session::hex;
 
 /// The widest window a policy may set (seconds either side of now).
 pub const WINDOW_SECS: u64 = 300;
@@ -28,19 +27,16 @@ impl From<StoreError> for ReplayError {
     }
 }
 
-fn key(digest: &[u8; 32]) -> String {
-    format!("nonce:{}", hex(digest))
-}
-
 /// Accepts a proof's `(ts, nonce digest)` once: refused if `ts` is outside
-/// the window or the nonce was seen within it. The store must have been
-/// purged at `now` (every command does that first).
-pub fn accept(store: &mut impl Store, digest: &[u8; 32], ts: u64, now: u64, window: u64) -> Result<(), ReplayError> {
+/// the window or the nonce was seen within it. `digest` is the lower-case
+/// hex SHA-256 of the nonce. The store must have been purged at `now`
+/// (every command does that first).
+pub fn accept(store: &mut impl Store, digest: &str, ts: u64, now: u64, window: u64) -> Result<(), ReplayError> {
     let window = window.min(WINDOW_SECS);
     if ts.abs_diff(now) > window {
         return Err(ReplayError::Stale);
     }
-    let key = key(digest);
+    let key = format!("nonce:{digest}");
     if store.get(&key)?.is_some() {
         return Err(ReplayError::Replayed);
     }
@@ -54,8 +50,8 @@ mod tests {
     use crate::state::store::MemStore;
     use sha2::{Digest, Sha256};
 
-    fn d(nonce: &[u8]) -> [u8; 32] {
-        Sha256::digest(nonce).into()
+    fn d(nonce: &[u8]) -> String {
+        crate::session::hex(&Sha256::digest(nonce))
     }
 
     fn accept_at(s: &mut MemStore, nonce: &[u8], ts: u64, now: u64) -> Result<(), ReplayError> {

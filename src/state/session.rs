@@ -231,11 +231,10 @@ fn decide(store: &mut impl Store, r: &mut SessionRecord, a: &Admission, now_ms: 
         tool_bucket = Some((tool.clone(), b));
     }
     if let Some(n) = &a.nonce {
-        let mut digest = [0u8; 32];
-        if n.digest.len() != 64 || !decode_hex(&n.digest, &mut digest) {
+        if n.digest.len() != 64 || !n.digest.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Ok(Some(Refusal::ProofReplayed));
         }
-        match nonces::accept(store, &digest, n.ts, now_s, n.window) {
+        match nonces::accept(store, &n.digest.to_ascii_lowercase(), n.ts, now_s, n.window) {
             Ok(()) => {}
             Err(ReplayError::Stale) => return Ok(Some(Refusal::ProofStale)),
             Err(ReplayError::Replayed) => return Ok(Some(Refusal::ProofReplayed)),
@@ -249,17 +248,6 @@ fn decide(store: &mut impl Store, r: &mut SessionRecord, a: &Admission, now_ms: 
         r.buckets.insert(tool, b);
     }
     Ok(None)
-}
-
-fn decode_hex(s: &str, out: &mut [u8; 32]) -> bool {
-    let b = s.as_bytes();
-    for (i, o) in out.iter_mut().enumerate() {
-        let (Some(hi), Some(lo)) = ((b[2 * i] as char).to_digit(16), (b[2 * i + 1] as char).to_digit(16)) else {
-            return false;
-        };
-        *o = (hi * 16 + lo) as u8;
-    }
-    true
 }
 
 /// Presents an idempotency key for a request with `digest`. A fresh key is

@@ -57,10 +57,6 @@ impl MemStore {
         self.entries.is_empty()
     }
 
-    pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.entries.keys().map(String::as_str)
-    }
-
     /// Every stored value, for tests that assert what is (not) persisted.
     pub fn dump(&self) -> String {
         self.entries.iter().map(|(k, (v, _))| format!("{k}={v}\n")).collect()

@@ -1,9 +1,11 @@
 // Side-by-side benchmark: the origin called directly, a minimal JavaScript
 // Worker that forwards and sets one credential header (the "do it yourself"
-// baseline), the same forwarder written with workers-rs (the Rust floor
+// baseline), the same JS forwarder with one session-state check per request
+// in a Durable Object (the floor for what Airlock must do to make revocation
+// immediate), the plain forwarder written with workers-rs (the Rust floor
 // worker, bench/floor-worker: what any Rust/Wasm worker pays), and Airlock
 // with its full pipeline — all in one run, on one workerd process,
-// interleaved round by round so that machine drift hits all four alike. See
+// interleaved round by round so that machine drift hits all five alike. See
 // docs/performance.md for what is measured and how to read it.
 //
 // Run it with `bash bench/run` (builds Airlock and the floor worker when
@@ -25,6 +27,7 @@ import {
   MIB,
   FLOOR_SCRIPT,
   REPO_ROOT,
+  STATE_SCRIPT,
   WORKER_SCRIPT,
   describeMachine,
   fmtInt,
@@ -78,21 +81,22 @@ const scaled = (c) => ({
   ...c,
   perTarget: Math.max(c.rounds * Math.max(c.concurrency, 4), Math.round((c.perTarget * SCALE) / c.rounds) * c.rounds),
 });
-// Rounds are a multiple of 4: with four targets, each goes first, second,
-// third and fourth equally often.
+// Rounds are a multiple of 5: with five targets, each takes every place in
+// the order equally often.
 const CELLS = [
-  { size: "small", concurrency: 1, perTarget: 1200, rounds: 8, warmup: 100 },
-  { size: "large", concurrency: 1, perTarget: 200, rounds: 8, warmup: 20 },
-  { size: "small", concurrency: 32, perTarget: 6400, rounds: 8, warmup: 320 },
-  { size: "large", concurrency: 32, perTarget: 512, rounds: 8, warmup: 64 },
+  { size: "small", concurrency: 1, perTarget: 1200, rounds: 10, warmup: 100 },
+  { size: "large", concurrency: 1, perTarget: 200, rounds: 10, warmup: 20 },
+  { size: "small", concurrency: 32, perTarget: 6400, rounds: 10, warmup: 320 },
+  { size: "large", concurrency: 32, perTarget: 640, rounds: 10, warmup: 64 },
 ].map(scaled);
 // An extra cell, no budget: a body that contains the credential, so
 // Airlock's redaction finds and replaces a match.
-const ECHO_CELL = scaled({ size: "echo", concurrency: 1, perTarget: 400, rounds: 4, warmup: 50 });
+const ECHO_CELL = scaled({ size: "echo", concurrency: 1, perTarget: 400, rounds: 5, warmup: 50 });
 
 const MEMORY_RUNS_MB = [10, 100];
 
 const BUDGETS = {
+  wasmGzipBytes: 250_000, // the Airlock worker's module (the request path's cold start)
   p50c1: 1.1, // Airlock p50 <= 1.10 x baseline p50 at concurrency 1
   rpsc32: 0.9, // Airlock req/s >= 0.90 x baseline req/s at concurrency 32
   memoryGrowthMiB: 16, // peak RSS growth, 100 MB run vs 10 MB run (GC sawtooth stays well below; a buffered body adds >= 90)
@@ -169,6 +173,10 @@ async function runCell(targets, cell) {
     // (what a workers-rs worker pays over a JS one).
     ratios: compare(by.airlock, by.baseline),
     airFloor: by.floor ? compare(by.airlock, by.floor) : null,
+    // Airlock / the JS baseline with a state check (the floor for a broker
+    // whose revocation is immediate), and what that check costs JS.
+    airState: by.statebase ? compare(by.airlock, by.statebase) : null,
+    stateBase: by.statebase ? compare(by.statebase, by.baseline) : null,
     floorBase: by.floor ? compare(by.floor, by.baseline) : null,
   };
 }
@@ -248,7 +256,7 @@ async function measureMemory(target, pid, mb) {
 // ---------------------------------------------------------------------------
 // Report (markdown; printed and written into docs/performance.md)
 
-function report({ startedAt, machine, wasm, floorWasm, loadStart, loadEnd, cells, echo, memory, audit, warmupErrors, totalSeconds }) {
+function report({ startedAt, machine, wasm, stateWasm, floorWasm, loadStart, loadEnd, cells, echo, memory, audit, warmupErrors, totalSeconds }) {
   const out = [];
   const p = (s = "") => out.push(s);
   const loadFmt = (l) => l.map((v) => v.toFixed(2)).join(" / ");
@@ -264,7 +272,8 @@ function report({ startedAt, machine, wasm, floorWasm, loadStart, loadEnd, cells
       ? `- Rust floor worker: ${rel(FLOOR_SCRIPT)} (bench/floor-worker, workers-rs, same toolchain and release profile as Airlock)`
       : `- Rust floor worker: not run (${rel(FLOOR_SCRIPT)} was missing)`,
   );
-  for (const w of [...wasm, ...(floorWasm ?? [])]) {
+  p(`- Session-state script: ${rel(STATE_SCRIPT)} (the Durable Object class AirlockState; not on the request path's module)`);
+  for (const w of [...wasm, ...stateWasm, ...(floorWasm ?? [])]) {
     p(`- Wasm size: ${w.file} ${fmtInt(w.raw)} bytes raw, ${fmtInt(w.gzip)} bytes gzip -9 (${(w.raw / KIB).toFixed(0)} KiB / ${(w.gzip / KIB).toFixed(0)} KiB); sha256 ${w.sha256}…, built ${w.built.toISOString().replace(/\.\d+Z$/, "Z")}`);
   }
   p(`- Audit lines written by Airlock during the run: ${fmtInt(audit.lines)} for ${fmtInt(audit.requests)} Airlock requests`);
@@ -274,6 +283,14 @@ function report({ startedAt, machine, wasm, floorWasm, loadStart, loadEnd, cells
   const headerEnd = out.length;
 
   const budgetRows = [];
+  const floorRows = [];
+  for (const w of wasm) {
+    budgetRows.push({
+      what: `Airlock worker Wasm ≤ ${fmtInt(BUDGETS.wasmGzipBytes)} bytes gzip -9 (${w.file})`,
+      measured: `${fmtInt(w.gzip)} bytes`,
+      pass: w.gzip <= BUDGETS.wasmGzipBytes,
+    });
+  }
   const cellTable = (c, title) => {
     p(`#### ${title}`);
     p();
@@ -296,6 +313,12 @@ function report({ startedAt, machine, wasm, floorWasm, loadStart, loadEnd, cells
       );
     };
     p(ratioLine("Airlock / JS baseline", c.ratios, true));
+    if (c.airState) {
+      p();
+      p(ratioLine("Airlock / JS baseline + state check", c.airState, false));
+      p();
+      p(ratioLine("JS baseline + state check / JS baseline", c.stateBase, false));
+    }
     if (c.airFloor) {
       p();
       p(ratioLine("Airlock / Rust floor", c.airFloor, false));
@@ -312,12 +335,30 @@ function report({ startedAt, machine, wasm, floorWasm, loadStart, loadEnd, cells
         measured: fmtX(c.ratios.p50),
         pass: c.ratios.p50 <= BUDGETS.p50c1 && c.results.every((r) => r.errors + r.warmupErrors === 0),
       });
+      if (c.airState) {
+        floorRows.push({
+          what: `p50, concurrency 1, ${c.size.label}`,
+          base: fmtX(c.ratios.p50),
+          floor: fmtX(c.stateBase.p50),
+          air: fmtX(c.airState.p50),
+          pass: c.airState.p50 <= BUDGETS.p50c1,
+        });
+      }
     } else {
       budgetRows.push({
         what: `Airlock req/s ≥ ${BUDGETS.rpsc32.toFixed(2)}x baseline, concurrency ${c.cell.concurrency}, ${c.size.label}`,
         measured: fmtX(c.ratios.rps),
         pass: c.ratios.rps >= BUDGETS.rpsc32 && c.results.every((r) => r.errors + r.warmupErrors === 0),
       });
+      if (c.airState) {
+        floorRows.push({
+          what: `req/s, concurrency ${c.cell.concurrency}, ${c.size.label}`,
+          base: fmtX(c.ratios.rps),
+          floor: fmtX(c.stateBase.rps),
+          air: fmtX(c.airState.rps),
+          pass: c.airState.rps >= BUDGETS.rpsc32,
+        });
+      }
     }
   }
   if (cells.list.some((c) => c.airFloor)) {
@@ -390,6 +431,18 @@ function report({ startedAt, machine, wasm, floorWasm, loadStart, loadEnd, cells
     ``,
     `Budgets are reported, not enforced: a miss prints FAIL and the command still exits 0.`,
     ``,
+    ...(floorRows.length
+      ? [
+          `#### The same ratios against the floor with a state check`,
+          ``,
+          `Airlock consults its session-state Durable Object on every session-bound request (revocation, proof nonces, rate limits), which the JS baseline does not do. *JS + state* is the JS baseline with the least such check (one SQLite read and write per request, over native JS RPC). The last column holds Airlock to the same factors against that floor.`,
+          ``,
+          `| ratio | Airlock / JS baseline | JS + state / JS baseline | Airlock / JS + state | within 1.10x / 0.90x of the floor |`,
+          `|---|---:|---:|---:|:---:|`,
+          ...floorRows.map((r) => `| ${r.what} | ${r.base} | ${r.floor} | ${r.air} | ${r.pass ? "yes" : "no"} |`),
+          ``,
+        ]
+      : []),
   ];
   out.splice(headerEnd, 0, ...budgets);
   while (out.at(-1) === "") out.pop();
@@ -415,11 +468,12 @@ async function main() {
   const machine = describeMachine();
   const bench = await startBench({ floor: process.env.AIRLOCK_BENCH_NO_FLOOR === "1" ? false : "auto" });
   const wasm = bench.build.wasm;
+  const stateWasm = bench.stateBuild.wasm;
   const floorWasm = bench.floorBuild?.wasm ?? null;
   try {
     const { credential, targets, workers: w, workerdPid } = bench;
     const key = (k) => targets.find((t) => t.key === k);
-    const [baseline, floor, airlock] = ["baseline", "floor", "airlock"].map(key);
+    const [baseline, statebase, floor, airlock] = ["baseline", "statebase", "floor", "airlock"].map(key);
     log(
       `origin on ${bench.origin.url}; workerd pid ${workerdPid}; Airlock on ${w.airlockUrl.origin}, baseline on ${w.baselineUrl.origin}` +
         (w.floorUrl ? `, Rust floor on ${w.floorUrl.origin}` : " (no Rust floor worker)"),
@@ -438,6 +492,10 @@ async function main() {
       throw new Error(`Airlock /echo-small: expected the credential redacted, got status ${echoAir.status}`);
     }
     if (!echoBase.text.includes(credential)) throw new Error("baseline /echo-small: the origin did not see the credential");
+    const echoState = await request(statebase, "/echo-small", { keepText: true });
+    if (echoState.status !== 200 || !echoState.text.includes(credential)) {
+      throw new Error(`JS baseline + state check /echo-small: status ${echoState.status}, the origin did not see the credential`);
+    }
     if (floor) {
       // The floor worker must do the baseline's whole job: the origin sees the credential.
       const echoFloor = await request(floor, "/echo-small", { keepText: true });
@@ -469,6 +527,7 @@ async function main() {
       log(
         `  ${c.seconds.toFixed(1)} s; p50 ${c.results.map((r) => fmtMs(r.p50)).join(" / ")} ms; req/s ${c.results.map((r) => fmtInt(r.rps)).join(" / ")} (${targets.map((t) => t.key).join(" / ")}); ` +
           `airlock/baseline p50 ${fmtX(c.ratios.p50)} req/s ${fmtX(c.ratios.rps)}` +
+          (c.airState ? `; airlock/statebase p50 ${fmtX(c.airState.p50)} req/s ${fmtX(c.airState.rps)}` : "") +
           (c.airFloor ? `; airlock/floor p50 ${fmtX(c.airFloor.p50)} req/s ${fmtX(c.airFloor.rps)}; floor/baseline p50 ${fmtX(c.floorBase.p50)} req/s ${fmtX(c.floorBase.rps)}` : ""),
       );
       list.push(c);
@@ -498,6 +557,7 @@ async function main() {
       finishedAt,
       machine,
       wasm,
+      stateWasm,
       floorWasm,
       loadStart,
       loadEnd: os.loadavg(),

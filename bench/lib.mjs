@@ -22,7 +22,9 @@ const { Pool } = requireFromMiniflare("undici");
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 export const rel = (p) => relative(REPO_ROOT, p) || ".";
 export const WORKER_SCRIPT = resolve(REPO_ROOT, process.env.AIRLOCK_WORKER_SCRIPT || join("build", "index.js"));
+export const STATE_SCRIPT = resolve(REPO_ROOT, process.env.AIRLOCK_STATE_SCRIPT || join("build", "state", "index.js"));
 const BASELINE_SCRIPT = join(REPO_ROOT, "bench", "baseline-worker.js");
+const STATE_BASELINE_SCRIPT = join(REPO_ROOT, "bench", "baseline-state-worker.js");
 /** The Rust floor worker (bench/floor-worker, built by bench/floor-worker/build.sh). */
 export const FLOOR_SCRIPT = resolve(REPO_ROOT, process.env.AIRLOCK_FLOOR_SCRIPT || join("bench", "floor-worker", "build", "index.js"));
 const ORIGIN_SCRIPT = join(REPO_ROOT, "bench", "origin.mjs");
@@ -275,7 +277,7 @@ export const AUDIT_MARK = '"kind":"airlock.audit"';
  * `floorScript`: the Rust floor worker's index.js, or null to leave it out
  * (then `floorUrl` is null).
  */
-export async function startWorkers(originUrl, credential, { script = WORKER_SCRIPT, floorScript = null, inspector = false } = {}) {
+export async function startWorkers(originUrl, credential, { script = WORKER_SCRIPT, stateScript = STATE_SCRIPT, floorScript = null, inspector = false } = {}) {
   const stdio = { auditLines: 0, stdoutLines: 0, stderrTail: [] };
   const secrets = {
     AIRLOCK_ADMIN_KEY: `admin_${randomBytes(24).toString("hex")}`,
@@ -316,9 +318,27 @@ export async function startWorkers(originUrl, credential, { script = WORKER_SCRI
         modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"] }],
         compatibilityDate: compat,
         bindings: { AIRLOCK_POLICY: JSON.stringify(policyFor(originUrl)), ...secrets },
-        // Session state (the Durable Object class the built worker exports),
-        // as in wrangler.toml and miniflare-tests/helpers.mjs.
-        durableObjects: { AIRLOCK_STATE: { className: "AirlockState", useSQLite: true } },
+        // Session state (the Durable Object class of the airlock-state
+        // script), as in wrangler.toml and miniflare-tests/helpers.mjs.
+        durableObjects: { AIRLOCK_STATE: { className: "AirlockState", scriptName: "airlock-state", useSQLite: true } },
+        unsafeDirectSockets: [{ host: "127.0.0.1", port: 0 }],
+      },
+      {
+        name: "airlock-state",
+        modules: true,
+        scriptPath: stateScript,
+        modulesRoot: dirname(stateScript),
+        modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"] }],
+        compatibilityDate: compat,
+      },
+      {
+        name: "statebase",
+        modules: true,
+        scriptPath: STATE_BASELINE_SCRIPT,
+        modulesRoot: dirname(STATE_BASELINE_SCRIPT),
+        compatibilityDate: compat,
+        bindings: { ORIGIN: originUrl, TOKEN: credential },
+        durableObjects: { STATE: { className: "SessionState", useSQLite: true } },
         unsafeDirectSockets: [{ host: "127.0.0.1", port: 0 }],
       },
       {
@@ -356,8 +376,9 @@ export async function startWorkers(originUrl, credential, { script = WORKER_SCRI
   }
   const airlockUrl = await mf.unsafeGetDirectURL("airlock");
   const baselineUrl = await mf.unsafeGetDirectURL("baseline");
+  const stateBaselineUrl = await mf.unsafeGetDirectURL("statebase");
   const floorUrl = floorScript ? await mf.unsafeGetDirectURL("floor") : null;
-  return { mf, stdio, secrets, airlockUrl, baselineUrl, floorUrl, compat };
+  return { mf, stdio, secrets, airlockUrl, baselineUrl, stateBaselineUrl, floorUrl, compat };
 }
 
 // ---------------------------------------------------------------------------
@@ -452,19 +473,22 @@ export async function runBatch(target, path, expectBytes, n, concurrency, latenc
 // Everything a run needs, started in order and stopped in reverse
 
 /**
- * Starts the origin process and workerd (Airlock, the JS baseline and, when
- * built, the Rust floor worker), mints one session token, and returns the
- * targets, in this order:
- *   { build, floorBuild, origin, workers, workerdPid, credential, token,
- *     targets: [direct, baseline, floor, airlock] (floor only when built), close }
- * Each target has a `key`: "direct", "baseline", "floor" or "airlock".
- * `build` / `floorBuild` describe the snapshots that run (see snapshotBuild);
+ * Starts the origin process and workerd (Airlock and its state script, the
+ * JS baseline, the JS baseline with a state check and, when built, the Rust
+ * floor worker), mints one session token, and returns the targets, in this
+ * order:
+ *   { build, stateBuild, floorBuild, origin, workers, workerdPid, credential, token,
+ *     targets: [direct, baseline, statebase, floor, airlock] (floor only when built), close }
+ * Each target has a `key`: "direct", "baseline", "statebase", "floor" or "airlock".
+ * `build` / `stateBuild` / `floorBuild` describe the snapshots that run (see snapshotBuild);
  * `floorBuild` is null when the floor worker is left out: `floor: false`,
  * or its build is missing (`floor: "auto"`, the default; a warning is logged).
  * Every target sends the same request headers (the sandbox's session token).
  */
 export async function startBench({ inspector = false, floor = "auto" } = {}) {
-  if (!existsSync(WORKER_SCRIPT)) throw new Error(`${rel(WORKER_SCRIPT)} does not exist: build the worker first (bash scripts/build)`);
+  for (const script of [WORKER_SCRIPT, STATE_SCRIPT]) {
+    if (!existsSync(script)) throw new Error(`${rel(script)} does not exist: build the workers first (bash scripts/build)`);
+  }
   const withFloor = floor !== false && existsSync(FLOOR_SCRIPT);
   if (floor === true && !withFloor) throw new Error(`${rel(FLOOR_SCRIPT)} does not exist: build it first (bash bench/floor-worker/build.sh)`);
   if (floor === "auto" && !withFloor) log(`${rel(FLOOR_SCRIPT)} does not exist: running without the Rust floor worker (build it with bash bench/floor-worker/build.sh)`);
@@ -494,6 +518,9 @@ export async function startBench({ inspector = false, floor = "auto" } = {}) {
     // Miniflare exits the process on SIGINT/SIGTERM itself (after stopping
     // workerd), possibly before the async cleanup ran: remove the copy then too.
     process.once("exit", build.remove);
+    const stateBuild = snapshotBuild(STATE_SCRIPT);
+    cleanups.push(async () => stateBuild.remove());
+    process.once("exit", stateBuild.remove);
     const floorBuild = withFloor ? snapshotBuild(FLOOR_SCRIPT) : null;
     if (floorBuild) {
       cleanups.push(async () => floorBuild.remove());
@@ -502,7 +529,7 @@ export async function startBench({ inspector = false, floor = "auto" } = {}) {
     checkStopping();
     const origin = await startOriginProcess();
     cleanups.push(origin.close);
-    const workers = await startWorkers(origin.url, credential, { script: build.script, floorScript: floorBuild?.script ?? null, inspector });
+    const workers = await startWorkers(origin.url, credential, { script: build.script, stateScript: stateBuild.script, floorScript: floorBuild?.script ?? null, inspector });
     cleanups.push(() => withTimeout(workers.mf.dispose(), 15_000, "mf.dispose"));
     const workerdPid = findWorkerdPid();
     PIDS.workerd = workerdPid;
@@ -521,6 +548,7 @@ export async function startBench({ inspector = false, floor = "auto" } = {}) {
     const targets = [
       { key: "direct", name: "origin direct", origin: origin.url, prefix: "", headers },
       { key: "baseline", name: "JS baseline worker", origin: workers.baselineUrl.origin, prefix: "", headers },
+      { key: "statebase", name: "JS baseline + state check", origin: workers.stateBaselineUrl.origin, prefix: "", headers },
       ...(workers.floorUrl ? [{ key: "floor", name: "Rust floor worker", origin: workers.floorUrl.origin, prefix: "", headers }] : []),
       { key: "airlock", name: "Airlock", origin: workers.airlockUrl.origin, prefix: "/t/bench", headers },
     ].map((t) => ({ ...t, pools: new Map(), sent: 0 }));
@@ -528,7 +556,7 @@ export async function startBench({ inspector = false, floor = "auto" } = {}) {
     cleanups.push(() =>
       withTimeout(Promise.all(targets.flatMap((t) => [...t.pools.values()].map((p) => p.destroy().catch(() => {})))), 2000, "pool.destroy"),
     );
-    return { build, floorBuild, origin, workers, workerdPid, credential, token, targets, close };
+    return { build, stateBuild, floorBuild, origin, workers, workerdPid, credential, token, targets, close };
   } catch (err) {
     await close();
     throw err;

@@ -6,8 +6,11 @@
 // glue, runtime built-ins, idle), the top functions by self time, and
 // Airlock's own functions by inclusive time.
 //
-//   node_modules/.bin/node bench/profile.mjs [--target=airlock|baseline|floor]
-//       [--path=/small|/large|/echo-small] [--concurrency=8] [--seconds=6] [--top=25]
+//   node_modules/.bin/node bench/profile.mjs [--target=airlock|baseline|statebase|floor]
+//       [--isolate=NAME] [--path=/small|/large|/echo-small] [--concurrency=8] [--seconds=6] [--top=25]
+//
+// --isolate profiles another worker's isolate while the target is loaded,
+// e.g. --isolate=airlock-state for Airlock's session-state Durable Object.
 //
 // Build first (bash scripts/build; for --target=floor also
 // bash bench/floor-worker/build.sh). The profile covers JavaScript and Wasm
@@ -27,12 +30,13 @@ const args = Object.fromEntries(
   }),
 );
 const TARGET = args.target ?? "airlock";
+const ISOLATE = args.isolate ?? TARGET;
 const PATH = args.path ?? "/small";
 const CONCURRENCY = Number(args.concurrency ?? 8);
 const SECONDS = Number(args.seconds ?? 6);
 const TOP = Number(args.top ?? 25);
-if (!["airlock", "baseline", "floor"].includes(TARGET)) {
-  console.error("--target must be airlock, baseline or floor");
+if (!["airlock", "baseline", "statebase", "floor"].includes(TARGET)) {
+  console.error("--target must be airlock, baseline, statebase or floor");
   process.exit(2);
 }
 
@@ -143,8 +147,8 @@ async function main() {
     if (check.status !== 200) throw new Error(`${target.name} ${PATH}: status ${check.status}`);
     const inspectorUrl = await bench.workers.mf.getInspectorURL();
     const list = await (await fetch(`http://${inspectorUrl.host}/json/list`)).json();
-    const entry = list.find((t) => t.webSocketDebuggerUrl?.endsWith(`core:user:${TARGET}`));
-    if (!entry) throw new Error(`no inspector target for ${TARGET}: ${list.map((t) => t.webSocketDebuggerUrl).join(", ")}`);
+    const entry = list.find((t) => t.webSocketDebuggerUrl?.endsWith(`core:user:${ISOLATE}`));
+    if (!entry) throw new Error(`no inspector target for ${ISOLATE}: ${list.map((t) => t.webSocketDebuggerUrl).join(", ")}`);
     log(`warming up ${target.name} ${PATH} at concurrency ${CONCURRENCY}`);
     await load(target, 2000);
     const cdp = await connect(entry.webSocketDebuggerUrl);

@@ -25,10 +25,16 @@ export const PRIVATE_WORKER_SCRIPT = join(REPO_ROOT, "demo", "private-origin", "
 export const PRIVATE_WORKER_NAME = "airlock-demo-private";
 
 // Session state: the Durable Object class AirlockState, exported by the built
-// worker itself, bound as AIRLOCK_STATE (SQLite-backed, as in wrangler.toml).
+// state script (build/state/index.js, worker "airlock-state"), bound as
+// AIRLOCK_STATE (SQLite-backed, as in wrangler.toml and wrangler.state.toml).
 // A failing stand-in (fixtures/broken-state.js) runs as its own worker.
 export const STATE_BINDING = "AIRLOCK_STATE";
 export const STATE_CLASS = "AirlockState";
+export const STATE_WORKER_NAME = "airlock-state";
+export const STATE_SCRIPT = resolve(
+  REPO_ROOT,
+  process.env.AIRLOCK_STATE_SCRIPT || join("build", "state", "index.js"),
+);
 export const BROKEN_STATE_SCRIPT = join(REPO_ROOT, "miniflare-tests", "fixtures", "broken-state.js");
 export const BROKEN_STATE_WORKER_NAME = "airlock-broken-state";
 export const BROKEN_STATE_CLASS = "BrokenState";
@@ -169,17 +175,18 @@ export async function readResponse(resp) {
  *   outbound fetch of the Airlock worker (see fakeInternet()); without it the worker
  *   reaches the network directly, so suites that exercise /e/ must set it
  * @param {"default"|"missing"|"broken"} [o.state] the session-state Durable Object:
- *   "default" binds AIRLOCK_STATE to the worker's own AirlockState class (SQLite);
+ *   "default" binds AIRLOCK_STATE to AirlockState in the worker airlock-state
+ *   (build/state/index.js, SQLite);
  *   "missing" leaves the binding out; "broken" binds it to BrokenState in the
  *   worker airlock-broken-state (fixtures/broken-state.js), whose fetch always
  *   throws. `h.restart({ state })` switches modes; Durable Object storage lives
  *   in Miniflare's temporary directory and survives restarts.
  */
 export async function startAirlock(o = {}) {
-  if (!existsSync(WORKER_SCRIPT)) {
-    throw new Error(
-      `${WORKER_SCRIPT} does not exist: build the worker first (bash scripts/build)`,
-    );
+  for (const script of [WORKER_SCRIPT, STATE_SCRIPT]) {
+    if (!existsSync(script)) {
+      throw new Error(`${script} does not exist: build the workers first (bash scripts/build)`);
+    }
   }
   const echo = await startEchoOrigin({ port: 0 });
   const h = {
@@ -234,7 +241,9 @@ export async function startAirlock(o = {}) {
         },
       };
     }
-    return { durableObjects: { [STATE_BINDING]: { className: STATE_CLASS, useSQLite: true } } };
+    return {
+      durableObjects: { [STATE_BINDING]: { className: STATE_CLASS, scriptName: STATE_WORKER_NAME, useSQLite: true } },
+    };
   };
 
   const options = () => ({
@@ -277,6 +286,18 @@ export async function startAirlock(o = {}) {
         modulesRoot: dirname(PRIVATE_WORKER_SCRIPT),
         compatibilityDate: COMPATIBILITY_DATE,
       },
+      ...(h.state === "default"
+        ? [
+            {
+              name: STATE_WORKER_NAME,
+              modules: true,
+              scriptPath: STATE_SCRIPT,
+              modulesRoot: dirname(STATE_SCRIPT),
+              modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"] }],
+              compatibilityDate: COMPATIBILITY_DATE,
+            },
+          ]
+        : []),
       ...(h.state === "broken"
         ? [
             {

@@ -386,6 +386,33 @@ describe("revocation", () => {
     );
   });
 
+  test("the state script's own URL: 404 for every request, nothing changes", async () => {
+    const m = marker("/state-script");
+    const s = await h.mint({ echo: "read" });
+    const stateWorker = await h.mf.getWorker("airlock-state");
+    // The commands Airlock itself sends to an object, sent to the script.
+    for (const [method, body] of [
+      ["GET", undefined],
+      ["POST", JSON.stringify("revoke")],
+      ["POST", JSON.stringify({ create: { record: { session_id: s.session_id } } })],
+      ["DELETE", undefined],
+    ]) {
+      for (const path of ["/", `/session:${s.session_id}`, "/approvals"]) {
+        const r = await stateWorker.fetch(`http://airlock-state${path}`, { method, body });
+        const text = await r.text();
+        assert.equal(r.status, 404, `${method} ${path}: ${r.status} ${text}`);
+        assert.ok(!text.includes(s.session_id), `${method} ${path}: answer names the session`);
+      }
+    }
+    const after = await getSession(s.session_id);
+    assert.equal(after.status, 200, after.text);
+    assert.equal(after.json.status, "active");
+    assert.equal(after.json.usage.requests, 0);
+    const ok = await h.call("echo", `${m}/a`, { token: s.token });
+    assert.equal(ok.status, 200, ok.text);
+    assert.equal(echoHits(m).length, 1);
+  });
+
   test("unknown id -> 404 session_not_found", async () => {
     const unknown = randomBytes(16).toString("hex");
     for (const [label, r] of [

@@ -21,6 +21,7 @@ import { startEchoOrigin } from "../demo/echo-origin.mjs";
 import {
   COMPATIBILITY_DATE,
   PRIVATE_WORKER_SCRIPT,
+  STATE_SCRIPT,
   WORKER_SCRIPT,
   assertError,
   generateSecrets,
@@ -95,6 +96,12 @@ before(async () => {
     const wasm = readdirSync(buildDir).filter((f) => f.endsWith(".wasm"));
     copyFileSync(WORKER_SCRIPT, join(dir, basename(WORKER_SCRIPT)));
     for (const f of wasm) copyFileSync(join(buildDir, f), join(dir, f));
+    // The state script's modules have the same names: keep them in their own folder.
+    const stateBuild = dirname(STATE_SCRIPT);
+    const stateWasm = readdirSync(stateBuild).filter((f) => f.endsWith(".wasm"));
+    mkdirSync(join(dir, "state-script"));
+    copyFileSync(STATE_SCRIPT, join(dir, "state-script", basename(STATE_SCRIPT)));
+    for (const f of stateWasm) copyFileSync(join(stateBuild, f), join(dir, "state-script", f));
     copyFileSync(PRIVATE_WORKER_SCRIPT, join(dir, "private.js"));
     writeFileSync(
       join(dir, "probe.js"),
@@ -110,10 +117,14 @@ before(async () => {
       `(name = ${capnpString(basename(WORKER_SCRIPT))}, esModule = embed ${capnpString(basename(WORKER_SCRIPT))})`,
       ...wasm.map((f) => `(name = ${capnpString(f)}, wasm = embed ${capnpString(f)})`),
     ];
+    const stateModules = [
+      `(name = ${capnpString(basename(STATE_SCRIPT))}, esModule = embed ${capnpString(`state-script/${basename(STATE_SCRIPT)}`)})`,
+      ...stateWasm.map((f) => `(name = ${capnpString(f)}, wasm = embed ${capnpString(`state-script/${f}`)})`),
+    ];
     const bindingList = [
       ...Object.keys(bindings).map((n) => `(name = ${capnpString(n)}, text = embed ${capnpString(`${n}.txt`)})`),
       `(name = "PRIVATE_ORIGIN", service = "airlock-demo-private")`,
-      `(name = "AIRLOCK_STATE", durableObjectNamespace = "AirlockState")`,
+      `(name = "AIRLOCK_STATE", durableObjectNamespace = (className = "AirlockState", serviceName = "airlock-state"))`,
     ];
     writeFileSync(
       join(dir, "config.capnp"),
@@ -121,6 +132,7 @@ before(async () => {
 const config :Workerd.Config = (
   services = [
     (name = "airlock", worker = .airlock),
+    (name = "airlock-state", worker = .state),
     (name = "airlock-demo-private", worker = .private),
     (name = "probe", worker = .probe),
     (name = "loopback", network = (allow = ["public", "private", "local"])),
@@ -135,9 +147,13 @@ const airlock :Workerd.Worker = (
   modules = [ ${modules.join(", ")} ],
   compatibilityDate = "${COMPATIBILITY_DATE}",
   bindings = [ ${bindingList.join(", ")} ],
+  globalOutbound = "loopback",
+);
+const state :Workerd.Worker = (
+  modules = [ ${stateModules.join(", ")} ],
+  compatibilityDate = "${COMPATIBILITY_DATE}",
   durableObjectNamespaces = [ (className = "AirlockState", uniqueKey = "airlock-state", enableSql = true) ],
   durableObjectStorage = (localDisk = "state-disk"),
-  globalOutbound = "loopback",
 );
 const private :Workerd.Worker = (
   modules = [ (name = "private.js", esModule = embed "private.js") ],

@@ -9,6 +9,11 @@
 //! compile and are tested natively. Only [`edge`] (built for `wasm32`)
 //! touches the Workers runtime, and the `worker` crate is not even a
 //! dependency of native builds, so the boundary is enforced by the compiler.
+//!
+//! The crate builds two worker scripts: the Airlock worker ([`edge`]), and
+//! with the `state-object` feature the `airlock-state` script that holds
+//! the session-state Durable Object, so that neither module carries the
+//! other's code.
 
 pub mod audit;
 pub mod authorize;
@@ -28,5 +33,8 @@ pub mod sse;
 pub mod state;
 pub mod token;
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", not(feature = "state-object")))]
 mod edge;
+#[cfg(all(target_arch = "wasm32", feature = "state-object"))]
+#[path = "edge/object.rs"]
+mod object;

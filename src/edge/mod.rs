@@ -17,7 +17,8 @@ use std::time::Duration;
 use futures_util::future::{select, Either};
 use futures_util::stream::{self, StreamExt};
 use wasm_bindgen::JsCast;
-use worker::{console_log, event, ByteStream, Context, Date, Delay, Env, Fetch, Headers, Request, Response};
+use worker::wasm_bindgen_futures::JsFuture;
+use worker::{console_log, event, ByteStream, Context, Date, Delay, Env, Fetch, Headers, Request, Response, ResponseBody};
 
 mod gate;
 mod state;
@@ -688,10 +689,26 @@ fn response_head(
 /// Bodies up to this declared length are read whole instead of streamed.
 const SMALL_BODY: u64 = 64 * 1024;
 
-/// Reads a small body of declared length in one call (the runtime's
-/// `arrayBuffer()`), bounded by the idle timeout.
-async fn read_small(upstream: &mut Response, idle_ms: u64) -> Result<Vec<u8>, ()> {
-    let read = upstream.bytes();
+/// A whole body, read by the runtime in one call
+/// (`new Response(body).arrayBuffer()`). workers-rs' own `bytes()` and
+/// `text()` pull a body chunk by chunk through a stream reader, crossing
+/// between JavaScript and Wasm twice per chunk and locking a reader per
+/// body, which cost more than a small body itself.
+pub(crate) async fn body_bytes(response: &Response) -> Result<Vec<u8>, ()> {
+    let stream = match response.body() {
+        ResponseBody::Stream(stream) => stream,
+        ResponseBody::Body(bytes) => return Ok(bytes.clone()),
+        ResponseBody::Empty => return Ok(Vec::new()),
+    };
+    let whole = web_sys::Response::new_with_opt_readable_stream(Some(stream)).map_err(drop)?;
+    let buffer = JsFuture::from(whole.array_buffer().map_err(drop)?).await.map_err(drop)?;
+    Ok(js_sys::Uint8Array::new(&buffer).to_vec())
+}
+
+/// Reads a small body of declared length in one call, bounded by the idle
+/// timeout.
+async fn read_small(upstream: &Response, idle_ms: u64) -> Result<Vec<u8>, ()> {
+    let read = body_bytes(upstream);
     let timeout = Delay::from(Duration::from_millis(idle_ms));
     futures_util::pin_mut!(read);
     futures_util::pin_mut!(timeout);
@@ -731,7 +748,7 @@ async fn finish_response(
         _ if streamed && !null_body && small.is_some() => {
             // A small body of declared length is read in one call and
             // scrubbed whole: a stream costs more than the body itself.
-            let bytes = read_small(&mut upstream, limits.upstream_idle_timeout_ms).await;
+            let bytes = read_small(&upstream, limits.upstream_idle_timeout_ms).await;
             let mut filter = filter;
             let out = match bytes.map(|b| filter.push(&b).map(|mut out| {
                 out.extend(filter.finish());

@@ -1,154 +1,23 @@
-//! The session-state Durable Object and the worker's client for it.
-//!
-//! The object is a thin shell: it decodes one [`Command`], runs it with
-//! [`crate::state::run`] against its SQLite table in one synchronous step
-//! (SQL calls do not yield, so commands never interleave) and returns the
-//! [`Reply`]. Everything that decides lives in `crate::state`.
+//! The worker's client for the session-state Durable Object (the class
+//! itself is the separate `airlock-state` script, `src/edge/object.rs`).
 //!
 //! The client fails closed: a missing binding, a thrown error, a timeout or
 //! an unexpected answer is [`Error::StateUnavailable`], and the request is
 //! refused.
 
-use std::cell::Cell;
 use std::time::Duration;
 
 use futures_util::future::{select, Either};
-use worker::{durable_object, DurableObject, Env, Method, Request, RequestInit, Response, State};
+use worker::{Env, Method, Request, RequestInit};
 
 use crate::error::Error;
-use crate::state::store::{Store, StoreError};
 pub use crate::state::session::StoredAnswer;
-pub use crate::state::{run, Command, Reply};
+pub use crate::state::{Command, Reply};
 
 /// The Durable Object binding Airlock's state lives behind.
 pub const BINDING: &str = "AIRLOCK_STATE";
 /// How long a state call may take before the request is refused.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// One session's state (`session:{id}`), or the approvals (`approvals`).
-#[durable_object]
-pub struct AirlockState {
-    state: State,
-    ready: Cell<bool>,
-}
-
-impl DurableObject for AirlockState {
-    fn new(state: State, _env: Env) -> Self {
-        AirlockState { state, ready: Cell::new(false) }
-    }
-
-    async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
-        let command: Command = match req.text().await.ok().and_then(|t| serde_json::from_str(&t).ok()) {
-            Some(c) => c,
-            None => return Response::error("bad command", 400),
-        };
-        let arm_at = match &command {
-            Command::Create { record } => Some(record.expires_at.saturating_add(crate::state::session::RECORD_RETENTION_S)),
-            _ => None,
-        };
-        let now_ms = worker::Date::now().as_millis();
-        let reply = match self.store() {
-            Ok(mut store) => run(&mut store, command, now_ms),
-            Err(StoreError) => Reply::Failed,
-        };
-        // A session's object deletes itself once its record is past retention.
-        if let (Some(at), Reply::Created { created: true }) = (arm_at, &reply) {
-            if self.state.storage().set_alarm(at.saturating_mul(1000) as i64).await.is_err() {
-                return Response::error("alarm", 500);
-            }
-        }
-        let body = serde_json::to_string(&reply).map_err(|e| worker::Error::RustError(e.to_string()))?;
-        Response::ok(body)
-    }
-
-    async fn alarm(&self) -> worker::Result<Response> {
-        let now_s = worker::Date::now().as_millis() / 1000;
-        if let Ok(mut store) = self.store() {
-            let _ = store.purge(now_s);
-            if store.is_empty() {
-                self.state.storage().delete_all().await?;
-            }
-        }
-        Response::ok("")
-    }
-}
-
-impl AirlockState {
-    fn store(&self) -> Result<SqlStore, StoreError> {
-        let sql = self.state.storage().sql();
-        if !self.ready.get() {
-            sql.exec("CREATE TABLE IF NOT EXISTS entries (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires INTEGER NOT NULL)", None)
-                .map_err(|_| StoreError)?;
-            sql.exec("CREATE INDEX IF NOT EXISTS entries_expires ON entries (expires)", None).map_err(|_| StoreError)?;
-            self.ready.set(true);
-        }
-        Ok(SqlStore { sql })
-    }
-}
-
-/// The object's SQLite table as a [`Store`].
-struct SqlStore {
-    sql: worker::SqlStorage,
-}
-
-#[derive(serde::Deserialize)]
-struct Row {
-    value: String,
-}
-
-fn int(v: u64) -> worker::SqlStorageValue {
-    worker::SqlStorageValue::Integer(v.min(i64::MAX as u64 >> 11) as i64)
-}
-
-impl SqlStore {
-    fn values(&self, query: &str, args: Vec<worker::SqlStorageValue>) -> Result<Vec<String>, StoreError> {
-        let rows: Vec<Row> = self.sql.exec(query, args).and_then(|c| c.to_array()).map_err(|_| StoreError)?;
-        Ok(rows.into_iter().map(|r| r.value).collect())
-    }
-
-    fn is_empty(&self) -> bool {
-        self.values("SELECT key AS value FROM entries LIMIT 1", Vec::new()).map(|v| v.is_empty()).unwrap_or(false)
-    }
-}
-
-impl Store for SqlStore {
-    fn get(&self, key: &str) -> Result<Option<String>, StoreError> {
-        Ok(self.values("SELECT value FROM entries WHERE key = ?", vec![key.into()])?.pop())
-    }
-
-    fn put(&mut self, key: &str, value: &str, expires_s: u64) -> Result<(), StoreError> {
-        self.sql
-            .exec(
-                "INSERT INTO entries (key, value, expires) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value, expires = excluded.expires",
-                vec![key.into(), value.into(), int(expires_s)],
-            )
-            .map(drop)
-            .map_err(|_| StoreError)
-    }
-
-    fn delete(&mut self, key: &str) -> Result<(), StoreError> {
-        self.sql.exec("DELETE FROM entries WHERE key = ?", vec![key.into()]).map(drop).map_err(|_| StoreError)
-    }
-
-    fn scan(&self, prefix: &str, limit: usize) -> Result<Vec<String>, StoreError> {
-        // Keys are ASCII; the range [prefix, prefix with its last byte + 1)
-        // holds exactly the keys starting with it.
-        let mut end = prefix.as_bytes().to_vec();
-        match end.last_mut() {
-            Some(b) if *b < 0x7f => *b += 1,
-            _ => return Err(StoreError),
-        }
-        let end = String::from_utf8(end).map_err(|_| StoreError)?;
-        self.values(
-            "SELECT value FROM entries WHERE key >= ? AND key < ? ORDER BY key LIMIT ?",
-            vec![prefix.into(), end.into(), int(limit as u64)],
-        )
-    }
-
-    fn purge(&mut self, now_s: u64) -> Result<(), StoreError> {
-        self.sql.exec("DELETE FROM entries WHERE expires < ?", vec![int(now_s)]).map(drop).map_err(|_| StoreError)
-    }
-}
 
 /// Runs `command` on the state object `name`. Anything but a clear answer
 /// is an error, so callers refuse the request.
@@ -161,12 +30,12 @@ pub async fn call(env: &Env, name: &str, command: &Command) -> Result<Reply, Err
     init.with_method(Method::Post).with_body(Some(body.into()));
     let request = Request::new_with_init("https://airlock-state.invalid/", &init).map_err(|_| unavailable("request"))?;
     let exchange = async {
-        let mut response = stub.fetch_with_request(request).await.map_err(|_| unavailable("call failed"))?;
+        let response = stub.fetch_with_request(request).await.map_err(|_| unavailable("call failed"))?;
         if response.status_code() != 200 {
             return Err(unavailable("answered an error"));
         }
-        let text = response.text().await.map_err(|_| unavailable("answer unreadable"))?;
-        serde_json::from_str::<Reply>(&text).map_err(|_| unavailable("answer undecodable"))
+        let body = super::body_bytes(&response).await.map_err(|_| unavailable("answer unreadable"))?;
+        serde_json::from_slice::<Reply>(&body).map_err(|_| unavailable("answer undecodable"))
     };
     let timeout = worker::Delay::from(CALL_TIMEOUT);
     futures_util::pin_mut!(exchange);

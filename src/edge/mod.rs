@@ -720,7 +720,7 @@ async fn read_small(upstream: &Response, idle_ms: u64) -> Result<Vec<u8>, ()> {
 
 #[allow(clippy::too_many_arguments)]
 async fn finish_response(
-    mut upstream: Response,
+    upstream: Response,
     status: u16,
     filtered: Vec<(String, String)>,
     outbound: &Outbound,

@@ -65,6 +65,9 @@ impl DurableObject for AirlockState {
             let _ = store.purge(now_s);
             if store.is_empty() {
                 self.state.storage().delete_all().await?;
+                // delete_all drops the table too: a later command on this
+                // instance creates it again.
+                self.ready.set(false);
             }
         }
         Response::ok("")
@@ -160,4 +163,3 @@ impl Store for SqlStore<'_> {
         Ok(())
     }
 }
-

@@ -15,6 +15,7 @@
 //   --no-write      print only, do not update docs/performance.md
 //   --write         update docs/performance.md even with --quick / --scale
 // Environment: AIRLOCK_WORKER_SCRIPT (default build/index.js),
+// AIRLOCK_STATE_SCRIPT (default build/state/index.js, the session-state script),
 // AIRLOCK_FLOOR_SCRIPT (default bench/floor-worker/build/index.js; when it is
 // missing the run goes on without the floor worker and says so).
 

@@ -16,7 +16,8 @@ import { startEchoOrigin } from "../demo/echo-origin.mjs";
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 
-// AIRLOCK_WORKER_SCRIPT lets you point the suites at another build output.
+// AIRLOCK_WORKER_SCRIPT and AIRLOCK_STATE_SCRIPT let you point the suites at
+// other build outputs.
 export const WORKER_SCRIPT = resolve(
   REPO_ROOT,
   process.env.AIRLOCK_WORKER_SCRIPT || join("build", "index.js"),

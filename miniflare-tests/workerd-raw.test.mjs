@@ -87,21 +87,26 @@ async function stop() {
   if (dir) rmSync(dir, { recursive: true, force: true });
 }
 
+/**
+ * Copies a built worker (its index.js and *.wasm) into `dir/sub` and returns
+ * its Cap'n Proto module list.
+ */
+function embedBuild(script, sub) {
+  const from = dirname(script);
+  const files = [basename(script), ...readdirSync(from).filter((f) => f.endsWith(".wasm"))];
+  mkdirSync(join(dir, sub));
+  for (const f of files) copyFileSync(join(from, f), join(dir, sub, f));
+  return files.map((f) => `(name = ${capnpString(f)}, ${f.endsWith(".wasm") ? "wasm" : "esModule"} = embed ${capnpString(`${sub}/${f}`)})`);
+}
+
 before(async () => {
   echo = await startEchoOrigin({ port: 0 });
   try {
     secrets = generateSecrets();
     dir = mkdtempSync(join(tmpdir(), "airlock-workerd-"));
-    const buildDir = dirname(WORKER_SCRIPT);
-    const wasm = readdirSync(buildDir).filter((f) => f.endsWith(".wasm"));
-    copyFileSync(WORKER_SCRIPT, join(dir, basename(WORKER_SCRIPT)));
-    for (const f of wasm) copyFileSync(join(buildDir, f), join(dir, f));
-    // The state script's modules have the same names: keep them in their own folder.
-    const stateBuild = dirname(STATE_SCRIPT);
-    const stateWasm = readdirSync(stateBuild).filter((f) => f.endsWith(".wasm"));
-    mkdirSync(join(dir, "state-script"));
-    copyFileSync(STATE_SCRIPT, join(dir, "state-script", basename(STATE_SCRIPT)));
-    for (const f of stateWasm) copyFileSync(join(stateBuild, f), join(dir, "state-script", f));
+    const modules = embedBuild(WORKER_SCRIPT, "airlock");
+    // The state script's modules have the same names: hence a folder each.
+    const stateModules = embedBuild(STATE_SCRIPT, "state-script");
     copyFileSync(PRIVATE_WORKER_SCRIPT, join(dir, "private.js"));
     writeFileSync(
       join(dir, "probe.js"),
@@ -113,14 +118,6 @@ before(async () => {
 
     airlockPort = await freePort();
     probePort = await freePort();
-    const modules = [
-      `(name = ${capnpString(basename(WORKER_SCRIPT))}, esModule = embed ${capnpString(basename(WORKER_SCRIPT))})`,
-      ...wasm.map((f) => `(name = ${capnpString(f)}, wasm = embed ${capnpString(f)})`),
-    ];
-    const stateModules = [
-      `(name = ${capnpString(basename(STATE_SCRIPT))}, esModule = embed ${capnpString(`state-script/${basename(STATE_SCRIPT)}`)})`,
-      ...stateWasm.map((f) => `(name = ${capnpString(f)}, wasm = embed ${capnpString(`state-script/${f}`)})`),
-    ];
     const bindingList = [
       ...Object.keys(bindings).map((n) => `(name = ${capnpString(n)}, text = embed ${capnpString(`${n}.txt`)})`),
       `(name = "PRIVATE_ORIGIN", service = "airlock-demo-private")`,

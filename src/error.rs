@@ -55,6 +55,9 @@ pub enum Error {
     UpstreamTimeout { after_ms: u64 },
     /// The origin answered 5xx; its body is not passed on.
     UpstreamError { status: u16, retry_after: Option<String> },
+    /// An origin answer Airlock could not fully inspect (a coding it did
+    /// not decode, a slice of a body): refused before its body is read.
+    UpstreamUninspectable { status: u16, why: crate::respond::Uninspectable },
     PolicyInvalid(String),
     /// The session was revoked (or its state record is gone).
     SessionRevoked,
@@ -105,6 +108,8 @@ impl Error {
             Error::UpstreamUnavailable { .. } => "upstream_unavailable",
             Error::UpstreamTimeout { .. } => "upstream_timeout",
             Error::UpstreamError { .. } => "upstream_error",
+            Error::UpstreamUninspectable { why: crate::respond::Uninspectable::Encoding(_), .. } => "upstream_encoding_refused",
+            Error::UpstreamUninspectable { why: crate::respond::Uninspectable::PartialContent, .. } => "upstream_partial_content",
             Error::PolicyInvalid(_) => "policy_invalid",
             Error::SessionRevoked => "session_revoked",
             Error::SessionNotFound => "session_not_found",
@@ -151,7 +156,7 @@ impl Error {
             Error::HeadersTooLarge { .. } => 431,
             Error::NotFound => 404,
             Error::MethodNotAllowed => 405,
-            Error::UpstreamUnavailable { .. } | Error::UpstreamError { .. } => 502,
+            Error::UpstreamUnavailable { .. } | Error::UpstreamError { .. } | Error::UpstreamUninspectable { .. } => 502,
             Error::UpstreamTimeout { .. } => 504,
             Error::PolicyInvalid(_) | Error::Misconfigured(_) | Error::Internal(_) => 500,
         }
@@ -159,9 +164,10 @@ impl Error {
 
     pub fn source(&self) -> Source {
         match self {
-            Error::UpstreamUnavailable { .. } | Error::UpstreamTimeout { .. } | Error::UpstreamError { .. } => {
-                Source::Upstream
-            }
+            Error::UpstreamUnavailable { .. }
+            | Error::UpstreamTimeout { .. }
+            | Error::UpstreamError { .. }
+            | Error::UpstreamUninspectable { .. } => Source::Upstream,
             Error::PolicyInvalid(_) | Error::Misconfigured(_) | Error::Internal(_) | Error::StateUnavailable(_) => {
                 Source::Internal
             }
@@ -197,6 +203,12 @@ impl Error {
             Error::UpstreamUnavailable { .. } => "the tool's origin could not be reached".into(),
             Error::UpstreamTimeout { .. } => "the tool's origin did not answer in time".into(),
             Error::UpstreamError { .. } => "the tool's origin answered with a server error".into(),
+            Error::UpstreamUninspectable { why: crate::respond::Uninspectable::Encoding(_), .. } => {
+                "the tool's origin answered in a content coding Airlock cannot inspect".into()
+            }
+            Error::UpstreamUninspectable { why: crate::respond::Uninspectable::PartialContent, .. } => {
+                "the tool's origin answered with a partial body, which Airlock cannot inspect".into()
+            }
             Error::PolicyInvalid(_) => {
                 "Airlock's policy is invalid; every request is refused until it is fixed".into()
             }
@@ -262,6 +274,7 @@ impl Error {
             Error::UpstreamUnavailable { detail } => detail.clone(),
             Error::UpstreamTimeout { after_ms } => format!("no response after {after_ms} ms"),
             Error::UpstreamError { status, .. } => format!("origin answered {status}"),
+            Error::UpstreamUninspectable { status, why } => format!("origin answered {status}, refused: {why:?}"),
             Error::PolicyInvalid(msg) => msg.clone(),
             Error::Misconfigured(msg) => msg.clone(),
             Error::Internal(msg) => msg.clone(),

@@ -43,6 +43,9 @@ pub const FORWARDED_HEADERS: &[&str] = &[
     "user-agent",
 ];
 
+/// Request headers that ask for a slice of the body.
+const RANGE_HEADERS: &[&str] = &["range", "if-range"];
+
 /// The request Airlock sends to the origin.
 pub struct Outbound {
     pub method: Method,
@@ -204,6 +207,16 @@ pub fn inject(
         extra.extend(MCP_HEADERS.iter().map(|h| h.to_string()));
     }
     let mut out_headers = forwardable_headers(headers, &extra);
+    if tool.credential.is_some() || tool.mcp.is_some() {
+        // Slices of an echoed body, each shorter than the credential, would
+        // pass the redactor and reassemble it: no ranges unless opted in.
+        if tool.credential.is_some() && !tool.allow_range {
+            out_headers.retain(|(n, _)| !RANGE_HEADERS.contains(&n.as_str()));
+        }
+        // Only codings the runtime decodes before the body is scanned.
+        out_headers.retain(|(n, _)| n != "accept-encoding");
+        out_headers.push(("accept-encoding".into(), crate::respond::ACCEPT_ENCODING.into()));
+    }
 
     let mut query_parts: Vec<String> = query
         .filter(|q| !q.is_empty())
@@ -377,10 +390,35 @@ mod tests {
             assert_eq!(get(&o, "authorization"), vec!["Bearer s3cr3t-value"], "{method}");
             let mut n = names(&o);
             n.sort();
-            assert_eq!(n, vec!["accept", "authorization", "content-type", "x-extra"], "{method}");
+            assert_eq!(n, vec!["accept", "accept-encoding", "authorization", "content-type", "x-extra"], "{method}");
+            assert_eq!(get(&o, "accept-encoding"), vec![crate::respond::ACCEPT_ENCODING], "{method}");
             assert!(o.redactions.iter().any(|r| r.expose() == b"s3cr3t-value"));
             assert!(o.redactions.iter().any(|r| r.expose() == b"Bearer s3cr3t-value"));
         }
+    }
+
+    #[test]
+    fn ranges_reach_a_credentialed_origin_only_when_the_tool_opts_in() {
+        let secret = PreparedCredential::new(Secret::new(b"s3cr3t-value".to_vec()));
+        let mut h = hostile_headers();
+        h.push(("Range".into(), "bytes=0-3".into()));
+        h.push(("If-Range".into(), "\"e1\"".into()));
+        h.push(("Accept-Encoding".into(), "zstd, deflate".into()));
+        let p = policy(r#"{ "secret": "K", "inject": "bearer" }"#);
+        let o = inject(permit(&p, "GET", "/"), &h, None, Some(&secret)).unwrap();
+        assert!(get(&o, "range").is_empty() && get(&o, "if-range").is_empty());
+        assert_eq!(get(&o, "accept-encoding"), vec![crate::respond::ACCEPT_ENCODING]);
+
+        let opted = Policy::parse(
+            r#"{ "version": 1, "audience": "t", "tools": { "api": {
+                "origin": "https://api.example.com/base", "allow_range": true,
+                "credential": { "secret": "K", "inject": "bearer" },
+                "rules": [ { "methods": ["GET"], "path": "/**", "level": "read" } ] } } }"#,
+        )
+        .unwrap();
+        let o = inject(permit(&opted, "GET", "/"), &h, None, Some(&secret)).unwrap();
+        assert_eq!(get(&o, "range"), vec!["bytes=0-3"]);
+        assert_eq!(get(&o, "if-range"), vec!["\"e1\""]);
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub mod pipeline;
 pub mod proof;
 pub mod policy;
 pub mod redact;
+pub mod respond;
 pub mod route;
 pub mod secret;
 pub mod session;

@@ -216,6 +216,10 @@ pub struct Tool {
     pub forward_headers: Vec<String>,
     /// Whether `;` path parameters may appear in request paths.
     pub allow_path_params: bool,
+    /// Whether `Range`/`If-Range` reach a credentialed origin and its `206`
+    /// slices reach the sandbox (a slice shorter than the credential cannot
+    /// be redacted).
+    pub allow_range: bool,
     pub rules: Vec<Rule>,
     /// Set for MCP servers, served at `/mcp/{name}`.
     pub mcp: Option<McpRules>,
@@ -409,6 +413,8 @@ struct RawTool {
     forward_headers: Vec<String>,
     #[serde(default)]
     allow_path_params: bool,
+    #[serde(default)]
+    allow_range: bool,
     #[serde(default)]
     rules: Vec<RawRule>,
     mcp: Option<RawMcp>,
@@ -661,6 +667,7 @@ impl RawTool {
             credential,
             forward_headers,
             allow_path_params: self.allow_path_params,
+            allow_range: self.allow_range,
             rules,
             mcp,
             require_proof: self.require_proof,

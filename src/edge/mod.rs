@@ -33,6 +33,7 @@ use crate::inject::{Outbound, PreparedCredential};
 use crate::pipeline::{self, EgressRequest, McpRequest, ToolRequest};
 use crate::policy::{Limits, Policy, Target};
 use crate::redact::{filter_response_headers, tool_location, BodyFilter, Redactor};
+use crate::respond;
 use crate::route::{route, split_url, url_host, Route};
 use crate::secret::Secret;
 use crate::session::{self, hex};
@@ -354,7 +355,7 @@ async fn handle(mut req: Request, env: &Env, ctx: &Context, audit: &mut AuditRec
             };
             let rewrite = |location: &str| Some(tool_location(location, &outbound.url, tool));
             let head = match forward(source, env, &outbound, &redactor, policy.limits.upstream_timeout_ms).await {
-                Ok(upstream) => response_head(upstream, &redactor, tool.credential.is_some(), rewrite, audit),
+                Ok(upstream) => response_head(upstream, &redactor, HeadRules::tool(tool), rewrite, audit),
                 Err(e) => Err(e),
             };
             match (head, claim) {
@@ -389,7 +390,8 @@ async fn handle(mut req: Request, env: &Env, ctx: &Context, audit: &mut AuditRec
             // Egress answers never carry cookies back, and redirects are
             // rewritten to the egress route or dropped.
             let rewrite = |location: &str| egress::rewrite_location(location, &outbound.url, &policy.egress, own_host.as_deref());
-            let (status, headers, upstream) = response_head(upstream, &redactor, true, rewrite, audit)?;
+            let rules = HeadRules { drop_cookies: true, inspect: false, credentialed: false, allow_range: true };
+            let (status, headers, upstream) = response_head(upstream, &redactor, rules, rewrite, audit)?;
             finish_response(upstream, status, headers, &outbound, Box::new(redactor), &policy.limits, audit, slot, ctx).await
         }
         Route::Mcp { server } => {
@@ -427,7 +429,7 @@ async fn handle(mut req: Request, env: &Env, ctx: &Context, audit: &mut AuditRec
                 Some(bytes) => forward(Body::Bytes(bytes), env, &outbound, &redactor, policy.limits.upstream_timeout_ms).await?,
                 None => forward(Body::Inbound(&req), env, &outbound, &redactor, policy.limits.upstream_timeout_ms).await?,
             };
-            let (status, mut headers, mut upstream) = response_head(upstream, &redactor, tool.credential.is_some(), |_| None, audit)?;
+            let (status, mut headers, mut upstream) = response_head(upstream, &redactor, HeadRules::tool(tool), |_| None, audit)?;
             // The origin's MCP session id goes out bound to this session.
             if let Some(i) = headers.iter().position(|(n, _)| n == "mcp-session-id") {
                 let (_, origin_sid) = headers.remove(i);
@@ -642,12 +644,32 @@ async fn forward(body: Body<'_>, env: &Env, outbound: &Outbound, redactor: &Reda
 /// Status, filtered headers, and the origin's response (for its body).
 type Head = (u16, Vec<(String, String)>, Response);
 
+/// What the response-head rules need to know of the tool.
+#[derive(Clone, Copy)]
+struct HeadRules {
+    /// Set-Cookie is dropped (the credential's identity, or egress).
+    drop_cookies: bool,
+    /// The answer must be one Airlock can fully inspect: only decoded
+    /// codings, and no slices from a credentialed origin.
+    inspect: bool,
+    credentialed: bool,
+    allow_range: bool,
+}
+
+impl HeadRules {
+    fn tool(tool: &crate::policy::Tool) -> HeadRules {
+        let credentialed = tool.credential.is_some();
+        HeadRules { drop_cookies: credentialed, inspect: credentialed || tool.mcp.is_some(), credentialed, allow_range: tool.allow_range }
+    }
+}
+
 /// Filter response, first half: the status and headers the sandbox may
-/// see. An origin 5xx or an impossible status ends here as an error.
+/// see. An origin 5xx, an impossible status, or an answer Airlock could not
+/// inspect ends here as an error, before a byte of its body is read.
 fn response_head(
     upstream: Response,
     redactor: &Redactor,
-    drop_cookies: bool,
+    rules: HeadRules,
     rewrite_location: impl Fn(&str) -> Option<String>,
     audit: &mut AuditRecord,
 ) -> Result<Head, Error> {
@@ -658,28 +680,35 @@ fn response_head(
         return Err(Error::UpstreamUnavailable { detail: format!("origin answered status {status}") });
     }
     audit.upstream_status = Some(status);
+    let upstream_headers: Vec<(String, String)> = upstream.headers().entries().collect();
     if status >= 500 {
         // The origin's own error body may describe its internals: the
-        // sandbox gets Airlock's error, the status and any Retry-After.
-        let retry_after = upstream
-            .headers()
-            .get("retry-after")
-            .ok()
-            .flatten()
-            .filter(|v| v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b" ,:-".contains(&b)));
+        // sandbox gets Airlock's error, the status and a Retry-After that is
+        // a number or a date and holds nothing Airlock injected.
+        let retry_after = pipeline::header(&upstream_headers, "retry-after")
+            .and_then(respond::retry_after)
+            .filter(|v| !redactor.contains_any(v.as_bytes()));
         return Err(Error::UpstreamError { status, retry_after });
     }
-    let upstream_headers: Vec<(String, String)> = upstream.headers().entries().collect();
-    let mut filtered = filter_response_headers(&upstream_headers, redactor, drop_cookies);
-    if (300..400).contains(&status) {
-        filtered = filtered
-            .into_iter()
-            .filter_map(|(name, value)| match name.as_str() {
-                "location" => rewrite_location(&value).map(|v| (name, v)),
-                _ => Some((name, value)),
-            })
-            .collect();
+    if rules.inspect {
+        let uninspectable = |why| Error::UpstreamUninspectable { status, why };
+        let codings = upstream_headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("content-encoding")).map(|(_, v)| v.as_str());
+        respond::check_encoding(codings).map_err(uninspectable)?;
+        respond::check_partial(status, rules.credentialed, rules.allow_range).map_err(uninspectable)?;
     }
+    // A Location is rewritten first and scrubbed with every other value
+    // after: nothing Airlock returns is changed after its scrub.
+    let rewritten: Vec<(String, String)> = upstream_headers
+        .into_iter()
+        .filter_map(|(name, value)| {
+            if (300..400).contains(&status) && name.eq_ignore_ascii_case("location") {
+                rewrite_location(&value).map(|v| (name, v))
+            } else {
+                Some((name, value))
+            }
+        })
+        .collect();
+    let filtered = filter_response_headers(&rewritten, redactor, rules.drop_cookies);
     Ok((status, filtered, upstream))
 }
 

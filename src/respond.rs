@@ -1,0 +1,162 @@
+//! Filter response, the head: which origin answers Airlock may return at
+//! all, before a byte of their body is read.
+//!
+//! Invariant: an answer Airlock could not fully inspect is refused, never
+//! passed. Its body would reach the sandbox unscanned:
+//! - a content coding the runtime did not decode before the redactor saw
+//!   the body (`deflate`, `x-gzip`, `zstd`, stacked codings such as
+//!   `gzip, gzip`): every mainstream client decodes these, Airlock's scan
+//!   would have seen only compressed bytes;
+//! - a `206 Partial Content` slice from a credentialed origin: a slice
+//!   shorter than the credential holds no match, and slices of an echoed
+//!   body put the credential back together.
+//!
+//! Must never: decide on the sandbox's request headers (only on what the
+//! origin answered and what the policy says), or return text from the origin.
+
+/// What Airlock asks a credentialed (or MCP) origin for: only codings the
+/// runtime decodes before the body reaches the redactor. The sandbox's own
+/// `Accept-Encoding` is never forwarded.
+pub const ACCEPT_ENCODING: &str = "gzip, br";
+
+/// Why an origin answer was refused before its body was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Uninspectable {
+    /// A `Content-Encoding` other than identity or exactly one decoded coding.
+    /// Holds the coding as Airlock read it (lower-case, at most 64 bytes).
+    Encoding(String),
+    /// A `206` from a credentialed origin of a tool without `allow_range`.
+    PartialContent,
+}
+
+/// The response codings the runtime decodes on its own before the body is
+/// read (workerd decodes exactly these two).
+const DECODED: &[&str] = &["gzip", "br"];
+
+/// Checks an origin's `Content-Encoding` (all of its values, in order).
+/// Passes identity (absent, empty or `identity`) and exactly one coding
+/// the runtime decoded; anything else is refused.
+pub fn check_encoding<'a>(values: impl IntoIterator<Item = &'a str>) -> Result<(), Uninspectable> {
+    let codings: Vec<String> = values
+        .into_iter()
+        .flat_map(|v| v.split(','))
+        .map(|c| c.trim().to_ascii_lowercase())
+        .filter(|c| !c.is_empty())
+        .collect();
+    match codings.as_slice() {
+        [] => Ok(()),
+        [one] if one == "identity" || DECODED.contains(&one.as_str()) => Ok(()),
+        _ => Err(Uninspectable::Encoding(codings.join(", ").chars().take(64).collect())),
+    }
+}
+
+/// Checks the status of an answer from a tool's origin: a `206` from a
+/// credentialed origin passes only when the tool opted in with `allow_range`.
+pub fn check_partial(status: u16, credentialed: bool, allow_range: bool) -> Result<(), Uninspectable> {
+    if status == 206 && credentialed && !allow_range {
+        return Err(Uninspectable::PartialContent);
+    }
+    Ok(())
+}
+
+/// A `Retry-After` value that is safe to pass on: delta-seconds (at most ten
+/// digits) or an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`). Anything
+/// else — free text an origin could fill with an echoed value — is dropped.
+pub fn retry_after(value: &str) -> Option<String> {
+    let v = value.trim();
+    if !v.is_empty() && v.len() <= 10 && v.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(v.to_string());
+    }
+    is_http_date(v).then(|| v.to_string())
+}
+
+/// IMF-fixdate, the form RFC 9110 requires senders to use.
+fn is_http_date(v: &str) -> bool {
+    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let parts: Vec<&str> = v.split(' ').collect();
+    let [day, date, month, year, time, zone] = parts.as_slice() else {
+        return false;
+    };
+    let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+    let Some(day) = day.strip_suffix(',') else {
+        return false;
+    };
+    let clock: Vec<&str> = time.split(':').collect();
+    DAYS.contains(&day)
+        && digits(date, 2)
+        && MONTHS.contains(month)
+        && digits(year, 4)
+        && clock.len() == 3
+        && clock.iter().all(|c| digits(c, 2))
+        && *zone == "GMT"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codings_that_were_decoded_pass_and_nothing_else() {
+        let pass: &[&[&str]] = &[&[], &[""], &["identity"], &["gzip"], &["GZIP"], &[" br "], &["Identity"]];
+        for values in pass {
+            assert_eq!(check_encoding(values.iter().copied()), Ok(()), "{values:?}");
+        }
+        let refuse: &[&[&str]] = &[
+            &["deflate"],
+            &["x-gzip"],
+            &["zstd"],
+            &["compress"],
+            &["x-compress"],
+            &["gzip, gzip"],
+            &["gzip,br"],
+            &["gzip", "gzip"],
+            &["br", "identity"],
+            &["gzip, identity"],
+            &["aes128gcm"],
+            &["exi"],
+            &["pack200-gzip"],
+            &["dcb"],
+            &["dcz"],
+            &["gzip;q=1"],
+            &["unknown-coding"],
+        ];
+        for values in refuse {
+            assert!(matches!(check_encoding(values.iter().copied()), Err(Uninspectable::Encoding(_))), "{values:?}");
+        }
+    }
+
+    #[test]
+    fn partial_content_needs_the_opt_in_when_credentialed() {
+        assert_eq!(check_partial(206, true, false), Err(Uninspectable::PartialContent));
+        assert_eq!(check_partial(206, true, true), Ok(()));
+        assert_eq!(check_partial(206, false, false), Ok(()));
+        for status in [200, 204, 304, 416] {
+            assert_eq!(check_partial(status, true, false), Ok(()), "{status}");
+        }
+    }
+
+    #[test]
+    fn retry_after_passes_only_seconds_and_dates() {
+        for ok in ["0", "120", " 30 ", "9999999999", "Sun, 06 Nov 1994 08:49:37 GMT", "Wed, 21 Oct 2026 07:28:00 GMT"] {
+            assert_eq!(retry_after(ok).as_deref(), Some(ok.trim()), "{ok}");
+        }
+        for bad in [
+            "",
+            "-1",
+            "1.5",
+            "99999999999",
+            "soon",
+            "Bearer sk_live_abc",
+            "120 sk_live_abc",
+            "Sun, 06 Nov 1994 08:49:37 UTC",
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 1994",
+            "Sun, 06 Nov 1994 08:49:37 GMT x",
+            "Sun, 6 Nov 1994 08:49:37 GMT",
+            "Xyz, 06 Nov 1994 08:49:37 GMT",
+        ] {
+            assert_eq!(retry_after(bad), None, "{bad:?}");
+        }
+    }
+}

@@ -238,6 +238,63 @@ mod tests {
     }
 
     #[test]
+    fn method_override_needs_the_option_and_both_methods() {
+        let mut v: serde_json::Value = serde_json::from_str(POLICY).unwrap();
+        v["tools"]["gh"]["rules"][1]["approval"] = serde_json::json!(true);
+        v["tools"]["other"]["allow_method_override"] = serde_json::json!(true);
+        v["tools"]["other"]["rules"] = serde_json::json!([
+            { "methods": ["GET"], "path": "/**", "level": "read" },
+            { "methods": ["POST"], "path": "/**", "level": "write" },
+            { "methods": ["PUT"], "path": "/**", "level": "write", "approval": true },
+            { "methods": ["DELETE"], "path": "/**", "level": "admin" }
+        ]);
+        let policy = Policy::parse(&v.to_string()).unwrap();
+        use Level::*;
+        // Scope level for both tools, tool, method, query, and the level of
+        // the permit or the error code.
+        let table: &[(Level, &str, &str, &str, Result<Level, &str>)] = &[
+            (Admin, "gh", "GET", "_method=DELETE", Err("method_override_not_allowed")),
+            (Admin, "gh", "GET", "a=1&_METHOD=get", Err("method_override_not_allowed")),
+            (Admin, "gh", "GET", "%5Fmethod=DELETE", Err("method_override_not_allowed")),
+            (Admin, "gh", "GET", "a=1;x-http-method-override=PUT", Err("method_override_not_allowed")),
+            (Admin, "gh", "GET", "+_method=DELETE", Err("method_override_not_allowed")),
+            (Admin, "gh", "GET", "_method", Err("method_override_not_allowed")),
+            (Admin, "gh", "GET", "method=flickr.photos.search", Ok(Read)),
+            (Admin, "gh", "GET", "q=_method%3DDELETE", Ok(Read)),
+            (Write, "other", "POST", "_method=DELETE", Err("level_insufficient")),
+            (Admin, "other", "POST", "_method=DELETE", Ok(Admin)),
+            (Admin, "other", "POST", "_method=delete", Ok(Admin)),
+            (Write, "other", "POST", "_method=GET", Ok(Write)),
+            (Read, "other", "GET", "_method=POST", Err("level_insufficient")),
+            (Write, "other", "POST", "_method=TRACE", Err("route_not_allowed")),
+            (Write, "other", "POST", "_method=", Err("route_not_allowed")),
+            (Admin, "other", "POST", "_method=PATCH", Err("route_not_allowed")),
+            (Write, "other", "POST", "_method=GET&_method=DELETE", Err("level_insufficient")),
+            (Admin, "other", "HEAD", "_method=GET", Err("route_not_allowed")),
+        ];
+        for (lvl, tool, method, query, want) in table {
+            let s = session(&[("gh", *lvl), ("other", *lvl)]);
+            let got = authorize_request(&policy, s, tool, method, normalize("/repos/o/r").unwrap(), Some(query));
+            match (got, want) {
+                (Ok(p), Ok(l)) => {
+                    assert_eq!(p.rule().map(|r| r.level), Some(*l), "{lvl:?} {tool} {method} ?{query}");
+                    assert_eq!(p.method().as_str(), *method, "the real method is what is sent");
+                }
+                (Err(e), Err(code)) => assert_eq!(e.code(), *code, "{lvl:?} {tool} {method} ?{query}"),
+                (got, want) => panic!("{lvl:?} {tool} {method} ?{query}: got {got:?}, want {want:?}"),
+            }
+        }
+        // An override whose rule asks for approval makes the request need one.
+        let p = authorize_request(&policy, session(&[("other", Write)]), "other", "POST", normalize("/x").unwrap(), Some("_method=PUT")).unwrap();
+        assert!(p.approval());
+        let p = authorize_request(&policy, session(&[("other", Write)]), "other", "POST", normalize("/x").unwrap(), None).unwrap();
+        assert!(!p.approval());
+        // The refusal never names the sandbox's override value.
+        let e = authorize_request(&policy, session(&[("other", Admin)]), "other", "POST", normalize("/x").unwrap(), Some("_method=secret-value")).unwrap_err();
+        assert!(!e.detail().contains("secret-value") && !e.wire_body().contains("secret-value"));
+    }
+
+    #[test]
     fn level_error_names_the_lowest_matching_level() {
         let policy = Policy::parse(POLICY).unwrap();
         let e = authorize(&policy, session(&[("gh", Level::Read)]), "gh", "PATCH", normalize("/repos/o/r/issues/1").unwrap()).unwrap_err();

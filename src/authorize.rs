@@ -250,9 +250,9 @@ mod tests {
         ]);
         let policy = Policy::parse(&v.to_string()).unwrap();
         use Level::*;
-        // Scope level for both tools, tool, method, query, and the level of
-        // the permit or the error code.
-        let table: &[(Level, &str, &str, &str, Result<Level, &str>)] = &[
+        // Rows as in `decision_table`, with the query in place of the path
+        // (`/repos/o/r`) and the scope level given to both tools.
+        let table: &[Row] = &[
             (Admin, "gh", "GET", "_method=DELETE", Err("method_override_not_allowed")),
             (Admin, "gh", "GET", "a=1&_METHOD=get", Err("method_override_not_allowed")),
             (Admin, "gh", "GET", "%5Fmethod=DELETE", Err("method_override_not_allowed")),

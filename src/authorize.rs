@@ -4,10 +4,15 @@
 //! forwarding, and only [`authorize`] builds one (its fields are private).
 //! It carries the verified session, the tool and the matched rule, so later
 //! phases cannot act on a request that skipped a check.
+//!
+//! A method-override query parameter (`?_method=DELETE`) makes many
+//! frameworks act on another method than the one sent: it is refused unless
+//! the tool allows it, and then the rules must allow both methods and the
+//! session must hold the higher of the two levels.
 
 use crate::error::Error;
 use crate::path::NormalizedPath;
-use crate::policy::{Level, Method, Policy, Rule, Tool};
+use crate::policy::{is_method_override_name, Level, Method, Policy, Rule, Tool};
 use crate::token::VerifiedSession;
 
 /// Proof that a request passed authentication and authorization.
@@ -18,6 +23,9 @@ pub struct Permit<'p> {
     /// The HTTP rule that allowed the request; `None` for an MCP server,
     /// where the decision is taken per JSON-RPC message.
     rule: Option<&'p Rule>,
+    /// Whether any rule that allowed the request (the real method's or the
+    /// override's) asks for a human approval.
+    approval: bool,
     method: Method,
     path: NormalizedPath,
 }
@@ -29,8 +37,12 @@ impl<'p> Permit<'p> {
     pub fn tool(&self) -> &'p Tool {
         self.tool
     }
+    /// The rule with the highest level among those that allowed the request.
     pub fn rule(&self) -> Option<&'p Rule> {
         self.rule
+    }
+    pub fn approval(&self) -> bool {
+        self.approval
     }
     pub fn method(&self) -> Method {
         self.method
@@ -51,22 +63,78 @@ pub fn authorize<'p>(
     method: &str,
     path: NormalizedPath,
 ) -> Result<Permit<'p>, Error> {
+    authorize_request(policy, session, tool_name, method, path, None)
+}
+
+/// [`authorize`] for a request with its raw `query` (without `?`): a
+/// method-override parameter in it is refused unless the tool has
+/// `allow_method_override`, and then each override method must be allowed
+/// like the real one; the permit carries the highest level needed.
+pub fn authorize_request<'p>(
+    policy: &'p Policy,
+    session: VerifiedSession,
+    tool_name: &str,
+    method: &str,
+    path: NormalizedPath,
+    query: Option<&str>,
+) -> Result<Permit<'p>, Error> {
     let (Some(tool), Some(granted)) = (policy.tool(tool_name), session.level_for(tool_name)) else {
         return Err(Error::ToolNotAllowed { tool: tool_name.to_string() });
     };
-    let route_denied = || Error::RouteNotAllowed { tool: tool_name.to_string(), method: method.to_string() };
-    let method = Method::parse(method).ok_or_else(route_denied)?;
+    let overrides = method_overrides(query);
+    if !overrides.is_empty() && !tool.allow_method_override {
+        return Err(Error::MethodOverride { tool: tool_name.to_string() });
+    }
+    let real = Method::parse(method).ok_or_else(|| Error::RouteNotAllowed { tool: tool_name.to_string(), method: method.to_string() })?;
+    let mut chosen = allowing_rule(tool, granted, real, path.segments())?;
+    let mut approval = chosen.approval;
+    for value in overrides {
+        // The value is not named in the error: it is the sandbox's text.
+        let overridden = value.ok_or_else(|| Error::RouteNotAllowed { tool: tool_name.to_string(), method: "(unrecognized method override)".into() })?;
+        let rule = allowing_rule(tool, granted, overridden, path.segments())?;
+        approval |= rule.approval;
+        if rule.level > chosen.level {
+            chosen = rule;
+        }
+    }
+    Ok(Permit { session, tool, rule: Some(chosen), approval, method: real, path })
+}
+
+/// The first rule that allows `method` on `path` at the `granted` level.
+fn allowing_rule<'p>(tool: &'p Tool, granted: Level, method: Method, path: &[String]) -> Result<&'p Rule, Error> {
     let mut needed = None;
-    for rule in tool.rules.iter().filter(|r| r.matches(method, path.segments())) {
+    for rule in tool.rules.iter().filter(|r| r.matches(method, path)) {
         if rule.level <= granted {
-            return Ok(Permit { session, tool, rule: Some(rule), method, path });
+            return Ok(rule);
         }
         needed = Some(needed.map_or(rule.level, |n: Level| n.min(rule.level)));
     }
     match needed {
-        Some(required) => Err(Error::LevelInsufficient { tool: tool_name.to_string(), required, granted }),
-        None => Err(route_denied()),
+        Some(required) => Err(Error::LevelInsufficient { tool: tool.name.clone(), required, granted }),
+        None => Err(Error::RouteNotAllowed { tool: tool.name.clone(), method: method.as_str().to_string() }),
     }
+}
+
+/// The method-override parameters of a raw query, read the way a form
+/// decoder reads them (`+` is a space, then `%XX`); `;` separates pairs as
+/// well as `&` (older Rack and Python parsers split on both). Each value is
+/// the method it names (upper-cased, as frameworks do before using it), or
+/// `None` when it names none Airlock knows.
+fn method_overrides(query: Option<&str>) -> Vec<Option<Method>> {
+    let form_decode = |s: &str| crate::path::percent_decode_lenient(s.replace('+', " ").as_bytes());
+    query
+        .unwrap_or_default()
+        .split(['&', ';'])
+        .filter_map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            is_method_override_name(&form_decode(key)).then(|| {
+                let value = form_decode(value);
+                let value = String::from_utf8_lossy(&value);
+                let upper: String = value.trim().chars().map(|c| if c == '\u{131}' { 'I' } else { c.to_ascii_uppercase() }).collect();
+                Method::parse(&upper)
+            })
+        })
+        .collect()
 }
 
 /// Decides whether `session` may talk to the MCP server `server` at all
@@ -85,7 +153,7 @@ pub fn authorize_mcp<'p>(policy: &'p Policy, session: VerifiedSession, server: &
         _ => return Err(Error::MethodNotAllowed),
     };
     let path = crate::path::normalize("/").map_err(Error::InvalidPath)?;
-    Ok((Permit { session, tool, rule: None, method, path }, granted))
+    Ok((Permit { session, tool, rule: None, approval: false, method, path }, granted))
 }
 
 #[cfg(test)]
@@ -167,6 +235,63 @@ mod tests {
         let b = authorize(&policy, session(&[("gh", Level::Read)]), "nonexistent", "GET", normalize("/").unwrap()).unwrap_err();
         assert_eq!(a.wire_body(), b.wire_body());
         assert_eq!(a.status(), b.status());
+    }
+
+    #[test]
+    fn method_override_needs_the_option_and_both_methods() {
+        let mut v: serde_json::Value = serde_json::from_str(POLICY).unwrap();
+        v["tools"]["gh"]["rules"][1]["approval"] = serde_json::json!(true);
+        v["tools"]["other"]["allow_method_override"] = serde_json::json!(true);
+        v["tools"]["other"]["rules"] = serde_json::json!([
+            { "methods": ["GET"], "path": "/**", "level": "read" },
+            { "methods": ["POST"], "path": "/**", "level": "write" },
+            { "methods": ["PUT"], "path": "/**", "level": "write", "approval": true },
+            { "methods": ["DELETE"], "path": "/**", "level": "admin" }
+        ]);
+        let policy = Policy::parse(&v.to_string()).unwrap();
+        use Level::*;
+        // Rows as in `decision_table`, with the query in place of the path
+        // (`/repos/o/r`) and the scope level given to both tools.
+        let table: &[Row] = &[
+            (Admin, "gh", "GET", "_method=DELETE", Err("method_override_not_allowed")),
+            (Admin, "gh", "GET", "a=1&_METHOD=get", Err("method_override_not_allowed")),
+            (Admin, "gh", "GET", "%5Fmethod=DELETE", Err("method_override_not_allowed")),
+            (Admin, "gh", "GET", "a=1;x-http-method-override=PUT", Err("method_override_not_allowed")),
+            (Admin, "gh", "GET", "+_method=DELETE", Err("method_override_not_allowed")),
+            (Admin, "gh", "GET", "_method", Err("method_override_not_allowed")),
+            (Admin, "gh", "GET", "method=flickr.photos.search", Ok(Read)),
+            (Admin, "gh", "GET", "q=_method%3DDELETE", Ok(Read)),
+            (Write, "other", "POST", "_method=DELETE", Err("level_insufficient")),
+            (Admin, "other", "POST", "_method=DELETE", Ok(Admin)),
+            (Admin, "other", "POST", "_method=delete", Ok(Admin)),
+            (Write, "other", "POST", "_method=GET", Ok(Write)),
+            (Read, "other", "GET", "_method=POST", Err("level_insufficient")),
+            (Write, "other", "POST", "_method=TRACE", Err("route_not_allowed")),
+            (Write, "other", "POST", "_method=", Err("route_not_allowed")),
+            (Admin, "other", "POST", "_method=PATCH", Err("route_not_allowed")),
+            (Write, "other", "POST", "_method=GET&_method=DELETE", Err("level_insufficient")),
+            (Admin, "other", "HEAD", "_method=GET", Err("route_not_allowed")),
+        ];
+        for (lvl, tool, method, query, want) in table {
+            let s = session(&[("gh", *lvl), ("other", *lvl)]);
+            let got = authorize_request(&policy, s, tool, method, normalize("/repos/o/r").unwrap(), Some(query));
+            match (got, want) {
+                (Ok(p), Ok(l)) => {
+                    assert_eq!(p.rule().map(|r| r.level), Some(*l), "{lvl:?} {tool} {method} ?{query}");
+                    assert_eq!(p.method().as_str(), *method, "the real method is what is sent");
+                }
+                (Err(e), Err(code)) => assert_eq!(e.code(), *code, "{lvl:?} {tool} {method} ?{query}"),
+                (got, want) => panic!("{lvl:?} {tool} {method} ?{query}: got {got:?}, want {want:?}"),
+            }
+        }
+        // An override whose rule asks for approval makes the request need one.
+        let p = authorize_request(&policy, session(&[("other", Write)]), "other", "POST", normalize("/x").unwrap(), Some("_method=PUT")).unwrap();
+        assert!(p.approval());
+        let p = authorize_request(&policy, session(&[("other", Write)]), "other", "POST", normalize("/x").unwrap(), None).unwrap();
+        assert!(!p.approval());
+        // The refusal never names the sandbox's override value.
+        let e = authorize_request(&policy, session(&[("other", Admin)]), "other", "POST", normalize("/x").unwrap(), Some("_method=secret-value")).unwrap_err();
+        assert!(!e.detail().contains("secret-value") && !e.wire_body().contains("secret-value"));
     }
 
     #[test]

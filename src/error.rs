@@ -30,6 +30,10 @@ pub enum Error {
     RouteNotAllowed { tool: String, method: String },
     LevelInsufficient { tool: String, required: Level, granted: Level },
     InvalidPath(PathError),
+    /// The query carries a method-override parameter (`_method` …) and the
+    /// tool does not allow one: the origin would act on a method the policy
+    /// did not decide.
+    MethodOverride { tool: String },
     /// A malformed control-plane or tool request. The message is built by
     /// Airlock from the request's own fields and is safe to return.
     InvalidRequest(String),
@@ -94,6 +98,7 @@ impl Error {
             Error::RouteNotAllowed { .. } => "route_not_allowed",
             Error::LevelInsufficient { .. } => "level_insufficient",
             Error::InvalidPath(_) => "invalid_path",
+            Error::MethodOverride { .. } => "method_override_not_allowed",
             Error::InvalidRequest(_) => "invalid_request",
             Error::BodyTooLarge { .. } => "body_too_large",
             Error::InvalidHost { .. } => "invalid_host",
@@ -147,7 +152,7 @@ impl Error {
             | Error::LevelInsufficient { .. }
             | Error::HostForbidden { .. }
             | Error::EgressNotAllowed { .. } => 403,
-            Error::InvalidPath(_) | Error::InvalidRequest(_) | Error::InvalidHost { .. } => 400,
+            Error::InvalidPath(_) | Error::MethodOverride { .. } | Error::InvalidRequest(_) | Error::InvalidHost { .. } => 400,
             Error::McpInvalid(crate::mcp::McpError::TooLarge) => 413,
             Error::McpInvalid(_) => 400,
             Error::McpSessionInvalid => 404,
@@ -187,6 +192,7 @@ impl Error {
                 format!("this request needs level {} for the tool", required.as_str())
             }
             Error::InvalidPath(_) => "ambiguous or malformed path".into(),
+            Error::MethodOverride { .. } => "method-override parameters are not allowed for this tool; send the real method".into(),
             Error::InvalidRequest(msg) => msg.clone(),
             Error::BodyTooLarge { limit, .. } => {
                 format!("request body larger than {limit} bytes")
@@ -255,6 +261,7 @@ impl Error {
                 granted.as_str()
             ),
             Error::InvalidPath(e) => format!("path: {e:?}"),
+            Error::MethodOverride { tool } => format!("tool {tool:?} does not allow a method-override query parameter"),
             Error::InvalidRequest(msg) => msg.clone(),
             Error::BodyTooLarge { limit, declared: Some(declared) } => {
                 format!("declared {declared} bytes, limit {limit}")
@@ -348,6 +355,17 @@ mod tests {
             assert!(!body.contains(&e.detail()), "{body}");
             assert!(e.status() >= 500);
         }
+    }
+
+    #[test]
+    fn method_override_is_a_client_error_without_detail_on_the_wire() {
+        let e = Error::MethodOverride { tool: "github".into() };
+        assert_eq!((e.code(), e.status(), e.source()), ("method_override_not_allowed", 400, Source::Client));
+        assert!(!e.wire_body().contains("github"));
+        assert!(e.detail().contains("github"));
+        let p = Error::InvalidPath(PathError::CompatibilityForm);
+        assert_eq!((p.code(), p.status()), ("invalid_path", 400));
+        assert_eq!(p.wire_body(), Error::InvalidPath(PathError::DotSegment).wire_body());
     }
 
     #[test]

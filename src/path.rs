@@ -2,9 +2,11 @@
 //!
 //! Invariants:
 //! - Ambiguous forms are refused, never repaired: dot segments in any
-//!   spelling, encoded separators (`%2f`, `%5c`), backslashes, NUL and other
-//!   control bytes, malformed or double percent-encoding, invalid UTF-8
-//!   (which includes overlong encodings), empty segments (`//`).
+//!   spelling (including the servlet spelling `..;x`), encoded separators
+//!   (`%2f`, `%5c`), backslashes, NUL and other control bytes, malformed or
+//!   double percent-encoding, invalid UTF-8 (which includes overlong
+//!   encodings), empty segments (`//`, `/;x/`), and Unicode compatibility
+//!   forms that NFKC normalization turns into `.`, `/`, `\`, `;` or `%`.
 //! - The segments rules are matched against are exactly the segments the
 //!   origin receives: [`NormalizedPath::encoded`] is derived from them alone.
 
@@ -24,6 +26,10 @@ pub enum PathError {
     /// `;` parameters in a tool that does not allow them: origins disagree
     /// on whether `/a;x/b` is the segment `a` or `a;x`.
     PathParameter,
+    /// A character that NFKC normalization (done by some Java and Python
+    /// stacks after routing) turns into `.`, `/`, `\`, `;` or `%`:
+    /// `／..／` would become `/../` behind the check.
+    CompatibilityForm,
 }
 
 /// Longest path accepted, encoded.
@@ -150,10 +156,69 @@ fn decode_segment(raw: &str) -> Result<String, PathError> {
     }
     // `from_utf8` also refuses overlong encodings and surrogates.
     let s = String::from_utf8(out).map_err(|_| PathError::InvalidUtf8)?;
-    if s == "." || s == ".." {
-        return Err(PathError::DotSegment);
+    if !s.is_ascii() && s.chars().any(is_compatibility_form) {
+        return Err(PathError::CompatibilityForm);
+    }
+    // Servlet containers (Tomcat, Jetty, Undertow) cut `;` parameters off a
+    // segment before resolving dot segments, so `..;x` is `..` to them, and
+    // `;x` is an empty segment that collapses into its neighbour. Refused
+    // whether or not the tool allows path parameters.
+    match s.split(';').next() {
+        Some("." | "..") => return Err(PathError::DotSegment),
+        Some("") if s.contains(';') => return Err(PathError::EmptySegment),
+        _ => {}
     }
     Ok(s)
+}
+
+/// Code points whose NFKC form differs from them and contains `.`, `/`,
+/// `\`, `;` or `%`, as inclusive ranges, sorted. Generated with Python
+/// 3.11.7's `unicodedata` (Unicode 14.0.0):
+///
+/// ```text
+/// python3 -c "import unicodedata as u; print(u.unidata_version, [hex(c)
+///   for c in range(0x110000) if u.normalize('NFKC', chr(c)) != chr(c)
+///   and any(x in u.normalize('NFKC', chr(c)) for x in './;%' + chr(92))])"
+/// ```
+///
+/// `;` and `%` go beyond the separators: `..；` becomes the servlet `..;`,
+/// and `％2e` a second layer of percent-encoding.
+const COMPATIBILITY_FORMS: &[(u32, u32)] = &[
+    (0x037E, 0x037E),   // GREEK QUESTION MARK -> ';' (even under NFC)
+    (0x2024, 0x2026),   // ONE DOT LEADER..HORIZONTAL ELLIPSIS -> '.', '..', '...'
+    (0x2100, 0x2101),   // ACCOUNT OF, ADDRESSED TO THE SUBJECT -> 'a/c', 'a/s'
+    (0x2105, 0x2106),   // CARE OF, CADA UNA -> 'c/o', 'c/u'
+    (0x2488, 0x249B),   // DIGIT ONE FULL STOP..NUMBER TWENTY FULL STOP -> '1.'..'20.'
+    (0x33C2, 0x33C2),   // SQUARE AM -> 'a.m.'
+    (0x33C7, 0x33C7),   // SQUARE CO -> 'Co.'
+    (0x33D8, 0x33D8),   // SQUARE PM -> 'p.m.'
+    (0xFE14, 0xFE14),   // PRESENTATION FORM FOR VERTICAL SEMICOLON -> ';'
+    (0xFE19, 0xFE19),   // PRESENTATION FORM FOR VERTICAL HORIZONTAL ELLIPSIS -> '...'
+    (0xFE30, 0xFE30),   // PRESENTATION FORM FOR VERTICAL TWO DOT LEADER -> '..'
+    (0xFE52, 0xFE52),   // SMALL FULL STOP -> '.'
+    (0xFE54, 0xFE54),   // SMALL SEMICOLON -> ';'
+    (0xFE68, 0xFE68),   // SMALL REVERSE SOLIDUS -> backslash
+    (0xFE6A, 0xFE6A),   // SMALL PERCENT SIGN -> '%'
+    (0xFF05, 0xFF05),   // FULLWIDTH PERCENT SIGN -> '%'
+    (0xFF0E, 0xFF0F),   // FULLWIDTH FULL STOP, FULLWIDTH SOLIDUS -> '.', '/'
+    (0xFF1B, 0xFF1B),   // FULLWIDTH SEMICOLON -> ';'
+    (0xFF3C, 0xFF3C),   // FULLWIDTH REVERSE SOLIDUS -> backslash
+    (0x1F100, 0x1F100), // DIGIT ZERO FULL STOP -> '0.'
+];
+
+fn is_compatibility_form(c: char) -> bool {
+    let c = u32::from(c);
+    COMPATIBILITY_FORMS
+        .binary_search_by(|&(lo, hi)| {
+            if hi < c {
+                std::cmp::Ordering::Less
+            } else if lo > c {
+                std::cmp::Ordering::Greater
+            } else {
+                std::cmp::Ordering::Equal
+            }
+        })
+        .is_ok()
 }
 
 /// Normalizes the raw (still percent-encoded) path of a request.
@@ -276,5 +341,71 @@ mod tests {
         let at_cap = normalize(&format!("/{}", "[".repeat(1365))).unwrap();
         assert_eq!(at_cap.encoded().len(), MAX_PATH_LEN);
         assert_eq!(normalize(&at_cap.encoded()), Ok(at_cap));
+    }
+
+    #[test]
+    fn rejects_servlet_dot_segments_and_empty_parameter_segments() {
+        use PathError::*;
+        let table: &[(&str, &str, PathError)] = &[
+            ("dot-dot param", "/a/..;/admin", DotSegment),
+            ("leading dot-dot param", "/..;/", DotSegment),
+            ("dot param", "/.;/x", DotSegment),
+            ("dot param value", "/a/.;x/b", DotSegment),
+            ("jsessionid", "/a/..;jsessionid=1/b", DotSegment),
+            ("encoded dot-dot param", "/%2e%2e;x", DotSegment),
+            ("mixed encoded", "/%2E.;/x", DotSegment),
+            ("encoded semicolon", "/..%3b/x", DotSegment),
+            ("encoded dot and semicolon", "/.%2e%3Bx/y", DotSegment),
+            ("two params", "/..;a;b/x", DotSegment),
+            ("trailing", "/a/..;", DotSegment),
+            ("empty before param", "/a/;x/b", EmptySegment),
+            ("bare semicolon", "/a/;/b", EmptySegment),
+            ("encoded bare semicolon", "/a/%3b/b", EmptySegment),
+        ];
+        for (what, raw, want) in table {
+            assert_eq!(normalize(raw).unwrap_err(), *want, "{what}: {raw:?}");
+        }
+        // A parameter on an ordinary segment is still a path, decided by the
+        // tool's `allow_path_params`; so are dots that are not a whole segment.
+        for ok in ["/v1/x;y", "/a;b=c/d", "/...;x", "/.x;y", "/..x;y", "/a.b/c"] {
+            assert!(normalize(ok).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn rejects_compatibility_forms_raw_and_encoded() {
+        // One row per range end of the table, raw and percent-encoded.
+        let mut chars: Vec<char> = Vec::new();
+        for &(lo, hi) in COMPATIBILITY_FORMS {
+            chars.extend([lo, hi].iter().filter_map(|&c| char::from_u32(c)));
+        }
+        for c in chars {
+            let mut enc = String::new();
+            percent_encode(c.to_string().as_bytes(), |_| false, &mut enc);
+            for raw in [format!("/a{c}b"), format!("/a{enc}b"), format!("/x/{c}"), format!("/x/{enc}/")] {
+                assert_eq!(normalize(&raw), Err(PathError::CompatibilityForm), "U+{:04X} in {raw:?}", u32::from(c));
+            }
+        }
+        for raw in [
+            "/\u{ff0e}\u{ff0e}/admin", "/a\u{ff0f}b", "/a\u{ff3c}b", "/\u{2025}", "/%E2%80%A5", "/%EF%BC%8E%EF%BC%8E",
+            "/a\u{fe68}b", "/\u{2488}", "/%F0%9F%84%80", "/..\u{ff1b}x", "/\u{ff05}2e", "/a\u{37e}b",
+        ] {
+            assert_eq!(normalize(raw), Err(PathError::CompatibilityForm), "{raw:?}");
+        }
+        // Neighbours of the ranges and ordinary non-ASCII text pass.
+        for ok in ["/\u{e9}", "/caf%C3%A9", "/\u{2023}", "/\u{2027}", "/\u{2487}", "/\u{249c}", "/\u{ff0d}", "/\u{ff10}", "/\u{3002}", "/\u{1f101}", "/\u{65e5}\u{672c}"] {
+            assert!(normalize(ok).is_ok(), "{ok:?}");
+        }
+    }
+
+    #[test]
+    fn compatibility_table_is_sorted_and_disjoint() {
+        assert!(COMPATIBILITY_FORMS.iter().all(|&(lo, hi)| lo <= hi));
+        assert!(COMPATIBILITY_FORMS.windows(2).all(|w| w[0].1 < w[1].0));
+        let count: u32 = COMPATIBILITY_FORMS.iter().map(|&(lo, hi)| hi - lo + 1).sum();
+        assert_eq!(count, 44, "the generator lists 44 code points for Unicode 14.0.0");
+        for c in ['.', '/', '\\', ';', '%', 'a', '\u{0}', '\u{10ffff}'] {
+            assert!(!is_compatibility_form(c), "{c:?}");
+        }
     }
 }

@@ -7,7 +7,7 @@
 //! forward, filter response, write the audit line.
 
 use crate::audit::AuditRecord;
-use crate::authorize::authorize;
+use crate::authorize::authorize_request;
 use crate::error::Error;
 use crate::authorize::authorize_mcp;
 use crate::egress;
@@ -248,8 +248,8 @@ pub fn prepare(
     // authenticate
     let session = authenticate(policy, keys, req.headers, now, audit)?;
 
-    // authorize
-    let permit = authorize(policy, session, req.tool, req.method, path)?;
+    // authorize (the method-override parameters of the query included)
+    let permit = authorize_request(policy, session, req.tool, req.method, path, req.query)?;
     audit.rule = permit.rule().map(|r| r.path.as_str().to_string());
     if permit.path().has_params() && !permit.tool().allow_path_params {
         return Err(Error::InvalidPath(PathError::PathParameter));
@@ -264,7 +264,7 @@ pub fn prepare(
     };
     let mut gate = Gate::new(policy, permit.session(), Some(permit.tool()), permit.path().encoded());
     gate.level = permit.rule().map(|r| r.level);
-    gate.approval = permit.rule().is_some_and(|r| r.approval);
+    gate.approval = permit.approval();
     let outbound = inject(permit, req.headers, req.query, credential.as_deref())?;
     Ok(Outbound { declared_length, body_limit: limit, gate, ..outbound })
 }

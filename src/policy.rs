@@ -216,9 +216,12 @@ pub struct Tool {
     pub forward_headers: Vec<String>,
     /// Whether `;` path parameters may appear in request paths.
     pub allow_path_params: bool,
-    /// Whether `Range`/`If-Range` reach a credentialed origin and its `206`
-    /// slices reach the sandbox (a slice shorter than the credential cannot
-    /// be redacted).
+    /// Whether a request may carry a method-override query parameter
+    /// (`?_method=DELETE`); if so, the override method is authorized too.
+    pub allow_method_override: bool,
+    /// Whether `Range`/`If-Range` are forwarded and a `206` answer passed
+    /// on. Off by default: slices of an echoed body shorter than the
+    /// credential cannot be redacted and can be reassembled.
     pub allow_range: bool,
     pub rules: Vec<Rule>,
     /// Set for MCP servers, served at `/mcp/{name}`.
@@ -414,6 +417,8 @@ struct RawTool {
     #[serde(default)]
     allow_path_params: bool,
     #[serde(default)]
+    allow_method_override: bool,
+    #[serde(default)]
     allow_range: bool,
     #[serde(default)]
     rules: Vec<RawRule>,
@@ -486,6 +491,38 @@ pub const FORBIDDEN_HEADER_PREFIXES: &[&str] = &["x-forwarded-", "proxy-", "cf-"
 
 pub fn header_is_forbidden(name: &str) -> bool {
     FORBIDDEN_HEADERS.contains(&name) || FORBIDDEN_HEADER_PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
+/// Names under which frameworks take a method override from the query or a
+/// header, in the spelling [`is_method_override_name`] reduces names to:
+/// `_method` (Laravel, Symfony, Rails/Rack, Spring `HiddenHttpMethodFilter`,
+/// Express `method-override`, Jersey, CakePHP), `_METHOD` (Slim),
+/// `X-HTTP-Method-Override` (Rack, Express, ASP.NET Core, Symfony, Jersey,
+/// Google APIs), `X-HTTP-Method` (OData, Microsoft), `X-Method-Override`,
+/// `_HttpMethod`.
+const METHOD_OVERRIDE_NAMES: &[&[u8]] = &[b"_method", b"_httpmethod", b"x_http_method_override", b"x_http_method", b"x_method_override"];
+
+/// Whether a (decoded) query key or header name is a method override in
+/// any spelling an origin might read it: case-insensitively (with the
+/// Turkish dotless and dotted I, which Java and .NET upper- and lower-case
+/// to `I`/`i`), `-` and `_` alike (CGI turns header dashes into
+/// underscores), leading spaces dropped and `.`, ` ` and `[` read as `_`
+/// (PHP does both to query keys: `?.method=` is `$_GET['_method']`), and a
+/// `[...]` suffix ignored (`_method[]`).
+pub fn is_method_override_name(name: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(name);
+    let mut folded = Vec::with_capacity(name.len());
+    for c in text.trim_start_matches(' ').chars() {
+        folded.push(match c {
+            '\u{131}' | '\u{130}' => b'i',
+            '-' | '.' | ' ' => b'_',
+            c if c.is_ascii() => (c as u8).to_ascii_lowercase(),
+            _ => return false,
+        });
+    }
+    let base = folded.split(|&b| b == b'[').next().unwrap_or_default();
+    let php: Vec<u8> = folded.iter().map(|&b| if b == b'[' { b'_' } else { b }).collect();
+    METHOD_OVERRIDE_NAMES.iter().any(|n| base == *n || php == *n)
 }
 
 fn is_token_name(s: &str) -> bool {
@@ -615,6 +652,12 @@ impl RawTool {
             if header_is_forbidden(&lower) {
                 return Err(err(f, format!("{lower:?} can never be forwarded from the sandbox")));
             }
+            // Headers are bound by neither request proofs nor approvals, so
+            // an approved POST could come back as a DELETE; the query
+            // parameter (with `allow_method_override`) is bound by both.
+            if is_method_override_name(lower.as_bytes()) {
+                return Err(err(f, "is a method-override header and is never forwarded; use the real method, or the query parameter with \"allow_method_override\": true"));
+            }
             if let Some(Credential { placement: Placement::Header { name, .. }, .. }) = &credential {
                 if *name == lower {
                     return Err(err(f, "is the credential header; the sandbox may not send it"));
@@ -667,6 +710,7 @@ impl RawTool {
             credential,
             forward_headers,
             allow_path_params: self.allow_path_params,
+            allow_method_override: self.allow_method_override,
             allow_range: self.allow_range,
             rules,
             mcp,
@@ -879,6 +923,12 @@ mod tests {
             ("egress unknown field", with(&["egress"], json!({"allow": []})), "egress"),
             ("idle timeout", with(&["limits", "upstream_idle_timeout_ms"], json!(10)), "limits.upstream_idle_timeout_ms"),
             ("response cap zero", with(&["limits", "max_response_body_bytes"], json!(0)), "limits.max_response_body_bytes"),
+            ("method-override header", with(&["tools", "github", "forward_headers"], json!(["X-HTTP-Method-Override"])), "tools.github.forward_headers[0]"),
+            ("x-http-method header", with(&["tools", "github", "forward_headers"], json!(["accept", "x-http-method"])), "tools.github.forward_headers[1]"),
+            ("x-method-override header", with(&["tools", "github", "forward_headers"], json!(["x-method-override"])), "tools.github.forward_headers[0]"),
+            ("CGI spelling of the override header", with(&["tools", "github", "forward_headers"], json!(["x_http_method_override"])), "tools.github.forward_headers[0]"),
+            ("allow_range not a bool", with(&["tools", "github", "allow_range"], json!("yes")), "tools.github.allow_range"),
+            ("allow_method_override not a bool", with(&["tools", "github", "allow_method_override"], json!(1)), "tools.github.allow_method_override"),
         ];
         for (what, json, field) in table {
             let e = Policy::parse(&json).expect_err(what);
@@ -886,6 +936,37 @@ mod tests {
             if !field.is_empty() {
                 assert!(e.to_string().starts_with(field), "{what}: {e}");
             }
+        }
+    }
+
+    #[test]
+    fn range_and_method_override_options() {
+        use serde_json::json;
+        let gh = Policy::parse(GOOD).unwrap().tool("github").unwrap().clone();
+        assert!(!gh.allow_range && !gh.allow_method_override, "both default to off");
+        let j = with(&["tools", "github", "allow_range"], json!(true));
+        let j = { let mut v: serde_json::Value = serde_json::from_str(&j).unwrap(); v["tools"]["github"]["allow_method_override"] = json!(true); v.to_string() };
+        let p = Policy::parse(&j).unwrap();
+        let gh = p.tool("github").unwrap();
+        assert!(gh.allow_range && gh.allow_method_override);
+        assert!(!p.tool("crm").unwrap().allow_range);
+        // Even with the override allowed, the header is never forwarded:
+        // headers are bound by neither proofs nor approvals.
+        let j = { let mut v: serde_json::Value = serde_json::from_str(&j).unwrap(); v["tools"]["github"]["forward_headers"] = json!(["X-HTTP-Method-Override"]); v.to_string() };
+        assert_eq!(Policy::parse(&j).unwrap_err().field, "tools.github.forward_headers[0]");
+    }
+
+    #[test]
+    fn method_override_names() {
+        for name in [
+            "_method", "_METHOD", "_Method", "x-http-method-override", "X-HTTP-Method-Override", "x_http_method_override",
+            "x-http-method", "X-Method-Override", "_HttpMethod", "_httpmethod", " _method", "  _method", ".method",
+            "_method[]", "_method[x]", "_method[", "x-http-method-overr\u{131}de", "x-http-method-overr\u{130}de",
+        ] {
+            assert!(is_method_override_name(name.as_bytes()), "{name:?}");
+        }
+        for name in ["method", "methods", "_methods", "x-http-method-overrides", "x-method", "_method_", "[_method]", "", "q", "\u{ff3f}method", "_m\u{e9}thod", "http_method"] {
+            assert!(!is_method_override_name(name.as_bytes()), "{name:?}");
         }
     }
 

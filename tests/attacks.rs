@@ -128,7 +128,11 @@ fn token_as_basic_password_is_accepted() {
     let value = format!("Basic {}", STANDARD.encode(format!("session:{good}")));
     let run = f.run("echo", "GET", "/x", None, &[("authorization", &value)], NOW);
     let out = run.result.expect("basic-carried token");
-    assert_eq!(out.headers, vec![("authorization".to_string(), format!("Bearer {ECHO_SECRET}"))], "the sandbox's basic header is replaced");
+    let expected = vec![
+        ("accept-encoding".to_string(), airlock::respond::ACCEPT_ENCODING.to_string()),
+        ("authorization".to_string(), format!("Bearer {ECHO_SECRET}")),
+    ];
+    assert_eq!(out.headers, expected, "the sandbox's basic header is replaced");
 }
 
 #[test]
@@ -289,8 +293,10 @@ fn header_attacks() {
     let run = f.run("echo", "POST", "/items/1", None, &headers, NOW);
     let out = run.result.unwrap();
     let names: Vec<&str> = out.headers.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, vec!["authorization"], "only the injected credential may be set");
-    assert_eq!(out.headers[0].1, format!("Bearer {ECHO_SECRET}"));
+    // Only Airlock's own headers: the credential, and the codings it can scan.
+    assert_eq!(names, vec!["accept-encoding", "authorization"], "only the injected credential may be set");
+    assert_eq!(out.headers[0].1, airlock::respond::ACCEPT_ENCODING);
+    assert_eq!(out.headers[1].1, format!("Bearer {ECHO_SECRET}"));
 
     // Size caps refuse before anything else.
     let big = "v".repeat(airlock::pipeline::MAX_HEADER_BYTES);
@@ -401,4 +407,208 @@ fn mcp_attacks() {
     assert!(p.outbound.headers.contains(&("mcp-protocol-version".to_string(), "2025-06-18".to_string())));
     assert_eq!(audit.mcp_target.as_deref(), Some("search"));
     assert_eq!(audit.mcp_args, Some(vec!["q".to_string()]));
+}
+
+// ---- path and method games ------------------------------------------------
+// Servlet dot segments (`..;`), Unicode compatibility forms that NFKC turns
+// into separators, and method-override parameters, against tools with and
+// without `allow_path_params` / `allow_method_override`. The secret closure
+// counts its calls: a refusal must read none.
+
+const GAMES_POLICY: &str = r#"{
+  "version": 1,
+  "audience": "airlock-test",
+  "tools": {
+    "plain": {
+      "origin": "https://plain.example.com",
+      "credential": { "secret": "ECHO_TOKEN", "inject": "bearer" },
+      "rules": [
+        { "methods": ["GET", "POST"], "path": "/**", "level": "read" },
+        { "methods": ["DELETE", "PUT"], "path": "/**", "level": "admin" }
+      ]
+    },
+    "params": {
+      "origin": "https://params.example.com",
+      "credential": { "secret": "ECHO_TOKEN", "inject": "bearer" },
+      "allow_path_params": true,
+      "rules": [ { "methods": ["GET"], "path": "/**", "level": "read" } ]
+    },
+    "override": {
+      "origin": "https://override.example.com",
+      "credential": { "secret": "ECHO_TOKEN", "inject": "bearer" },
+      "allow_method_override": true,
+      "rules": [
+        { "methods": ["GET"], "path": "/**", "level": "read" },
+        { "methods": ["POST", "PUT"], "path": "/items/**", "level": "write" },
+        { "methods": ["DELETE"], "path": "/items/*", "level": "admin" }
+      ]
+    }
+  }
+}"#;
+
+struct Games {
+    policy: airlock::policy::Policy,
+    keys: airlock::token::KeyRing,
+}
+
+impl Games {
+    fn new() -> Games {
+        Games { policy: airlock::policy::Policy::parse(GAMES_POLICY).unwrap(), keys: airlock::token::KeyRing::parse(KEYS).unwrap() }
+    }
+
+    fn token(&self, level: &str) -> String {
+        let body = format!(r#"{{"agent":"a","user":"u","tools":{{"plain":"{level}","params":"{level}","override":"{level}"}},"ttl_seconds":600}}"#);
+        airlock::session::mint(body.as_bytes(), &self.policy, &self.keys, NOW, [9; 16]).unwrap().token
+    }
+
+    /// Runs `prepare`; the second value is how many times a secret was read.
+    fn run(&self, tool: &str, method: &str, rest: &str, query: Option<&str>, token: &str) -> (Run, usize) {
+        use std::cell::Cell;
+        use std::rc::Rc;
+        let headers = vec![("authorization".to_string(), format!("Bearer {token}"))];
+        let req = airlock::pipeline::ToolRequest { tool, rest, method, query, headers: &headers };
+        let reads = Cell::new(0);
+        let mut audit = airlock::audit::AuditRecord::new("rid".into(), method, 0);
+        let result = airlock::pipeline::prepare(&self.policy, &self.keys, &req, NOW, &mut audit, |_| {
+            reads.set(reads.get() + 1);
+            let secret = airlock::secret::Secret::new(ECHO_SECRET.as_bytes().to_vec());
+            Some(Rc::new(airlock::inject::PreparedCredential::new(secret)))
+        });
+        match &result {
+            Ok(_) => audit.allow(None),
+            Err(e) => audit.fail(e),
+        }
+        (Run { result, secret_read: reads.get() > 0, audit }, reads.get())
+    }
+}
+
+#[test]
+fn path_and_method_games() {
+    let g = Games::new();
+    let admin = g.token("admin");
+    let pct = |c: char| c.to_string().bytes().map(|b| format!("%{b:02X}")).collect::<String>();
+
+    // Hostile paths, refused by both the plain tool and the one that allows
+    // `;` parameters: the servlet container would resolve them as `..`, or
+    // an NFKC-normalizing origin as a separator.
+    let mut paths: Vec<(String, String)> = [
+        ("dot-dot param mid", "/a/..;/admin"),
+        ("dot-dot param leading", "/..;/"),
+        ("dot param", "/.;/x"),
+        ("dot param value", "/a/.;x/b"),
+        ("jsessionid", "/a/..;jsessionid=1/admin"),
+        ("encoded dot-dot param", "/%2e%2e;x"),
+        ("half-encoded dot-dot param", "/%2E.;/admin"),
+        ("encoded semicolon", "/a/..%3B/admin"),
+        ("empty segment with param", "/a/;x/admin"),
+        ("fullwidth dot-dot", "/a/\u{ff0e}\u{ff0e}/admin"),
+        ("fullwidth dot-dot encoded", "/a/%EF%BC%8E%EF%BC%8E/admin"),
+        ("mixed fullwidth and ascii dot", "/a/\u{ff0e}./admin"),
+        ("fullwidth solidus", "/a\u{ff0f}b"),
+        ("fullwidth reverse solidus", "/a\u{ff3c}b"),
+        ("two dot leader", "/\u{2025}/admin"),
+        ("fullwidth semicolon after dots", "/..\u{ff1b}x/admin"),
+        ("fullwidth percent", "/\u{ff05}2e\u{ff05}2e/admin"),
+    ]
+    .iter()
+    .map(|(w, p)| (w.to_string(), p.to_string()))
+    .collect();
+    for (name, c) in [
+        ("fullwidth full stop", '\u{ff0e}'), ("fullwidth solidus", '\u{ff0f}'), ("fullwidth reverse solidus", '\u{ff3c}'),
+        ("one dot leader", '\u{2024}'), ("two dot leader", '\u{2025}'), ("ellipsis", '\u{2026}'), ("small full stop", '\u{fe52}'),
+        ("small reverse solidus", '\u{fe68}'), ("digit one full stop", '\u{2488}'), ("number twenty full stop", '\u{249b}'),
+        ("digit zero full stop", '\u{1f100}'), ("account of", '\u{2100}'), ("care of", '\u{2105}'), ("vertical two dot leader", '\u{fe30}'),
+        ("vertical ellipsis", '\u{fe19}'), ("square a.m.", '\u{33c2}'), ("small semicolon", '\u{fe54}'), ("greek question mark", '\u{37e}'),
+        ("small percent", '\u{fe6a}'),
+    ] {
+        paths.push((format!("{name} raw"), format!("/x/a{c}b")));
+        paths.push((format!("{name} encoded"), format!("/x/a{}b", pct(c))));
+    }
+    for tool in ["plain", "params"] {
+        for (what, path) in &paths {
+            let (run, reads) = g.run(tool, "GET", path, QUERY, &admin);
+            assert_eq!(reads, 0, "{tool} {what}: a secret was read");
+            assert_refused(&format!("{tool}: {what} {path:?}"), run, "invalid_path", &admin);
+        }
+    }
+
+    // Legitimate paths still pass.
+    for (tool, path, sent) in [
+        ("plain", "/a.b/c", "https://plain.example.com/a.b/c"),
+        ("plain", "/\u{e9}", "https://plain.example.com/%C3%A9"),
+        ("plain", "/caf%C3%A9/\u{65e5}", "https://plain.example.com/caf%C3%A9/%E6%97%A5"),
+        ("plain", "/.well-known/x", "https://plain.example.com/.well-known/x"),
+        ("params", "/v1/x;y", "https://params.example.com/v1/x;y"),
+        ("params", "/a;v=1/b", "https://params.example.com/a;v=1/b"),
+        ("params", "/...;x", "https://params.example.com/...;x"),
+    ] {
+        let (run, _) = g.run(tool, "GET", path, None, &admin);
+        let out = run.result.unwrap_or_else(|e| panic!("{tool} {path:?}: {e:?}"));
+        assert_eq!(out.url, sent);
+    }
+    // Without the option a parameter is still refused, as before.
+    let (run, reads) = g.run("plain", "GET", "/v1/x;y", None, &admin);
+    assert_eq!(reads, 0);
+    assert_refused("param without allow_path_params", run, "invalid_path", &admin);
+
+    // Method overrides on a tool that does not allow them: refused whatever
+    // the level, even for an admin session whose rules would allow DELETE.
+    for (what, method, query) in [
+        ("_method", "POST", "_method=DELETE"),
+        ("_METHOD lower value", "POST", "_METHOD=delete"),
+        ("encoded underscore", "POST", "%5Fmethod=DELETE"),
+        ("encoded key", "POST", "%5F%6D%65%74%68%6F%64=DELETE"),
+        ("x-http-method-override", "POST", "x-http-method-override=DELETE"),
+        ("X-HTTP-Method", "POST", "X-HTTP-Method=DELETE"),
+        ("x-method-override", "POST", "x-method-override=PUT"),
+        ("_httpmethod", "POST", "_HttpMethod=DELETE"),
+        ("after another pair", "POST", "a=1&_method=PUT"),
+        ("form plus before key", "POST", "+_method=DELETE"),
+        ("form plus in value", "POST", "_method=DELETE+"),
+        ("semicolon separator", "POST", "a=1;_method=DELETE"),
+        ("php dot", "POST", ".method=DELETE"),
+        ("php array", "POST", "_method[]=DELETE"),
+        ("on a GET", "GET", "_method=DELETE"),
+        ("no value", "POST", "_method"),
+        ("same method", "POST", "_method=POST"),
+    ] {
+        let (run, reads) = g.run("plain", method, "/items/1", Some(query), &admin);
+        assert_eq!(reads, 0, "{what}: a secret was read");
+        assert_refused(&format!("override {what} ?{query}"), run, "method_override_not_allowed", &admin);
+    }
+    // Look-alikes that are not overrides pass.
+    for query in ["method=flickr.photos.search", "q=_method%3DDELETE", "_methods=x", "http_method=DELETE"] {
+        let (run, _) = g.run("plain", "POST", "/items/1", Some(query), &admin);
+        let out = run.result.unwrap_or_else(|e| panic!("?{query}: {e:?}"));
+        assert_eq!(out.url, format!("https://plain.example.com/items/1?{query}"));
+    }
+
+    // With allow_method_override the override method is authorized too and
+    // the higher level is required.
+    let write = g.token("write");
+    for (what, query, code) in [
+        ("DELETE needs admin", "_method=DELETE", "level_insufficient"),
+        ("upper-cased like the origin", "_method=delete", "level_insufficient"),
+        ("alias", "x-http-method-override=DELETE", "level_insufficient"),
+        ("second value", "_method=PUT&_method=DELETE", "level_insufficient"),
+        ("unknown method", "_method=PURGE", "route_not_allowed"),
+        ("empty", "_method=", "route_not_allowed"),
+        ("no rule for the method", "_method=PATCH", "route_not_allowed"),
+    ] {
+        let (run, reads) = g.run("override", "POST", "/items/1", Some(query), &write);
+        assert_eq!(reads, 0, "{what}: a secret was read");
+        assert_refused(&format!("allowed override {what}"), run, code, &write);
+    }
+    let (run, reads) = g.run("override", "POST", "/items/1", Some("_method=DELETE"), &admin);
+    let out = run.result.expect("admin may override to DELETE");
+    assert_eq!(reads, 1);
+    assert_eq!(out.method.as_str(), "POST", "the real method is sent");
+    assert_eq!(out.url, "https://override.example.com/items/1?_method=DELETE");
+    assert_eq!(out.gate.level, Some(airlock::policy::Level::Admin), "idempotency and approvals see the override's level");
+    let (run, _) = g.run("override", "POST", "/items/1", Some("_method=PUT"), &write);
+    assert_eq!(run.result.expect("PUT is a write").gate.level, Some(airlock::policy::Level::Write));
+    // The override path must match the override's rule too.
+    let (run, reads) = g.run("override", "POST", "/items/1/sub", Some("_method=DELETE"), &admin);
+    assert_eq!(reads, 0);
+    assert_refused("override outside the DELETE rule's path", run, "route_not_allowed", &admin);
 }

@@ -24,6 +24,7 @@ fn allowed_call_sets_the_credential_and_drops_the_session_token() {
     assert_eq!(out.url, "https://echo.example.com/api/items/42?a=1&b=%20");
     assert_eq!(out.headers, vec![
         ("content-type".to_string(), "application/json".to_string()),
+        ("accept-encoding".to_string(), airlock::respond::ACCEPT_ENCODING.to_string()),
         ("authorization".to_string(), format!("Bearer {ECHO_SECRET}")),
     ]);
     let flat = format!("{:?}", out.headers);
@@ -49,7 +50,10 @@ fn private_tool_uses_its_binding_and_header() {
     let out = out.unwrap();
     assert_eq!(out.target, airlock::policy::Target::Service { binding: "PRIVATE_ORIGIN".into() });
     assert_eq!(out.url, "https://private.airlock.invalid/status");
-    assert_eq!(out.headers, vec![("x-api-key".to_string(), "Key private-key-456".to_string())]);
+    assert_eq!(out.headers, vec![
+        ("accept-encoding".to_string(), airlock::respond::ACCEPT_ENCODING.to_string()),
+        ("x-api-key".to_string(), "Key private-key-456".to_string()),
+    ]);
 }
 
 /// What, tool, method, raw path, headers, clock, expected code.

@@ -929,3 +929,299 @@ id: ev-2\nevent: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":5,\"result\":{\"tool
         assert_eq!(unbind_session_id(&bound, "session-a", &rotated).as_deref(), Some("origin-sid-123"));
     }
 }
+
+#[cfg(test)]
+mod differential_tests {
+    //! Attack tables for parser differentials: every hostile spelling is
+    //! refused before a decision, so no `Forward` verdict (nothing to send
+    //! upstream) comes out.
+    use super::*;
+    use Level::*;
+
+    fn rules() -> McpRules {
+        McpRules {
+            tools: [("search".to_string(), Read), ("delete_repo".to_string(), Admin)].into_iter().collect(),
+            default_tool: None,
+            resources: vec![("file:///docs/".into(), Read)],
+            prompts: [("summarize".to_string(), Read)].into_iter().collect(),
+        }
+    }
+
+    /// Asserts the message is refused as a whole: an error (never a verdict,
+    /// so no bytes to forward) whose JSON-RPC code is `code`.
+    fn assert_refused(what: &str, body: &[u8], code: i64) {
+        match inspect(body, &rules(), Read) {
+            Ok(v) => panic!("{what}: not refused, verdict {v:?} for {}", String::from_utf8_lossy(body)),
+            Err(e) => {
+                let response: Value = serde_json::from_slice(&e.response()).unwrap();
+                assert_eq!(response["error"]["code"], code, "{what}: {e:?}");
+                assert_eq!(e.code(), "mcp_invalid_message", "{what}");
+            }
+        }
+    }
+
+    /// Messages the read session may send (each key below appears once).
+    const BASES: &[(&str, &[&str])] = &[
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{"q":"x"},"_meta":{"progressToken":"t"}}}"#,
+            &["jsonrpc", "id", "method", "params", "name", "arguments", "_meta", "progressToken"],
+        ),
+        (r#"{"jsonrpc":"2.0","id":2,"method":"resources/read","params":{"uri":"file:///docs/a"}}"#, &["uri"]),
+        (r#"{"jsonrpc":"2.0","id":4,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"summarize"}}}"#, &["ref", "type", "name"]),
+        (r#"{"jsonrpc":"2.0","id":9,"result":{}}"#, &["result"]),
+    ];
+
+    /// Spellings a lenient reader may take for `key` (JSON text of the key).
+    fn variants(key: &str) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut chars: Vec<char> = key.chars().collect();
+        if let Some(i) = chars.iter().position(|c| c.is_ascii_alphabetic()) {
+            chars[i] = chars[i].to_ascii_uppercase();
+            out.push(("first letter upper".to_string(), chars.iter().collect()));
+            let fullwidth = char::from_u32(key.chars().nth(i).map_or(0, |c| c as u32 + 0xfee0)).unwrap();
+            let mut fw: Vec<char> = key.chars().collect();
+            fw[i] = fullwidth;
+            out.push(("fullwidth letter".to_string(), fw.iter().collect()));
+        }
+        out.push(("all caps".to_string(), key.to_ascii_uppercase()));
+        if key.contains('s') {
+            out.push(("LONG S".to_string(), key.replacen('s', "\u{17f}", 1)));
+        }
+        if key.contains('k') {
+            out.push(("KELVIN SIGN".to_string(), key.replacen('k', "\u{212a}", 1)));
+        }
+        if let Some(c) = key.chars().next().filter(char::is_ascii_alphabetic) {
+            out.push(("escaped upper".to_string(), format!("\\u{:04X}{}", c.to_ascii_uppercase() as u32, &key[1..])));
+        }
+        out.push(("trailing NUL".to_string(), format!("{key}\\u0000")));
+        out.push(("two trailing NULs".to_string(), format!("{key}\\u0000\\u0000")));
+        out.push(("inner BEL".to_string(), format!("{}\\u0007{}", &key[..1], &key[1..])));
+        out.push(("trailing DEL".to_string(), format!("{key}\u{7f}")));
+        out.push(("zero-width space".to_string(), format!("{key}\u{200b}")));
+        out.push(("trailing BOM".to_string(), format!("{key}\\ufeff")));
+        out
+    }
+
+    #[test]
+    fn the_base_messages_are_forwarded() {
+        for (base, _) in BASES {
+            assert!(matches!(inspect(base.as_bytes(), &rules(), Read), Ok(Verdict::Forward { .. })), "{base}");
+        }
+    }
+
+    #[test]
+    fn respelled_protocol_keys_are_refused_alone_and_beside_the_real_one() {
+        let mut rows = 0;
+        for (base, keys) in BASES {
+            for key in *keys {
+                let quoted = format!("\"{key}\":");
+                assert!(base.contains(&quoted), "{key} in {base}");
+                for (how, variant) in variants(key) {
+                    // Alone: a case-insensitive server reads it as `key`.
+                    let alone = base.replacen(&quoted, &format!("\"{variant}\":"), 1);
+                    assert_refused(&format!("{key}: {how}, alone"), alone.as_bytes(), -32600);
+                    // Beside the real key, first or last: which one a server
+                    // takes is up to the server.
+                    let first = base.replacen(&quoted, &format!("\"{variant}\":\"delete_repo\",{quoted}"), 1);
+                    assert_refused(&format!("{key}: {how}, first"), first.as_bytes(), -32600);
+                    rows += 2;
+                }
+                // Exact duplicates, raw and escaped.
+                let dup = base.replacen(&quoted, &format!("{quoted}\"delete_repo\",{quoted}"), 1);
+                assert_refused(&format!("{key}: exact duplicate"), dup.as_bytes(), -32600);
+                let escaped = format!("\"\\u{:04x}{}\":", key.chars().next().map_or(0, |c| c as u32), &key[1..]);
+                let dup = base.replacen(&quoted, &format!("{escaped}\"delete_repo\",{quoted}"), 1);
+                assert_refused(&format!("{key}: escaped duplicate"), dup.as_bytes(), -32600);
+                rows += 2;
+            }
+        }
+        assert!(rows > 150, "{rows}");
+    }
+
+    #[test]
+    fn duplicates_and_collisions_at_any_depth_are_refused() {
+        let table: &[(&str, &str)] = &[
+            ("method twice, admin last", r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","method":"tools/call","params":{"name":"delete_repo"}}"#),
+            ("method twice, admin first", r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","method":"tools/list","params":{"name":"delete_repo"}}"#),
+            ("name twice, admin last", r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","name":"delete_repo"}}"#),
+            ("name twice, admin first", r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_repo","name":"search"}}"#),
+            ("params twice", r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_repo"},"params":{"name":"search"}}"#),
+            ("id twice", r#"{"jsonrpc":"2.0","id":1,"id":2,"method":"ping"}"#),
+            ("ref.name twice", r#"{"jsonrpc":"2.0","id":4,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"summarize","name":"jailbreak"}}}"#),
+            ("uri twice", r#"{"jsonrpc":"2.0","id":2,"method":"resources/read","params":{"uri":"file:///docs/a","uri":"file:///etc/passwd"}}"#),
+            ("escaped name", r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","na\u006de":"delete_repo"}}"#),
+            ("escaped method", r#"{"jsonrpc":"2.0","id":1,"\u006dethod":"tools/call","method":"ping"}"#),
+            ("duplicate deep in arguments", r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{"q":{"a":[{"b":1,"b":2}]}}}}"#),
+            ("duplicate in _meta", r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","_meta":{"progressToken":1,"progressToken":2}}}"#),
+            ("folded siblings deep in arguments", r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{"path":"a","PATH":"b"}}}"#),
+            ("KELVIN siblings in arguments", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"search\",\"arguments\":{\"kind\":1,\"\u{212a}ind\":2}}}"),
+            ("LONG S siblings in arguments", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"search\",\"arguments\":{\"user\":1,\"u\u{17f}er\":2}}}"),
+            ("fullwidth siblings in arguments", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"search\",\"arguments\":{\"q\":1,\"\u{ff51}\":2}}}"),
+            ("Cyrillic case siblings", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"search\",\"arguments\":{\"\u{416}\":1,\"\u{436}\":2}}}"),
+            ("NUL key in arguments", r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{"q\u0000":1}}}"#),
+            ("NUL-only key", r#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{"\u0000":1}}"#),
+            ("non-ASCII params key", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"search\",\"\u{1d427}ame\":\"delete_repo\"}}"),
+            ("non-ASCII top-level key", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\",\"\u{e9}\":1}"),
+            ("Method alone with a result", r#"{"jsonrpc":"2.0","id":1,"result":{},"Method":"tools/call","params":{"name":"delete_repo"}}"#),
+        ];
+        for (what, body) in table {
+            assert_refused(what, body.as_bytes(), -32600);
+        }
+    }
+
+    #[test]
+    fn encodings_other_than_strict_utf8_are_refused() {
+        let table: &[(&str, &[u8], i64)] = &[
+            ("BOM", b"\xef\xbb\xbf{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}", -32600),
+            ("invalid UTF-8 in a value", b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"search\xff\"}}", -32600),
+            ("overlong slash", b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools\xc0\xafcall\"}", -32600),
+            ("latin1 key", b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\",\"\xe9\":1}", -32600),
+            ("UTF-16LE", b"{\0\"\0j\0s\0o\0n\0r\0p\0c\0\"\0:\0\"\x002\0.\x000\0\"\0}\0", -32700),
+            ("UTF-16BE BOM", b"\xfe\xff\0{\0}", -32600),
+            ("lone high surrogate", br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search\ud800"}}"#, -32700),
+            ("lone low surrogate in a key", br#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{"\udc00":1}}"#, -32700),
+            ("trailing garbage", br#"{"jsonrpc":"2.0","id":1,"method":"ping"}x"#, -32700),
+            ("raw control in a string", b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\x00\"}", -32700),
+        ];
+        for (what, body, code) in table {
+            assert_refused(what, body, *code);
+        }
+        // Read as UTF-8, a UTF-7 spelling of `name` is another key: the call
+        // names no tool and is refused; the Content-Type check refuses the
+        // charset before this.
+        let utf7 = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"+AG4-ame":"delete_repo"}}"#;
+        assert!(matches!(inspect(utf7, &rules(), Admin), Ok(Verdict::Refuse { .. })));
+        assert!(check_content_type(Some("application/json; charset=utf-7")).is_err());
+    }
+
+    #[test]
+    fn ids_are_strings_or_safe_integers() {
+        for id in ["1.0", "1e0", "1e3", "-0", "-0.0", "0.5", "9007199254740992", "-9007199254740992", "18446744073709551615", "1E400", "true", "null", "[1]", "{}"] {
+            let body = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"ping"}}"#);
+            assert_refused(&format!("id {id}"), body.as_bytes(), if id == "1E400" { -32700 } else { -32600 });
+            let response = format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{}}}}"#);
+            assert_refused(&format!("response id {id}"), response.as_bytes(), if id == "1E400" { -32700 } else { -32600 });
+        }
+        for (id, want) in [("0", json!(0)), ("9007199254740991", json!(9007199254740991u64)), ("-9007199254740991", json!(-9007199254740991i64)), (r#""1.0""#, json!("1.0"))] {
+            let body = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"ping"}}"#);
+            let Ok(Verdict::Forward { call, .. }) = inspect(body.as_bytes(), &rules(), Read) else { panic!("{id}") };
+            assert_eq!(call.id, Some(want), "{id}");
+        }
+    }
+
+    #[test]
+    fn content_types_other_than_utf8_json_are_refused() {
+        for ok in ["application/json", "Application/JSON", "application/json; charset=utf-8", "application/json;charset=UTF-8", "application/json; charset=\"utf-8\"", " application/json "] {
+            assert_eq!(check_content_type(Some(ok)), Ok(()), "{ok}");
+        }
+        for bad in [
+            None,
+            Some(""),
+            Some("application/json; charset=utf-7"),
+            Some("application/json; charset=UTF-7"),
+            Some("application/json; charset=iso-8859-1"),
+            Some("application/json; charset=latin1"),
+            Some("application/json; charset=utf-16"),
+            Some("application/json; charset=utf-16le"),
+            Some("application/json; charset=utf-8; charset=utf-7"),
+            Some("application/json; charset=utf-8, application/json; charset=utf-7"),
+            Some("application/json; charset="),
+            Some("application/json; boundary=x"),
+            Some("application/json;"),
+            Some("text/plain"),
+            Some("text/json"),
+            Some("application/x-www-form-urlencoded"),
+            Some("application/jsonx"),
+            Some("application/json-seq"),
+        ] {
+            let e = check_content_type(bad).unwrap_err();
+            let response: Value = serde_json::from_slice(&e.response()).unwrap();
+            assert_eq!(response["error"]["code"], -32600, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn forwarded_bytes_are_the_canonical_reading() {
+        let table: &[&str] = &[
+            r#"{ "params" : {"name":"search","arguments":{"q":"caf\u00e9 \ud83d\ude00","n":[1,2.5,-3,{"z":null,"a":true}]}}, "method":"tools/call","id":1,"jsonrpc":"2.0"}"#,
+            "{\"jsonrpc\":\"2.0\",\"id\":\"\u{e9}\",\"method\":\"tools/call\",\"params\":{\"name\":\"search\",\"arguments\":{\"\u{416}\":\"\u{212a}\"}}}",
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+            r#"{"jsonrpc":"2.0","id":9,"result":{"roots":[{"uri":"file:///x"}]}}"#,
+            r#"{"jsonrpc":"2.0","id":4,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"summarize"},"argument":{"name":"a","value":"b"}}}"#,
+        ];
+        for body in table {
+            let Ok(Verdict::Forward { call, body: canonical_body }) = inspect(body.as_bytes(), &rules(), Read) else { panic!("{body}") };
+            let sent = canonical_body.as_bytes();
+            assert!(sent.is_ascii(), "{body}");
+            let authorized: Value = serde_json::from_str(body).unwrap();
+            assert_eq!(serde_json::from_slice::<Value>(sent).unwrap(), authorized, "{body}");
+            // The sent bytes pass the same strict reading, to the same call.
+            let Ok(Verdict::Forward { call: again, body: twice }) = inspect(sent, &rules(), Read) else { panic!("{body}") };
+            assert_eq!((again, twice.as_bytes()), (call, sent), "{body}");
+        }
+    }
+
+    #[test]
+    fn lists_are_filtered_whatever_the_id_and_on_resumed_streams() {
+        let Ok(Verdict::Forward { call, .. }) = inspect(br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#, &rules(), Read) else { panic!() };
+        let names = |out: &[u8]| -> Vec<String> {
+            let v: Value = serde_json::from_slice(out).unwrap();
+            let items = v.as_array().and_then(|a| a.first()).unwrap_or(&v)["result"]["tools"].as_array().cloned().unwrap_or_default();
+            items.iter().map(|t| t["name"].as_str().unwrap_or("?").to_string()).collect()
+        };
+        let rows: &[(&str, &str)] = &[
+            ("same id", r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"search"},{"name":"delete_repo"}]}}"#),
+            ("id 1.0 (a JS server's 1)", r#"{"jsonrpc":"2.0","id":1.0,"result":{"tools":[{"name":"search"},{"name":"delete_repo"}]}}"#),
+            ("id as a string", r#"{"jsonrpc":"2.0","id":"1","result":{"tools":[{"name":"search"},{"name":"delete_repo"}]}}"#),
+            ("another id", r#"{"jsonrpc":"2.0","id":77,"result":{"tools":[{"name":"search"},{"name":"delete_repo"}]}}"#),
+            ("no id", r#"{"jsonrpc":"2.0","result":{"tools":[{"name":"search"},{"name":"delete_repo"}]}}"#),
+            ("null id", r#"{"jsonrpc":"2.0","id":null,"result":{"tools":[{"name":"search"},{"name":"delete_repo"}]}}"#),
+            ("Result spelled by a lenient server", r#"{"jsonrpc":"2.0","id":1,"Result":{"Tools":[{"name":"search"},{"name":"delete_repo"}]}}"#),
+            ("a batch of responses", r#"[{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"search"},{"name":"delete_repo"}]}}]"#),
+            ("item name respelled", r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"search"},{"Name":"delete_repo"}]}}"#),
+        ];
+        for (what, response) in rows {
+            let out = filter_message(response.as_bytes(), &call, &rules(), Read);
+            assert!(!String::from_utf8_lossy(&out).contains("delete_repo"), "{what}: {}", String::from_utf8_lossy(&out));
+            let got = names(&out);
+            assert!(got == ["search"] || got == ["search", "?"] || got.is_empty(), "{what}: {got:?}");
+            // The same on a GET stream, with no request at all.
+            let out = filter_origin_message(response.as_bytes(), None, &rules(), Read);
+            assert!(!String::from_utf8_lossy(&out).contains("delete_repo"), "{what} (no call)");
+        }
+        // Prompts, resources and templates by shape too, even in one result.
+        let mixed = br#"{"jsonrpc":"2.0","id":"x","result":{"prompts":[{"name":"summarize"},{"name":"jailbreak"}],"resources":[{"uri":"file:///docs/a"},{"uri":"file:///etc/passwd"}],"resourceTemplates":[{"uriTemplate":"file:///etc/{x}"}]}}"#;
+        let out: Value = serde_json::from_slice(&filter_origin_message(mixed, None, &rules(), Read)).unwrap();
+        assert_eq!(out["result"], json!({"prompts":[{"name":"summarize"}],"resources":[{"uri":"file:///docs/a"}],"resourceTemplates":[]}));
+        // What cannot be read strictly is replaced, never passed.
+        for (what, bad) in [
+            ("duplicate result, hidden list last", &br#"{"jsonrpc":"2.0","id":1,"result":{"tools":[]},"result":{"tools":[{"name":"delete_repo"}]}}"#[..]),
+            ("duplicate tools", br#"{"jsonrpc":"2.0","id":1,"result":{"tools":[],"tools":[{"name":"delete_repo"}]}}"#),
+            ("folded tools siblings", br#"{"jsonrpc":"2.0","id":1,"result":{"tools":[],"TOOLS":[{"name":"delete_repo"}]}}"#),
+            ("BOM", b"\xef\xbb\xbf{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"tools\":[{\"name\":\"delete_repo\"}]}}"),
+            ("lone surrogate", br#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"delete_repo\ud800"}]}}"#),
+            ("trailing comma", br#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"delete_repo"},]}}"#),
+            ("a batch with garbage", br#"[{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"delete_repo"}]}}, x]"#),
+        ] {
+            let out = filter_origin_message(bad, None, &rules(), Read);
+            let v: Value = serde_json::from_slice(&out).unwrap_or_else(|_| panic!("{what}"));
+            assert_eq!(v["error"]["code"], -32603, "{what}");
+        }
+    }
+
+    #[test]
+    fn a_resumed_get_stream_replays_lists_filtered() {
+        // GET with Last-Event-ID: the stream replays a list response to a
+        // POST Airlock answered earlier; there is no call to match it to.
+        let stream: &[u8] = b"id: S::7\ndata: {\"jsonrpc\":\"2.0\",\"id\":1.0,\"result\":{\"tools\":[{\"name\":\"search\"},{\"name\":\"delete_repo\"}]}}\n\nid: S::8\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n\n";
+        for i in 0..=stream.len() {
+            let mut f = EventFilter::new(Redactor::new(Vec::new()), None, rules(), Read);
+            let mut out = f.push(&stream[..i]).unwrap();
+            out.extend(f.push(&stream[i..]).unwrap());
+            out.extend(f.finish());
+            let text = String::from_utf8(out).unwrap();
+            assert!(!text.contains("delete_repo") && text.contains("search"), "split {i}: {text}");
+            assert!(text.contains("id: S::7\n") && text.ends_with("id: S::8\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n\n"), "split {i}: {text}");
+        }
+    }
+}

@@ -475,9 +475,8 @@ pub fn inspect(body: &[u8], rules: &McpRules, granted: Level) -> Result<Verdict,
         }
         return Err(McpError::Invalid("unknown notification"));
     };
-    let refuse = |call: Call, code: i64, message: &str, reason: &'static str| {
-        Ok(Verdict::Refuse { response: error_response(&id, code, message), call, reason })
-    };
+    let refuse =
+        |call: Call, code: i64, message: &str, reason: &'static str| Ok(Verdict::Refuse { response: error_response(&id, code, message), call, reason });
     match method.as_str() {
         "initialize" | "ping" | "logging/setLevel" => forward(call),
         "tools/list" => forward(Call { list: Some(ListKind::Tools), ..call }),
@@ -486,11 +485,7 @@ pub fn inspect(body: &[u8], rules: &McpRules, granted: Level) -> Result<Verdict,
         "prompts/list" => forward(Call { list: Some(ListKind::Prompts), ..call }),
         "tools/call" => {
             let name = str_param(params, "name").unwrap_or_default().to_string();
-            call.arg_names = params
-                .and_then(|p| p.get("arguments"))
-                .and_then(Value::as_object)
-                .map(|a| a.keys().cloned().collect())
-                .unwrap_or_default();
+            call.arg_names = params.and_then(|p| p.get("arguments")).and_then(Value::as_object).map(|a| a.keys().cloned().collect()).unwrap_or_default();
             call.target = Some(name.clone());
             if rules.tool_allowed(&name, granted) {
                 forward(call)
@@ -790,7 +785,12 @@ mod tests {
 
     #[test]
     fn audit_facts_are_names_not_values() {
-        let Verdict::Forward { call, .. } = verdict(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{"query":"my secret search","limit":5}}}"#, Read).unwrap() else { panic!() };
+        let Verdict::Forward { call, .. } =
+            verdict(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{"query":"my secret search","limit":5}}}"#, Read)
+                .unwrap()
+        else {
+            panic!()
+        };
         assert_eq!(call.target.as_deref(), Some("search"));
         assert_eq!(call.arg_names, vec!["limit", "query"]);
         assert!(!format!("{call:?}").contains("my secret search"));
@@ -806,7 +806,10 @@ mod tests {
             (r#"{"id":1,"method":"ping"}"#, McpError::Invalid("jsonrpc must be \"2.0\"")),
             (r#"{"jsonrpc":"1.0","id":1,"method":"ping"}"#, McpError::Invalid("jsonrpc must be \"2.0\"")),
             (r#"{"jsonrpc":"2.0","id":{},"method":"ping"}"#, McpError::Invalid("id must be a string or an integer within 2^53")),
-            (r#"{"jsonrpc":"2.0","id":null,"method":"tools/call","params":{"name":"search"}}"#, McpError::Invalid("id must be a string or an integer within 2^53")),
+            (
+                r#"{"jsonrpc":"2.0","id":null,"method":"tools/call","params":{"name":"search"}}"#,
+                McpError::Invalid("id must be a string or an integer within 2^53"),
+            ),
             (r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":["search"]}"#, McpError::Invalid("params must be an object")),
             (r#"{"jsonrpc":"2.0","id":1,"method":7}"#, McpError::Invalid("method must be a string")),
             (r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"delete_repo"}}"#, McpError::Invalid("unknown notification")),
@@ -821,7 +824,9 @@ mod tests {
 
     #[test]
     fn lists_are_filtered() {
-        let Verdict::Forward { call, .. } = verdict(r#"{"jsonrpc":"2.0","id":"L1","method":"tools/list","params":{"cursor":"c"}}"#, Write).unwrap() else { panic!() };
+        let Verdict::Forward { call, .. } = verdict(r#"{"jsonrpc":"2.0","id":"L1","method":"tools/list","params":{"cursor":"c"}}"#, Write).unwrap() else {
+            panic!()
+        };
         let response = br#"{"jsonrpc":"2.0","id":"L1","result":{"tools":[{"name":"search"},{"name":"create_issue"},{"name":"delete_repo"},{"name":"hidden"},{"noname":1}],"nextCursor":"n"}}"#;
         let out: Value = serde_json::from_slice(&filter_message(response, &call, &rules(), Write)).unwrap();
         let names: Vec<&str> = out["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
@@ -1047,20 +1052,47 @@ mod differential_tests {
             ("name twice, admin first", r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_repo","name":"search"}}"#),
             ("params twice", r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_repo"},"params":{"name":"search"}}"#),
             ("id twice", r#"{"jsonrpc":"2.0","id":1,"id":2,"method":"ping"}"#),
-            ("ref.name twice", r#"{"jsonrpc":"2.0","id":4,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"summarize","name":"jailbreak"}}}"#),
+            (
+                "ref.name twice",
+                r#"{"jsonrpc":"2.0","id":4,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"summarize","name":"jailbreak"}}}"#,
+            ),
             ("uri twice", r#"{"jsonrpc":"2.0","id":2,"method":"resources/read","params":{"uri":"file:///docs/a","uri":"file:///etc/passwd"}}"#),
             ("escaped name", r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","na\u006de":"delete_repo"}}"#),
             ("escaped method", r#"{"jsonrpc":"2.0","id":1,"\u006dethod":"tools/call","method":"ping"}"#),
-            ("duplicate deep in arguments", r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{"q":{"a":[{"b":1,"b":2}]}}}}"#),
-            ("duplicate in _meta", r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","_meta":{"progressToken":1,"progressToken":2}}}"#),
-            ("folded siblings deep in arguments", r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{"path":"a","PATH":"b"}}}"#),
-            ("KELVIN siblings in arguments", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"search\",\"arguments\":{\"kind\":1,\"\u{212a}ind\":2}}}"),
-            ("LONG S siblings in arguments", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"search\",\"arguments\":{\"user\":1,\"u\u{17f}er\":2}}}"),
-            ("fullwidth siblings in arguments", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"search\",\"arguments\":{\"q\":1,\"\u{ff51}\":2}}}"),
-            ("Cyrillic case siblings", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"search\",\"arguments\":{\"\u{416}\":1,\"\u{436}\":2}}}"),
+            (
+                "duplicate deep in arguments",
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{"q":{"a":[{"b":1,"b":2}]}}}}"#,
+            ),
+            (
+                "duplicate in _meta",
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","_meta":{"progressToken":1,"progressToken":2}}}"#,
+            ),
+            (
+                "folded siblings deep in arguments",
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{"path":"a","PATH":"b"}}}"#,
+            ),
+            (
+                "KELVIN siblings in arguments",
+                "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"search\",\"arguments\":{\"kind\":1,\"\u{212a}ind\":2}}}",
+            ),
+            (
+                "LONG S siblings in arguments",
+                "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"search\",\"arguments\":{\"user\":1,\"u\u{17f}er\":2}}}",
+            ),
+            (
+                "fullwidth siblings in arguments",
+                "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"search\",\"arguments\":{\"q\":1,\"\u{ff51}\":2}}}",
+            ),
+            (
+                "Cyrillic case siblings",
+                "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"search\",\"arguments\":{\"\u{416}\":1,\"\u{436}\":2}}}",
+            ),
             ("NUL key in arguments", r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{"q\u0000":1}}}"#),
             ("NUL-only key", r#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{"\u0000":1}}"#),
-            ("non-ASCII params key", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"search\",\"\u{1d427}ame\":\"delete_repo\"}}"),
+            (
+                "non-ASCII params key",
+                "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"search\",\"\u{1d427}ame\":\"delete_repo\"}}",
+            ),
             ("non-ASCII top-level key", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\",\"\u{e9}\":1}"),
             ("Method alone with a result", r#"{"jsonrpc":"2.0","id":1,"result":{},"Method":"tools/call","params":{"name":"delete_repo"}}"#),
         ];
@@ -1096,13 +1128,17 @@ mod differential_tests {
 
     #[test]
     fn ids_are_strings_or_safe_integers() {
-        for id in ["1.0", "1e0", "1e3", "-0", "-0.0", "0.5", "9007199254740992", "-9007199254740992", "18446744073709551615", "1E400", "true", "null", "[1]", "{}"] {
+        for id in
+            ["1.0", "1e0", "1e3", "-0", "-0.0", "0.5", "9007199254740992", "-9007199254740992", "18446744073709551615", "1E400", "true", "null", "[1]", "{}"]
+        {
             let body = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"ping"}}"#);
             assert_refused(&format!("id {id}"), body.as_bytes(), if id == "1E400" { -32700 } else { -32600 });
             let response = format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{}}}}"#);
             assert_refused(&format!("response id {id}"), response.as_bytes(), if id == "1E400" { -32700 } else { -32600 });
         }
-        for (id, want) in [("0", json!(0)), ("9007199254740991", json!(9007199254740991u64)), ("-9007199254740991", json!(-9007199254740991i64)), (r#""1.0""#, json!("1.0"))] {
+        for (id, want) in
+            [("0", json!(0)), ("9007199254740991", json!(9007199254740991u64)), ("-9007199254740991", json!(-9007199254740991i64)), (r#""1.0""#, json!("1.0"))]
+        {
             let body = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"ping"}}"#);
             let Ok(Verdict::Forward { call, .. }) = inspect(body.as_bytes(), &rules(), Read) else { panic!("{id}") };
             assert_eq!(call.id, Some(want), "{id}");
@@ -1111,7 +1147,14 @@ mod differential_tests {
 
     #[test]
     fn content_types_other_than_utf8_json_are_refused() {
-        for ok in ["application/json", "Application/JSON", "application/json; charset=utf-8", "application/json;charset=UTF-8", "application/json; charset=\"utf-8\"", " application/json "] {
+        for ok in [
+            "application/json",
+            "Application/JSON",
+            "application/json; charset=utf-8",
+            "application/json;charset=UTF-8",
+            "application/json; charset=\"utf-8\"",
+            " application/json ",
+        ] {
             assert_eq!(check_content_type(Some(ok)), Ok(()), "{ok}");
         }
         for bad in [
@@ -1221,7 +1264,10 @@ mod differential_tests {
             out.extend(f.finish());
             let text = String::from_utf8(out).unwrap();
             assert!(!text.contains("delete_repo") && text.contains("search"), "split {i}: {text}");
-            assert!(text.contains("id: S::7\n") && text.ends_with("id: S::8\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n\n"), "split {i}: {text}");
+            assert!(
+                text.contains("id: S::7\n") && text.ends_with("id: S::8\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n\n"),
+                "split {i}: {text}"
+            );
         }
     }
 }

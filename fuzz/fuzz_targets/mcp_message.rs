@@ -28,7 +28,9 @@ use serde_json::{Map, Value};
 
 fn rules() -> McpRules {
     McpRules {
-        tools: [("search".to_string(), Level::Read), ("create_issue".to_string(), Level::Write), ("delete_repo".to_string(), Level::Admin)].into_iter().collect(),
+        tools: [("search".to_string(), Level::Read), ("create_issue".to_string(), Level::Write), ("delete_repo".to_string(), Level::Admin)]
+            .into_iter()
+            .collect(),
         default_tool: None,
         resources: vec![("file:///docs/".into(), Level::Read), ("file:///docs/secret/".into(), Level::Admin)],
         prompts: [("summarize".to_string(), Level::Read)].into_iter().collect(),

@@ -6,16 +6,33 @@
 //!   to the origin only if the policy grants the named tool, prompt or URI
 //!   prefix at a level the session holds. A refusal is answered by Airlock
 //!   with the same JSON-RPC error whether the name exists or not.
-//! - List results (`tools/list`, `resources/list`, `resources/templates/list`,
-//!   `prompts/list`) reach the sandbox holding only what it may use.
+//! - Forward what was decided: a message is read once, strictly, and the
+//!   origin receives the canonical serialization of that reading (ASCII
+//!   JSON, sorted keys), never the sandbox's bytes. Anything another JSON
+//!   reader could see differently is refused before a decision: non-UTF-8
+//!   or a BOM, duplicate keys at any depth (escaped or not), keys with
+//!   control or invisible characters, sibling keys equal under case or
+//!   Unicode folding, protocol keys respelled (`Method`, `NAME`, `ſ`,
+//!   KELVIN SIGN, fullwidth), ids other than strings and safe integers,
+//!   and a request charset other than UTF-8.
+//! - List results (`tools`, `resources`, `resourceTemplates`, `prompts` in
+//!   a `result`) reach the sandbox holding only what it may use, on every
+//!   stream, matched by shape and never by id; an origin message that
+//!   cannot be read strictly is replaced by an error, never passed.
 //! - Unknown methods, batches and malformed messages fail closed.
 //! - An origin's `Mcp-Session-Id` is handed out bound to the Airlock session
 //!   (MAC-tagged), so it cannot be replayed from another session.
 
-use std::collections::BTreeMap;
+use std::cell::Cell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::io;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::Serialize;
+use serde_json::ser::Formatter;
 use serde_json::{json, Map, Value};
 
 use crate::policy::Level;
@@ -92,6 +109,8 @@ pub enum ListKind {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Call {
     pub method: Option<String>,
+    /// The request id, already checked to be a string or an integer within
+    /// ±(2^53−1), so every JSON reader sees the same id.
     pub id: Option<Value>,
     /// The tool or prompt name, or resource URI, the message targets.
     pub target: Option<String>,
@@ -100,12 +119,43 @@ pub struct Call {
     pub list: Option<ListKind>,
 }
 
+/// The bytes to send to the origin: the canonical serialization of exactly
+/// the message that was authorized. Only [`inspect`] builds one, so the edge
+/// cannot forward the sandbox's own bytes by mistake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CanonicalBody(Vec<u8>);
+
+impl CanonicalBody {
+    /// ASCII-only JSON (non-ASCII escaped as `\uXXXX`), sorted keys, no
+    /// duplicates; send it with `Content-Type: application/json`.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.0
+    }
+}
+
+/// The Content-Type to send with a [`CanonicalBody`].
+pub const CANONICAL_CONTENT_TYPE: &str = "application/json";
+
 /// The decision on one message.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
-    Forward(Call),
+    /// Send `body` to the origin, never the bytes received: a second parser
+    /// upstream must read exactly what was authorized.
+    Forward { call: Call, body: CanonicalBody },
     /// Answer with this JSON-RPC error response; the origin sees nothing.
     Refuse { call: Call, response: Vec<u8>, reason: &'static str },
+}
+
+impl Verdict {
+    pub fn call(&self) -> &Call {
+        match self {
+            Verdict::Forward { call, .. } | Verdict::Refuse { call, .. } => call,
+        }
+    }
 }
 
 /// A message that is not valid JSON-RPC for this broker.
@@ -138,7 +188,238 @@ impl McpError {
 }
 
 fn error_response(id: &Value, code: i64, message: &str) -> Vec<u8> {
-    json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}}).to_string().into_bytes()
+    canonical(&json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}}))
+}
+
+// ---- strict reading --------------------------------------------------------
+
+/// Reads JSON as serde_json does, but refuses every message another JSON
+/// reader could see differently: duplicate keys (first-match routers take the
+/// first, serde the last), keys with control or invisible characters (some
+/// decoders drop trailing NULs), and sibling keys equal under case or
+/// Unicode folding (Go's encoding/json matches `Name`, `NAME` and `nAme`
+/// with KELVIN SIGN / LONG S to the same field).
+#[derive(Clone, Copy)]
+struct Strict<'a> {
+    /// Set when the refusal is ours, not a syntax error.
+    why: &'a Cell<Option<&'static str>>,
+}
+
+impl Strict<'_> {
+    fn refuse<E: de::Error>(self, why: &'static str) -> E {
+        self.why.set(Some(why));
+        E::custom(why)
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Strict<'_> {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Strict<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        serde_json::Number::from_f64(v).map(Value::Number).ok_or_else(|| self.refuse("a number out of range"))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(v) = seq.next_element_seed(self)? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = Map::new();
+        let mut folded = BTreeSet::new();
+        // Keys arrive with their escapes decoded, so `"na\u006de"` is caught
+        // as a duplicate of `"name"`.
+        while let Some(key) = map.next_key::<String>()? {
+            if key.chars().any(invisible) {
+                return Err(self.refuse("a key holds a control or invisible character"));
+            }
+            if out.contains_key(&key) {
+                return Err(self.refuse("duplicate key"));
+            }
+            if !folded.insert(fold(&key)) {
+                return Err(self.refuse("keys that differ only in case or form"));
+            }
+            let value = map.next_value_seed(self)?;
+            out.insert(key, value);
+        }
+        Ok(Value::Object(out))
+    }
+}
+
+/// Characters some decoder drops, stops at or ignores inside a key, so
+/// `"name\u0000"` or `"na\u200bme"` could be read as `name`.
+fn invisible(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{00ad}' | '\u{034f}' | '\u{061c}' | '\u{180e}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{206f}' | '\u{feff}' | '\u{fff9}'..='\u{fffb}')
+}
+
+/// A key as a case-insensitive reader matches it: fullwidth forms to ASCII,
+/// then full case folding (`ſ` → `s`, KELVIN SIGN → `k`, `ß` → `ss`).
+fn fold(key: &str) -> String {
+    key.chars()
+        .map(|c| match c {
+            '\u{ff01}'..='\u{ff5e}' => char::from_u32(c as u32 - 0xfee0).unwrap_or(c),
+            _ => c,
+        })
+        .flat_map(char::to_uppercase)
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// Parses strict UTF-8 JSON with [`Strict`]; a BOM or invalid UTF-8 anywhere
+/// is refused before serde sees it (a lenient decoder may skip the BOM or
+/// substitute the bytes).
+fn parse_strict(bytes: &[u8]) -> Result<Value, McpError> {
+    if bytes.starts_with(b"\xef\xbb\xbf") {
+        return Err(McpError::Invalid("a byte order mark is not allowed"));
+    }
+    if std::str::from_utf8(bytes).is_err() {
+        return Err(McpError::Invalid("the message is not UTF-8"));
+    }
+    let why = Cell::new(None);
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let parsed = Strict { why: &why }.deserialize(&mut de).and_then(|v| de.end().map(|()| v));
+    parsed.map_err(|_| why.get().map_or(McpError::Parse, McpError::Invalid))
+}
+
+/// Escapes every non-ASCII character as `\uXXXX`, so the canonical bytes
+/// read the same under any ASCII-compatible charset.
+struct AsciiFormatter;
+
+impl Formatter for AsciiFormatter {
+    fn write_string_fragment<W: ?Sized + io::Write>(&mut self, writer: &mut W, fragment: &str) -> io::Result<()> {
+        for c in fragment.chars() {
+            if c.is_ascii() {
+                writer.write_all(&[c as u8])?;
+            } else {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    write!(writer, "\\u{unit:04x}")?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The canonical serialization of a parsed value: sorted keys (serde_json's
+/// map), no whitespace, ASCII only.
+pub fn canonical(value: &Value) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, AsciiFormatter);
+    // Writing a `Value` to a Vec cannot fail; an empty body would be
+    // refused by any reader rather than misread.
+    if value.serialize(&mut ser).is_err() {
+        out.clear();
+    }
+    out
+}
+
+// ---- the sandbox's messages ------------------------------------------------
+
+/// Keys the protocol gives meaning to at its own levels (the message,
+/// `params`, `params.ref`, `params._meta`).
+const PROTOCOL_KEYS: &[&str] =
+    &["jsonrpc", "method", "id", "params", "result", "error", "name", "uri", "arguments", "ref", "type", "_meta", "cursor", "argument", "progressToken"];
+
+/// Refuses, at a protocol level, any key a case-insensitive reader would
+/// take for a protocol key it is not (`Method`, `NAME`, `ſ`/KELVIN SIGN or
+/// fullwidth spellings: non-ASCII keys are refused there outright).
+fn check_protocol_keys(level: Option<&Value>) -> Result<(), McpError> {
+    let Some(Value::Object(obj)) = level else {
+        return Ok(());
+    };
+    for key in obj.keys() {
+        if !key.is_ascii() {
+            return Err(McpError::Invalid("a protocol-level key must be ASCII"));
+        }
+        if PROTOCOL_KEYS.iter().any(|p| *p != key && p.eq_ignore_ascii_case(key)) {
+            return Err(McpError::Invalid("a key spelled like a protocol key"));
+        }
+    }
+    Ok(())
+}
+
+/// Largest integer every JSON reader holds exactly (JavaScript's
+/// `Number.MAX_SAFE_INTEGER`).
+pub const MAX_SAFE_ID: u64 = (1 << 53) - 1;
+
+/// A request id every reader sees the same: a string, or an integer within
+/// ±(2^53−1). `1.0`, `1e0` and `-0` are floats to serde but `1` and `0` to
+/// JavaScript, so a response could be matched to the wrong request.
+fn safe_id(id: &Value) -> bool {
+    match id {
+        Value::String(_) => true,
+        Value::Number(n) => n.as_u64().is_some_and(|u| u <= MAX_SAFE_ID) || n.as_i64().is_some_and(|i| i.unsigned_abs() <= MAX_SAFE_ID),
+        _ => false,
+    }
+}
+
+/// Checks the request's `Content-Type`: `application/json`, with no
+/// parameter but an optional `charset=utf-8` (any case, optionally quoted).
+/// A server honouring another charset (express reads `utf-7`, where
+/// `"+AG4-ame"` is `"name"`) would read other text than was authorized.
+pub fn check_content_type(value: Option<&str>) -> Result<(), McpError> {
+    let refused = McpError::Invalid("Content-Type must be application/json (UTF-8)");
+    let value = value.ok_or(refused.clone())?;
+    let mut parts = value.split(';');
+    let media = parts.next().unwrap_or_default().trim_matches([' ', '\t']);
+    if !media.eq_ignore_ascii_case("application/json") {
+        return Err(refused);
+    }
+    let mut charset_seen = false;
+    for param in parts {
+        let Some((name, val)) = param.split_once('=') else {
+            return Err(refused);
+        };
+        let val = val.trim_matches([' ', '\t']);
+        let val = val.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(val);
+        // Two charsets: readers disagree on which one counts.
+        if charset_seen || !name.trim_matches([' ', '\t']).eq_ignore_ascii_case("charset") || !val.eq_ignore_ascii_case("utf-8") {
+            return Err(refused);
+        }
+        charset_seen = true;
+    }
+    Ok(())
 }
 
 fn str_param<'a>(params: Option<&'a Map<String, Value>>, key: &str) -> Option<&'a str> {
@@ -146,34 +427,42 @@ fn str_param<'a>(params: Option<&'a Map<String, Value>>, key: &str) -> Option<&'
 }
 
 /// Inspects one message from the sandbox against the server's rules and
-/// the session's level for the server.
+/// the session's level for the server. A forwarded message comes with its
+/// canonical bytes, which the edge sends instead of `body`.
 pub fn inspect(body: &[u8], rules: &McpRules, granted: Level) -> Result<Verdict, McpError> {
     if body.len() > MAX_MESSAGE {
         return Err(McpError::TooLarge);
     }
-    let value: Value = serde_json::from_slice(body).map_err(|_| McpError::Parse)?;
-    let msg = match value {
+    let value = parse_strict(body)?;
+    let msg = match &value {
         Value::Object(m) => m,
         Value::Array(_) => return Err(McpError::Batch),
         _ => return Err(McpError::Invalid("a message must be an object")),
     };
+    check_protocol_keys(Some(&value))?;
+    if let Some(params) = msg.get("params") {
+        check_protocol_keys(Some(params))?;
+        check_protocol_keys(params.get("ref"))?;
+        check_protocol_keys(params.get("_meta"))?;
+    }
     if msg.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
         return Err(McpError::Invalid("jsonrpc must be \"2.0\""));
     }
     let id = match msg.get("id") {
         None => None,
-        Some(v @ (Value::String(_) | Value::Number(_))) => Some(v.clone()),
-        Some(_) => return Err(McpError::Invalid("id must be a string or a number")),
+        Some(v) if safe_id(v) => Some(v.clone()),
+        Some(_) => return Err(McpError::Invalid("id must be a string or an integer within 2^53")),
     };
     let params = match msg.get("params") {
         None => None,
         Some(Value::Object(p)) => Some(p),
         Some(_) => return Err(McpError::Invalid("params must be an object")),
     };
+    let forward = |call: Call| Ok(Verdict::Forward { call, body: CanonicalBody(canonical(&value)) });
     let Some(method) = msg.get("method") else {
         // A response to a server request (sampling, elicitation, roots).
         if id.is_some() && (msg.contains_key("result") || msg.contains_key("error")) {
-            return Ok(Verdict::Forward(Call { method: None, id, target: None, arg_names: Vec::new(), list: None }));
+            return forward(Call { method: None, id, target: None, arg_names: Vec::new(), list: None });
         }
         return Err(McpError::Invalid("neither a request, a notification nor a response"));
     };
@@ -182,29 +471,24 @@ pub fn inspect(body: &[u8], rules: &McpRules, granted: Level) -> Result<Verdict,
     let Some(id) = id else {
         // Notifications carry no answer; only the protocol's own pass.
         if method.starts_with("notifications/") {
-            return Ok(Verdict::Forward(call));
+            return forward(call);
         }
         return Err(McpError::Invalid("unknown notification"));
     };
-    let refuse = |call: Call, code: i64, message: &str, reason: &'static str| {
-        Ok(Verdict::Refuse { response: error_response(&id, code, message), call, reason })
-    };
+    let refuse =
+        |call: Call, code: i64, message: &str, reason: &'static str| Ok(Verdict::Refuse { response: error_response(&id, code, message), call, reason });
     match method.as_str() {
-        "initialize" | "ping" | "logging/setLevel" => Ok(Verdict::Forward(call)),
-        "tools/list" => Ok(Verdict::Forward(Call { list: Some(ListKind::Tools), ..call })),
-        "resources/list" => Ok(Verdict::Forward(Call { list: Some(ListKind::Resources), ..call })),
-        "resources/templates/list" => Ok(Verdict::Forward(Call { list: Some(ListKind::ResourceTemplates), ..call })),
-        "prompts/list" => Ok(Verdict::Forward(Call { list: Some(ListKind::Prompts), ..call })),
+        "initialize" | "ping" | "logging/setLevel" => forward(call),
+        "tools/list" => forward(Call { list: Some(ListKind::Tools), ..call }),
+        "resources/list" => forward(Call { list: Some(ListKind::Resources), ..call }),
+        "resources/templates/list" => forward(Call { list: Some(ListKind::ResourceTemplates), ..call }),
+        "prompts/list" => forward(Call { list: Some(ListKind::Prompts), ..call }),
         "tools/call" => {
             let name = str_param(params, "name").unwrap_or_default().to_string();
-            call.arg_names = params
-                .and_then(|p| p.get("arguments"))
-                .and_then(Value::as_object)
-                .map(|a| a.keys().cloned().collect())
-                .unwrap_or_default();
+            call.arg_names = params.and_then(|p| p.get("arguments")).and_then(Value::as_object).map(|a| a.keys().cloned().collect()).unwrap_or_default();
             call.target = Some(name.clone());
             if rules.tool_allowed(&name, granted) {
-                Ok(Verdict::Forward(call))
+                forward(call)
             } else {
                 // The same answer for a tool that exists and one that does not.
                 refuse(call, -32602, "Tool not found", "mcp_tool_not_allowed")
@@ -214,7 +498,7 @@ pub fn inspect(body: &[u8], rules: &McpRules, granted: Level) -> Result<Verdict,
             let name = str_param(params, "name").unwrap_or_default().to_string();
             call.target = Some(name.clone());
             if rules.prompt_allowed(&name, granted) {
-                Ok(Verdict::Forward(call))
+                forward(call)
             } else {
                 refuse(call, -32602, "Prompt not found", "mcp_prompt_not_allowed")
             }
@@ -223,7 +507,7 @@ pub fn inspect(body: &[u8], rules: &McpRules, granted: Level) -> Result<Verdict,
             let uri = str_param(params, "uri").unwrap_or_default().to_string();
             call.target = Some(uri.clone());
             if rules.resource_allowed(&uri, granted) {
-                Ok(Verdict::Forward(call))
+                forward(call)
             } else {
                 refuse(call, -32002, "Resource not found", "mcp_resource_not_allowed")
             }
@@ -245,7 +529,7 @@ pub fn inspect(body: &[u8], rules: &McpRules, granted: Level) -> Result<Verdict,
                 _ => false,
             };
             if ok {
-                Ok(Verdict::Forward(call))
+                forward(call)
             } else {
                 refuse(call, -32602, "Reference not found", "mcp_completion_not_allowed")
             }
@@ -254,13 +538,18 @@ pub fn inspect(body: &[u8], rules: &McpRules, granted: Level) -> Result<Verdict,
     }
 }
 
+// ---- the origin's messages -------------------------------------------------
+
+/// The list containers a result can hold, with the rule that filters each.
+const LISTS: &[(&str, ListKind)] =
+    &[("tools", ListKind::Tools), ("prompts", ListKind::Prompts), ("resources", ListKind::Resources), ("resourceTemplates", ListKind::ResourceTemplates)];
+
 /// Keeps only the list items the session may use.
-fn filter_list(kind: ListKind, result: &mut Map<String, Value>, rules: &McpRules, granted: Level) {
-    let (key, field) = match kind {
-        ListKind::Tools => ("tools", "name"),
-        ListKind::Resources => ("resources", "uri"),
-        ListKind::ResourceTemplates => ("resourceTemplates", "uriTemplate"),
-        ListKind::Prompts => ("prompts", "name"),
+fn filter_items(kind: ListKind, list: &mut Value, rules: &McpRules, granted: Level) {
+    let field = match kind {
+        ListKind::Tools | ListKind::Prompts => "name",
+        ListKind::Resources => "uri",
+        ListKind::ResourceTemplates => "uriTemplate",
     };
     let keep = |item: &Value| {
         let Some(v) = item.get(field).and_then(Value::as_str) else {
@@ -272,44 +561,81 @@ fn filter_list(kind: ListKind, result: &mut Map<String, Value>, rules: &McpRules
             ListKind::Resources | ListKind::ResourceTemplates => rules.resource_allowed(v, granted),
         }
     };
-    match result.get_mut(key) {
-        Some(Value::Array(items)) => items.retain(keep),
-        // A list result without its list (or of the wrong shape) is emptied.
-        _ => {
-            result.insert(key.to_string(), Value::Array(Vec::new()));
-        }
+    match list {
+        Value::Array(items) => items.retain(keep),
+        // A list of the wrong shape is emptied, never passed.
+        other => *other = Value::Array(Vec::new()),
     }
 }
 
-/// Filters one message from the origin. A response to `call` that carries a
-/// list keeps only the allowed items; anything else passes unchanged. A
-/// list response that cannot be parsed is replaced by an error, never
-/// passed on unfiltered.
+/// Filters every list a JSON-RPC response carries, whatever its id: a
+/// `result` object holding `tools`, `prompts`, `resources` or
+/// `resourceTemplates` (under any spelling a lenient client would match).
+/// Returns whether anything was a list.
+fn filter_shape(msg: &mut Value, rules: &McpRules, granted: Level) -> bool {
+    let Value::Object(msg) = msg else {
+        return false;
+    };
+    let mut found = false;
+    for (key, result) in msg.iter_mut() {
+        if fold(key) != "result" {
+            continue;
+        }
+        let Value::Object(result) = result else {
+            continue;
+        };
+        for (key, list) in result.iter_mut() {
+            let folded = fold(key);
+            if let Some((_, kind)) = LISTS.iter().find(|(name, _)| fold(name) == folded) {
+                filter_items(*kind, list, rules, granted);
+                found = true;
+            }
+        }
+    }
+    found
+}
+
+/// Filters one message from the origin on any stream of the session, with
+/// or without a request to match it to (a resumed GET stream has none):
+/// every list result is filtered by its shape, not by its id, since an id
+/// can be respelled (`1.0` for `1`) or absent. Messages holding no list pass
+/// byte for byte; a filtered one is re-serialized canonically; one that
+/// could be an object but is not strict JSON (or has duplicate or folded
+/// keys) is replaced by a JSON-RPC error, never passed.
+pub fn filter_origin_message(message: &[u8], id: Option<&Value>, rules: &McpRules, granted: Level) -> Vec<u8> {
+    let malformed = || error_response(id.unwrap_or(&Value::Null), -32603, "malformed response");
+    if message.iter().all(u8::is_ascii_whitespace) {
+        // Empty data: a resumable server's priming event.
+        return message.to_vec();
+    }
+    let mut value = match parse_strict(message) {
+        Ok(v) => v,
+        // Text that holds no brace or bracket cannot be read as a list by
+        // any client; anything else might be, by a more lenient parser.
+        Err(_) if !message.iter().any(|b| matches!(b, b'{' | b'[')) => return message.to_vec(),
+        Err(_) => return malformed(),
+    };
+    let changed = match &mut value {
+        // A batch of responses: each is filtered.
+        Value::Array(items) => items.iter_mut().fold(false, |acc, m| filter_shape(m, rules, granted) | acc),
+        other => filter_shape(other, rules, granted),
+    };
+    if changed {
+        canonical(&value)
+    } else {
+        message.to_vec()
+    }
+}
+
+/// Filters one message from the origin answering `call` (see
+/// [`filter_origin_message`]; the call's id only labels an error reply).
 pub fn filter_message(message: &[u8], call: &Call, rules: &McpRules, granted: Level) -> Vec<u8> {
-    let Some(kind) = call.list else {
-        return message.to_vec();
-    };
-    let id = call.id.clone().unwrap_or(Value::Null);
-    let Ok(Value::Object(mut msg)) = serde_json::from_slice::<Value>(message) else {
-        // Empty data (an SSE priming event) or anything that is not an object
-        // cannot be a list result: pass it. An object this parser refuses is
-        // replaced, in case a more lenient client parser would accept it.
-        let looks_like_object = message.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
-        return if looks_like_object { error_response(&id, -32603, "malformed list response") } else { message.to_vec() };
-    };
-    if msg.get("id") != Some(&id) {
-        return message.to_vec();
-    }
-    match msg.get_mut("result") {
-        Some(Value::Object(result)) => filter_list(kind, result, rules, granted),
-        Some(_) => return error_response(&id, -32603, "malformed list response"),
-        None => return message.to_vec(),
-    }
-    Value::Object(msg).to_string().into_bytes()
+    filter_origin_message(message, call.id.as_ref(), rules, granted)
 }
 
 /// An MCP event stream as the sandbox receives it: cut into whole events;
-/// the list response to the sandbox's request is filtered; every event is
+/// every list result on it is filtered by shape (`call` is the POST's
+/// request, or `None` for a GET stream, resumed or not); every event is
 /// scrubbed as a unit, so redaction never breaks the framing. Events that
 /// need no change pass byte for byte.
 pub struct EventFilter {
@@ -326,13 +652,14 @@ impl EventFilter {
     }
 
     fn event(&self, event: &[u8]) -> Vec<u8> {
-        let rewritten = match (&self.call, sse::data(event)) {
-            (Some(call), Some(data)) if call.list.is_some() => {
-                let filtered = filter_message(&data, call, &self.rules, self.granted);
-                (filtered != data).then(|| sse::with_data(event, &filtered))
-            }
-            _ => None,
-        };
+        // Every event is filtered by shape, whether or not it answers the
+        // request that opened the stream: a resumed GET stream replays
+        // responses Airlock never saw the request of.
+        let id = self.call.as_ref().and_then(|c| c.id.as_ref());
+        let rewritten = sse::data(event).and_then(|data| {
+            let filtered = filter_origin_message(&data, id, &self.rules, self.granted);
+            (filtered != data).then(|| sse::with_data(event, &filtered))
+        });
         self.redactor.redact(rewritten.as_deref().unwrap_or(event))
     }
 }
@@ -436,7 +763,7 @@ mod tests {
         ];
         for (body, granted, forward) in table {
             match verdict(body, *granted) {
-                Ok(Verdict::Forward(_)) => assert!(forward, "forwarded: {body}"),
+                Ok(Verdict::Forward { .. }) => assert!(forward, "forwarded: {body}"),
                 Ok(Verdict::Refuse { response, .. }) => {
                     assert!(!forward, "refused: {body}");
                     let v: Value = serde_json::from_slice(&response).unwrap();
@@ -458,7 +785,12 @@ mod tests {
 
     #[test]
     fn audit_facts_are_names_not_values() {
-        let Verdict::Forward(call) = verdict(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{"query":"my secret search","limit":5}}}"#, Read).unwrap() else { panic!() };
+        let Verdict::Forward { call, .. } =
+            verdict(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{"query":"my secret search","limit":5}}}"#, Read)
+                .unwrap()
+        else {
+            panic!()
+        };
         assert_eq!(call.target.as_deref(), Some("search"));
         assert_eq!(call.arg_names, vec!["limit", "query"]);
         assert!(!format!("{call:?}").contains("my secret search"));
@@ -473,8 +805,11 @@ mod tests {
             ("42", McpError::Invalid("a message must be an object")),
             (r#"{"id":1,"method":"ping"}"#, McpError::Invalid("jsonrpc must be \"2.0\"")),
             (r#"{"jsonrpc":"1.0","id":1,"method":"ping"}"#, McpError::Invalid("jsonrpc must be \"2.0\"")),
-            (r#"{"jsonrpc":"2.0","id":{},"method":"ping"}"#, McpError::Invalid("id must be a string or a number")),
-            (r#"{"jsonrpc":"2.0","id":null,"method":"tools/call","params":{"name":"search"}}"#, McpError::Invalid("id must be a string or a number")),
+            (r#"{"jsonrpc":"2.0","id":{},"method":"ping"}"#, McpError::Invalid("id must be a string or an integer within 2^53")),
+            (
+                r#"{"jsonrpc":"2.0","id":null,"method":"tools/call","params":{"name":"search"}}"#,
+                McpError::Invalid("id must be a string or an integer within 2^53"),
+            ),
             (r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":["search"]}"#, McpError::Invalid("params must be an object")),
             (r#"{"jsonrpc":"2.0","id":1,"method":7}"#, McpError::Invalid("method must be a string")),
             (r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"delete_repo"}}"#, McpError::Invalid("unknown notification")),
@@ -489,15 +824,20 @@ mod tests {
 
     #[test]
     fn lists_are_filtered() {
-        let Verdict::Forward(call) = verdict(r#"{"jsonrpc":"2.0","id":"L1","method":"tools/list","params":{"cursor":"c"}}"#, Write).unwrap() else { panic!() };
+        let Verdict::Forward { call, .. } = verdict(r#"{"jsonrpc":"2.0","id":"L1","method":"tools/list","params":{"cursor":"c"}}"#, Write).unwrap() else {
+            panic!()
+        };
         let response = br#"{"jsonrpc":"2.0","id":"L1","result":{"tools":[{"name":"search"},{"name":"create_issue"},{"name":"delete_repo"},{"name":"hidden"},{"noname":1}],"nextCursor":"n"}}"#;
         let out: Value = serde_json::from_slice(&filter_message(response, &call, &rules(), Write)).unwrap();
         let names: Vec<&str> = out["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
         assert_eq!(names, vec!["search", "create_issue"]);
         assert_eq!(out["result"]["nextCursor"], "n", "paging survives");
-        // Another id, or a notification, passes untouched.
+        // Another id is filtered too: lists are found by shape, not by id.
         let other = br#"{"jsonrpc":"2.0","id":"L2","result":{"tools":[{"name":"hidden"}]}}"#;
-        assert_eq!(filter_message(other, &call, &rules(), Write), other.to_vec());
+        assert_eq!(filter_message(other, &call, &rules(), Write), br#"{"id":"L2","jsonrpc":"2.0","result":{"tools":[]}}"#.to_vec());
+        // A message holding no list passes byte for byte.
+        let plain = br#"{"jsonrpc":"2.0", "method":"notifications/message","params":{"level":"info"}}"#;
+        assert_eq!(filter_message(plain, &call, &rules(), Write), plain.to_vec());
         // An object this parser refuses is replaced, not passed on (a lone
         // surrogate: JSON.parse would accept it).
         let bad = filter_message(br#"{"jsonrpc":"2.0","id":"L1","result":{"tools":[{"name":"hidden\ud800"}]}}"#, &call, &rules(), Write);
@@ -512,12 +852,12 @@ mod tests {
         let out: Value = serde_json::from_slice(&filter_message(odd, &call, &rules(), Write)).unwrap();
         assert_eq!(out["result"]["tools"], json!([]));
 
-        let Verdict::Forward(call) = verdict(r#"{"jsonrpc":"2.0","id":2,"method":"resources/list"}"#, Read).unwrap() else { panic!() };
+        let Verdict::Forward { call, .. } = verdict(r#"{"jsonrpc":"2.0","id":2,"method":"resources/list"}"#, Read).unwrap() else { panic!() };
         let response = br#"{"jsonrpc":"2.0","id":2,"result":{"resources":[{"uri":"file:///docs/a"},{"uri":"file:///docs/secret/b"},{"uri":"https://x"}]}}"#;
         let out: Value = serde_json::from_slice(&filter_message(response, &call, &rules(), Read)).unwrap();
         assert_eq!(out["result"]["resources"], json!([{"uri": "file:///docs/a"}]));
 
-        let Verdict::Forward(call) = verdict(r#"{"jsonrpc":"2.0","id":3,"method":"prompts/list"}"#, Admin).unwrap() else { panic!() };
+        let Verdict::Forward { call, .. } = verdict(r#"{"jsonrpc":"2.0","id":3,"method":"prompts/list"}"#, Admin).unwrap() else { panic!() };
         let response = br#"{"jsonrpc":"2.0","id":3,"result":{"prompts":[{"name":"summarize"},{"name":"jailbreak"}]}}"#;
         let out: Value = serde_json::from_slice(&filter_message(response, &call, &rules(), Admin)).unwrap();
         assert_eq!(out["result"]["prompts"], json!([{"name": "summarize"}]));
@@ -536,7 +876,7 @@ mod tests {
 
     #[test]
     fn event_streams_are_filtered_and_scrubbed_at_any_chunking() {
-        let Verdict::Forward(call) = verdict(r#"{"jsonrpc":"2.0","id":5,"method":"tools/list"}"#, Read).unwrap() else { panic!() };
+        let Verdict::Forward { call, .. } = verdict(r#"{"jsonrpc":"2.0","id":5,"method":"tools/list"}"#, Read).unwrap() else { panic!() };
         let stream: &[u8] = b": keep-alive comment\n\n\
 id: ev-1\r\nevent: message\r\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\r\ndata: \"params\":{\"data\":\"token SECRET-TOKEN-1\"}}\r\n\r\n\
 retry: 3000\n\n\
@@ -559,7 +899,7 @@ id: ev-2\nevent: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":5,\"result\":{\"tool
 
     #[test]
     fn a_priming_event_passes_and_the_list_after_it_is_filtered() {
-        let Verdict::Forward(call) = verdict(r#"{"jsonrpc":"2.0","id":42,"method":"tools/list"}"#, Read).unwrap() else { panic!() };
+        let Verdict::Forward { call, .. } = verdict(r#"{"jsonrpc":"2.0","id":42,"method":"tools/list"}"#, Read).unwrap() else { panic!() };
         let stream: &[u8] = b"id: S::3\nretry: 1000\ndata: \n\nevent: message\nid: S::4\ndata: {\"result\":{\"tools\":[{\"name\":\"search\"},{\"name\":\"hidden\"}]},\"jsonrpc\":\"2.0\",\"id\":42}\n\n";
         let out = String::from_utf8(run_filter(&[stream], Some(call), Read)).unwrap();
         assert!(out.starts_with("id: S::3\nretry: 1000\ndata: \n\n"), "{out}");
@@ -567,10 +907,13 @@ id: ev-2\nevent: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":5,\"result\":{\"tool
     }
 
     #[test]
-    fn streams_without_a_list_call_pass_except_for_secrets() {
+    fn streams_without_a_list_call_are_filtered_by_shape() {
         let stream: &[u8] = b"data: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"tools\":[{\"name\":\"hidden\"}]}}\n\n";
-        // Not a response to a list request of this POST: left as is.
-        assert_eq!(run_filter(&[stream], None, Read), stream.to_vec());
+        // A GET stream (resumed or not) has no request: its lists are
+        // filtered all the same.
+        assert_eq!(run_filter(&[stream], None, Read), b"data: {\"id\":1,\"jsonrpc\":\"2.0\",\"result\":{\"tools\":[]}}\n\n".to_vec());
+        let plain: &[u8] = b"id: 9\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}\n\n";
+        assert_eq!(run_filter(&[plain], None, Read), plain.to_vec(), "no list: byte for byte");
         let unterminated: &[u8] = b"data: SECRET-TOKEN-1 at the end";
         assert_eq!(run_filter(&[unterminated], None, Read), b"data: [REDACTED] at the end".to_vec());
     }
@@ -589,5 +932,342 @@ id: ev-2\nevent: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":5,\"result\":{\"tool
         // Survives rotation while the old key is listed.
         let rotated = KeyRing::parse("k2:ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=,k1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=").unwrap();
         assert_eq!(unbind_session_id(&bound, "session-a", &rotated).as_deref(), Some("origin-sid-123"));
+    }
+}
+
+#[cfg(test)]
+mod differential_tests {
+    //! Attack tables for parser differentials: every hostile spelling is
+    //! refused before a decision, so no `Forward` verdict (nothing to send
+    //! upstream) comes out.
+    use super::*;
+    use Level::*;
+
+    fn rules() -> McpRules {
+        McpRules {
+            tools: [("search".to_string(), Read), ("delete_repo".to_string(), Admin)].into_iter().collect(),
+            default_tool: None,
+            resources: vec![("file:///docs/".into(), Read)],
+            prompts: [("summarize".to_string(), Read)].into_iter().collect(),
+        }
+    }
+
+    /// Asserts the message is refused as a whole: an error (never a verdict,
+    /// so no bytes to forward) whose JSON-RPC code is `code`.
+    fn assert_refused(what: &str, body: &[u8], code: i64) {
+        match inspect(body, &rules(), Read) {
+            Ok(v) => panic!("{what}: not refused, verdict {v:?} for {}", String::from_utf8_lossy(body)),
+            Err(e) => {
+                let response: Value = serde_json::from_slice(&e.response()).unwrap();
+                assert_eq!(response["error"]["code"], code, "{what}: {e:?}");
+                assert_eq!(e.code(), "mcp_invalid_message", "{what}");
+            }
+        }
+    }
+
+    /// Messages the read session may send (each key below appears once).
+    const BASES: &[(&str, &[&str])] = &[
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{"q":"x"},"_meta":{"progressToken":"t"}}}"#,
+            &["jsonrpc", "id", "method", "params", "name", "arguments", "_meta", "progressToken"],
+        ),
+        (r#"{"jsonrpc":"2.0","id":2,"method":"resources/read","params":{"uri":"file:///docs/a"}}"#, &["uri"]),
+        (r#"{"jsonrpc":"2.0","id":4,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"summarize"}}}"#, &["ref", "type", "name"]),
+        (r#"{"jsonrpc":"2.0","id":9,"result":{}}"#, &["result"]),
+    ];
+
+    /// Spellings a lenient reader may take for `key` (JSON text of the key).
+    fn variants(key: &str) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut chars: Vec<char> = key.chars().collect();
+        if let Some(i) = chars.iter().position(|c| c.is_ascii_alphabetic()) {
+            chars[i] = chars[i].to_ascii_uppercase();
+            out.push(("first letter upper".to_string(), chars.iter().collect()));
+            let fullwidth = char::from_u32(key.chars().nth(i).map_or(0, |c| c as u32 + 0xfee0)).unwrap();
+            let mut fw: Vec<char> = key.chars().collect();
+            fw[i] = fullwidth;
+            out.push(("fullwidth letter".to_string(), fw.iter().collect()));
+        }
+        out.push(("all caps".to_string(), key.to_ascii_uppercase()));
+        if key.contains('s') {
+            out.push(("LONG S".to_string(), key.replacen('s', "\u{17f}", 1)));
+        }
+        if key.contains('k') {
+            out.push(("KELVIN SIGN".to_string(), key.replacen('k', "\u{212a}", 1)));
+        }
+        if let Some(c) = key.chars().next().filter(char::is_ascii_alphabetic) {
+            out.push(("escaped upper".to_string(), format!("\\u{:04X}{}", c.to_ascii_uppercase() as u32, &key[1..])));
+        }
+        out.push(("trailing NUL".to_string(), format!("{key}\\u0000")));
+        out.push(("two trailing NULs".to_string(), format!("{key}\\u0000\\u0000")));
+        out.push(("inner BEL".to_string(), format!("{}\\u0007{}", &key[..1], &key[1..])));
+        out.push(("trailing DEL".to_string(), format!("{key}\u{7f}")));
+        out.push(("zero-width space".to_string(), format!("{key}\u{200b}")));
+        out.push(("trailing BOM".to_string(), format!("{key}\\ufeff")));
+        out
+    }
+
+    #[test]
+    fn the_base_messages_are_forwarded() {
+        for (base, _) in BASES {
+            assert!(matches!(inspect(base.as_bytes(), &rules(), Read), Ok(Verdict::Forward { .. })), "{base}");
+        }
+    }
+
+    #[test]
+    fn respelled_protocol_keys_are_refused_alone_and_beside_the_real_one() {
+        let mut rows = 0;
+        for (base, keys) in BASES {
+            for key in *keys {
+                let quoted = format!("\"{key}\":");
+                assert!(base.contains(&quoted), "{key} in {base}");
+                for (how, variant) in variants(key) {
+                    // Alone: a case-insensitive server reads it as `key`.
+                    let alone = base.replacen(&quoted, &format!("\"{variant}\":"), 1);
+                    assert_refused(&format!("{key}: {how}, alone"), alone.as_bytes(), -32600);
+                    // Beside the real key, first or last: which one a server
+                    // takes is up to the server.
+                    let first = base.replacen(&quoted, &format!("\"{variant}\":\"delete_repo\",{quoted}"), 1);
+                    assert_refused(&format!("{key}: {how}, first"), first.as_bytes(), -32600);
+                    rows += 2;
+                }
+                // Exact duplicates, raw and escaped.
+                let dup = base.replacen(&quoted, &format!("{quoted}\"delete_repo\",{quoted}"), 1);
+                assert_refused(&format!("{key}: exact duplicate"), dup.as_bytes(), -32600);
+                let escaped = format!("\"\\u{:04x}{}\":", key.chars().next().map_or(0, |c| c as u32), &key[1..]);
+                let dup = base.replacen(&quoted, &format!("{escaped}\"delete_repo\",{quoted}"), 1);
+                assert_refused(&format!("{key}: escaped duplicate"), dup.as_bytes(), -32600);
+                rows += 2;
+            }
+        }
+        assert!(rows > 150, "{rows}");
+    }
+
+    #[test]
+    fn duplicates_and_collisions_at_any_depth_are_refused() {
+        let table: &[(&str, &str)] = &[
+            ("method twice, admin last", r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","method":"tools/call","params":{"name":"delete_repo"}}"#),
+            ("method twice, admin first", r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","method":"tools/list","params":{"name":"delete_repo"}}"#),
+            ("name twice, admin last", r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","name":"delete_repo"}}"#),
+            ("name twice, admin first", r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_repo","name":"search"}}"#),
+            ("params twice", r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_repo"},"params":{"name":"search"}}"#),
+            ("id twice", r#"{"jsonrpc":"2.0","id":1,"id":2,"method":"ping"}"#),
+            (
+                "ref.name twice",
+                r#"{"jsonrpc":"2.0","id":4,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"summarize","name":"jailbreak"}}}"#,
+            ),
+            ("uri twice", r#"{"jsonrpc":"2.0","id":2,"method":"resources/read","params":{"uri":"file:///docs/a","uri":"file:///etc/passwd"}}"#),
+            ("escaped name", r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","na\u006de":"delete_repo"}}"#),
+            ("escaped method", r#"{"jsonrpc":"2.0","id":1,"\u006dethod":"tools/call","method":"ping"}"#),
+            (
+                "duplicate deep in arguments",
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{"q":{"a":[{"b":1,"b":2}]}}}}"#,
+            ),
+            (
+                "duplicate in _meta",
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","_meta":{"progressToken":1,"progressToken":2}}}"#,
+            ),
+            (
+                "folded siblings deep in arguments",
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{"path":"a","PATH":"b"}}}"#,
+            ),
+            (
+                "KELVIN siblings in arguments",
+                "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"search\",\"arguments\":{\"kind\":1,\"\u{212a}ind\":2}}}",
+            ),
+            (
+                "LONG S siblings in arguments",
+                "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"search\",\"arguments\":{\"user\":1,\"u\u{17f}er\":2}}}",
+            ),
+            (
+                "fullwidth siblings in arguments",
+                "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"search\",\"arguments\":{\"q\":1,\"\u{ff51}\":2}}}",
+            ),
+            (
+                "Cyrillic case siblings",
+                "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"search\",\"arguments\":{\"\u{416}\":1,\"\u{436}\":2}}}",
+            ),
+            ("NUL key in arguments", r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","arguments":{"q\u0000":1}}}"#),
+            ("NUL-only key", r#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{"\u0000":1}}"#),
+            (
+                "non-ASCII params key",
+                "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"search\",\"\u{1d427}ame\":\"delete_repo\"}}",
+            ),
+            ("non-ASCII top-level key", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\",\"\u{e9}\":1}"),
+            ("Method alone with a result", r#"{"jsonrpc":"2.0","id":1,"result":{},"Method":"tools/call","params":{"name":"delete_repo"}}"#),
+        ];
+        for (what, body) in table {
+            assert_refused(what, body.as_bytes(), -32600);
+        }
+    }
+
+    #[test]
+    fn encodings_other_than_strict_utf8_are_refused() {
+        let table: &[(&str, &[u8], i64)] = &[
+            ("BOM", b"\xef\xbb\xbf{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}", -32600),
+            ("invalid UTF-8 in a value", b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"search\xff\"}}", -32600),
+            ("overlong slash", b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools\xc0\xafcall\"}", -32600),
+            ("latin1 key", b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\",\"\xe9\":1}", -32600),
+            ("UTF-16LE", b"{\0\"\0j\0s\0o\0n\0r\0p\0c\0\"\0:\0\"\x002\0.\x000\0\"\0}\0", -32700),
+            ("UTF-16BE BOM", b"\xfe\xff\0{\0}", -32600),
+            ("lone high surrogate", br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search\ud800"}}"#, -32700),
+            ("lone low surrogate in a key", br#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{"\udc00":1}}"#, -32700),
+            ("trailing garbage", br#"{"jsonrpc":"2.0","id":1,"method":"ping"}x"#, -32700),
+            ("raw control in a string", b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\x00\"}", -32700),
+        ];
+        for (what, body, code) in table {
+            assert_refused(what, body, *code);
+        }
+        // Read as UTF-8, a UTF-7 spelling of `name` is another key: the call
+        // names no tool and is refused; the Content-Type check refuses the
+        // charset before this.
+        let utf7 = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"+AG4-ame":"delete_repo"}}"#;
+        assert!(matches!(inspect(utf7, &rules(), Admin), Ok(Verdict::Refuse { .. })));
+        assert!(check_content_type(Some("application/json; charset=utf-7")).is_err());
+    }
+
+    #[test]
+    fn ids_are_strings_or_safe_integers() {
+        for id in
+            ["1.0", "1e0", "1e3", "-0", "-0.0", "0.5", "9007199254740992", "-9007199254740992", "18446744073709551615", "1E400", "true", "null", "[1]", "{}"]
+        {
+            let body = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"ping"}}"#);
+            assert_refused(&format!("id {id}"), body.as_bytes(), if id == "1E400" { -32700 } else { -32600 });
+            let response = format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{}}}}"#);
+            assert_refused(&format!("response id {id}"), response.as_bytes(), if id == "1E400" { -32700 } else { -32600 });
+        }
+        for (id, want) in
+            [("0", json!(0)), ("9007199254740991", json!(9007199254740991u64)), ("-9007199254740991", json!(-9007199254740991i64)), (r#""1.0""#, json!("1.0"))]
+        {
+            let body = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"ping"}}"#);
+            let Ok(Verdict::Forward { call, .. }) = inspect(body.as_bytes(), &rules(), Read) else { panic!("{id}") };
+            assert_eq!(call.id, Some(want), "{id}");
+        }
+    }
+
+    #[test]
+    fn content_types_other_than_utf8_json_are_refused() {
+        for ok in [
+            "application/json",
+            "Application/JSON",
+            "application/json; charset=utf-8",
+            "application/json;charset=UTF-8",
+            "application/json; charset=\"utf-8\"",
+            " application/json ",
+        ] {
+            assert_eq!(check_content_type(Some(ok)), Ok(()), "{ok}");
+        }
+        for bad in [
+            None,
+            Some(""),
+            Some("application/json; charset=utf-7"),
+            Some("application/json; charset=UTF-7"),
+            Some("application/json; charset=iso-8859-1"),
+            Some("application/json; charset=latin1"),
+            Some("application/json; charset=utf-16"),
+            Some("application/json; charset=utf-16le"),
+            Some("application/json; charset=utf-8; charset=utf-7"),
+            Some("application/json; charset=utf-8, application/json; charset=utf-7"),
+            Some("application/json; charset="),
+            Some("application/json; boundary=x"),
+            Some("application/json;"),
+            Some("text/plain"),
+            Some("text/json"),
+            Some("application/x-www-form-urlencoded"),
+            Some("application/jsonx"),
+            Some("application/json-seq"),
+        ] {
+            let e = check_content_type(bad).unwrap_err();
+            let response: Value = serde_json::from_slice(&e.response()).unwrap();
+            assert_eq!(response["error"]["code"], -32600, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn forwarded_bytes_are_the_canonical_reading() {
+        let table: &[&str] = &[
+            r#"{ "params" : {"name":"search","arguments":{"q":"caf\u00e9 \ud83d\ude00","n":[1,2.5,-3,{"z":null,"a":true}]}}, "method":"tools/call","id":1,"jsonrpc":"2.0"}"#,
+            "{\"jsonrpc\":\"2.0\",\"id\":\"\u{e9}\",\"method\":\"tools/call\",\"params\":{\"name\":\"search\",\"arguments\":{\"\u{416}\":\"\u{212a}\"}}}",
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+            r#"{"jsonrpc":"2.0","id":9,"result":{"roots":[{"uri":"file:///x"}]}}"#,
+            r#"{"jsonrpc":"2.0","id":4,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"summarize"},"argument":{"name":"a","value":"b"}}}"#,
+        ];
+        for body in table {
+            let Ok(Verdict::Forward { call, body: canonical_body }) = inspect(body.as_bytes(), &rules(), Read) else { panic!("{body}") };
+            let sent = canonical_body.as_bytes();
+            assert!(sent.is_ascii(), "{body}");
+            let authorized: Value = serde_json::from_str(body).unwrap();
+            assert_eq!(serde_json::from_slice::<Value>(sent).unwrap(), authorized, "{body}");
+            // The sent bytes pass the same strict reading, to the same call.
+            let Ok(Verdict::Forward { call: again, body: twice }) = inspect(sent, &rules(), Read) else { panic!("{body}") };
+            assert_eq!((again, twice.as_bytes()), (call, sent), "{body}");
+        }
+    }
+
+    #[test]
+    fn lists_are_filtered_whatever_the_id_and_on_resumed_streams() {
+        let Ok(Verdict::Forward { call, .. }) = inspect(br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#, &rules(), Read) else { panic!() };
+        let names = |out: &[u8]| -> Vec<String> {
+            let v: Value = serde_json::from_slice(out).unwrap();
+            let items = v.as_array().and_then(|a| a.first()).unwrap_or(&v)["result"]["tools"].as_array().cloned().unwrap_or_default();
+            items.iter().map(|t| t["name"].as_str().unwrap_or("?").to_string()).collect()
+        };
+        let rows: &[(&str, &str)] = &[
+            ("same id", r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"search"},{"name":"delete_repo"}]}}"#),
+            ("id 1.0 (a JS server's 1)", r#"{"jsonrpc":"2.0","id":1.0,"result":{"tools":[{"name":"search"},{"name":"delete_repo"}]}}"#),
+            ("id as a string", r#"{"jsonrpc":"2.0","id":"1","result":{"tools":[{"name":"search"},{"name":"delete_repo"}]}}"#),
+            ("another id", r#"{"jsonrpc":"2.0","id":77,"result":{"tools":[{"name":"search"},{"name":"delete_repo"}]}}"#),
+            ("no id", r#"{"jsonrpc":"2.0","result":{"tools":[{"name":"search"},{"name":"delete_repo"}]}}"#),
+            ("null id", r#"{"jsonrpc":"2.0","id":null,"result":{"tools":[{"name":"search"},{"name":"delete_repo"}]}}"#),
+            ("Result spelled by a lenient server", r#"{"jsonrpc":"2.0","id":1,"Result":{"Tools":[{"name":"search"},{"name":"delete_repo"}]}}"#),
+            ("a batch of responses", r#"[{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"search"},{"name":"delete_repo"}]}}]"#),
+            ("item name respelled", r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"search"},{"Name":"delete_repo"}]}}"#),
+        ];
+        for (what, response) in rows {
+            let out = filter_message(response.as_bytes(), &call, &rules(), Read);
+            assert!(!String::from_utf8_lossy(&out).contains("delete_repo"), "{what}: {}", String::from_utf8_lossy(&out));
+            let got = names(&out);
+            assert!(got == ["search"] || got == ["search", "?"] || got.is_empty(), "{what}: {got:?}");
+            // The same on a GET stream, with no request at all.
+            let out = filter_origin_message(response.as_bytes(), None, &rules(), Read);
+            assert!(!String::from_utf8_lossy(&out).contains("delete_repo"), "{what} (no call)");
+        }
+        // Prompts, resources and templates by shape too, even in one result.
+        let mixed = br#"{"jsonrpc":"2.0","id":"x","result":{"prompts":[{"name":"summarize"},{"name":"jailbreak"}],"resources":[{"uri":"file:///docs/a"},{"uri":"file:///etc/passwd"}],"resourceTemplates":[{"uriTemplate":"file:///etc/{x}"}]}}"#;
+        let out: Value = serde_json::from_slice(&filter_origin_message(mixed, None, &rules(), Read)).unwrap();
+        assert_eq!(out["result"], json!({"prompts":[{"name":"summarize"}],"resources":[{"uri":"file:///docs/a"}],"resourceTemplates":[]}));
+        // What cannot be read strictly is replaced, never passed.
+        for (what, bad) in [
+            ("duplicate result, hidden list last", &br#"{"jsonrpc":"2.0","id":1,"result":{"tools":[]},"result":{"tools":[{"name":"delete_repo"}]}}"#[..]),
+            ("duplicate tools", br#"{"jsonrpc":"2.0","id":1,"result":{"tools":[],"tools":[{"name":"delete_repo"}]}}"#),
+            ("folded tools siblings", br#"{"jsonrpc":"2.0","id":1,"result":{"tools":[],"TOOLS":[{"name":"delete_repo"}]}}"#),
+            ("BOM", b"\xef\xbb\xbf{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"tools\":[{\"name\":\"delete_repo\"}]}}"),
+            ("lone surrogate", br#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"delete_repo\ud800"}]}}"#),
+            ("trailing comma", br#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"delete_repo"},]}}"#),
+            ("a batch with garbage", br#"[{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"delete_repo"}]}}, x]"#),
+        ] {
+            let out = filter_origin_message(bad, None, &rules(), Read);
+            let v: Value = serde_json::from_slice(&out).unwrap_or_else(|_| panic!("{what}"));
+            assert_eq!(v["error"]["code"], -32603, "{what}");
+        }
+    }
+
+    #[test]
+    fn a_resumed_get_stream_replays_lists_filtered() {
+        // GET with Last-Event-ID: the stream replays a list response to a
+        // POST Airlock answered earlier; there is no call to match it to.
+        let stream: &[u8] = b"id: S::7\ndata: {\"jsonrpc\":\"2.0\",\"id\":1.0,\"result\":{\"tools\":[{\"name\":\"search\"},{\"name\":\"delete_repo\"}]}}\n\nid: S::8\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n\n";
+        for i in 0..=stream.len() {
+            let mut f = EventFilter::new(Redactor::new(Vec::new()), None, rules(), Read);
+            let mut out = f.push(&stream[..i]).unwrap();
+            out.extend(f.push(&stream[i..]).unwrap());
+            out.extend(f.finish());
+            let text = String::from_utf8(out).unwrap();
+            assert!(!text.contains("delete_repo") && text.contains("search"), "split {i}: {text}");
+            assert!(
+                text.contains("id: S::7\n") && text.ends_with("id: S::8\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n\n"),
+                "split {i}: {text}"
+            );
+        }
     }
 }

@@ -125,7 +125,10 @@ pub struct McpRequest<'a> {
 /// What the edge needs to run an MCP exchange.
 pub struct McpPrepared<'p> {
     pub outbound: Outbound,
-    /// The decision on the POSTed message (`None` for GET and DELETE).
+    /// The decision on the POSTed message (`None` for GET and DELETE). A
+    /// `Forward` carries the canonical body the edge must send in place of
+    /// the bytes received (`outbound.headers` already say
+    /// `content-type: application/json`).
     pub verdict: Option<mcp::Verdict>,
     pub rules: &'p mcp::McpRules,
     pub granted: crate::policy::Level,
@@ -158,10 +161,11 @@ pub fn prepare_mcp<'p>(
     };
     let verdict = match req.body {
         Some(body) => {
+            // A charset the origin would honour and serde would not
+            // (utf-7, latin1) means the sandbox meant other text.
+            mcp::check_content_type(header(req.headers, "content-type")).map_err(Error::McpInvalid)?;
             let verdict = mcp::inspect(body, rules, granted).map_err(Error::McpInvalid)?;
-            let call = match &verdict {
-                mcp::Verdict::Forward(call) | mcp::Verdict::Refuse { call, .. } => call,
-            };
+            let call = verdict.call();
             audit.mcp_method = call.method.clone();
             audit.mcp_target = call.target.clone();
             audit.mcp_args = (!call.arg_names.is_empty()).then(|| call.arg_names.clone());
@@ -175,7 +179,15 @@ pub fn prepare_mcp<'p>(
     };
 
     // The origin's MCP session id, only if it was bound to this session.
-    let mut headers: Vec<(String, String)> = req.headers.iter().filter(|(n, _)| !n.eq_ignore_ascii_case("mcp-session-id")).cloned().collect();
+    // The canonical body goes out as plain UTF-8 JSON: the sandbox's own
+    // Content-Type (and any encoding) described other bytes.
+    let replaced = |n: &str| {
+        n.eq_ignore_ascii_case("mcp-session-id") || (req.body.is_some() && (n.eq_ignore_ascii_case("content-type") || n.eq_ignore_ascii_case("content-encoding")))
+    };
+    let mut headers: Vec<(String, String)> = req.headers.iter().filter(|(n, _)| !replaced(n)).cloned().collect();
+    if req.body.is_some() {
+        headers.push(("content-type".into(), mcp::CANONICAL_CONTENT_TYPE.into()));
+    }
     if let Some(presented) = header(req.headers, "mcp-session-id") {
         let origin_sid = mcp::unbind_session_id(presented, &session_id, keys).ok_or(Error::McpSessionInvalid)?;
         headers.push(("mcp-session-id".into(), origin_sid));

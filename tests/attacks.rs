@@ -350,6 +350,7 @@ fn mcp_attacks() {
     let f = Fixture::new();
     let read = f.token(r#"{"docs":"read","echo":"admin"}"#, 600);
     let auth = format!("Bearer {read}");
+    const JSON: (&str, &str) = ("content-type", "application/json");
     let call = |name: &str| format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{name}","arguments":{{"q":"secret-argument-value"}}}}}}"#);
     // Messages refused inside the JSON-RPC layer: answered by Airlock, no
     // credential read, nothing built.
@@ -365,7 +366,7 @@ fn mcp_attacks() {
         ("server-side method from the client", r#"{"jsonrpc":"2.0","id":5,"method":"sampling/createMessage","params":{}}"#.into(), "mcp_method_not_allowed"),
     ];
     for (what, body, reason) in refused {
-        let (result, secret_read, audit) = f.run_mcp("docs", "POST", &[("authorization", &auth)], Some(&body));
+        let (result, secret_read, audit) = f.run_mcp("docs", "POST", &[("authorization", &auth), JSON], Some(&body));
         let prepared = result.unwrap_or_else(|e| panic!("{what}: {e:?}"));
         match prepared.verdict {
             Some(airlock::mcp::Verdict::Refuse { reason: r, .. }) => assert_eq!(r, reason, "{what}"),
@@ -381,16 +382,48 @@ fn mcp_attacks() {
     type McpRow<'a> = (&'a str, &'a str, &'a str, Vec<(&'a str, &'a str)>, Option<&'a str>, &'a str);
     let rows: Vec<McpRow> = vec![
         ("no token", "docs", "POST", vec![], Some(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#), "invalid_session"),
-        ("server not in scope", "docs", "POST", vec![("authorization", &other_server)], Some(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#), "tool_not_allowed"),
-        ("unknown server", "nope", "POST", vec![("authorization", &auth)], Some(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#), "tool_not_allowed"),
-        ("plain HTTP tool as MCP", "echo", "POST", vec![("authorization", &auth)], Some(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#), "tool_not_allowed"),
+        ("server not in scope", "docs", "POST", vec![("authorization", &other_server), JSON], Some(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#), "tool_not_allowed"),
+        ("unknown server", "nope", "POST", vec![("authorization", &auth), JSON], Some(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#), "tool_not_allowed"),
+        ("plain HTTP tool as MCP", "echo", "POST", vec![("authorization", &auth), JSON], Some(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#), "tool_not_allowed"),
         ("PUT", "docs", "PUT", vec![("authorization", &auth)], None, "method_not_allowed"),
-        ("batch", "docs", "POST", vec![("authorization", &auth)], Some(r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#), "mcp_invalid_message"),
-        ("not JSON", "docs", "POST", vec![("authorization", &auth)], Some("{"), "mcp_invalid_message"),
-        ("not JSON-RPC 2.0", "docs", "POST", vec![("authorization", &auth)], Some(r#"{"id":1,"method":"ping"}"#), "mcp_invalid_message"),
-        ("foreign session id", "docs", "POST", vec![("authorization", &auth), ("mcp-session-id", "AAAAAAAAAAAAAAAAAAAAAA.origin-sid")], Some(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#), "mcp_session_invalid"),
+        ("batch", "docs", "POST", vec![("authorization", &auth), JSON], Some(r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#), "mcp_invalid_message"),
+        ("not JSON", "docs", "POST", vec![("authorization", &auth), JSON], Some("{"), "mcp_invalid_message"),
+        ("not JSON-RPC 2.0", "docs", "POST", vec![("authorization", &auth), JSON], Some(r#"{"id":1,"method":"ping"}"#), "mcp_invalid_message"),
+        ("foreign session id", "docs", "POST", vec![("authorization", &auth), JSON, ("mcp-session-id", "AAAAAAAAAAAAAAAAAAAAAA.origin-sid")], Some(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#), "mcp_session_invalid"),
         ("raw origin session id", "docs", "GET", vec![("authorization", &auth), ("mcp-session-id", "origin-sid")], None, "mcp_session_invalid"),
     ];
+    // Parser differentials: spellings another JSON reader (or charset)
+    // would take for an admin call. Refused before any verdict: nothing to
+    // forward, no credential read.
+    let admin = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_space"}}"#;
+    let differentials: Vec<(&str, String, &str)> = vec![
+        ("duplicate name, admin last", r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","name":"delete_space"}}"#.into(), "application/json"),
+        ("duplicate name, admin first", r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_space","name":"search"}}"#.into(), "application/json"),
+        ("escaped duplicate name", r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","na\u006de":"delete_space"}}"#.into(), "application/json"),
+        ("Name for Go's case-insensitive match", r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","Name":"delete_space"}}"#.into(), "application/json"),
+        ("Method with a result", r#"{"jsonrpc":"2.0","id":1,"result":{},"Method":"tools/call","params":{"name":"delete_space"}}"#.into(), "application/json"),
+        ("LONG S in params", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"param\u{17f}\":{\"name\":\"delete_space\"},\"params\":{\"name\":\"search\"}}".into(), "application/json"),
+        ("trailing NUL on name", r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","name\u0000":"delete_space"}}"#.into(), "application/json"),
+        ("float id", r#"{"jsonrpc":"2.0","id":1.0,"method":"tools/call","params":{"name":"search"}}"#.into(), "application/json"),
+        ("utf-7 body", r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","+AG4-ame":"delete_space"}}"#.into(), "application/json; charset=utf-7"),
+        ("latin1", admin.into(), "application/json; charset=latin1"),
+        ("utf-16", admin.into(), "application/json; charset=utf-16"),
+        ("text/plain", admin.into(), "text/plain"),
+    ];
+    for (what, body, content_type) in differentials {
+        let (result, secret_read, _) = f.run_mcp("docs", "POST", &[("authorization", &auth), ("content-type", content_type)], Some(&body));
+        match result {
+            Ok(p) => panic!("{what}: not refused (verdict {:?})", p.verdict),
+            Err(e) => {
+                assert_eq!(e.code(), "mcp_invalid_message", "{what}");
+                assert_eq!(e.status(), 400, "{what}");
+                assert!(e.wire_body().contains("-32600"), "{what}: {}", e.wire_body());
+            }
+        }
+        assert!(!secret_read, "{what}: the credential was read");
+    }
+    let (result, _, _) = f.run_mcp("docs", "POST", &[("authorization", &auth)], Some(&call("search")));
+    assert!(result.is_err(), "no Content-Type");
     for (what, server, method, headers, body, code) in rows {
         let (result, secret_read, _) = f.run_mcp(server, method, &headers, body);
         match result {
@@ -400,8 +433,16 @@ fn mcp_attacks() {
         assert!(!secret_read, "{what}: the credential was read");
     }
     // An allowed call: credential set, sandbox token and session binding gone.
-    let (result, _, audit) = f.run_mcp("docs", "POST", &[("authorization", &auth), ("accept", "application/json, text/event-stream"), ("mcp-protocol-version", "2025-06-18")], Some(&call("search")));
+    let sent = r#"{ "params":{"arguments":{"q":"secret-argument-value"},"name":"search"},"method":"tools/call","jsonrpc":"2.0","id":1 }"#;
+    let headers = [("authorization", auth.as_str()), ("content-type", "application/json; charset=UTF-8"), ("content-encoding", "identity"), ("accept", "application/json, text/event-stream"), ("mcp-protocol-version", "2025-06-18")];
+    let (result, _, audit) = f.run_mcp("docs", "POST", &headers, Some(sent));
     let p = result.unwrap();
+    // What goes upstream is the canonical reading, as plain JSON.
+    let Some(airlock::mcp::Verdict::Forward { body, .. }) = &p.verdict else { panic!("not forwarded: {:?}", p.verdict) };
+    assert_eq!(body.as_bytes(), br#"{"id":1,"jsonrpc":"2.0","method":"tools/call","params":{"arguments":{"q":"secret-argument-value"},"name":"search"}}"#);
+    let content_types: Vec<&str> = p.outbound.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("content-type")).map(|(_, v)| v.as_str()).collect();
+    assert_eq!(content_types, ["application/json"]);
+    assert!(!p.outbound.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("content-encoding")));
     assert_eq!(p.outbound.url, "https://mcp.example.com/mcp");
     assert!(p.outbound.headers.contains(&("authorization".to_string(), format!("Bearer {ECHO_SECRET}"))));
     assert!(p.outbound.headers.contains(&("mcp-protocol-version".to_string(), "2025-06-18".to_string())));

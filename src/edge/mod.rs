@@ -408,7 +408,7 @@ async fn handle(mut req: Request, env: &Env, ctx: &Context, audit: &mut AuditRec
             if let Gated::Replay(_) = gate::gate(&mut req, env, &policy, &keys, &prepared.outbound, &received, known, audit, now_ms).await? {
                 return Err(Error::Internal("idempotent replay on the MCP route".into()));
             }
-            let call = match prepared.verdict {
+            let (call, canonical) = match prepared.verdict {
                 Some(mcp::Verdict::Refuse { response, reason, .. }) => {
                     // Answered by Airlock as the JSON-RPC error an MCP client
                     // expects; the origin sees nothing.
@@ -417,16 +417,17 @@ async fn handle(mut req: Request, env: &Env, ctx: &Context, audit: &mut AuditRec
                     let _ = headers.set("content-type", "application/json");
                     return Ok(Response::builder().with_status(200).with_headers(headers).fixed(response));
                 }
-                Some(mcp::Verdict::Forward(call)) => Some(call),
-                None => None,
+                // The origin gets the canonical bytes of what was authorized.
+                Some(mcp::Verdict::Forward { call, body }) => (Some(call), Some(body)),
+                None => (None, None),
             };
             let mut outbound = prepared.outbound;
             let redactor = Redactor::shared(std::mem::take(&mut outbound.redactions));
             let Some(tool) = policy.tool(server) else {
                 return Err(Error::Internal("permitted server missing from policy".into()));
             };
-            let upstream = match &body {
-                Some(bytes) => forward(Body::Bytes(bytes), env, &outbound, &redactor, policy.limits.upstream_timeout_ms).await?,
+            let upstream = match &canonical {
+                Some(bytes) => forward(Body::Bytes(bytes.as_bytes()), env, &outbound, &redactor, policy.limits.upstream_timeout_ms).await?,
                 None => forward(Body::Inbound(&req), env, &outbound, &redactor, policy.limits.upstream_timeout_ms).await?,
             };
             let (status, mut headers, mut upstream) = response_head(upstream, &redactor, HeadRules::tool(tool), |_| None, audit)?;

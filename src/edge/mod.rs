@@ -444,27 +444,35 @@ async fn handle(mut req: Request, env: &Env, ctx: &Context, audit: &mut AuditRec
             if content_type.starts_with("text/event-stream") {
                 let filter = mcp::EventFilter::new(redactor, call, rules, granted);
                 finish_response(upstream, status, headers, &outbound, Box::new(filter), &policy.limits, audit, slot, ctx).await
-            } else if let (true, Some(call)) = (content_type.starts_with("application/json"), call.filter(|c| c.list.is_some())) {
-                // A list answered as one JSON body: filter it whole.
+            } else if outbound.method.as_str() == "HEAD" || matches!(status, 202 | 204 | 205 | 304) {
+                finish_response(upstream, status, headers, &outbound, Box::new(redactor), &policy.limits, audit, slot, ctx).await
+            } else {
+                // Every other answer is read whole and filtered by shape: a
+                // list result passes filtered whatever its id says, and what
+                // cannot be read strictly is replaced, never passed.
                 let mut body = Vec::new();
                 if let Ok(mut stream) = upstream.stream() {
                     while let Some(chunk) = stream.next().await {
-                        let chunk = chunk.map_err(|_| Error::UpstreamUnavailable { detail: "list body failed".into() })?;
+                        let chunk = chunk.map_err(|_| Error::UpstreamUnavailable { detail: "MCP answer body failed".into() })?;
                         if body.len() + chunk.len() > 16 * mcp::MAX_MESSAGE {
-                            return Err(Error::UpstreamUnavailable { detail: "list body too large".into() });
+                            return Err(Error::UpstreamUnavailable { detail: "MCP answer body too large".into() });
                         }
                         body.extend_from_slice(&chunk);
                     }
                 }
-                let filtered = redactor.redact(&mcp::filter_message(&body, &call, &rules, granted));
+                let id = call.as_ref().and_then(|c| c.id.as_ref());
+                let filtered = redactor.redact(&mcp::filter_origin_message(&body, id, &rules, granted));
                 let out = Headers::new();
                 for (name, value) in &headers {
-                    let _ = out.append(name, value);
+                    // The filtered body is UTF-8 JSON whatever charset the origin named.
+                    if name == "content-type" && content_type.starts_with("application/json") {
+                        let _ = out.append(name, mcp::CANONICAL_CONTENT_TYPE);
+                    } else {
+                        let _ = out.append(name, value);
+                    }
                 }
                 audit.allow(Some(status));
                 Ok(Response::builder().with_status(status).with_headers(out).fixed(filtered))
-            } else {
-                finish_response(upstream, status, headers, &outbound, Box::new(redactor), &policy.limits, audit, slot, ctx).await
             }
         }
         Route::NotFound => Err(Error::NotFound),

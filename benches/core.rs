@@ -14,7 +14,7 @@ use airlock::pipeline::{prepare, ToolRequest};
 use airlock::policy::Policy;
 use airlock::redact::Redactor;
 use airlock::secret::Secret;
-use airlock::session::mint;
+use airlock::mint::mint;
 use airlock::token::KeyRing;
 
 const POLICY: &str = r#"{

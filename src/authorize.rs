@@ -10,10 +10,199 @@
 //! the tool allows it, and then the rules must allow both methods and the
 //! session must hold the higher of the two levels.
 
+use sha2::Digest;
+
+use crate::audit::AuditRecord;
+use crate::authenticate::authenticate;
+use crate::egress::{self, EgressPermit};
 use crate::error::Error;
-use crate::path::NormalizedPath;
+use crate::mcp;
+use crate::path::{self, NormalizedPath, PathError};
 use crate::policy::{is_method_override_name, Level, Method, Policy, Rule, Tool};
-use crate::token::VerifiedSession;
+use crate::request::{declared_length, header, EgressRequest, McpRequest, ToolRequest};
+use crate::state::bucket::Rate;
+use crate::token::{KeyRing, VerifiedSession};
+
+/// What the session state must check before a request is admitted, taken
+/// from the verified token and the policy.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Gate {
+    pub session_id: String,
+    /// The token's expiry, for the audit record of an expired session.
+    pub exp: u64,
+    /// Key id of the token, from which the proof key is derived.
+    pub kid: String,
+    pub tool: Option<String>,
+    pub proof_required: bool,
+    pub session_rate: Option<Rate>,
+    pub tool_rate: Option<Rate>,
+    /// Level of the matched HTTP rule: idempotency keys apply at `write`
+    /// and above.
+    pub level: Option<Level>,
+    pub approval: bool,
+    /// The normalized path, as forwarded (request digests use it).
+    pub path: String,
+}
+
+impl Gate {
+    fn new(policy: &Policy, session: &VerifiedSession, tool: Option<&Tool>, path: String) -> Gate {
+        Gate {
+            session_id: session.claims().sid.clone(),
+            exp: session.claims().exp,
+            kid: session.kid().to_string(),
+            tool: tool.map(|t| t.name.clone()),
+            proof_required: policy.require_proof || tool.is_some_and(|t| t.require_proof),
+            session_rate: policy.limits.session_rate,
+            tool_rate: tool.and_then(|t| t.rate),
+            level: None,
+            approval: false,
+            path,
+        }
+    }
+
+    /// Whether the body must be read whole before forwarding: it is
+    /// hashed for a proof, an idempotency record or an approval.
+    pub fn needs_body(&self, proof_presented: bool, idempotency_key: bool) -> bool {
+        self.proof_required || proof_presented || self.approval || (idempotency_key && self.idempotent())
+    }
+
+    /// Whether an `Idempotency-Key` applies to this request.
+    pub fn idempotent(&self) -> bool {
+        self.level.is_some_and(|l| l >= Level::Write)
+    }
+
+    /// The digest binding an approval or an idempotency key to exactly
+    /// this request of this session.
+    pub fn request_digest(&self, method: &str, query: &str, body_sha256: &str) -> String {
+        let tool = self.tool.as_deref().unwrap_or("");
+        let canonical = format!("airlock-request-v1\n{}\n{tool}\n{method}\n{}\n{query}\n{body_sha256}", self.session_id, self.path);
+        crate::hex::hex(&sha2::Sha256::digest(canonical.as_bytes()))
+    }
+}
+
+/// A tool request that passed parse, authenticate and authorize.
+pub struct Authorized<'p> {
+    pub(crate) permit: Permit<'p>,
+    pub gate: Gate,
+    /// The declared body length, already checked against the policy;
+    /// `None` (no `Content-Length`) means the body is counted while it streams.
+    pub(crate) declared_length: Option<u64>,
+    pub(crate) body_limit: u64,
+}
+
+/// Parse, authenticate and authorize a tool request.
+pub fn tool<'p>(policy: &'p Policy, keys: &KeyRing, req: &ToolRequest<'_>, now: u64, audit: &mut AuditRecord) -> Result<Authorized<'p>, Error> {
+    // parse
+    audit.tool = Some(req.tool.chars().take(64).collect());
+    let path = path::normalize(req.rest).map_err(Error::InvalidPath)?;
+    audit.path = Some(path.encoded());
+
+    // authenticate
+    let session = authenticate(policy, keys, req.headers, now, audit)?;
+
+    // authorize (the method-override parameters of the query included)
+    let permit = authorize_request(policy, session, req.tool, req.method, path, req.query)?;
+    audit.rule = permit.rule().map(|r| r.path.as_str().to_string());
+    if permit.path().has_params() && !permit.tool().allow_path_params {
+        return Err(Error::InvalidPath(PathError::PathParameter));
+    }
+    let body_limit = policy.limits.max_request_body_bytes;
+    let declared_length = declared_length(req.headers, body_limit)?;
+    let mut gate = Gate::new(policy, permit.session(), Some(permit.tool()), permit.path().encoded());
+    gate.level = permit.rule().map(|r| r.level);
+    gate.approval = permit.approval();
+    Ok(Authorized { permit, gate, declared_length, body_limit })
+}
+
+/// An MCP request that passed parse, authenticate and authorize: the
+/// server, and for a POST the message.
+pub struct McpAuthorized<'p> {
+    pub(crate) permit: Permit<'p>,
+    pub gate: Gate,
+    /// The decision on the POSTed message (`None` for GET and DELETE).
+    pub(crate) verdict: Option<mcp::Verdict>,
+    pub granted: Level,
+}
+
+impl McpAuthorized<'_> {
+    pub fn rules(&self) -> Option<&mcp::McpRules> {
+        self.permit.tool().mcp.as_ref()
+    }
+}
+
+/// Parse, authenticate and authorize an MCP request: the server, then the
+/// message (a refused message is a verdict, answered after admission).
+pub fn mcp<'p>(policy: &'p Policy, keys: &KeyRing, req: &McpRequest<'_>, now: u64, audit: &mut AuditRecord) -> Result<McpAuthorized<'p>, Error> {
+    // parse
+    audit.tool = Some(req.server.chars().take(64).collect());
+
+    // authenticate
+    let session = authenticate(policy, keys, req.headers, now, audit)?;
+
+    // authorize: the server, then the message
+    let (permit, granted) = authorize_mcp(policy, session, req.server, req.method)?;
+    let gate = Gate::new(policy, permit.session(), Some(permit.tool()), permit.path().encoded());
+    let Some(rules) = permit.tool().mcp.as_ref() else {
+        return Err(Error::ToolNotAllowed { tool: req.server.to_string() });
+    };
+    let verdict = match req.body {
+        Some(body) => {
+            // A charset the origin would honour and serde would not
+            // (utf-7, latin1) means the sandbox meant other text.
+            mcp::check_content_type(header(req.headers, "content-type")).map_err(Error::McpInvalid)?;
+            let verdict = mcp::inspect(body, rules, granted).map_err(Error::McpInvalid)?;
+            let call = verdict.call();
+            audit.mcp_method = call.method.clone();
+            audit.mcp_target = call.target.clone();
+            audit.mcp_args = (!call.arg_names.is_empty()).then(|| call.arg_names.clone());
+            Some(verdict)
+        }
+        None => None,
+    };
+    Ok(McpAuthorized { permit, gate, verdict, granted })
+}
+
+/// An egress request that passed parse, authenticate and authorize.
+pub struct EgressAuthorized {
+    pub(crate) permit: EgressPermit,
+    pub(crate) method: Method,
+    pub(crate) path: NormalizedPath,
+    pub gate: Gate,
+    pub(crate) declared_length: Option<u64>,
+    pub(crate) body_limit: u64,
+}
+
+/// Parse, authenticate and authorize an egress request. `own_host` is the
+/// worker's own hostname, which is never a destination.
+pub fn egress(policy: &Policy, keys: &KeyRing, req: &EgressRequest<'_>, now: u64, audit: &mut AuditRecord, own_host: Option<&str>) -> Result<EgressAuthorized, Error> {
+    // parse: malformed hosts are refused here; a well-formed host in a
+    // never-reachable class (an IP literal) is refused after authentication,
+    // so the denial is attributed to its session in the audit record.
+    let parsed = egress::parse_authority(req.authority);
+    if let Err(e) = &parsed {
+        if !e.is_forbidden_class() {
+            return Err(e.clone().into_error(req.authority));
+        }
+    }
+    let path = path::normalize(req.rest).map_err(Error::InvalidPath)?;
+    if path.has_params() {
+        return Err(Error::InvalidPath(PathError::PathParameter));
+    }
+    audit.path = Some(path.encoded());
+
+    // authenticate
+    let session = authenticate(policy, keys, req.headers, now, audit)?;
+    let dest = parsed.map_err(|e| e.into_error(req.authority))?;
+    audit.host = Some(dest.host.clone());
+
+    // authorize
+    let method = Method::parse(req.method).ok_or_else(|| Error::RouteNotAllowed { tool: "egress".into(), method: req.method.to_string() })?;
+    let gate = Gate::new(policy, &session, None, path.encoded());
+    let permit = egress::authorize(&policy.egress, session, &dest, own_host)?;
+    let body_limit = policy.limits.max_request_body_bytes;
+    let declared_length = declared_length(req.headers, body_limit)?;
+    Ok(EgressAuthorized { permit, method, path, gate, declared_length, body_limit })
+}
 
 /// Proof that a request passed authentication and authorization.
 #[derive(Debug)]

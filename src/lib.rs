@@ -16,8 +16,10 @@
 //! other's code.
 
 pub mod audit;
+pub mod admit;
 pub mod authorize;
 pub mod egress;
+pub mod hex;
 pub mod error;
 pub mod inject;
 pub mod mcp;
@@ -29,7 +31,7 @@ pub mod redact;
 pub mod respond;
 pub mod route;
 pub mod secret;
-pub mod session;
+pub mod mint;
 pub mod sse;
 pub mod state;
 pub mod token;

@@ -26,6 +26,8 @@ use crate::token::{self, KeyRing, TokenError, VerifiedSession};
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Gate {
     pub session_id: String,
+    /// The token's expiry, for the audit record of an expired session.
+    pub exp: u64,
     /// Key id of the token, from which the proof key is derived.
     pub kid: String,
     pub tool: Option<String>,
@@ -44,6 +46,7 @@ impl Gate {
     fn new(policy: &Policy, session: &VerifiedSession, tool: Option<&Tool>, path: String) -> Gate {
         Gate {
             session_id: session.claims().sid.clone(),
+            exp: session.claims().exp,
             kid: session.kid().to_string(),
             tool: tool.map(|t| t.name.clone()),
             proof_required: policy.require_proof || tool.is_some_and(|t| t.require_proof),
@@ -71,7 +74,7 @@ impl Gate {
     pub fn request_digest(&self, method: &str, query: &str, body_sha256: &str) -> String {
         let tool = self.tool.as_deref().unwrap_or("");
         let canonical = format!("airlock-request-v1\n{}\n{tool}\n{method}\n{}\n{query}\n{body_sha256}", self.session_id, self.path);
-        crate::session::hex(&sha2::Sha256::digest(canonical.as_bytes()))
+        crate::hex::hex(&sha2::Sha256::digest(canonical.as_bytes()))
     }
 }
 

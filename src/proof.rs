@@ -60,7 +60,7 @@ pub fn signed_string(req: &Signed<'_>, ts: u64, nonce: &str) -> String {
 
 /// Lower-case hex SHA-256 of `body`.
 pub fn body_sha256(body: &[u8]) -> String {
-    crate::session::hex(&Sha256::digest(body))
+    crate::hex::hex(&Sha256::digest(body))
 }
 
 fn nonce_ok(nonce: &str) -> bool {

@@ -499,7 +499,7 @@ impl Games {
 
     fn token(&self, level: &str) -> String {
         let body = format!(r#"{{"agent":"a","user":"u","tools":{{"plain":"{level}","params":"{level}","override":"{level}"}},"ttl_seconds":600}}"#);
-        airlock::session::mint(body.as_bytes(), &self.policy, &self.keys, NOW, [9; 16]).unwrap().token
+        airlock::mint::mint(body.as_bytes(), &self.policy, &self.keys, NOW, [9; 16]).unwrap().token
     }
 
     /// Runs `prepare`; the second value is how many times a secret was read.

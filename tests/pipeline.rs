@@ -9,7 +9,7 @@ mod common;
 use airlock::audit::Decision;
 use airlock::policy::Policy;
 use airlock::redact::Redactor;
-use airlock::session::mint;
+use airlock::mint::mint;
 use airlock::token::KeyRing;
 use common::*;
 

@@ -20,7 +20,7 @@ use crate::inject::Outbound;
 use crate::pipeline::{header, idempotency_key, Gate};
 use crate::policy::Policy;
 use crate::proof::{self, Signed};
-use crate::session::hex;
+use crate::hex::hex;
 use crate::state::approvals::{self, Approval};
 use crate::state::session::{Admission, IdemBegin, NonceCheck, Refusal, StoredAnswer};
 use crate::state::{Command, Reply};

@@ -36,7 +36,8 @@ use crate::redact::{filter_response_headers, tool_location, BodyFilter, Redactor
 use crate::respond;
 use crate::route::{route, split_url, url_host, Route};
 use crate::secret::Secret;
-use crate::session::{self, hex};
+use crate::hex::hex;
+use crate::mint;
 use crate::state::approvals::Decided;
 use crate::token::KeyRing;
 
@@ -317,7 +318,7 @@ async fn handle(mut req: Request, env: &Env, ctx: &Context, audit: &mut AuditRec
                 ("GET", None) => state::Command::Approval { id: id.to_string() },
                 ("POST", Some(approve)) => {
                     let body = read_capped(&mut req, 4096).await?;
-                    let approver = session::approver(&body)?;
+                    let approver = mint::approver(&body)?;
                     audit.approved_by = Some(approver.clone());
                     state::Command::Decide { id: id.to_string(), approve, approver }
                 }
@@ -484,10 +485,10 @@ async fn mint_session(mut req: Request, env: &Env, policy: &Policy, audit: &mut 
         return Err(Error::MethodNotAllowed);
     }
     let admin_key = read_secret(env, ADMIN_KEY_SECRET)?;
-    session::check_admin(header(&req, "authorization").as_deref(), &admin_key)?;
-    let body = read_capped(&mut req, session::MAX_MINT_BODY).await?;
+    mint::check_admin(header(&req, "authorization").as_deref(), &admin_key)?;
+    let body = read_capped(&mut req, mint::MAX_MINT_BODY).await?;
     let keys = load_keys(env)?;
-    let minted = session::mint(&body, policy, &keys, now, random_bytes::<16>()?)?;
+    let minted = mint::mint(&body, policy, &keys, now, random_bytes::<16>()?)?;
     audit.session_id = Some(minted.session_id.clone());
     audit.agent = Some(minted.record.agent.clone());
     audit.user = Some(minted.record.user.clone());
@@ -504,7 +505,7 @@ async fn mint_session(mut req: Request, env: &Env, policy: &Policy, audit: &mut 
 
 fn admin(req: &Request, env: &Env) -> Result<(), Error> {
     let admin_key = read_secret(env, ADMIN_KEY_SECRET)?;
-    session::check_admin(header(req, "authorization").as_deref(), &admin_key)
+    mint::check_admin(header(req, "authorization").as_deref(), &admin_key)
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> Result<String, Error> {

@@ -51,7 +51,7 @@ mod tests {
     use sha2::{Digest, Sha256};
 
     fn d(nonce: &[u8]) -> String {
-        crate::session::hex(&Sha256::digest(nonce))
+        crate::hex::hex(&Sha256::digest(nonce))
     }
 
     fn accept_at(s: &mut MemStore, nonce: &[u8], ts: u64, now: u64) -> Result<(), ReplayError> {

@@ -22,7 +22,7 @@ use super::bucket::{Bucket, Rate, Take};
 use super::nonces::{self, ReplayError};
 use super::store::{get_json, put_json, Store, StoreError};
 use crate::policy::Level;
-use crate::session::hex;
+use crate::hex::hex;
 
 /// How long a record is kept after the session expired, so that the
 /// control plane can still see how it ended.

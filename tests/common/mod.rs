@@ -13,7 +13,7 @@ use airlock::inject::{Outbound, PreparedCredential};
 use airlock::pipeline::{prepare, prepare_egress, EgressRequest, ToolRequest};
 use airlock::policy::Policy;
 use airlock::secret::Secret;
-use airlock::session::mint;
+use airlock::mint::mint;
 use airlock::token::KeyRing;
 
 pub const POLICY: &str = r#"{

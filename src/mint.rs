@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::error::Error;
+use crate::hex::hex;
 use crate::policy::{Level, Policy};
 use crate::secret::Secret;
 use crate::state::session::SessionRecord;
@@ -95,11 +96,6 @@ pub fn approver(body: &[u8]) -> Result<String, Error> {
         .map_err(|e| Error::InvalidRequest(format!("invalid decision (expected {{\"approver\": \"...\"}}): {e}")))?;
     check_name("approver", &d.approver)?;
     Ok(d.approver)
-}
-
-/// Lower-case hex of `bytes` (session and request ids).
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Parses a mint request body and signs a session token for it.

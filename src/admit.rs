@@ -1,0 +1,314 @@
+//! Admit: the session-state phase, between authorize and inject. Pure: it
+//! says which state commands to send and turns each state reply into the
+//! next step or an error; the edge (`edge/admit.rs`) only carries them.
+//!
+//! Order: proof of possession (verified here, its nonce checked in the
+//! state), then revocation, replay and rate limits in one atomic call, then
+//! an idempotency claim, then the approval gate.
+//!
+//! Invariant: [`Admitted`] is the only way into injection, and only
+//! [`Admitting::admit`] or [`Admitting::on_approval`] build one, after the
+//! state answered "pass" to every check this request needs. So no
+//! credential is read for a refused, revoked, replayed, rate-limited,
+//! duplicate or held request.
+//!
+//! Must never: read a clock (`now` comes in), touch the platform, or let a
+//! reply it does not expect count as a pass.
+
+use crate::audit::AuditRecord;
+use crate::error::Error;
+use crate::hex::hex;
+use crate::pipeline::{header, idempotency_key, Gate};
+use crate::policy::Limits;
+use crate::proof::{self, Signed};
+use crate::state::approvals::{self, Approval};
+use crate::state::session::{Admission, IdemBegin, NonceCheck, Refusal, StoredAnswer};
+use crate::state::{Command, Reply};
+use crate::token::{KeyRing, TokenError};
+
+/// The header that presents an approval id on the approved retry.
+pub const APPROVAL_HEADER: &str = "x-airlock-approval";
+
+/// The state object that holds every pending approval.
+pub const APPROVALS_OBJECT: &str = "approvals";
+
+/// The name of a session's state object.
+pub fn session_object(id: &str) -> String {
+    format!("session:{id}")
+}
+
+/// The request as received, for proofs and digests.
+pub struct Received<'a> {
+    pub method: &'a str,
+    pub raw_path: &'a str,
+    pub query: &'a str,
+    pub headers: &'a [(String, String)],
+}
+
+/// Whether the body must be read whole before admission: it is hashed for
+/// a proof, an idempotency record or an approval.
+pub fn needs_body(gate: &Gate, received: &Received<'_>) -> Result<bool, Error> {
+    let key = gate.idempotent() && idempotency_key(received.headers)?.is_some();
+    Ok(gate.needs_body(header(received.headers, proof::HEADER).is_some(), key))
+}
+
+fn unexpected() -> Error {
+    Error::StateUnavailable("state object: unexpected answer".into())
+}
+
+/// The first step: the proof verified, the state call planned.
+pub struct Plan {
+    object: String,
+    admission: Admission,
+    proved: bool,
+    /// What binds an idempotency key or an approval to this request.
+    binding: Option<Binding>,
+    key: Option<String>,
+    approval: bool,
+    exp: u64,
+}
+
+struct Binding {
+    digest: String,
+    body_sha256: String,
+}
+
+/// Plans admission: verifies a presented (or required) proof over the
+/// request as received and `body` (the whole body when [`needs_body`]
+/// said so, else empty), and prepares the one atomic state call.
+pub fn plan(gate: &Gate, received: &Received<'_>, body: &[u8], keys: &KeyRing, limits: &Limits, now_s: u64) -> Result<Plan, Error> {
+    let presented = header(received.headers, proof::HEADER);
+    let key = if gate.idempotent() { idempotency_key(received.headers)?.map(str::to_string) } else { None };
+    let proving = gate.proof_required || presented.is_some();
+    let binding = key.is_some() || gate.approval;
+    // The body digest is only computed for what binds it.
+    let body_sha256 = if proving || binding { proof::body_sha256(body) } else { String::new() };
+    let mut nonce = None;
+    if proving {
+        let proof_key = keys.proof_key(&gate.kid, &gate.session_id).ok_or(Error::InvalidSession(TokenError::UnknownKey))?;
+        let signed = Signed { session_id: &gate.session_id, method: received.method, path: received.raw_path, query: received.query, body_sha256: &body_sha256 };
+        let window = limits.proof_window_seconds;
+        let verified = proof::verify(presented, &signed, &proof_key, now_s, window).map_err(Error::Proof)?;
+        nonce = Some(NonceCheck { digest: hex(&verified.nonce_digest), ts: verified.ts, window });
+    }
+    let binding = binding.then(|| Binding { digest: gate.request_digest(received.method, received.query, &body_sha256), body_sha256 });
+    Ok(Plan {
+        object: session_object(&gate.session_id),
+        proved: nonce.is_some(),
+        admission: Admission { tool: gate.tool.clone(), nonce, session_rate: gate.session_rate, tool_rate: gate.tool_rate },
+        binding,
+        key,
+        approval: gate.approval,
+        exp: gate.exp,
+    })
+}
+
+impl Plan {
+    /// The state object to ask.
+    pub fn object(&self) -> &str {
+        &self.object
+    }
+
+    /// Revocation, replay and rate limits, decided atomically by the state.
+    pub fn command(&self) -> Command {
+        Command::Admit { admission: self.admission.clone() }
+    }
+
+    /// The state's answer to [`Plan::command`].
+    pub fn on_reply(self, reply: Reply, now_s: u64, audit: &mut AuditRecord) -> Result<Admitting, Error> {
+        match reply {
+            Reply::Admitted { refusal: None } => {}
+            Reply::Admitted { refusal: Some(r) } => {
+                return Err(match r {
+                    Refusal::Revoked => Error::SessionRevoked,
+                    Refusal::Expired => Error::InvalidSession(TokenError::Expired { exp: self.exp, now: now_s }),
+                    Refusal::ProofStale => Error::Proof(proof::ProofError::Stale),
+                    Refusal::ProofReplayed => Error::Proof(proof::ProofError::Replayed),
+                    Refusal::RateLimited { tool, retry_after_s } => {
+                        audit.rate_limit = Some(if tool { "tool" } else { "session" });
+                        Error::RateLimited { tool, retry_after_s }
+                    }
+                })
+            }
+            _ => return Err(unexpected()),
+        }
+        if self.proved {
+            audit.proof = Some("verified");
+        }
+        Ok(Admitting { object: self.object, binding: self.binding, key: self.key, claim: None, approval: self.approval })
+    }
+}
+
+/// The state checks passed; an idempotency claim and an approval may
+/// still be needed.
+pub struct Admitting {
+    object: String,
+    binding: Option<Binding>,
+    /// An idempotency key not claimed yet.
+    key: Option<String>,
+    claim: Option<Claim>,
+    /// An approval not consumed yet.
+    approval: bool,
+}
+
+/// An idempotency key this request claimed: its answer must be stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub object: String,
+    pub key: String,
+    pub digest: String,
+    pub expires_s: u64,
+    /// Largest body kept for replays.
+    pub max_body: u64,
+}
+
+impl Claim {
+    /// Stores the answer the sandbox got (`body` is `None` when it was
+    /// larger than the cap).
+    pub fn complete(&self, answer: StoredAnswer) -> Command {
+        Command::IdemComplete { key: self.key.clone(), digest: self.digest.clone(), answer, expires_s: self.expires_s }
+    }
+
+    /// Frees the key: the request will not be forwarded.
+    pub fn abort(&self) -> Command {
+        Command::IdemAbort { key: self.key.clone(), digest: self.digest.clone() }
+    }
+}
+
+/// The next step after presenting an idempotency key.
+pub enum IdemStep {
+    /// The key is this request's: go on.
+    Claimed(Admitting),
+    /// The first request with this key is still running: ask again.
+    Wait(Admitting),
+    /// The stored answer of the first request, replayed.
+    Replay(StoredAnswer),
+}
+
+impl Admitting {
+    /// The claim of an idempotency key, if this request presents one that
+    /// is not claimed yet.
+    pub fn idem_command(&self, limits: &Limits, now_s: u64) -> Option<Command> {
+        let (key, binding) = (self.key.as_ref()?, self.binding.as_ref()?);
+        Some(Command::IdemBegin { key: key.clone(), digest: binding.digest.clone(), expires_s: now_s + limits.idempotency_ttl_seconds })
+    }
+
+    /// The state's answer to [`Admitting::idem_command`]. `may_wait` is
+    /// false once the wait for an in-flight duplicate ran out.
+    pub fn on_idem(mut self, reply: Reply, limits: &Limits, now_s: u64, may_wait: bool, audit: &mut AuditRecord) -> Result<IdemStep, Error> {
+        let Reply::Idem { outcome } = reply else {
+            return Err(unexpected());
+        };
+        match outcome {
+            IdemBegin::Fresh => {
+                let (Some(key), Some(binding)) = (self.key.take(), self.binding.as_ref()) else {
+                    return Err(Error::Internal("idempotency claimed without a key".into()));
+                };
+                let expires_s = now_s + limits.idempotency_ttl_seconds;
+                self.claim = Some(Claim { object: self.object.clone(), key, digest: binding.digest.clone(), expires_s, max_body: limits.idempotency_max_body_bytes });
+                Ok(IdemStep::Claimed(self))
+            }
+            IdemBegin::Replay(answer) if answer.body.is_none() => {
+                audit.idempotency = Some("not_stored");
+                Err(Error::IdempotencyNotStored { status: answer.status })
+            }
+            IdemBegin::Replay(answer) => {
+                audit.idempotency = Some("replayed");
+                Ok(IdemStep::Replay(answer))
+            }
+            IdemBegin::Mismatch => {
+                audit.idempotency = Some("key_reused");
+                Err(Error::IdempotencyKeyReused)
+            }
+            IdemBegin::InFlight if may_wait => Ok(IdemStep::Wait(self)),
+            IdemBegin::InFlight => {
+                audit.idempotency = Some("in_flight");
+                Err(Error::IdempotencyInFlight)
+            }
+        }
+    }
+
+    /// The approval step, if the matched rule holds requests for a human:
+    /// consume the presented approval, or hold a new one under `new_id`.
+    pub fn approval_command(&self, gate: &Gate, received: &Received<'_>, new_id: &str, limits: &Limits, now_s: u64, audit: &mut AuditRecord) -> Option<Command> {
+        if !self.approval {
+            return None;
+        }
+        let binding = self.binding.as_ref()?;
+        if let Some(id) = header(received.headers, APPROVAL_HEADER) {
+            audit.approval_id = Some(id.chars().take(64).collect());
+            return Some(Command::Consume { id: id.to_string(), digest: binding.digest.clone() });
+        }
+        let held = Approval {
+            approval_id: new_id.to_string(),
+            status: approvals::Status::Pending,
+            session_id: gate.session_id.clone(),
+            agent: audit.agent.clone().unwrap_or_default(),
+            user: audit.user.clone().unwrap_or_default(),
+            tool: gate.tool.clone().unwrap_or_default(),
+            method: received.method.to_string(),
+            path: gate.path.clone(),
+            query: received.query.to_string(),
+            body_sha256: binding.body_sha256.clone(),
+            digest: binding.digest.clone(),
+            created_at: now_s,
+            expires_at: now_s + limits.approval_ttl_seconds,
+            decided_by: None,
+            decided_at: None,
+        };
+        Some(Command::Hold { approval: held })
+    }
+
+    /// The approvals object's answer to [`Admitting::approval_command`]:
+    /// a consumed approval admits the request; a new hold refuses it with
+    /// the id to present once approved.
+    pub fn on_approval(mut self, reply: Reply, audit: &mut AuditRecord) -> Result<Admitted, Error> {
+        match reply {
+            Reply::Consumed { result: Ok(approver) } => {
+                audit.approved_by = Some(approver);
+                self.approval = false;
+                self.admit()
+            }
+            Reply::Consumed { result: Err(approvals::Refusal::Pending) } => Err(Error::ApprovalPending),
+            Reply::Consumed { result: Err(approvals::Refusal::Denied) } => Err(Error::ApprovalDenied),
+            Reply::Consumed { result: Err(approvals::Refusal::Invalid) } => Err(Error::ApprovalInvalid),
+            Reply::Approval { approval: Some(a) } => {
+                audit.approval_id = Some(a.approval_id.clone());
+                Err(Error::ApprovalRequired { id: a.approval_id })
+            }
+            _ => Err(unexpected()),
+        }
+    }
+
+    /// The claim to release when this request is refused after claiming.
+    pub fn claim(&self) -> Option<&Claim> {
+        self.claim.as_ref()
+    }
+
+    /// Admits the request once every step it needs has passed.
+    pub fn admit(self) -> Result<Admitted, Error> {
+        if self.key.is_some() || self.approval {
+            // A caller skipped a step: refuse rather than admit half-checked.
+            return Err(Error::Internal("admission finished with a step left".into()));
+        }
+        Ok(Admitted { claim: self.claim })
+    }
+}
+
+/// Proof that the session state admitted this request. Only admission
+/// builds one; injection takes it, so no credential is read before.
+#[derive(Debug)]
+pub struct Admitted {
+    claim: Option<Claim>,
+}
+
+impl Admitted {
+    /// The idempotency key this request claimed, whose answer must be stored.
+    pub fn claim(&self) -> Option<&Claim> {
+        self.claim.as_ref()
+    }
+
+    pub fn into_claim(self) -> Option<Claim> {
+        self.claim
+    }
+}

@@ -1,31 +1,247 @@
 //! Filter response: scrub every injected value from headers and streamed bodies.
 //!
+//! Redaction sees through encodings. A hostile sandbox can get an origin to
+//! echo the credential back in another spelling and read it out, so a
+//! pattern is matched in every spelling a mainstream JSON, URL or form
+//! encoder produces, decoded while scanning: each pattern byte may appear in
+//! the input as
+//! - the literal byte;
+//! - `%XX`, hex digits in either case (any choice of encoded characters:
+//!   .NET, Python `quote`, `encodeURIComponent`, `URLSearchParams`);
+//! - `+` for a space (form encoding);
+//! - a JSON escape: `\uXXXX` in either case for any character (the UTF-8
+//!   bytes of the character are compared, a surrogate pair for characters
+//!   beyond the BMP), or `\/ \\ \" \b \f \n \r \t`.
+//!
+//! A match replaces the *original* span, whatever mix of spellings it used.
+//! Base64 cannot be decoded at a byte position (its meaning depends on the
+//! alignment of the whole run), so it is covered by patterns instead:
+//! [`base64_spellings`] gives, per alphabet and per alignment of the value
+//! inside a longer encoded run, the characters fully determined by the value
+//! (plus the padded ending when the value ends the run). The one or two
+//! boundary characters that mix the value's bits with its neighbours' remain
+//! (at most 4 bits of the value at each end). Those patterns are matched
+//! through the same escapes (`\/`, `%2F`, `%2B`, `\u003d`, `%3D`).
+//!
 //! Invariants:
-//! - Output never contains a pattern, whatever the chunking: a match that
-//!   straddles chunks is found because the tail of each chunk that could
-//!   start a match (at most `longest pattern − 1` bytes) is carried over.
-//! - Memory is bounded by one chunk plus that carry; bodies are never buffered.
-//! - Text without patterns passes through byte-identical.
-//! - `Set-Cookie` from credentialed origins and hop-by-hop headers are dropped.
+//! - Leftmost-longest and deterministic: at each position, the longest match
+//!   of any pattern in any mix of spellings wins; scanning resumes after it.
+//! - Output is identical for every chunking: a match spans at most
+//!   [`MAX_SPELLING`] input bytes per pattern byte, every decision at a
+//!   position reads only that window, and the tail of each chunk that could
+//!   still start an undecided match (window − 1 bytes) is carried over.
+//! - Memory is bounded by one chunk plus that carry; bodies are never
+//!   buffered. Backtracking (only where a pattern byte is itself `%` or `\`,
+//!   so a literal and an escaped reading both fit) visits each state once.
+//! - Text without any spelling of a pattern passes through byte-identical.
+//! - Never panics on any input: every read of input goes through `get`.
+//! - `Set-Cookie` from credentialed origins and hop-by-hop headers are
+//!   dropped; a header whose *name* spells a pattern (any ASCII case) is
+//!   dropped.
 
+use std::collections::BTreeSet;
 use std::rc::Rc;
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+use base64::Engine;
 
 use crate::secret::Secret;
 
 /// What a scrubbed value is replaced with.
 pub const REPLACEMENT: &[u8] = b"[REDACTED]";
 
-/// A streaming multi-pattern replacer.
+/// The most input bytes one pattern byte can be spelled with: `\u002f` for
+/// `/` (a surrogate pair is 12 bytes for 4 pattern bytes, `%XX` 3 for 1).
+pub const MAX_SPELLING: usize = 6;
+
+/// Base64 spellings shorter than this are not patterns: a handful of base64
+/// characters occurs in ordinary text by chance, so scrubbing them would
+/// mangle responses (a value of 5 bytes or less is caught raw and escaped,
+/// not inside base64).
+pub const MIN_BASE64_SPELLING: usize = 7;
+
+/// The base64 characters determined by `value` wherever it sits in a longer
+/// encoded byte string: for the standard and URL-safe alphabets and each
+/// start offset of the value modulo 3, the run of characters whose six bits
+/// all come from the value; and, for a value that ends the string, that run
+/// completed with its last (zero-filled) character, with and without `=`
+/// padding. Leftmost-longest matching prefers the completed forms.
+pub fn base64_spellings(value: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    if value.is_empty() {
+        return out;
+    }
+    for engine in [&STANDARD, &URL_SAFE] {
+        for offset in 0..3usize {
+            let mut data = vec![0u8; offset];
+            data.extend_from_slice(value);
+            let encoded = engine.encode(&data).into_bytes();
+            // Character k holds bits 6k..6k+6 of `data`; the value holds bits
+            // 8·offset..8·len.
+            let first = (8 * offset).div_ceil(6);
+            let determined = 8 * data.len() / 6;
+            let unpadded = encoded.iter().rposition(|&c| c != b'=').map_or(0, |k| k + 1);
+            for end in [determined, unpadded, encoded.len()] {
+                if let Some(s) = encoded.get(first..end).filter(|s| s.len() >= MIN_BASE64_SPELLING) {
+                    out.push(s.to_vec());
+                }
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// A streaming multi-pattern replacer that decodes while it scans.
 pub struct Redactor {
-    /// Longest first, so the leftmost match is also the longest.
+    /// Non-empty, distinct; longest first.
     patterns: Vec<Rc<Secret>>,
-    /// Set-Horspool skip table over the first `min_len` bytes of every
-    /// pattern: looking at the last byte of a `min_len` window starting at
-    /// `i`, no pattern can start at `i..i + shift[byte]`.
-    shift: [u8; 256],
-    min_len: usize,
-    max_len: usize,
+    /// Input bytes a match can begin with: the patterns' first bytes, and
+    /// the bytes that begin an escape (`%`, `\`, `+`). Any other byte is
+    /// skipped without a closer look.
+    start: [bool; 256],
+    /// Bit `a << 8 | b`: a match beginning with the literal byte `a` may be
+    /// followed by input byte `b` (the pattern's second byte, or the start
+    /// of an escape of it; any byte after a one-byte pattern).
+    pairs: Box<[u64; 1024]>,
+    /// Input bytes a match can cover at most; every decision at a position
+    /// reads only this many bytes from it.
+    window: usize,
     carry: Vec<u8>,
+}
+
+/// One reading of the input at a position: the bytes it stands for and the
+/// input bytes it takes.
+#[derive(Clone, Copy)]
+struct Unit {
+    bytes: [u8; 4],
+    len: usize,
+    width: usize,
+}
+
+impl Unit {
+    fn byte(b: u8, width: usize) -> Unit {
+        Unit { bytes: [b, 0, 0, 0], len: 1, width }
+    }
+
+    fn decoded(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or_default()
+    }
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+fn hex4(w: &[u8], at: usize) -> Option<u32> {
+    w.get(at..at + 4)?.iter().try_fold(0u32, |acc, &b| Some(acc << 4 | u32::from(hex(b)?)))
+}
+
+/// The escaped reading of `w` at `j`, when an escape starts there. Only
+/// bytes inside `w` are read, so a decision never depends on bytes past the
+/// window (what makes streaming and whole-body results identical).
+fn escape_at(w: &[u8], j: usize) -> Option<Unit> {
+    match *w.get(j)? {
+        b'%' => {
+            let hi = hex(*w.get(j + 1)?)?;
+            let lo = hex(*w.get(j + 2)?)?;
+            Some(Unit::byte(hi << 4 | lo, 3))
+        }
+        b'+' => Some(Unit::byte(b' ', 1)),
+        b'\\' => {
+            let short = |b| Some(Unit::byte(b, 2));
+            match *w.get(j + 1)? {
+                b'"' => short(b'"'),
+                b'\\' => short(b'\\'),
+                b'/' => short(b'/'),
+                b'b' => short(0x08),
+                b'f' => short(0x0c),
+                b'n' => short(b'\n'),
+                b'r' => short(b'\r'),
+                b't' => short(b'\t'),
+                b'u' => {
+                    let u = hex4(w, j + 2)?;
+                    let (cp, width) = if (0xD800..0xDC00).contains(&u) {
+                        // A character beyond the BMP is a surrogate pair; a
+                        // lone high surrogate stands for no bytes at all.
+                        if w.get(j + 6..j + 8)? != b"\\u" {
+                            return None;
+                        }
+                        let low = hex4(w, j + 8)?;
+                        if !(0xDC00..0xE000).contains(&low) {
+                            return None;
+                        }
+                        (0x10000 + ((u - 0xD800) << 10) + (low - 0xDC00), 12)
+                    } else {
+                        (u, 6)
+                    };
+                    // `from_u32` refuses a lone low surrogate.
+                    let c = char::from_u32(cp)?;
+                    let mut bytes = [0u8; 4];
+                    let len = c.encode_utf8(&mut bytes).len();
+                    Some(Unit { bytes, len, width })
+                }
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+fn same(a: &[u8], b: &[u8], fold: bool) -> bool {
+    if fold {
+        a.eq_ignore_ascii_case(b)
+    } else {
+        a == b
+    }
+}
+
+/// The end (in `w`) of the longest spelling of `p` at the start of `w`.
+///
+/// A state is (pattern bytes matched, input bytes read). Readings are
+/// exclusive except a literal `%` or `\` that is also the start of an
+/// escape spelling the same pattern byte (`%25`, `\\`, `\u005c`); there
+/// both are explored, each state at most once, so a pattern full of
+/// backslashes against input full of backslashes costs states, not paths.
+fn longest_spelling(p: &[u8], w: &[u8], fold: bool) -> Option<usize> {
+    let mut best: Option<usize> = None;
+    let mut pending: Vec<(usize, usize)> = Vec::new();
+    let mut seen: BTreeSet<(usize, usize)> = BTreeSet::new();
+    let mut next = Some((0usize, 0usize));
+    while let Some((mut pi, mut j)) = next.take().or_else(|| pending.pop()) {
+        loop {
+            let Some(want) = p.get(pi..) else { break };
+            if want.is_empty() {
+                best = best.max(Some(j));
+                break;
+            }
+            let Some(&got) = w.get(j) else { break };
+            let literal = same(want.get(..1).unwrap_or_default(), &[got], fold);
+            let escaped = escape_at(w, j).filter(|u| want.get(..u.len).is_some_and(|x| same(x, u.decoded(), fold)));
+            match (literal, escaped) {
+                (true, None) => (pi, j) = (pi + 1, j + 1),
+                (false, Some(u)) => (pi, j) = (pi + u.len, j + u.width),
+                (false, None) => break,
+                (true, Some(u)) => {
+                    let other = (pi + u.len, j + u.width);
+                    if seen.insert(other) {
+                        pending.push(other);
+                    }
+                    if !seen.insert((pi + 1, j + 1)) {
+                        break;
+                    }
+                    (pi, j) = (pi + 1, j + 1);
+                }
+            }
+        }
+    }
+    best
 }
 
 impl Redactor {
@@ -34,76 +250,117 @@ impl Redactor {
     }
 
     /// Builds a redactor over shared patterns: a prepared credential's
-    /// encodings are reused across requests, not copied.
+    /// spellings are reused across requests, not copied.
     pub fn shared(patterns: Vec<Rc<Secret>>) -> Redactor {
         let mut patterns: Vec<Rc<Secret>> = patterns.into_iter().filter(|p| !p.is_empty()).collect();
         patterns.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.expose().cmp(b.expose())));
         patterns.dedup_by(|a, b| a.expose() == b.expose());
-        let max_len = patterns.first().map_or(0, |p| p.len());
-        // Windows longer than 255 gain nothing measurable; cap so shifts fit a byte.
-        let min_len = patterns.iter().map(|p| p.len()).min().unwrap_or(0).min(255);
-        let mut shift = [min_len as u8; 256];
+        let window = patterns.first().map_or(0, |p| p.len().saturating_mul(MAX_SPELLING));
+        let mut start = [false; 256];
+        let mut pairs = Box::new([0u64; 1024]);
+        let mut pair = |a: u8, b: u8| {
+            let bit = usize::from(a) << 8 | usize::from(b);
+            if let Some(word) = pairs.get_mut(bit / 64) {
+                *word |= 1 << (bit % 64);
+            }
+        };
         for p in &patterns {
-            let prefix = &p.expose()[..min_len];
-            for (j, &b) in prefix.iter().enumerate() {
-                let s = (min_len - 1 - j) as u8;
-                if s < shift[b as usize] {
-                    shift[b as usize] = s;
+            let bytes = p.expose();
+            let Some(&first) = bytes.first() else { continue };
+            start[usize::from(first)] = true;
+            match bytes.get(1) {
+                None => (0..=255).for_each(|b| pair(first, b)),
+                Some(&second) => {
+                    pair(first, second);
+                    pair(first, b'%');
+                    pair(first, b'\\');
+                    if second == b' ' {
+                        pair(first, b'+');
+                    }
                 }
             }
         }
-        Redactor { patterns, shift, min_len, max_len, carry: Vec::new() }
+        if !patterns.is_empty() {
+            // Any byte can be percent-encoded and any character JSON-escaped;
+            // `+` is harmless to look at (a space, or a literal `+`).
+            for b in [b'%', b'\\', b'+'] {
+                start[usize::from(b)] = true;
+            }
+        }
+        Redactor { patterns, start, pairs, window, carry: Vec::new() }
     }
 
     pub fn is_empty(&self) -> bool {
         self.patterns.is_empty()
     }
 
-    fn match_at(&self, buf: &[u8], i: usize) -> Option<usize> {
-        let rest = buf.get(i..)?;
-        self.patterns.iter().map(|p| p.expose()).find(|p| rest.starts_with(p)).map(<[u8]>::len)
+    /// The end of the longest match starting at `i`, reading only the
+    /// window from `i`.
+    fn match_at(&self, buf: &[u8], i: usize, fold: bool) -> Option<usize> {
+        let w = buf.get(i..)?;
+        let w = w.get(..self.window.min(w.len()))?;
+        let &b0 = w.first()?;
+        let escape = escape_at(w, 0);
+        if !fold && escape.is_none() && !matches!(b0, b'%' | b'\\' | b'+') {
+            if let Some(&b1) = w.get(1) {
+                let bit = usize::from(b0) << 8 | usize::from(b1);
+                if self.pairs.get(bit / 64).is_none_or(|word| word & (1 << (bit % 64)) == 0) {
+                    return None;
+                }
+            }
+        }
+        let first_fits = |p: &[u8]| {
+            let Some(&f) = p.first() else { return false };
+            if fold {
+                f.eq_ignore_ascii_case(&b0) || escape.is_some_and(|u| f.eq_ignore_ascii_case(&u.bytes[0]))
+            } else {
+                f == b0 || escape.is_some_and(|u| f == u.bytes[0])
+            }
+        };
+        self.patterns
+            .iter()
+            .map(|p| p.expose())
+            .filter(|p| first_fits(p))
+            .filter_map(|p| longest_spelling(p, w, fold))
+            .max()
+            .map(|end| i + end)
     }
 
-    /// Scrubs `buf` up to `limit` (every position below it is decidable)
-    /// and returns the output plus the index where undecided bytes start.
     /// Scrubs `buf`, deciding every start position below `limit`, and
     /// returns how far it consumed (everything before that is emitted).
-    ///
-    /// A skip is only taken over positions where no pattern can start: the
-    /// byte at the end of the `min_len` window does not occur at a matching
-    /// offset of any pattern's prefix. Every byte a decision reads is in
-    /// `buf`, so positions skipped past `limit` are decided too.
+    /// A position is skipped without a closer look only when its byte can
+    /// begin no spelling of any pattern.
     fn scan(&self, buf: &[u8], limit: usize, out: &mut Vec<u8>) -> usize {
         if self.patterns.is_empty() {
             out.extend_from_slice(buf);
             return buf.len();
         }
-        let m = self.min_len;
-        // No match can start at or after `last_start` within `buf`.
-        let last_start = buf.len().saturating_sub(m - 1);
-        let end = limit.min(last_start);
+        let end = limit.min(buf.len());
         let mut i = 0;
         let mut copied = 0;
         while i < end {
-            let skip = self.shift[buf[i + m - 1] as usize] as usize;
-            if skip > 0 {
-                i += skip;
-                continue;
+            match buf.get(i..end).and_then(|rest| rest.iter().position(|&b| self.start[usize::from(b)])) {
+                Some(k) => i += k,
+                None => {
+                    i = end;
+                    break;
+                }
             }
-            if let Some(len) = self.match_at(buf, i) {
-                out.extend_from_slice(&buf[copied..i]);
-                out.extend_from_slice(REPLACEMENT);
-                i += len;
-                copied = i;
-                continue;
+            match self.match_at(buf, i, false) {
+                Some(e) => {
+                    out.extend_from_slice(buf.get(copied..i).unwrap_or_default());
+                    out.extend_from_slice(REPLACEMENT);
+                    i = e;
+                    copied = e;
+                }
+                None => i += 1,
             }
-            i += 1;
         }
-        // Only when deciding the whole buffer (end of stream, or patterns of
-        // one byte) is the tail known match-free; mid-stream, positions from
-        // `i` on may start a match the next chunk completes.
+        // Only when deciding the whole buffer (end of stream) is the tail
+        // known match-free; mid-stream, positions from `i` on may start a
+        // match the next chunk completes.
         let consumed = if limit >= buf.len() { buf.len() } else { i.max(copied) };
-        out.extend_from_slice(&buf[copied..consumed]);
+        out.extend_from_slice(buf.get(copied..consumed).unwrap_or_default());
         consumed
     }
 
@@ -114,12 +371,13 @@ impl Redactor {
         }
         let mut buf = std::mem::take(&mut self.carry);
         buf.extend_from_slice(chunk);
-        // A match starting below `limit` fits entirely in `buf`; positions
-        // at or above it might start a match that the next chunk completes.
-        let limit = buf.len().saturating_sub(self.max_len - 1);
+        // A match starting below `limit` fits entirely in `buf`, and so does
+        // every byte its decision reads; positions at or above it might
+        // start a match that the next chunk completes.
+        let limit = buf.len().saturating_sub(self.window.saturating_sub(1));
         let mut out = Vec::with_capacity(buf.len());
         let consumed = self.scan(&buf, limit, &mut out);
-        buf.drain(..consumed);
+        buf.drain(..consumed.min(buf.len()));
         self.carry = buf;
         out
     }
@@ -139,9 +397,18 @@ impl Redactor {
         out
     }
 
-    /// Whether a complete value contains any pattern.
+    /// Whether a complete value holds any spelling of any pattern.
     pub fn contains_any(&self, input: &[u8]) -> bool {
-        !self.patterns.is_empty() && (0..input.len()).any(|i| self.match_at(input, i).is_some())
+        !self.patterns.is_empty()
+            && (0..input.len()).any(|i| input.get(i).is_some_and(|&b| self.start[usize::from(b)]) && self.match_at(input, i, false).is_some())
+    }
+
+    /// [`Redactor::contains_any`] with ASCII letters compared in any case:
+    /// for header names, which HTTP treats case-insensitively (and which
+    /// reach the filter lower-cased, so a pattern with capitals would never
+    /// match them exactly).
+    pub fn contains_any_ignore_case(&self, input: &[u8]) -> bool {
+        !self.patterns.is_empty() && (0..input.len()).any(|i| self.match_at(input, i, true).is_some())
     }
 }
 
@@ -188,7 +455,9 @@ pub fn filter_response_headers(
         if credentialed && (lower == "set-cookie" || lower == "set-cookie2") {
             continue;
         }
-        if redactor.contains_any(lower.as_bytes()) {
+        // A name can echo the credential too; names are case-insensitive,
+        // so `X-Sekret` and `x-sekret` are the same leak.
+        if redactor.contains_any_ignore_case(lower.as_bytes()) {
             continue;
         }
         let scrubbed = redactor.redact(value.as_bytes());
@@ -281,12 +550,14 @@ mod tests {
         let mut red = r(&["0123456789"]);
         for _ in 0..1000 {
             red.push(&[b'x'; 4096]);
-            assert!(red.carry.len() < 10);
+            // The window: every pattern byte spelled `\uXXXX`.
+            assert!(red.carry.len() < 10 * MAX_SPELLING);
         }
         // A partial match at the end is held back, then flushed.
         let out = red.push(b"012345678");
         assert!(out.iter().all(|&b| b == b'x'));
-        assert_eq!(red.finish(), b"012345678");
+        let last = red.finish();
+        assert!(last.ends_with(b"012345678") && last.iter().rev().skip(9).all(|&b| b == b'x'));
     }
 
     #[test]
@@ -389,5 +660,326 @@ mod tests {
         // A tool without a credential keeps its cookies.
         let out = filter_response_headers(&h, &Redactor::new(vec![]), false);
         assert!(out.iter().any(|(n, _)| n == "set-cookie"));
+    }
+
+    /// Deterministic xorshift, so failures reproduce.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n.max(1) as u64) as usize
+        }
+    }
+
+    /// Secrets with every character an encoder treats specially.
+    const SECRETS: &[&str] = &[
+        "sk_live/Ab+cd=ef gh\"ij",
+        "pä%ss/wörd🔑=Z",
+        "tok\\en\t\u{1}</script>&'x",
+        "ghp_R2d2C3poBb8Luke5kyWalker0Leia1Han",
+    ];
+
+    /// The patterns Airlock builds for a credential injected as a bearer
+    /// token: the secret and `Bearer <secret>`, each with its base64 spellings.
+    fn credential_patterns(secret: &str) -> Vec<Vec<u8>> {
+        let bearer = format!("Bearer {secret}");
+        let mut out = crate::inject::encodings_of(secret.as_bytes());
+        out.push(bearer.clone().into_bytes());
+        out.extend(base64_spellings(bearer.as_bytes()));
+        out
+    }
+
+    fn redactor_for(secret: &str) -> Redactor {
+        Redactor::new(credential_patterns(secret).into_iter().map(Secret::new).collect())
+    }
+
+    /// One spelling of `s`, chosen character by character the way some
+    /// mainstream encoder may write it.
+    fn spell(s: &str, rng: &mut Rng) -> String {
+        let mut out = String::new();
+        for c in s.chars() {
+            let mut utf8 = [0u8; 4];
+            let bytes = c.encode_utf8(&mut utf8).as_bytes().to_vec();
+            let mut units = [0u16; 2];
+            let units = c.encode_utf16(&mut units).to_vec();
+            let short = match c {
+                '"' => Some("\\\""),
+                '\\' => Some("\\\\"),
+                '/' => Some("\\/"),
+                '\u{8}' => Some("\\b"),
+                '\u{c}' => Some("\\f"),
+                '\n' => Some("\\n"),
+                '\r' => Some("\\r"),
+                '\t' => Some("\\t"),
+                _ => None,
+            };
+            match rng.below(7) {
+                0 => bytes.iter().for_each(|b| out.push_str(&format!("%{b:02X}"))),
+                1 => bytes.iter().for_each(|b| out.push_str(&format!("%{b:02x}"))),
+                2 => units.iter().for_each(|u| out.push_str(&format!("\\u{u:04X}"))),
+                3 => units.iter().for_each(|u| out.push_str(&format!("\\u{u:04x}"))),
+                4 if short.is_some() => out.push_str(short.unwrap_or_default()),
+                5 if c == ' ' => out.push('+'),
+                _ => out.push(c),
+            }
+        }
+        out
+    }
+
+    fn percent_decode(s: &[u8], plus: bool) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while let Some(&b) = s.get(i) {
+            match (b, escape_at(s, i)) {
+                (b'%', Some(u)) => {
+                    out.extend_from_slice(u.decoded());
+                    i += u.width;
+                }
+                (b'+', _) if plus => {
+                    out.push(b' ');
+                    i += 1;
+                }
+                _ => {
+                    out.push(b);
+                    i += 1;
+                }
+            }
+        }
+        out
+    }
+
+    fn json_unescape(s: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while let Some(&b) = s.get(i) {
+            match (b, escape_at(s, i)) {
+                (b'\\', Some(u)) => {
+                    out.extend_from_slice(u.decoded());
+                    i += u.width;
+                }
+                _ => {
+                    out.push(b);
+                    i += 1;
+                }
+            }
+        }
+        out
+    }
+
+    fn contains(hay: &[u8], needle: &[u8]) -> bool {
+        hay.windows(needle.len()).any(|w| w == needle)
+    }
+
+    /// Every reading of `out` a client might apply: as is, JSON-unescaped,
+    /// percent-decoded, form-decoded.
+    fn readings(out: &[u8]) -> Vec<Vec<u8>> {
+        vec![out.to_vec(), json_unescape(out), percent_decode(out, false), percent_decode(out, true)]
+    }
+
+    fn random_chunks<'a>(body: &'a [u8], rng: &mut Rng) -> Vec<&'a [u8]> {
+        let mut chunks = Vec::new();
+        let mut rest = body;
+        while !rest.is_empty() {
+            let (a, b) = rest.split_at((1 + rng.below(40)).min(rest.len()));
+            chunks.push(a);
+            rest = b;
+        }
+        chunks
+    }
+
+    #[test]
+    fn every_json_percent_and_form_spelling_is_scrubbed() {
+        let mut rng = Rng(0x243F6A8885A308D3);
+        for secret in SECRETS {
+            let red = redactor_for(secret);
+            for round in 0..300 {
+                let spelled = spell(secret, &mut rng);
+                let (before, after) = match round % 3 {
+                    0 => (r#"{"echo":""#, r#"","n":1}"#),
+                    1 => ("https://api.example.com/cb?token=", "&state=xyz"),
+                    _ => ("Authorization: Bearer ", "\r\n"),
+                };
+                let body = format!("{before}{spelled}{after}");
+                let out = red.redact(body.as_bytes());
+                // The whole spelling, and nothing around it, is replaced
+                // (a bearer echo may take `Bearer ` with it).
+                let want_exact = [before.as_bytes(), REPLACEMENT, after.as_bytes()].concat();
+                let want_bearer = [&b"Authorization: "[..], REPLACEMENT, after.as_bytes()].concat();
+                assert!(out == want_exact || out == want_bearer, "{secret:?} spelled {spelled:?} -> {}", String::from_utf8_lossy(&out));
+                for reading in readings(&out) {
+                    assert!(!contains(&reading, secret.as_bytes()), "{spelled:?}");
+                }
+                let mut streaming = redactor_for(secret);
+                let mut streamed = Vec::new();
+                for c in random_chunks(body.as_bytes(), &mut rng) {
+                    streamed.extend(streaming.push(c));
+                }
+                streamed.extend(streaming.finish());
+                assert_eq!(streamed, out, "chunking changed the result for {spelled:?}");
+            }
+        }
+    }
+
+    /// Base64 of the secret or of the whole injected header value, at each
+    /// alignment inside a longer encoded run of random bytes, in both
+    /// alphabets, padded or not, and with `/` escaped as PHP's
+    /// `json_encode` does: no decoding of what is left spells the secret.
+    #[test]
+    fn base64_at_every_alignment_is_scrubbed() {
+        use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+        let mut rng = Rng(0x13198A2E03707344);
+        for secret in SECRETS {
+            let red = redactor_for(secret);
+            let bearer = format!("Bearer {secret}");
+            for value in [secret.as_bytes(), bearer.as_bytes()] {
+                for prefix_len in 0..6usize {
+                    for suffix_len in [0, 1, 2, 3, 7] {
+                        for style in 0..5 {
+                            let prefix: Vec<u8> = (0..prefix_len).map(|_| rng.next() as u8).collect();
+                            let suffix: Vec<u8> = (0..suffix_len).map(|_| rng.next() as u8).collect();
+                            let data = [&prefix[..], value, &suffix[..]].concat();
+                            let encoded = match style {
+                                0 => STANDARD.encode(&data),
+                                1 => STANDARD_NO_PAD.encode(&data),
+                                2 => URL_SAFE.encode(&data),
+                                3 => URL_SAFE_NO_PAD.encode(&data),
+                                _ => STANDARD.encode(&data).replace('/', "\\/"),
+                            };
+                            let body = format!(r#"{{"blob":"{encoded}","ok":true}}"#);
+                            let out = red.redact(body.as_bytes());
+                            let text = String::from_utf8_lossy(&out).into_owned();
+                            assert!(out.windows(REPLACEMENT.len()).any(|w| w == REPLACEMENT), "{encoded} at +{prefix_len}: {text}");
+                            assert!(text.starts_with(r#"{"blob":""#) && text.ends_with(r#"","ok":true}"#), "{text}");
+                            // Decode every base64 run that is left, at every
+                            // character offset, in both alphabets.
+                            let unescaped = json_unescape(&out);
+                            let is_b64 = |c: &u8| c.is_ascii_alphanumeric() || b"+/-_".contains(c);
+                            for run in unescaped.split(|c| !is_b64(c)) {
+                                for skip in 0..4.min(run.len()) {
+                                    let rest = run.get(skip..).unwrap_or_default();
+                                    let rest = rest.get(..rest.len() / 4 * 4).unwrap_or_default();
+                                    for engine in [&STANDARD_NO_PAD, &URL_SAFE_NO_PAD] {
+                                        if let Ok(decoded) = engine.decode(rest) {
+                                            assert!(!contains(&decoded, secret.as_bytes()), "{encoded}: {text}");
+                                        }
+                                    }
+                                }
+                            }
+                            // At most the boundary characters of the value's
+                            // own encoding survive: 2 at each end.
+                            let first = (8 * prefix_len).div_ceil(6);
+                            let last = 8 * (prefix_len + value.len()) / 6;
+                            let inner = encoded.get(first + 2..last.saturating_sub(2)).unwrap_or_default();
+                            if inner.len() >= 4 {
+                                assert!(!text.contains(inner), "{encoded}: {text}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn ordinary_text_is_untouched() {
+        let red = redactor_for(SECRETS[0]);
+        let table: &[&str] = &[
+            r#"{"id":1,"path":"a\/b\/c","note":"\u00e9t\u00E9 \"quoted\" \\ back\nslash","emoji":"\ud83d\udd11"}"#,
+            "https://example.com/search?q=sk%5Flive%2FAb%2Bcd%3Def+gh%22iX&lang=fr%2Dfr",
+            "sk_live/Ab+cd=ef gh\"iX and sk_live/Ab+cd=ef_gh\"ij and sk_liv",
+            r#"{"almost":"sk\u005flive\/Ab+cd=ef+gh\"i\u006B"}"#,
+            "%%%%%25%2%%%u\\\\\\u\\u00\\uD83D\\uDC00\\uZZZZ%ZZ+++",
+            "c2tfbGl2ZS9BYitjZD1lZiBnaCJpWA== c2tfbGl2ZS9BYi", // base64 of a near miss, and a short prefix
+            "",
+        ];
+        for text in table {
+            assert_eq!(String::from_utf8_lossy(&red.redact(text.as_bytes())), *text);
+            assert!(!red.contains_any(text.as_bytes()), "{text}");
+        }
+    }
+
+    /// Where a pattern byte is itself `%` or `\`, the literal and escaped
+    /// readings overlap; each row: description, patterns, input, output.
+    #[test]
+    fn overlapping_readings() {
+        let table: &[(&str, &[&str], &str, &str)] = &[
+            ("literal percent", &["a%25b"], "xa%25by", "x[REDACTED]y"),
+            ("escaped percent", &["a%25b"], "xa%2525by", "x[REDACTED]y"),
+            ("a pattern's own percent is not an escape", &["a%41"], "a%41 aA a%2541", "[REDACTED] aA [REDACTED]"),
+            ("literal backslash", &["a\\b"], "a\\b", "[REDACTED]"),
+            ("JSON-escaped backslash", &["a\\b"], "a\\\\b a\\u005Cb", "[REDACTED] [REDACTED]"),
+            ("longest reading wins: each backslash escaped", &["\\\\"], "\\\\\\\\", "[REDACTED]"),
+            ("plus is a space, or a plus", &["a b", "c+d"], "a+b c+d c%2Bd a%20b", "[REDACTED] [REDACTED] [REDACTED] [REDACTED]"),
+            ("lone surrogate is nothing", &["\u{1F511}"], "\\uD83D \\uDD11 \\uD83D\\uDD11 %F0%9F%94%91", "\\uD83D \\uDD11 [REDACTED] [REDACTED]"),
+            ("truncated escapes at the end", &["ab"], "a%6", "a%6"),
+            ("hex in any case", &["/"], "%2f%2F\\u002f\\u002F\\/", "[REDACTED][REDACTED][REDACTED][REDACTED][REDACTED]"),
+        ];
+        for (what, patterns, input, want) in table {
+            let red = r(patterns);
+            assert_eq!(String::from_utf8_lossy(&red.redact(input.as_bytes())), *want, "{what}");
+            let chunks: Vec<&[u8]> = input.as_bytes().chunks(1).collect();
+            assert_eq!(String::from_utf8_lossy(&stream(&mut r(patterns), &chunks)), *want, "{what}, byte by byte");
+        }
+    }
+
+    /// A pattern of backslashes against input of backslashes has
+    /// exponentially many readings; each state is visited once.
+    #[test]
+    fn backtracking_is_bounded() {
+        let pattern = "\\".repeat(40);
+        let red = r(&[&pattern]);
+        let input = vec![b'\\'; 20_000];
+        let start = std::time::Instant::now();
+        let out = red.redact(&input);
+        assert!(!out.is_empty() && out.iter().all(|&b| REPLACEMENT.contains(&b)));
+        assert!(start.elapsed() < std::time::Duration::from_secs(20), "{:?}", start.elapsed());
+    }
+
+    #[test]
+    fn hostile_fragments_never_panic() {
+        let mut rng = Rng(0xA4093822299F31D0);
+        let alphabet = b"%\\u+0aFdD8C\"/=";
+        for _ in 0..2000 {
+            let body: Vec<u8> = (0..rng.below(64)).map(|_| alphabet[rng.below(alphabet.len())]).collect();
+            let mut red = r(&["a/\"\u{1F511}", "%u"]);
+            let mut streamed = Vec::new();
+            for c in random_chunks(&body, &mut rng) {
+                streamed.extend(red.push(c));
+            }
+            streamed.extend(red.finish());
+            assert_eq!(streamed, r(&["a/\"\u{1F511}", "%u"]).redact(&body));
+        }
+    }
+
+    #[test]
+    fn header_names_match_in_any_case() {
+        let red = r(&["SeKret-Key1"]);
+        let h: Vec<(String, String)> =
+            [("X-SEKRET-KEY1-Echo", "v"), ("X-Sekret%2DKey1", "v"), ("X-Other", "SeKret-Key1")].iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        let out = filter_response_headers(&h, &red, true);
+        assert_eq!(out, vec![("x-other".to_string(), "[REDACTED]".to_string())]);
+        // Values stay case-sensitive: base64 spellings differ by case.
+        assert_eq!(red.redact(b"sekret-key1"), b"sekret-key1");
+    }
+
+    #[test]
+    fn base64_spellings_cover_each_alignment() {
+        let value = b"Bearer tok_9f8e7d6c5b4a";
+        let spellings = base64_spellings(value);
+        for offset in 0..3 {
+            for engine in [&STANDARD, &URL_SAFE] {
+                let data = [&b"xyz"[..offset], value, b"!"].concat();
+                let encoded = engine.encode(&data);
+                let covered = spellings.iter().any(|s| encoded.as_bytes().windows(s.len()).any(|w| w == &s[..]) && s.len() + 3 >= value.len() * 4 / 3);
+                assert!(covered, "offset {offset}: {encoded}");
+            }
+        }
+        assert!(base64_spellings(b"pw").is_empty(), "short values would match ordinary text");
     }
 }

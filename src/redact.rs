@@ -95,8 +95,11 @@ pub fn base64_spellings(value: &[u8]) -> Vec<Vec<u8>> {
 
 /// A streaming multi-pattern replacer that decodes while it scans.
 pub struct Redactor {
-    /// Non-empty, distinct; longest first.
+    /// Non-empty, distinct; ordered by first byte.
     patterns: Vec<Rc<Secret>>,
+    /// `patterns[groups[b]..groups[b + 1]]` are the patterns that begin with
+    /// byte `b`: a candidate position only tries those its first reading fits.
+    groups: [u16; 257],
     /// Input bytes a match can begin with: the patterns' first bytes, and
     /// the bytes that begin an escape (`%`, `\`, `+`). Any other byte is
     /// skipped without a closer look.
@@ -130,6 +133,7 @@ impl Unit {
     }
 }
 
+#[inline(always)]
 fn hex(b: u8) -> Option<u8> {
     match b {
         b'0'..=b'9' => Some(b - b'0'),
@@ -139,6 +143,7 @@ fn hex(b: u8) -> Option<u8> {
     }
 }
 
+#[inline(always)]
 fn hex4(w: &[u8], at: usize) -> Option<u32> {
     w.get(at..at + 4)?.iter().try_fold(0u32, |acc, &b| Some(acc << 4 | u32::from(hex(b)?)))
 }
@@ -146,6 +151,7 @@ fn hex4(w: &[u8], at: usize) -> Option<u32> {
 /// The escaped reading of `w` at `j`, when an escape starts there. Only
 /// bytes inside `w` are read, so a decision never depends on bytes past the
 /// window (what makes streaming and whole-body results identical).
+#[inline(always)]
 fn escape_at(w: &[u8], j: usize) -> Option<Unit> {
     match *w.get(j)? {
         b'%' => {
@@ -194,6 +200,7 @@ fn escape_at(w: &[u8], j: usize) -> Option<Unit> {
     }
 }
 
+#[inline(always)]
 fn same(a: &[u8], b: &[u8], fold: bool) -> bool {
     if fold {
         a.eq_ignore_ascii_case(b)
@@ -216,12 +223,25 @@ fn longest_spelling(p: &[u8], w: &[u8], fold: bool) -> Option<usize> {
     let mut next = Some((0usize, 0usize));
     while let Some((mut pi, mut j)) = next.take().or_else(|| pending.pop()) {
         loop {
+            // Fast path: literal bytes that start no escape.
+            while let (Some(&want), Some(&got)) = (p.get(pi), w.get(j)) {
+                let equal = if fold { want.eq_ignore_ascii_case(&got) } else { want == got };
+                if !equal || ESCAPE_START[usize::from(got)] {
+                    break;
+                }
+                pi += 1;
+                j += 1;
+            }
             let Some(want) = p.get(pi..) else { break };
             if want.is_empty() {
                 best = best.max(Some(j));
                 break;
             }
             let Some(&got) = w.get(j) else { break };
+            if !ESCAPE_START[usize::from(got)] {
+                // A literal mismatch, and no escape to read instead.
+                break;
+            }
             let literal = same(want.get(..1).unwrap_or_default(), &[got], fold);
             let escaped = escape_at(w, j).filter(|u| want.get(..u.len).is_some_and(|x| same(x, u.decoded(), fold)));
             match (literal, escaped) {
@@ -244,6 +264,15 @@ fn longest_spelling(p: &[u8], w: &[u8], fold: bool) -> Option<usize> {
     best
 }
 
+/// Bytes that may begin an escape (`%XX`, `\…`, `+` for a space).
+const ESCAPE_START: [bool; 256] = {
+    let mut t = [false; 256];
+    t[b'%' as usize] = true;
+    t[b'\\' as usize] = true;
+    t[b'+' as usize] = true;
+    t
+};
+
 impl Redactor {
     pub fn new(patterns: Vec<Secret>) -> Redactor {
         Redactor::shared(patterns.into_iter().map(Rc::new).collect())
@@ -253,29 +282,48 @@ impl Redactor {
     /// spellings are reused across requests, not copied.
     pub fn shared(patterns: Vec<Rc<Secret>>) -> Redactor {
         let mut patterns: Vec<Rc<Secret>> = patterns.into_iter().filter(|p| !p.is_empty()).collect();
-        patterns.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.expose().cmp(b.expose())));
+        patterns.sort_by(|a, b| a.expose().cmp(b.expose()));
         patterns.dedup_by(|a, b| a.expose() == b.expose());
-        let window = patterns.first().map_or(0, |p| p.len().saturating_mul(MAX_SPELLING));
-        let mut start = [false; 256];
-        let mut pairs = Box::new([0u64; 1024]);
-        let mut pair = |a: u8, b: u8| {
-            let bit = usize::from(a) << 8 | usize::from(b);
-            if let Some(word) = pairs.get_mut(bit / 64) {
-                *word |= 1 << (bit % 64);
+        // Group indices are u16; a redactor of more patterns than that is no
+        // use anyway (each credential contributes a few dozen).
+        patterns.truncate(usize::from(u16::MAX));
+        let window = patterns.iter().map(|p| p.len()).max().map_or(0, |n| n.saturating_mul(MAX_SPELLING));
+        // Patterns are sorted, so those beginning with byte `b` follow those
+        // beginning below it: `groups` is the running count.
+        let mut groups = [0u16; 257];
+        for p in &patterns {
+            if let Some(slot) = p.expose().first().and_then(|&f| groups.get_mut(usize::from(f) + 1)) {
+                *slot = slot.saturating_add(1);
             }
+        }
+        for b in 1..groups.len() {
+            let below = groups.get(b - 1).copied().unwrap_or(0);
+            if let Some(slot) = groups.get_mut(b) {
+                *slot = slot.saturating_add(below);
+            }
+        }
+        let mut start = [false; 256];
+        // Zeroed on allocation (a boxed array literal would be built on the
+        // stack and copied); the conversion cannot fail, the length is fixed.
+        let mut pairs: Box<[u64; 1024]> =
+            vec![0u64; 1024].into_boxed_slice().try_into().unwrap_or_else(|_| Box::new([0u64; 1024]));
+        // Row `a` of the table (every successor of `a`) is words 4a..4a+4.
+        let any_successor = |pairs: &mut [u64; 1024], a: u8| {
+            let row = usize::from(a) * 4;
+            pairs.get_mut(row..row + 4).unwrap_or_default().fill(u64::MAX);
         };
         for p in &patterns {
             let bytes = p.expose();
             let Some(&first) = bytes.first() else { continue };
             start[usize::from(first)] = true;
             match bytes.get(1) {
-                None => (0..=255).for_each(|b| pair(first, b)),
+                None => any_successor(&mut pairs, first),
                 Some(&second) => {
-                    pair(first, second);
-                    pair(first, b'%');
-                    pair(first, b'\\');
-                    if second == b' ' {
-                        pair(first, b'+');
+                    for next in [second, b'%', b'\\', if second == b' ' { b'+' } else { second }] {
+                        let bit = usize::from(first) << 8 | usize::from(next);
+                        if let Some(word) = pairs.get_mut(bit / 64) {
+                            *word |= 1 << (bit % 64);
+                        }
                     }
                 }
             }
@@ -285,45 +333,63 @@ impl Redactor {
             // `+` is harmless to look at (a space, or a literal `+`).
             for b in [b'%', b'\\', b'+'] {
                 start[usize::from(b)] = true;
+                any_successor(&mut pairs, b);
             }
         }
-        Redactor { patterns, start, pairs, window, carry: Vec::new() }
+        Redactor { patterns, groups, start, pairs, window, carry: Vec::new() }
     }
 
     pub fn is_empty(&self) -> bool {
         self.patterns.is_empty()
     }
 
+    /// The patterns that begin with byte `b`.
+    #[inline(always)]
+    fn group(&self, b: u8) -> &[Rc<Secret>] {
+        let lo = self.groups.get(usize::from(b)).copied().unwrap_or(0);
+        let hi = self.groups.get(usize::from(b) + 1).copied().unwrap_or(0);
+        self.patterns.get(usize::from(lo)..usize::from(hi)).unwrap_or_default()
+    }
+
     /// The end of the longest match starting at `i`, reading only the
     /// window from `i`.
+    #[inline(always)]
     fn match_at(&self, buf: &[u8], i: usize, fold: bool) -> Option<usize> {
         let w = buf.get(i..)?;
         let w = w.get(..self.window.min(w.len()))?;
         let &b0 = w.first()?;
-        let escape = escape_at(w, 0);
-        if !fold && escape.is_none() && !matches!(b0, b'%' | b'\\' | b'+') {
-            if let Some(&b1) = w.get(1) {
-                let bit = usize::from(b0) << 8 | usize::from(b1);
-                if self.pairs.get(bit / 64).is_none_or(|word| word & (1 << (bit % 64)) == 0) {
-                    return None;
+        let mut best = None;
+        if fold {
+            // Header names: short, so every pattern is tried.
+            for p in &self.patterns {
+                best = best.max(longest_spelling(p.expose(), w, true));
+            }
+            return best.map(|end| i + end);
+        }
+        for p in self.group(b0) {
+            let p = p.expose();
+            // Most candidates fail on literal bytes: follow those without
+            // setting up the full search, which is only needed once an
+            // escape could be read.
+            let run = p.iter().zip(w).take_while(|&(a, b)| a == b && !ESCAPE_START[usize::from(*b)]).count();
+            if run == p.len() {
+                // Every byte read had exactly one reading.
+                best = best.max(Some(run));
+                continue;
+            }
+            if w.get(run).is_none_or(|&b| !ESCAPE_START[usize::from(b)]) {
+                continue;
+            }
+            best = best.max(longest_spelling(p, w, false));
+        }
+        if let Some(u) = ESCAPE_START[usize::from(b0)].then(|| escape_at(w, 0)).flatten() {
+            if u.bytes[0] != b0 {
+                for p in self.group(u.bytes[0]) {
+                    best = best.max(longest_spelling(p.expose(), w, false));
                 }
             }
         }
-        let first_fits = |p: &[u8]| {
-            let Some(&f) = p.first() else { return false };
-            if fold {
-                f.eq_ignore_ascii_case(&b0) || escape.is_some_and(|u| f.eq_ignore_ascii_case(&u.bytes[0]))
-            } else {
-                f == b0 || escape.is_some_and(|u| f == u.bytes[0])
-            }
-        };
-        self.patterns
-            .iter()
-            .map(|p| p.expose())
-            .filter(|p| first_fits(p))
-            .filter_map(|p| longest_spelling(p, w, fold))
-            .max()
-            .map(|end| i + end)
+        best.map(|end| i + end)
     }
 
     /// Scrubs `buf`, deciding every start position below `limit`, and
@@ -339,12 +405,23 @@ impl Redactor {
         let mut i = 0;
         let mut copied = 0;
         while i < end {
-            match buf.get(i..end).and_then(|rest| rest.iter().position(|&b| self.start[usize::from(b)])) {
-                Some(k) => i += k,
-                None => {
-                    i = end;
+            // The fast path: a match can only begin at a byte pair the
+            // pair table admits (the last byte of the buffer is always
+            // looked at: it has no successor to judge by).
+            let hay = buf.get(i..end.saturating_add(1).min(buf.len())).unwrap_or_default();
+            let mut k = 0;
+            while k + 1 < hay.len() {
+                // In bounds: the loop condition; the table index: a pair of
+                // bytes is below 2^16, so `bit >> 6` is below 1024.
+                let bit = usize::from(hay[k]) << 8 | usize::from(hay[k + 1]);
+                if self.pairs[bit >> 6] >> (bit & 63) & 1 != 0 {
                     break;
                 }
+                k += 1;
+            }
+            i += k;
+            if i >= end {
+                break;
             }
             match self.match_at(buf, i, false) {
                 Some(e) => {

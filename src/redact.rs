@@ -216,6 +216,7 @@ fn same(a: &[u8], b: &[u8], fold: bool) -> bool {
 /// escape spelling the same pattern byte (`%25`, `\\`, `\u005c`); there
 /// both are explored, each state at most once, so a pattern full of
 /// backslashes against input full of backslashes costs states, not paths.
+#[inline(never)]
 fn longest_spelling(p: &[u8], w: &[u8], fold: bool) -> Option<usize> {
     let mut best: Option<usize> = None;
     let mut pending: Vec<(usize, usize)> = Vec::new();
@@ -371,7 +372,13 @@ impl Redactor {
             // Most candidates fail on literal bytes: follow those without
             // setting up the full search, which is only needed once an
             // escape could be read.
-            let run = p.iter().zip(w).take_while(|&(a, b)| a == b && !ESCAPE_START[usize::from(*b)]).count();
+            let mut run = 0;
+            while let (Some(&a), Some(&b)) = (p.get(run), w.get(run)) {
+                if a != b || ESCAPE_START[usize::from(b)] {
+                    break;
+                }
+                run += 1;
+            }
             if run == p.len() {
                 // Every byte read had exactly one reading.
                 best = best.max(Some(run));
@@ -410,6 +417,20 @@ impl Redactor {
             // looked at: it has no successor to judge by).
             let hay = buf.get(i..end.saturating_add(1).min(buf.len())).unwrap_or_default();
             let mut k = 0;
+            let admits = |a: u8, b: u8| {
+                let bit = usize::from(a) << 8 | usize::from(b);
+                // In bounds: a pair of bytes is below 2^16, so `bit >> 6` is
+                // below 1024.
+                self.pairs[bit >> 6] >> (bit & 63) & 1
+            };
+            // Four pairs per step, tested together: independent lookups.
+            while k + 4 < hay.len() {
+                let (a, b, c, d, e) = (hay[k], hay[k + 1], hay[k + 2], hay[k + 3], hay[k + 4]);
+                if admits(a, b) | admits(b, c) | admits(c, d) | admits(d, e) != 0 {
+                    break;
+                }
+                k += 4;
+            }
             while k + 1 < hay.len() {
                 // In bounds: the loop condition; the table index: a pair of
                 // bytes is below 2^16, so `bit >> 6` is below 1024.

@@ -80,9 +80,15 @@ pub fn base64_spellings(value: &[u8]) -> Vec<Vec<u8>> {
             // 8·offset..8·len.
             let first = (8 * offset).div_ceil(6);
             let determined = 8 * data.len() / 6;
-            let unpadded = encoded.iter().rposition(|&c| c != b'=').map_or(0, |k| k + 1);
+            let unpadded = encoded
+                .iter()
+                .rposition(|&c| c != b'=')
+                .map_or(0, |k| k + 1);
             for end in [determined, unpadded, encoded.len()] {
-                if let Some(s) = encoded.get(first..end).filter(|s| s.len() >= MIN_BASE64_SPELLING) {
+                if let Some(s) = encoded
+                    .get(first..end)
+                    .filter(|s| s.len() >= MIN_BASE64_SPELLING)
+                {
                     out.push(s.to_vec());
                 }
             }
@@ -125,7 +131,11 @@ struct Unit {
 
 impl Unit {
     fn byte(b: u8, width: usize) -> Unit {
-        Unit { bytes: [b, 0, 0, 0], len: 1, width }
+        Unit {
+            bytes: [b, 0, 0, 0],
+            len: 1,
+            width,
+        }
     }
 
     fn decoded(&self) -> &[u8] {
@@ -145,7 +155,9 @@ fn hex(b: u8) -> Option<u8> {
 
 #[inline(always)]
 fn hex4(w: &[u8], at: usize) -> Option<u32> {
-    w.get(at..at + 4)?.iter().try_fold(0u32, |acc, &b| Some(acc << 4 | u32::from(hex(b)?)))
+    w.get(at..at + 4)?
+        .iter()
+        .try_fold(0u32, |acc, &b| Some(acc << 4 | u32::from(hex(b)?)))
 }
 
 /// The escaped reading of `w` at `j`, when an escape starts there. Only
@@ -226,7 +238,11 @@ fn longest_spelling(p: &[u8], w: &[u8], fold: bool) -> Option<usize> {
         loop {
             // Fast path: literal bytes that start no escape.
             while let (Some(&want), Some(&got)) = (p.get(pi), w.get(j)) {
-                let equal = if fold { want.eq_ignore_ascii_case(&got) } else { want == got };
+                let equal = if fold {
+                    want.eq_ignore_ascii_case(&got)
+                } else {
+                    want == got
+                };
                 if !equal || ESCAPE_START[usize::from(got)] {
                     break;
                 }
@@ -244,7 +260,10 @@ fn longest_spelling(p: &[u8], w: &[u8], fold: bool) -> Option<usize> {
                 break;
             }
             let literal = same(want.get(..1).unwrap_or_default(), &[got], fold);
-            let escaped = escape_at(w, j).filter(|u| want.get(..u.len).is_some_and(|x| same(x, u.decoded(), fold)));
+            let escaped = escape_at(w, j).filter(|u| {
+                want.get(..u.len)
+                    .is_some_and(|x| same(x, u.decoded(), fold))
+            });
             match (literal, escaped) {
                 (true, None) => (pi, j) = (pi + 1, j + 1),
                 (false, Some(u)) => (pi, j) = (pi + u.len, j + u.width),
@@ -282,18 +301,27 @@ impl Redactor {
     /// Builds a redactor over shared patterns: a prepared credential's
     /// spellings are reused across requests, not copied.
     pub fn shared(patterns: Vec<Rc<Secret>>) -> Redactor {
-        let mut patterns: Vec<Rc<Secret>> = patterns.into_iter().filter(|p| !p.is_empty()).collect();
+        let mut patterns: Vec<Rc<Secret>> =
+            patterns.into_iter().filter(|p| !p.is_empty()).collect();
         patterns.sort_by(|a, b| a.expose().cmp(b.expose()));
         patterns.dedup_by(|a, b| a.expose() == b.expose());
         // Group indices are u16; a redactor of more patterns than that is no
         // use anyway (each credential contributes a few dozen).
         patterns.truncate(usize::from(u16::MAX));
-        let window = patterns.iter().map(|p| p.len()).max().map_or(0, |n| n.saturating_mul(MAX_SPELLING));
+        let window = patterns
+            .iter()
+            .map(|p| p.len())
+            .max()
+            .map_or(0, |n| n.saturating_mul(MAX_SPELLING));
         // Patterns are sorted, so those beginning with byte `b` follow those
         // beginning below it: `groups` is the running count.
         let mut groups = [0u16; 257];
         for p in &patterns {
-            if let Some(slot) = p.expose().first().and_then(|&f| groups.get_mut(usize::from(f) + 1)) {
+            if let Some(slot) = p
+                .expose()
+                .first()
+                .and_then(|&f| groups.get_mut(usize::from(f) + 1))
+            {
                 *slot = slot.saturating_add(1);
             }
         }
@@ -306,21 +334,33 @@ impl Redactor {
         let mut start = [false; 256];
         // Zeroed on allocation (a boxed array literal would be built on the
         // stack and copied); the conversion cannot fail, the length is fixed.
-        let mut pairs: Box<[u64; 1024]> =
-            vec![0u64; 1024].into_boxed_slice().try_into().unwrap_or_else(|_| Box::new([0u64; 1024]));
+        let mut pairs: Box<[u64; 1024]> = vec![0u64; 1024]
+            .into_boxed_slice()
+            .try_into()
+            .unwrap_or_else(|_| Box::new([0u64; 1024]));
         // Row `a` of the table (every successor of `a`) is words 4a..4a+4.
         let any_successor = |pairs: &mut [u64; 1024], a: u8| {
             let row = usize::from(a) * 4;
-            pairs.get_mut(row..row + 4).unwrap_or_default().fill(u64::MAX);
+            pairs
+                .get_mut(row..row + 4)
+                .unwrap_or_default()
+                .fill(u64::MAX);
         };
         for p in &patterns {
             let bytes = p.expose();
-            let Some(&first) = bytes.first() else { continue };
+            let Some(&first) = bytes.first() else {
+                continue;
+            };
             start[usize::from(first)] = true;
             match bytes.get(1) {
                 None => any_successor(&mut pairs, first),
                 Some(&second) => {
-                    for next in [second, b'%', b'\\', if second == b' ' { b'+' } else { second }] {
+                    for next in [
+                        second,
+                        b'%',
+                        b'\\',
+                        if second == b' ' { b'+' } else { second },
+                    ] {
                         let bit = usize::from(first) << 8 | usize::from(next);
                         if let Some(word) = pairs.get_mut(bit / 64) {
                             *word |= 1 << (bit % 64);
@@ -337,7 +377,14 @@ impl Redactor {
                 any_successor(&mut pairs, b);
             }
         }
-        Redactor { patterns, groups, start, pairs, window, carry: Vec::new() }
+        Redactor {
+            patterns,
+            groups,
+            start,
+            pairs,
+            window,
+            carry: Vec::new(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -349,7 +396,9 @@ impl Redactor {
     fn group(&self, b: u8) -> &[Rc<Secret>] {
         let lo = self.groups.get(usize::from(b)).copied().unwrap_or(0);
         let hi = self.groups.get(usize::from(b) + 1).copied().unwrap_or(0);
-        self.patterns.get(usize::from(lo)..usize::from(hi)).unwrap_or_default()
+        self.patterns
+            .get(usize::from(lo)..usize::from(hi))
+            .unwrap_or_default()
     }
 
     /// The end of the longest match starting at `i`, reading only the
@@ -389,7 +438,10 @@ impl Redactor {
             }
             best = best.max(longest_spelling(p, w, false));
         }
-        if let Some(u) = ESCAPE_START[usize::from(b0)].then(|| escape_at(w, 0)).flatten() {
+        if let Some(u) = ESCAPE_START[usize::from(b0)]
+            .then(|| escape_at(w, 0))
+            .flatten()
+        {
             if u.bytes[0] != b0 {
                 for p in self.group(u.bytes[0]) {
                     best = best.max(longest_spelling(p.expose(), w, false));
@@ -415,7 +467,9 @@ impl Redactor {
             // The fast path: a match can only begin at a byte pair the
             // pair table admits (the last byte of the buffer is always
             // looked at: it has no successor to judge by).
-            let hay = buf.get(i..end.saturating_add(1).min(buf.len())).unwrap_or_default();
+            let hay = buf
+                .get(i..end.saturating_add(1).min(buf.len()))
+                .unwrap_or_default();
             let mut k = 0;
             let admits = |a: u8, b: u8| {
                 let bit = usize::from(a) << 8 | usize::from(b);
@@ -457,7 +511,11 @@ impl Redactor {
         // Only when deciding the whole buffer (end of stream) is the tail
         // known match-free; mid-stream, positions from `i` on may start a
         // match the next chunk completes.
-        let consumed = if limit >= buf.len() { buf.len() } else { i.max(copied) };
+        let consumed = if limit >= buf.len() {
+            buf.len()
+        } else {
+            i.max(copied)
+        };
         out.extend_from_slice(buf.get(copied..consumed).unwrap_or_default());
         consumed
     }
@@ -498,7 +556,10 @@ impl Redactor {
     /// Whether a complete value holds any spelling of any pattern.
     pub fn contains_any(&self, input: &[u8]) -> bool {
         !self.patterns.is_empty()
-            && (0..input.len()).any(|i| input.get(i).is_some_and(|&b| self.start[usize::from(b)]) && self.match_at(input, i, false).is_some())
+            && (0..input.len()).any(|i| {
+                input.get(i).is_some_and(|&b| self.start[usize::from(b)])
+                    && self.match_at(input, i, false).is_some()
+            })
     }
 
     /// [`Redactor::contains_any`] with ASCII letters compared in any case:
@@ -506,7 +567,8 @@ impl Redactor {
     /// reach the filter lower-cased, so a pattern with capitals would never
     /// match them exactly).
     pub fn contains_any_ignore_case(&self, input: &[u8]) -> bool {
-        !self.patterns.is_empty() && (0..input.len()).any(|i| self.match_at(input, i, true).is_some())
+        !self.patterns.is_empty()
+            && (0..input.len()).any(|i| self.match_at(input, i, true).is_some())
     }
 }
 
@@ -528,8 +590,15 @@ impl BodyFilter for Redactor {
 
 /// Response headers never passed back to the sandbox.
 const DROPPED_RESPONSE_HEADERS: &[&str] = &[
-    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection",
-    "te", "trailer", "transfer-encoding", "upgrade",
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
     // The body may change length when scrubbed; the runtime re-frames it.
     "content-length",
 ];
@@ -573,14 +642,24 @@ pub fn tool_location(location: &str, request_url: &str, tool: &crate::policy::To
     if crate::egress::has_punycode(location) {
         return location.to_string();
     }
-    let Some(target) = url::Url::parse(request_url).ok().and_then(|u| u.join(location).ok()) else {
+    let Some(target) = url::Url::parse(request_url)
+        .ok()
+        .and_then(|u| u.join(location).ok())
+    else {
         return location.to_string();
     };
     let origin = target.origin().ascii_serialization();
-    let rest = target.path().strip_prefix(tool.origin.base_path.as_str()).filter(|r| r.starts_with('/') || r.is_empty());
+    let rest = target
+        .path()
+        .strip_prefix(tool.origin.base_path.as_str())
+        .filter(|r| r.starts_with('/') || r.is_empty());
     match rest {
         Some(rest) if origin == tool.origin.base => {
-            let mut out = format!("/t/{}{}", tool.name, if rest.is_empty() { "/" } else { rest });
+            let mut out = format!(
+                "/t/{}{}",
+                tool.name,
+                if rest.is_empty() { "/" } else { rest }
+            );
             if let Some(q) = target.query() {
                 out.push('?');
                 out.push_str(q);
@@ -596,7 +675,12 @@ mod tests {
     use super::*;
 
     fn r(patterns: &[&str]) -> Redactor {
-        Redactor::new(patterns.iter().map(|p| Secret::new(p.as_bytes().to_vec())).collect())
+        Redactor::new(
+            patterns
+                .iter()
+                .map(|p| Secret::new(p.as_bytes().to_vec()))
+                .collect(),
+        )
     }
 
     fn stream(red: &mut Redactor, chunks: &[&[u8]]) -> Vec<u8> {
@@ -611,7 +695,10 @@ mod tests {
     #[test]
     fn replaces_whole_values() {
         let red = r(&["s3cr3t", "Bearer s3cr3t"]);
-        assert_eq!(red.redact(b"x Bearer s3cr3t y s3cr3t"), b"x [REDACTED] y [REDACTED]");
+        assert_eq!(
+            red.redact(b"x Bearer s3cr3t y s3cr3t"),
+            b"x [REDACTED] y [REDACTED]"
+        );
         assert_eq!(red.redact(b"s3cr3"), b"s3cr3");
         assert_eq!(red.redact(b""), b"");
     }
@@ -619,7 +706,10 @@ mod tests {
     #[test]
     fn every_split_of_every_position() {
         let secret = "tok_9f8e7d6c5b4a";
-        let body = format!("{{\"authorization\":\"Bearer {secret}\",\"x\":\"{secret}{secret}\",\"tail\":\"{}\"}}", &secret[..8]);
+        let body = format!(
+            "{{\"authorization\":\"Bearer {secret}\",\"x\":\"{secret}{secret}\",\"tail\":\"{}\"}}",
+            &secret[..8]
+        );
         let want = r(&[secret]).redact(body.as_bytes());
         assert!(!String::from_utf8_lossy(&want).contains(secret));
         let b = body.as_bytes();
@@ -717,11 +807,23 @@ mod tests {
         let from = "https://api.github.com/v3/repos/o/r";
         let table: &[(&str, &str)] = &[
             ("/v3/repositories/42", "/t/gh/repositories/42"),
-            ("https://api.github.com/v3/repos/o/r2?page=2", "/t/gh/repos/o/r2?page=2"),
+            (
+                "https://api.github.com/v3/repos/o/r2?page=2",
+                "/t/gh/repos/o/r2?page=2",
+            ),
             ("r2", "/t/gh/repos/o/r2"),
-            ("https://api.github.com/other", "https://api.github.com/other"),
-            ("https://api.github.com/v3x/a", "https://api.github.com/v3x/a"),
-            ("https://codeload.github.com/o/r/zip", "https://codeload.github.com/o/r/zip"),
+            (
+                "https://api.github.com/other",
+                "https://api.github.com/other",
+            ),
+            (
+                "https://api.github.com/v3x/a",
+                "https://api.github.com/v3x/a",
+            ),
+            (
+                "https://codeload.github.com/o/r/zip",
+                "https://codeload.github.com/o/r/zip",
+            ),
             ("http://api.github.com/v3/x", "http://api.github.com/v3/x"),
             ("http://xn--ttgrxct7l/", "http://xn--ttgrxct7l/"),
         ];
@@ -751,8 +853,14 @@ mod tests {
             out,
             vec![
                 ("content-type".to_string(), "application/json".to_string()),
-                ("x-echo-authorization".to_string(), "Bearer [REDACTED]".to_string()),
-                ("location".to_string(), "https://x/?key=[REDACTED]".to_string()),
+                (
+                    "x-echo-authorization".to_string(),
+                    "Bearer [REDACTED]".to_string()
+                ),
+                (
+                    "location".to_string(),
+                    "https://x/?key=[REDACTED]".to_string()
+                ),
             ]
         );
         // A tool without a credential keeps its cookies.
@@ -794,7 +902,12 @@ mod tests {
     }
 
     fn redactor_for(secret: &str) -> Redactor {
-        Redactor::new(credential_patterns(secret).into_iter().map(Secret::new).collect())
+        Redactor::new(
+            credential_patterns(secret)
+                .into_iter()
+                .map(Secret::new)
+                .collect(),
+        )
     }
 
     /// One spelling of `s`, chosen character by character the way some
@@ -818,10 +931,18 @@ mod tests {
                 _ => None,
             };
             match rng.below(7) {
-                0 => bytes.iter().for_each(|b| out.push_str(&format!("%{b:02X}"))),
-                1 => bytes.iter().for_each(|b| out.push_str(&format!("%{b:02x}"))),
-                2 => units.iter().for_each(|u| out.push_str(&format!("\\u{u:04X}"))),
-                3 => units.iter().for_each(|u| out.push_str(&format!("\\u{u:04x}"))),
+                0 => bytes
+                    .iter()
+                    .for_each(|b| out.push_str(&format!("%{b:02X}"))),
+                1 => bytes
+                    .iter()
+                    .for_each(|b| out.push_str(&format!("%{b:02x}"))),
+                2 => units
+                    .iter()
+                    .for_each(|u| out.push_str(&format!("\\u{u:04X}"))),
+                3 => units
+                    .iter()
+                    .for_each(|u| out.push_str(&format!("\\u{u:04x}"))),
                 4 if short.is_some() => out.push_str(short.unwrap_or_default()),
                 5 if c == ' ' => out.push('+'),
                 _ => out.push(c),
@@ -877,7 +998,12 @@ mod tests {
     /// Every reading of `out` a client might apply: as is, JSON-unescaped,
     /// percent-decoded, form-decoded.
     fn readings(out: &[u8]) -> Vec<Vec<u8>> {
-        vec![out.to_vec(), json_unescape(out), percent_decode(out, false), percent_decode(out, true)]
+        vec![
+            out.to_vec(),
+            json_unescape(out),
+            percent_decode(out, false),
+            percent_decode(out, true),
+        ]
     }
 
     fn random_chunks<'a>(body: &'a [u8], rng: &mut Rng) -> Vec<&'a [u8]> {
@@ -909,7 +1035,11 @@ mod tests {
                 // (a bearer echo may take `Bearer ` with it).
                 let want_exact = [before.as_bytes(), REPLACEMENT, after.as_bytes()].concat();
                 let want_bearer = [&b"Authorization: "[..], REPLACEMENT, after.as_bytes()].concat();
-                assert!(out == want_exact || out == want_bearer, "{secret:?} spelled {spelled:?} -> {}", String::from_utf8_lossy(&out));
+                assert!(
+                    out == want_exact || out == want_bearer,
+                    "{secret:?} spelled {spelled:?} -> {}",
+                    String::from_utf8_lossy(&out)
+                );
                 for reading in readings(&out) {
                     assert!(!contains(&reading, secret.as_bytes()), "{spelled:?}");
                 }
@@ -939,8 +1069,10 @@ mod tests {
                 for prefix_len in 0..6usize {
                     for suffix_len in [0, 1, 2, 3, 7] {
                         for style in 0..5 {
-                            let prefix: Vec<u8> = (0..prefix_len).map(|_| rng.next() as u8).collect();
-                            let suffix: Vec<u8> = (0..suffix_len).map(|_| rng.next() as u8).collect();
+                            let prefix: Vec<u8> =
+                                (0..prefix_len).map(|_| rng.next() as u8).collect();
+                            let suffix: Vec<u8> =
+                                (0..suffix_len).map(|_| rng.next() as u8).collect();
                             let data = [&prefix[..], value, &suffix[..]].concat();
                             let encoded = match style {
                                 0 => STANDARD.encode(&data),
@@ -952,8 +1084,15 @@ mod tests {
                             let body = format!(r#"{{"blob":"{encoded}","ok":true}}"#);
                             let out = red.redact(body.as_bytes());
                             let text = String::from_utf8_lossy(&out).into_owned();
-                            assert!(out.windows(REPLACEMENT.len()).any(|w| w == REPLACEMENT), "{encoded} at +{prefix_len}: {text}");
-                            assert!(text.starts_with(r#"{"blob":""#) && text.ends_with(r#"","ok":true}"#), "{text}");
+                            assert!(
+                                out.windows(REPLACEMENT.len()).any(|w| w == REPLACEMENT),
+                                "{encoded} at +{prefix_len}: {text}"
+                            );
+                            assert!(
+                                text.starts_with(r#"{"blob":""#)
+                                    && text.ends_with(r#"","ok":true}"#),
+                                "{text}"
+                            );
                             // Decode every base64 run that is left, at every
                             // character offset, in both alphabets.
                             let unescaped = json_unescape(&out);
@@ -964,7 +1103,10 @@ mod tests {
                                     let rest = rest.get(..rest.len() / 4 * 4).unwrap_or_default();
                                     for engine in [&STANDARD_NO_PAD, &URL_SAFE_NO_PAD] {
                                         if let Ok(decoded) = engine.decode(rest) {
-                                            assert!(!contains(&decoded, secret.as_bytes()), "{encoded}: {text}");
+                                            assert!(
+                                                !contains(&decoded, secret.as_bytes()),
+                                                "{encoded}: {text}"
+                                            );
                                         }
                                     }
                                 }
@@ -973,7 +1115,9 @@ mod tests {
                             // own encoding survive: 2 at each end.
                             let first = (8 * prefix_len).div_ceil(6);
                             let last = 8 * (prefix_len + value.len()) / 6;
-                            let inner = encoded.get(first + 2..last.saturating_sub(2)).unwrap_or_default();
+                            let inner = encoded
+                                .get(first + 2..last.saturating_sub(2))
+                                .unwrap_or_default();
                             if inner.len() >= 4 {
                                 assert!(!text.contains(inner), "{encoded}: {text}");
                             }
@@ -1009,20 +1153,58 @@ mod tests {
         let table: &[(&str, &[&str], &str, &str)] = &[
             ("literal percent", &["a%25b"], "xa%25by", "x[REDACTED]y"),
             ("escaped percent", &["a%25b"], "xa%2525by", "x[REDACTED]y"),
-            ("a pattern's own percent is not an escape", &["a%41"], "a%41 aA a%2541", "[REDACTED] aA [REDACTED]"),
+            (
+                "a pattern's own percent is not an escape",
+                &["a%41"],
+                "a%41 aA a%2541",
+                "[REDACTED] aA [REDACTED]",
+            ),
             ("literal backslash", &["a\\b"], "a\\b", "[REDACTED]"),
-            ("JSON-escaped backslash", &["a\\b"], "a\\\\b a\\u005Cb", "[REDACTED] [REDACTED]"),
-            ("longest reading wins: each backslash escaped", &["\\\\"], "\\\\\\\\", "[REDACTED]"),
-            ("plus is a space, or a plus", &["a b", "c+d"], "a+b c+d c%2Bd a%20b", "[REDACTED] [REDACTED] [REDACTED] [REDACTED]"),
-            ("lone surrogate is nothing", &["\u{1F511}"], "\\uD83D \\uDD11 \\uD83D\\uDD11 %F0%9F%94%91", "\\uD83D \\uDD11 [REDACTED] [REDACTED]"),
+            (
+                "JSON-escaped backslash",
+                &["a\\b"],
+                "a\\\\b a\\u005Cb",
+                "[REDACTED] [REDACTED]",
+            ),
+            (
+                "longest reading wins: each backslash escaped",
+                &["\\\\"],
+                "\\\\\\\\",
+                "[REDACTED]",
+            ),
+            (
+                "plus is a space, or a plus",
+                &["a b", "c+d"],
+                "a+b c+d c%2Bd a%20b",
+                "[REDACTED] [REDACTED] [REDACTED] [REDACTED]",
+            ),
+            (
+                "lone surrogate is nothing",
+                &["\u{1F511}"],
+                "\\uD83D \\uDD11 \\uD83D\\uDD11 %F0%9F%94%91",
+                "\\uD83D \\uDD11 [REDACTED] [REDACTED]",
+            ),
             ("truncated escapes at the end", &["ab"], "a%6", "a%6"),
-            ("hex in any case", &["/"], "%2f%2F\\u002f\\u002F\\/", "[REDACTED][REDACTED][REDACTED][REDACTED][REDACTED]"),
+            (
+                "hex in any case",
+                &["/"],
+                "%2f%2F\\u002f\\u002F\\/",
+                "[REDACTED][REDACTED][REDACTED][REDACTED][REDACTED]",
+            ),
         ];
         for (what, patterns, input, want) in table {
             let red = r(patterns);
-            assert_eq!(String::from_utf8_lossy(&red.redact(input.as_bytes())), *want, "{what}");
+            assert_eq!(
+                String::from_utf8_lossy(&red.redact(input.as_bytes())),
+                *want,
+                "{what}"
+            );
             let chunks: Vec<&[u8]> = input.as_bytes().chunks(1).collect();
-            assert_eq!(String::from_utf8_lossy(&stream(&mut r(patterns), &chunks)), *want, "{what}, byte by byte");
+            assert_eq!(
+                String::from_utf8_lossy(&stream(&mut r(patterns), &chunks)),
+                *want,
+                "{what}, byte by byte"
+            );
         }
     }
 
@@ -1036,7 +1218,11 @@ mod tests {
         let start = std::time::Instant::now();
         let out = red.redact(&input);
         assert!(!out.is_empty() && out.iter().all(|&b| REPLACEMENT.contains(&b)));
-        assert!(start.elapsed() < std::time::Duration::from_secs(20), "{:?}", start.elapsed());
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "{:?}",
+            start.elapsed()
+        );
     }
 
     #[test]
@@ -1044,7 +1230,9 @@ mod tests {
         let mut rng = Rng(0xA4093822299F31D0);
         let alphabet = b"%\\u+0aFdD8C\"/=";
         for _ in 0..2000 {
-            let body: Vec<u8> = (0..rng.below(64)).map(|_| alphabet[rng.below(alphabet.len())]).collect();
+            let body: Vec<u8> = (0..rng.below(64))
+                .map(|_| alphabet[rng.below(alphabet.len())])
+                .collect();
             let mut red = r(&["a/\"\u{1F511}", "%u"]);
             let mut streamed = Vec::new();
             for c in random_chunks(&body, &mut rng) {
@@ -1058,8 +1246,14 @@ mod tests {
     #[test]
     fn header_names_match_in_any_case() {
         let red = r(&["SeKret-Key1"]);
-        let h: Vec<(String, String)> =
-            [("X-SEKRET-KEY1-Echo", "v"), ("X-Sekret%2DKey1", "v"), ("X-Other", "SeKret-Key1")].iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        let h: Vec<(String, String)> = [
+            ("X-SEKRET-KEY1-Echo", "v"),
+            ("X-Sekret%2DKey1", "v"),
+            ("X-Other", "SeKret-Key1"),
+        ]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
         let out = filter_response_headers(&h, &red, true);
         assert_eq!(out, vec![("x-other".to_string(), "[REDACTED]".to_string())]);
         // Values stay case-sensitive: base64 spellings differ by case.
@@ -1074,10 +1268,16 @@ mod tests {
             for engine in [&STANDARD, &URL_SAFE] {
                 let data = [&b"xyz"[..offset], value, b"!"].concat();
                 let encoded = engine.encode(&data);
-                let covered = spellings.iter().any(|s| encoded.as_bytes().windows(s.len()).any(|w| w == &s[..]) && s.len() + 3 >= value.len() * 4 / 3);
+                let covered = spellings.iter().any(|s| {
+                    encoded.as_bytes().windows(s.len()).any(|w| w == &s[..])
+                        && s.len() + 3 >= value.len() * 4 / 3
+                });
                 assert!(covered, "offset {offset}: {encoded}");
             }
         }
-        assert!(base64_spellings(b"pw").is_empty(), "short values would match ordinary text");
+        assert!(
+            base64_spellings(b"pw").is_empty(),
+            "short values would match ordinary text"
+        );
     }
 }

@@ -103,12 +103,11 @@ pub fn base64_spellings(value: &[u8]) -> Vec<Vec<u8>> {
 pub struct Redactor {
     /// Non-empty, distinct; ordered by first byte.
     patterns: Vec<Rc<Secret>>,
-    /// `patterns[groups[b]..groups[b + 1]]` are the patterns that begin with
-    /// byte `b`: a candidate position only tries those its first reading fits.
-    groups: [u16; 257],
-    /// Per pattern, the length of its prefix free of escape-starting bytes:
-    /// up to there, an input byte equal to the pattern byte has one reading.
-    plain: Vec<usize>,
+    /// `ranges[group_of[b] - 1]` are the indices of the patterns that begin
+    /// with byte `b` (0: none): a candidate position only tries those its
+    /// first reading fits.
+    group_of: [u16; 256],
+    ranges: Vec<(usize, usize)>,
     /// Input bytes a match can begin with: the patterns' first bytes, and
     /// the bytes that begin an escape (`%`, `\`, `+`). Any other byte is
     /// skipped without a closer look.
@@ -346,8 +345,22 @@ impl Redactor {
     pub fn shared(patterns: Vec<Rc<Secret>>) -> Redactor {
         let mut patterns: Vec<Rc<Secret>> =
             patterns.into_iter().filter(|p| !p.is_empty()).collect();
-        patterns.sort_by(|a, b| a.expose().cmp(b.expose()));
-        patterns.dedup_by(|a, b| a.expose() == b.expose());
+        // By first byte, which is what the groups need; a duplicate can only
+        // sit in its own (small) group.
+        patterns.sort_unstable_by_key(|p| p.expose().first().copied());
+        let mut distinct: Vec<Rc<Secret>> = Vec::with_capacity(patterns.len());
+        for p in patterns {
+            let first = p.expose().first();
+            let seen = distinct
+                .iter()
+                .rev()
+                .take_while(|q| q.expose().first() == first)
+                .any(|q| q.expose() == p.expose());
+            if !seen {
+                distinct.push(p);
+            }
+        }
+        let mut patterns = distinct;
         // Group indices are u16; a redactor of more patterns than that is no
         // use anyway (each credential contributes a few dozen).
         patterns.truncate(usize::from(u16::MAX));
@@ -356,22 +369,19 @@ impl Redactor {
             .map(|p| p.len())
             .max()
             .map_or(0, |n| n.saturating_mul(MAX_SPELLING));
-        // Patterns are sorted, so those beginning with byte `b` follow those
-        // beginning below it: `groups` is the running count.
-        let mut groups = [0u16; 257];
-        for p in &patterns {
-            if let Some(slot) = p
-                .expose()
-                .first()
-                .and_then(|&f| groups.get_mut(usize::from(f) + 1))
-            {
-                *slot = slot.saturating_add(1);
-            }
-        }
-        for b in 1..groups.len() {
-            let below = groups.get(b - 1).copied().unwrap_or(0);
-            if let Some(slot) = groups.get_mut(b) {
-                *slot = slot.saturating_add(below);
+        // Patterns are sorted by first byte: each first byte is one range.
+        let mut group_of = [0u16; 256];
+        let mut ranges: Vec<(usize, usize)> = Vec::new();
+        for (k, p) in patterns.iter().enumerate() {
+            let Some(&f) = p.expose().first() else {
+                continue;
+            };
+            match ranges.last_mut() {
+                Some(last) if group_of[usize::from(f)] != 0 => last.1 = k + 1,
+                _ => {
+                    ranges.push((k, k + 1));
+                    group_of[usize::from(f)] = u16::try_from(ranges.len()).unwrap_or(0);
+                }
             }
         }
         let mut start = [false; 256];
@@ -398,16 +408,17 @@ impl Redactor {
             match bytes.get(1) {
                 None => any_successor(&mut pairs, first),
                 Some(&second) => {
-                    for next in [
-                        second,
-                        b'%',
-                        b'\\',
-                        if second == b' ' { b'+' } else { second },
-                    ] {
+                    let mut admit = |next: u8| {
                         let bit = usize::from(first) << 8 | usize::from(next);
                         if let Some(word) = pairs.get_mut(bit / 64) {
                             *word |= 1 << (bit % 64);
                         }
+                    };
+                    admit(second);
+                    admit(b'%');
+                    admit(b'\\');
+                    if second == b' ' {
+                        admit(b'+');
                     }
                 }
             }
@@ -415,24 +426,17 @@ impl Redactor {
         if !patterns.is_empty() {
             // Any byte can be percent-encoded and any character JSON-escaped;
             // `+` is harmless to look at (a space, or a literal `+`).
-            for b in [b'%', b'\\', b'+'] {
-                start[usize::from(b)] = true;
-                any_successor(&mut pairs, b);
-            }
+            start[usize::from(b'%')] = true;
+            start[usize::from(b'\\')] = true;
+            start[usize::from(b'+')] = true;
+            any_successor(&mut pairs, b'%');
+            any_successor(&mut pairs, b'\\');
+            any_successor(&mut pairs, b'+');
         }
-        let plain = patterns
-            .iter()
-            .map(|p| {
-                p.expose()
-                    .iter()
-                    .position(|&b| ESCAPE_START[usize::from(b)])
-                    .unwrap_or(p.len())
-            })
-            .collect();
         Redactor {
             patterns,
-            groups,
-            plain,
+            group_of,
+            ranges,
             start,
             pairs,
             window,
@@ -444,17 +448,16 @@ impl Redactor {
         self.patterns.is_empty()
     }
 
-    /// The patterns that begin with byte `b`, each with its plain prefix.
+    /// The patterns that begin with byte `b`.
     #[inline(always)]
-    fn group(
-        &self,
-        b: u8,
-    ) -> std::iter::Zip<std::slice::Iter<'_, Rc<Secret>>, std::slice::Iter<'_, usize>> {
-        let lo = usize::from(self.groups.get(usize::from(b)).copied().unwrap_or(0));
-        let hi = usize::from(self.groups.get(usize::from(b) + 1).copied().unwrap_or(0));
-        let patterns = self.patterns.get(lo..hi).unwrap_or_default();
-        let plain = self.plain.get(lo..hi).unwrap_or_default();
-        patterns.iter().zip(plain)
+    fn group(&self, b: u8) -> &[Rc<Secret>] {
+        let k = usize::from(self.group_of[usize::from(b)]);
+        let (lo, hi) = k
+            .checked_sub(1)
+            .and_then(|k| self.ranges.get(k))
+            .copied()
+            .unwrap_or((0, 0));
+        self.patterns.get(lo..hi).unwrap_or_default()
     }
 
     /// The end of the longest match starting at `i`, reading only the
@@ -472,14 +475,18 @@ impl Redactor {
             }
             return best.map(|end| i + end);
         }
-        for (p, &plain) in self.group(b0) {
+        for p in self.group(b0) {
             let p = p.expose();
             // Most candidates fail on literal bytes: follow those without
             // setting up the full search, which is only needed once an
             // escape could be read.
             // An input byte equal to a pattern byte that begins an escape
             // may have a second reading: the literal run stops there.
-            let run = common_prefix(p.get(..plain).unwrap_or_default(), w);
+            let run = common_prefix(p, w);
+            let run = p
+                .get(..run)
+                .and_then(|shared| shared.iter().position(|&b| ESCAPE_START[usize::from(b)]))
+                .unwrap_or(run);
             if run == p.len() {
                 // Every byte read had exactly one reading.
                 best = best.max(Some(run));
@@ -495,7 +502,7 @@ impl Redactor {
             .flatten()
         {
             if u.bytes[0] != b0 {
-                for (p, _) in self.group(u.bytes[0]) {
+                for p in self.group(u.bytes[0]) {
                     best = best.max(longest_spelling(p.expose(), w, false));
                 }
             }

@@ -12,7 +12,7 @@ use airlock::audit::AuditRecord;
 use airlock::inject::{encodings_of, PreparedCredential};
 use airlock::pipeline::{prepare, ToolRequest};
 use airlock::policy::Policy;
-use airlock::redact::Redactor;
+use airlock::redact::{base64_spellings, Redactor};
 use airlock::secret::Secret;
 use airlock::mint::mint;
 use airlock::token::KeyRing;
@@ -111,12 +111,22 @@ fn breakdown() {
     println!("  breakdown: verify {verify:.2} µs, normalize {normalize:.2} µs, credential encodings {encodings:.2} µs, audit record {audit:.2} µs");
 }
 
+/// What a bearer credential is scrubbed with: the secret, `Bearer <secret>`,
+/// and the base64 spellings of both (as `inject` builds them).
+fn credential_patterns() -> Vec<Vec<u8>> {
+    let bearer: Vec<u8> = b"Bearer ".iter().chain(SECRET).copied().collect();
+    let mut out = encodings_of(SECRET);
+    out.extend(base64_spellings(&bearer));
+    out.push(bearer);
+    out
+}
+
 fn redaction(body: &[u8], label: &str) -> f64 {
     let chunk = 16 * 1024;
     let rounds = 8;
     let mut samples = Vec::new();
     for _ in 0..5 {
-        let patterns: Vec<Secret> = encodings_of(SECRET).into_iter().chain([b"Bearer ".iter().chain(SECRET).copied().collect()]).map(Secret::new).collect();
+        let patterns: Vec<Secret> = credential_patterns().into_iter().map(Secret::new).collect();
         let mut r = Redactor::new(patterns);
         let start = Instant::now();
         let mut out = 0usize;
@@ -143,7 +153,7 @@ fn main() {
         println!("verify + decide + inject (+ build redactor): {us:.2} µs/request");
         return;
     }
-    println!("Airlock native core ({} patterns per credential)", encodings_of(SECRET).len() + 1);
+    println!("Airlock native core ({} patterns per credential)", credential_patterns().len());
     let us = per_request();
     println!("verify + decide + inject (+ build redactor): {us:.2} µs/request  [{}: budget ≤ 10 µs]", if us <= 10.0 { "PASS" } else { "FAIL" });
     breakdown();
@@ -166,9 +176,19 @@ fn main() {
         })
         .collect();
     let dense: Vec<u8> = b"ghp_ gh Z2hw gh% ".iter().cycle().take(8 << 20).copied().collect();
+    // Escapes everywhere, most of them spelling the credential's first
+    // bytes (or its base64's) and then missing: every position is a
+    // candidate and many readings run several bytes deep.
+    let escapes: Vec<u8> = br#"%67%68%70%5fR2x \u0067\u0068p_R2d2C3pX \/\"\\ %2F%2b%3D+ Z2hwX1\u0032kM Qm%56hcmVy gh\u0070_R2d2C%33poBb8LukX "#
+        .iter()
+        .cycle()
+        .take(8 << 20)
+        .copied()
+        .collect();
     let a = redaction(&json, "JSON text");
     let b = redaction(&random, "random bytes");
     let c = redaction(&dense, "adversarial: dense prefixes");
-    let worst = a.min(b).min(c);
-    println!("redaction, worst of three: {worst:.0} MB/s  [{}: budget ≥ 500 MB/s]", if worst >= 500.0 { "PASS" } else { "FAIL" });
+    let d = redaction(&escapes, "adversarial: escapes and near misses");
+    let worst = a.min(b).min(c).min(d);
+    println!("redaction, worst of four: {worst:.0} MB/s  [{}: budget ≥ 500 MB/s]", if worst >= 500.0 { "PASS" } else { "FAIL" });
 }

@@ -13,8 +13,9 @@
 //! - Every value Airlock injects is returned as a redaction pattern, so the
 //!   response filter can scrub it.
 
-use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use crate::pipeline::Gate;
@@ -80,27 +81,19 @@ fn decode_query_key(key: &str) -> Vec<u8> {
     crate::path::percent_decode_lenient(key.replace('+', " ").as_bytes())
 }
 
-/// The encodings of a secret that an origin might echo back: raw,
-/// percent-encoded, base64 (standard and URL-safe, with and without
-/// padding) and JSON-escaped.
+/// The patterns that scrub `secret` from responses: the value itself, which
+/// the redactor also matches in every JSON, percent and form spelling (it
+/// decodes while scanning), and its base64 spellings at every alignment in
+/// both alphabets ([`crate::redact::base64_spellings`]), which it matches
+/// through the same escapes.
 pub fn encodings_of(secret: &[u8]) -> Vec<Vec<u8>> {
-    let mut out = vec![
-        secret.to_vec(),
-        percent_encode_component(secret).into_bytes(),
-        STANDARD.encode(secret).into_bytes(),
-        STANDARD_NO_PAD.encode(secret).into_bytes(),
-        URL_SAFE.encode(secret).into_bytes(),
-        URL_SAFE_NO_PAD.encode(secret).into_bytes(),
-    ];
-    if let Ok(s) = std::str::from_utf8(secret) {
-        let json = serde_json::to_string(s).unwrap_or_default();
-        if let Some(inner) = json.strip_prefix('"').and_then(|j| j.strip_suffix('"')) {
-            out.push(inner.as_bytes().to_vec());
-        }
+    if secret.is_empty() {
+        return Vec::new();
     }
+    let mut out = vec![secret.to_vec()];
+    out.extend(crate::redact::base64_spellings(secret));
     out.sort();
     out.dedup();
-    out.retain(|p| !p.is_empty());
     out
 }
 
@@ -177,16 +170,46 @@ pub fn egress_outbound(
 pub struct PreparedCredential {
     value: Secret,
     encodings: Vec<Rc<Secret>>,
+    /// Base64 spellings of the values injected around this one (`Bearer …`,
+    /// a Basic pair), computed on first use: the placement is only known at
+    /// injection, and a credential is injected the same way every time.
+    /// Bounded to a few entries; a borrow conflict just skips the memo.
+    wrapped: RefCell<Vec<(Secret, Vec<Rc<Secret>>)>>,
 }
+
+/// Distinct wrapped values memoized per credential (a credential serves one
+/// placement, so one or two are used).
+const WRAPPED_MEMO: usize = 4;
 
 impl PreparedCredential {
     pub fn new(value: Secret) -> PreparedCredential {
         let encodings = encodings_of(value.expose()).into_iter().map(|e| Rc::new(Secret::new(e))).collect();
-        PreparedCredential { value, encodings }
+        PreparedCredential { value, encodings, wrapped: RefCell::new(Vec::new()) }
     }
 
     pub fn value(&self) -> &Secret {
         &self.value
+    }
+
+    /// Base64 spellings of a value injected with this credential inside it
+    /// (the whole header value, or the Basic pair), at every alignment: an
+    /// origin that base64-encodes what it received (a debug echo, a JWT-like
+    /// blob) spells the credential's neighbours too, and scrubbing only the
+    /// credential's own characters would leave its boundary bits.
+    fn wrapped_spellings(&self, wrapped: &[u8]) -> Vec<Rc<Secret>> {
+        let Ok(mut memo) = self.wrapped.try_borrow_mut() else {
+            return crate::redact::base64_spellings(wrapped).into_iter().map(|e| Rc::new(Secret::new(e))).collect();
+        };
+        if let Some((_, spellings)) = memo.iter().find(|(v, _)| v.expose() == wrapped) {
+            return spellings.clone();
+        }
+        let spellings: Vec<Rc<Secret>> =
+            crate::redact::base64_spellings(wrapped).into_iter().map(|e| Rc::new(Secret::new(e))).collect();
+        if memo.len() >= WRAPPED_MEMO {
+            memo.clear();
+        }
+        memo.push((Secret::new(wrapped.to_vec()), spellings.clone()));
+        spellings
     }
 }
 
@@ -257,6 +280,7 @@ pub fn inject(
                     }
                     let b64 = STANDARD.encode(&pair);
                     redactions.extend(encodings_of(b64.as_bytes()).into_iter().map(|e| Rc::new(Secret::new(e))));
+                    redactions.extend(prepared.wrapped_spellings(&pair));
                     (Some("authorization".into()), format!("Basic {b64}").into_bytes())
                 }
                 Placement::Query { param } => {
@@ -286,6 +310,7 @@ pub fn inject(
                 })?;
                 out_headers.push((name, text));
             }
+            redactions.extend(prepared.wrapped_spellings(&injected));
             redactions.push(Rc::new(Secret::new(injected)));
             redactions.extend(prepared.encodings.iter().cloned());
         }
@@ -474,9 +499,16 @@ mod tests {
 
     #[test]
     fn encodings_cover_common_forms() {
-        let enc = encodings_of(b"a/b+c\"d");
-        for want in [&b"a/b+c\"d"[..], b"a%2Fb%2Bc%22d", b"YS9iK2MiZA==", b"YS9iK2MiZA", b"YS9iK2MiZA", b"a/b+c\\\"d"] {
+        // The patterns are decoded values plus base64 spellings; the
+        // redactor matches them through percent and JSON escapes.
+        let secret = b"a/b+c\"d";
+        let enc = encodings_of(secret);
+        for want in [&secret[..], b"YS9iK2MiZA==", b"YS9iK2MiZA", b"YS9iK2MiZA"] {
             assert!(enc.iter().any(|e| e == want), "{}", String::from_utf8_lossy(want));
+        }
+        let red = crate::redact::Redactor::new(enc.into_iter().map(Secret::new).collect());
+        for spelled in [&b"a%2Fb%2Bc%22d"[..], b"a/b+c\\\"d", b"a\\/b+c\\u0022d", b"YS9iK2MiZA%3D%3D"] {
+            assert_eq!(red.redact(spelled), crate::redact::REPLACEMENT, "{}", String::from_utf8_lossy(spelled));
         }
     }
 }

@@ -1,32 +1,339 @@
 //! Filter response: scrub every injected value from headers and streamed bodies.
 //!
+//! Redaction sees through encodings. A hostile sandbox can get an origin to
+//! echo the credential back in another spelling and read it out, so a
+//! pattern is matched in every spelling a mainstream JSON, URL or form
+//! encoder produces, decoded while scanning: each pattern byte may appear in
+//! the input as
+//! - the literal byte;
+//! - `%XX`, hex digits in either case (any choice of encoded characters:
+//!   .NET, Python `quote`, `encodeURIComponent`, `URLSearchParams`);
+//! - `+` for a space (form encoding);
+//! - a JSON escape: `\uXXXX` in either case for any character (the UTF-8
+//!   bytes of the character are compared, a surrogate pair for characters
+//!   beyond the BMP), or `\/ \\ \" \b \f \n \r \t`.
+//!
+//! A match replaces the *original* span, whatever mix of spellings it used.
+//! Base64 cannot be decoded at a byte position (its meaning depends on the
+//! alignment of the whole run), so it is covered by patterns instead:
+//! [`base64_spellings`] gives, per alphabet and per alignment of the value
+//! inside a longer encoded run, the characters fully determined by the value
+//! (plus the padded ending when the value ends the run). The one or two
+//! boundary characters that mix the value's bits with its neighbours' remain
+//! (at most 4 bits of the value at each end). Those patterns are matched
+//! through the same escapes (`\/`, `%2F`, `%2B`, `\u003d`, `%3D`).
+//!
 //! Invariants:
-//! - Output never contains a pattern, whatever the chunking: a match that
-//!   straddles chunks is found because the tail of each chunk that could
-//!   start a match (at most `longest pattern − 1` bytes) is carried over.
-//! - Memory is bounded by one chunk plus that carry; bodies are never buffered.
-//! - Text without patterns passes through byte-identical.
-//! - `Set-Cookie` from credentialed origins and hop-by-hop headers are dropped.
+//! - Leftmost-longest and deterministic: at each position, the longest match
+//!   of any pattern in any mix of spellings wins; scanning resumes after it.
+//! - Output is identical for every chunking: a match spans at most
+//!   [`MAX_SPELLING`] input bytes per pattern byte, every decision at a
+//!   position reads only that window, and the tail of each chunk that could
+//!   still start an undecided match (window − 1 bytes) is carried over.
+//! - Memory is bounded by one chunk plus that carry; bodies are never
+//!   buffered. Backtracking (only where a pattern byte is itself `%` or `\`,
+//!   so a literal and an escaped reading both fit) visits each state once.
+//! - Text without any spelling of a pattern passes through byte-identical.
+//! - Never panics on any input: every read of input goes through `get`.
+//! - `Set-Cookie` from credentialed origins and hop-by-hop headers are
+//!   dropped; a header whose *name* spells a pattern (any ASCII case) is
+//!   dropped.
 
+use std::collections::BTreeSet;
 use std::rc::Rc;
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+use base64::Engine;
 
 use crate::secret::Secret;
 
 /// What a scrubbed value is replaced with.
 pub const REPLACEMENT: &[u8] = b"[REDACTED]";
 
-/// A streaming multi-pattern replacer.
+/// The most input bytes one pattern byte can be spelled with: `\u002f` for
+/// `/` (a surrogate pair is 12 bytes for 4 pattern bytes, `%XX` 3 for 1).
+pub const MAX_SPELLING: usize = 6;
+
+/// Base64 spellings shorter than this are not patterns: a handful of base64
+/// characters occurs in ordinary text by chance, so scrubbing them would
+/// mangle responses (a value of 5 bytes or less is caught raw and escaped,
+/// not inside base64).
+pub const MIN_BASE64_SPELLING: usize = 7;
+
+/// The base64 characters determined by `value` wherever it sits in a longer
+/// encoded byte string: for the standard and URL-safe alphabets and each
+/// start offset of the value modulo 3, the run of characters whose six bits
+/// all come from the value; and, for a value that ends the string, that run
+/// completed with its last (zero-filled) character, with and without `=`
+/// padding. Leftmost-longest matching prefers the completed forms.
+pub fn base64_spellings(value: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    if value.is_empty() {
+        return out;
+    }
+    for engine in [&STANDARD, &URL_SAFE] {
+        for offset in 0..3usize {
+            let mut data = vec![0u8; offset];
+            data.extend_from_slice(value);
+            let encoded = engine.encode(&data).into_bytes();
+            // Character k holds bits 6k..6k+6 of `data`; the value holds bits
+            // 8·offset..8·len.
+            let first = (8 * offset).div_ceil(6);
+            let determined = 8 * data.len() / 6;
+            let unpadded = encoded
+                .iter()
+                .rposition(|&c| c != b'=')
+                .map_or(0, |k| k + 1);
+            for end in [determined, unpadded, encoded.len()] {
+                if let Some(s) = encoded
+                    .get(first..end)
+                    .filter(|s| s.len() >= MIN_BASE64_SPELLING)
+                {
+                    out.push(s.to_vec());
+                }
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// A streaming multi-pattern replacer that decodes while it scans.
 pub struct Redactor {
-    /// Longest first, so the leftmost match is also the longest.
+    /// Non-empty, distinct; ordered by first byte.
     patterns: Vec<Rc<Secret>>,
-    /// Set-Horspool skip table over the first `min_len` bytes of every
-    /// pattern: looking at the last byte of a `min_len` window starting at
-    /// `i`, no pattern can start at `i..i + shift[byte]`.
-    shift: [u8; 256],
-    min_len: usize,
-    max_len: usize,
+    /// `ranges[group_of[b] - 1]` are the indices of the patterns that begin
+    /// with byte `b` (0: none): a candidate position only tries those its
+    /// first reading fits.
+    group_of: [u16; 256],
+    ranges: Vec<(usize, usize)>,
+    /// Input bytes a match can begin with: the patterns' first bytes, and
+    /// the bytes that begin an escape (`%`, `\`, `+`). Any other byte is
+    /// skipped without a closer look.
+    start: [bool; 256],
+    /// Bit `a << 8 | b`: a match beginning with the literal byte `a` may be
+    /// followed by input byte `b` (the pattern's second byte, or the start
+    /// of an escape of it; any byte after a one-byte pattern).
+    pairs: Box<[u64; 1024]>,
+    /// Input bytes a match can cover at most; every decision at a position
+    /// reads only this many bytes from it.
+    window: usize,
     carry: Vec<u8>,
 }
+
+/// One reading of the input at a position: the bytes it stands for and the
+/// input bytes it takes.
+#[derive(Clone, Copy)]
+struct Unit {
+    bytes: [u8; 4],
+    len: usize,
+    width: usize,
+}
+
+impl Unit {
+    fn byte(b: u8, width: usize) -> Unit {
+        Unit {
+            bytes: [b, 0, 0, 0],
+            len: 1,
+            width,
+        }
+    }
+
+    fn decoded(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or_default()
+    }
+}
+
+#[inline(always)]
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+#[inline(always)]
+fn hex4(w: &[u8], at: usize) -> Option<u32> {
+    let [a, b, c, d] = <[u8; 4]>::try_from(w.get(at..at + 4)?).ok()?;
+    let digits = [hex(a)?, hex(b)?, hex(c)?, hex(d)?].map(u32::from);
+    Some(digits[0] << 12 | digits[1] << 8 | digits[2] << 4 | digits[3])
+}
+
+/// The escaped reading of `w` at `j`, when an escape starts there. Only
+/// bytes inside `w` are read, so a decision never depends on bytes past the
+/// window (what makes streaming and whole-body results identical).
+#[inline(always)]
+fn escape_at(w: &[u8], j: usize) -> Option<Unit> {
+    match *w.get(j)? {
+        b'%' => {
+            let hi = hex(*w.get(j + 1)?)?;
+            let lo = hex(*w.get(j + 2)?)?;
+            Some(Unit::byte(hi << 4 | lo, 3))
+        }
+        b'+' => Some(Unit::byte(b' ', 1)),
+        b'\\' => {
+            let short = |b| Some(Unit::byte(b, 2));
+            match *w.get(j + 1)? {
+                b'"' => short(b'"'),
+                b'\\' => short(b'\\'),
+                b'/' => short(b'/'),
+                b'b' => short(0x08),
+                b'f' => short(0x0c),
+                b'n' => short(b'\n'),
+                b'r' => short(b'\r'),
+                b't' => short(b'\t'),
+                b'u' => {
+                    let u = hex4(w, j + 2)?;
+                    let (cp, width) = if (0xD800..0xDC00).contains(&u) {
+                        // A character beyond the BMP is a surrogate pair; a
+                        // lone high surrogate stands for no bytes at all.
+                        if w.get(j + 6..j + 8)? != b"\\u" {
+                            return None;
+                        }
+                        let low = hex4(w, j + 8)?;
+                        if !(0xDC00..0xE000).contains(&low) {
+                            return None;
+                        }
+                        (0x10000 + ((u - 0xD800) << 10) + (low - 0xDC00), 12)
+                    } else {
+                        (u, 6)
+                    };
+                    // `from_u32` refuses a lone low surrogate.
+                    let c = char::from_u32(cp)?;
+                    let mut bytes = [0u8; 4];
+                    let len = c.encode_utf8(&mut bytes).len();
+                    Some(Unit { bytes, len, width })
+                }
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// Byte-wise equality (ASCII letters in any case with `fold`); a loop of at
+/// most four bytes, cheaper than a `memcmp` call.
+#[inline(always)]
+fn same(a: &[u8], b: &[u8], fold: bool) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| {
+            if fold {
+                x.eq_ignore_ascii_case(y)
+            } else {
+                x == y
+            }
+        })
+}
+
+/// States (pattern bytes matched, input bytes read) still to explore, and
+/// every state ever queued.
+type Branches = (Vec<(usize, usize)>, BTreeSet<(usize, usize)>);
+
+/// The end (in `w`) of the longest spelling of `p` at the start of `w`.
+///
+/// A state is (pattern bytes matched, input bytes read). Readings are
+/// exclusive except a literal `%` or `\` that is also the start of an
+/// escape spelling the same pattern byte (`%25`, `\\`, `\u005c`); there
+/// both are explored, each state at most once, so a pattern full of
+/// backslashes against input full of backslashes costs states, not paths.
+#[inline(never)]
+fn longest_spelling(p: &[u8], w: &[u8], fold: bool) -> Option<usize> {
+    let mut best: Option<usize> = None;
+    // Only built when two readings fit: most calls never branch.
+    let mut branches: Option<Branches> = None;
+    let mut next = Some((0usize, 0usize));
+    while let Some((mut pi, mut j)) = next
+        .take()
+        .or_else(|| branches.as_mut().and_then(|(pending, _)| pending.pop()))
+    {
+        loop {
+            // Fast path: literal bytes that start no escape.
+            while let (Some(&want), Some(&got)) = (p.get(pi), w.get(j)) {
+                let equal = if fold {
+                    want.eq_ignore_ascii_case(&got)
+                } else {
+                    want == got
+                };
+                if !equal || ESCAPE_START[usize::from(got)] {
+                    break;
+                }
+                pi += 1;
+                j += 1;
+            }
+            let Some(want) = p.get(pi..) else { break };
+            if want.is_empty() {
+                best = best.max(Some(j));
+                break;
+            }
+            let Some(&got) = w.get(j) else { break };
+            if !ESCAPE_START[usize::from(got)] {
+                // A literal mismatch, and no escape to read instead.
+                break;
+            }
+            let literal = want.first().is_some_and(|&x| {
+                if fold {
+                    x.eq_ignore_ascii_case(&got)
+                } else {
+                    x == got
+                }
+            });
+            let escaped = escape_at(w, j).filter(|u| {
+                want.get(..u.len)
+                    .is_some_and(|x| same(x, u.decoded(), fold))
+            });
+            match (literal, escaped) {
+                (true, None) => (pi, j) = (pi + 1, j + 1),
+                (false, Some(u)) => (pi, j) = (pi + u.len, j + u.width),
+                (false, None) => break,
+                (true, Some(u)) => {
+                    let other = (pi + u.len, j + u.width);
+                    let (pending, seen) = branches.get_or_insert_with(Default::default);
+                    if seen.insert(other) {
+                        pending.push(other);
+                    }
+                    if !seen.insert((pi + 1, j + 1)) {
+                        break;
+                    }
+                    (pi, j) = (pi + 1, j + 1);
+                }
+            }
+        }
+    }
+    best
+}
+
+/// How many leading bytes `a` and `b` share, eight at a time.
+#[inline(always)]
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let mut n = 0;
+    while let (Some(x), Some(y)) = (a.get(n..n + 8), b.get(n..n + 8)) {
+        let x = u64::from_le_bytes(<[u8; 8]>::try_from(x).unwrap_or_default());
+        let y = u64::from_le_bytes(<[u8; 8]>::try_from(y).unwrap_or_default());
+        if x != y {
+            return n + ((x ^ y).trailing_zeros() / 8) as usize;
+        }
+        n += 8;
+    }
+    while let (Some(x), Some(y)) = (a.get(n), b.get(n)) {
+        if x != y {
+            break;
+        }
+        n += 1;
+    }
+    n
+}
+
+/// Bytes that may begin an escape (`%XX`, `\…`, `+` for a space).
+const ESCAPE_START: [bool; 256] = {
+    let mut t = [false; 256];
+    t[b'%' as usize] = true;
+    t[b'\\' as usize] = true;
+    t[b'+' as usize] = true;
+    t
+};
 
 impl Redactor {
     pub fn new(patterns: Vec<Secret>) -> Redactor {
@@ -34,76 +341,241 @@ impl Redactor {
     }
 
     /// Builds a redactor over shared patterns: a prepared credential's
-    /// encodings are reused across requests, not copied.
+    /// spellings are reused across requests, not copied.
     pub fn shared(patterns: Vec<Rc<Secret>>) -> Redactor {
-        let mut patterns: Vec<Rc<Secret>> = patterns.into_iter().filter(|p| !p.is_empty()).collect();
-        patterns.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.expose().cmp(b.expose())));
-        patterns.dedup_by(|a, b| a.expose() == b.expose());
-        let max_len = patterns.first().map_or(0, |p| p.len());
-        // Windows longer than 255 gain nothing measurable; cap so shifts fit a byte.
-        let min_len = patterns.iter().map(|p| p.len()).min().unwrap_or(0).min(255);
-        let mut shift = [min_len as u8; 256];
-        for p in &patterns {
-            let prefix = &p.expose()[..min_len];
-            for (j, &b) in prefix.iter().enumerate() {
-                let s = (min_len - 1 - j) as u8;
-                if s < shift[b as usize] {
-                    shift[b as usize] = s;
+        let mut patterns: Vec<Rc<Secret>> =
+            patterns.into_iter().filter(|p| !p.is_empty()).collect();
+        // By first byte, which is what the groups need; a duplicate can only
+        // sit in its own (small) group.
+        patterns.sort_unstable_by_key(|p| p.expose().first().copied());
+        let mut distinct: Vec<Rc<Secret>> = Vec::with_capacity(patterns.len());
+        for p in patterns {
+            let first = p.expose().first();
+            let seen = distinct
+                .iter()
+                .rev()
+                .take_while(|q| q.expose().first() == first)
+                .any(|q| q.expose() == p.expose());
+            if !seen {
+                distinct.push(p);
+            }
+        }
+        let mut patterns = distinct;
+        // Group indices are u16; a redactor of more patterns than that is no
+        // use anyway (each credential contributes a few dozen).
+        patterns.truncate(usize::from(u16::MAX));
+        let window = patterns
+            .iter()
+            .map(|p| p.len())
+            .max()
+            .map_or(0, |n| n.saturating_mul(MAX_SPELLING));
+        // Patterns are sorted by first byte: each first byte is one range.
+        let mut group_of = [0u16; 256];
+        let mut ranges: Vec<(usize, usize)> = Vec::new();
+        for (k, p) in patterns.iter().enumerate() {
+            let Some(&f) = p.expose().first() else {
+                continue;
+            };
+            match ranges.last_mut() {
+                Some(last) if group_of[usize::from(f)] != 0 => last.1 = k + 1,
+                _ => {
+                    ranges.push((k, k + 1));
+                    group_of[usize::from(f)] = u16::try_from(ranges.len()).unwrap_or(0);
                 }
             }
         }
-        Redactor { patterns, shift, min_len, max_len, carry: Vec::new() }
+        let mut start = [false; 256];
+        // Zeroed on allocation (a boxed array literal would be built on the
+        // stack and copied); the conversion cannot fail, the length is fixed.
+        let mut pairs: Box<[u64; 1024]> = vec![0u64; 1024]
+            .into_boxed_slice()
+            .try_into()
+            .unwrap_or_else(|_| Box::new([0u64; 1024]));
+        // Row `a` of the table (every successor of `a`) is words 4a..4a+4.
+        let any_successor = |pairs: &mut [u64; 1024], a: u8| {
+            let row = usize::from(a) * 4;
+            pairs
+                .get_mut(row..row + 4)
+                .unwrap_or_default()
+                .fill(u64::MAX);
+        };
+        for p in &patterns {
+            let bytes = p.expose();
+            let Some(&first) = bytes.first() else {
+                continue;
+            };
+            start[usize::from(first)] = true;
+            match bytes.get(1) {
+                None => any_successor(&mut pairs, first),
+                Some(&second) => {
+                    let mut admit = |next: u8| {
+                        let bit = usize::from(first) << 8 | usize::from(next);
+                        if let Some(word) = pairs.get_mut(bit / 64) {
+                            *word |= 1 << (bit % 64);
+                        }
+                    };
+                    admit(second);
+                    admit(b'%');
+                    admit(b'\\');
+                    if second == b' ' {
+                        admit(b'+');
+                    }
+                }
+            }
+        }
+        if !patterns.is_empty() {
+            // Any byte can be percent-encoded and any character JSON-escaped;
+            // `+` is harmless to look at (a space, or a literal `+`).
+            start[usize::from(b'%')] = true;
+            start[usize::from(b'\\')] = true;
+            start[usize::from(b'+')] = true;
+            any_successor(&mut pairs, b'%');
+            any_successor(&mut pairs, b'\\');
+            any_successor(&mut pairs, b'+');
+        }
+        Redactor {
+            patterns,
+            group_of,
+            ranges,
+            start,
+            pairs,
+            window,
+            carry: Vec::new(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
         self.patterns.is_empty()
     }
 
-    fn match_at(&self, buf: &[u8], i: usize) -> Option<usize> {
-        let rest = buf.get(i..)?;
-        self.patterns.iter().map(|p| p.expose()).find(|p| rest.starts_with(p)).map(<[u8]>::len)
+    /// The patterns that begin with byte `b`.
+    #[inline(always)]
+    fn group(&self, b: u8) -> &[Rc<Secret>] {
+        let k = usize::from(self.group_of[usize::from(b)]);
+        let (lo, hi) = k
+            .checked_sub(1)
+            .and_then(|k| self.ranges.get(k))
+            .copied()
+            .unwrap_or((0, 0));
+        self.patterns.get(lo..hi).unwrap_or_default()
     }
 
-    /// Scrubs `buf` up to `limit` (every position below it is decidable)
-    /// and returns the output plus the index where undecided bytes start.
+    /// The end of the longest match starting at `i`, reading only the
+    /// window from `i`.
+    #[inline(always)]
+    fn match_at(&self, buf: &[u8], i: usize, fold: bool) -> Option<usize> {
+        let w = buf.get(i..)?;
+        let w = w.get(..self.window.min(w.len()))?;
+        let &b0 = w.first()?;
+        let mut best = None;
+        if fold {
+            // Header names: short, so every pattern is tried.
+            for p in &self.patterns {
+                best = best.max(longest_spelling(p.expose(), w, true));
+            }
+            return best.map(|end| i + end);
+        }
+        for p in self.group(b0) {
+            let p = p.expose();
+            // Most candidates fail on literal bytes: follow those without
+            // setting up the full search, which is only needed once an
+            // escape could be read.
+            // An input byte equal to a pattern byte that begins an escape
+            // may have a second reading: the literal run stops there.
+            let run = common_prefix(p, w);
+            let run = p
+                .get(..run)
+                .and_then(|shared| shared.iter().position(|&b| ESCAPE_START[usize::from(b)]))
+                .unwrap_or(run);
+            if run == p.len() {
+                // Every byte read had exactly one reading.
+                best = best.max(Some(run));
+                continue;
+            }
+            if w.get(run).is_none_or(|&b| !ESCAPE_START[usize::from(b)]) {
+                continue;
+            }
+            best = best.max(longest_spelling(p, w, false));
+        }
+        if let Some(u) = ESCAPE_START[usize::from(b0)]
+            .then(|| escape_at(w, 0))
+            .flatten()
+        {
+            if u.bytes[0] != b0 {
+                for p in self.group(u.bytes[0]) {
+                    best = best.max(longest_spelling(p.expose(), w, false));
+                }
+            }
+        }
+        best.map(|end| i + end)
+    }
+
     /// Scrubs `buf`, deciding every start position below `limit`, and
     /// returns how far it consumed (everything before that is emitted).
-    ///
-    /// A skip is only taken over positions where no pattern can start: the
-    /// byte at the end of the `min_len` window does not occur at a matching
-    /// offset of any pattern's prefix. Every byte a decision reads is in
-    /// `buf`, so positions skipped past `limit` are decided too.
+    /// A position is skipped without a closer look only when its byte can
+    /// begin no spelling of any pattern.
     fn scan(&self, buf: &[u8], limit: usize, out: &mut Vec<u8>) -> usize {
         if self.patterns.is_empty() {
             out.extend_from_slice(buf);
             return buf.len();
         }
-        let m = self.min_len;
-        // No match can start at or after `last_start` within `buf`.
-        let last_start = buf.len().saturating_sub(m - 1);
-        let end = limit.min(last_start);
+        let end = limit.min(buf.len());
         let mut i = 0;
         let mut copied = 0;
         while i < end {
-            let skip = self.shift[buf[i + m - 1] as usize] as usize;
-            if skip > 0 {
-                i += skip;
-                continue;
+            // The fast path: a match can only begin at a byte pair the
+            // pair table admits (the last byte of the buffer is always
+            // looked at: it has no successor to judge by).
+            let hay = buf
+                .get(i..end.saturating_add(1).min(buf.len()))
+                .unwrap_or_default();
+            let mut k = 0;
+            let admits = |a: u8, b: u8| {
+                let bit = usize::from(a) << 8 | usize::from(b);
+                // In bounds: a pair of bytes is below 2^16, so `bit >> 6` is
+                // below 1024.
+                self.pairs[bit >> 6] >> (bit & 63) & 1
+            };
+            // Four pairs per step, tested together: independent lookups.
+            while k + 4 < hay.len() {
+                let (a, b, c, d, e) = (hay[k], hay[k + 1], hay[k + 2], hay[k + 3], hay[k + 4]);
+                if admits(a, b) | admits(b, c) | admits(c, d) | admits(d, e) != 0 {
+                    break;
+                }
+                k += 4;
             }
-            if let Some(len) = self.match_at(buf, i) {
-                out.extend_from_slice(&buf[copied..i]);
-                out.extend_from_slice(REPLACEMENT);
-                i += len;
-                copied = i;
-                continue;
+            while k + 1 < hay.len() {
+                // In bounds: the loop condition; the table index: a pair of
+                // bytes is below 2^16, so `bit >> 6` is below 1024.
+                let bit = usize::from(hay[k]) << 8 | usize::from(hay[k + 1]);
+                if self.pairs[bit >> 6] >> (bit & 63) & 1 != 0 {
+                    break;
+                }
+                k += 1;
             }
-            i += 1;
+            i += k;
+            if i >= end {
+                break;
+            }
+            match self.match_at(buf, i, false) {
+                Some(e) => {
+                    out.extend_from_slice(buf.get(copied..i).unwrap_or_default());
+                    out.extend_from_slice(REPLACEMENT);
+                    i = e;
+                    copied = e;
+                }
+                None => i += 1,
+            }
         }
-        // Only when deciding the whole buffer (end of stream, or patterns of
-        // one byte) is the tail known match-free; mid-stream, positions from
-        // `i` on may start a match the next chunk completes.
-        let consumed = if limit >= buf.len() { buf.len() } else { i.max(copied) };
-        out.extend_from_slice(&buf[copied..consumed]);
+        // Only when deciding the whole buffer (end of stream) is the tail
+        // known match-free; mid-stream, positions from `i` on may start a
+        // match the next chunk completes.
+        let consumed = if limit >= buf.len() {
+            buf.len()
+        } else {
+            i.max(copied)
+        };
+        out.extend_from_slice(buf.get(copied..consumed).unwrap_or_default());
         consumed
     }
 
@@ -114,12 +586,13 @@ impl Redactor {
         }
         let mut buf = std::mem::take(&mut self.carry);
         buf.extend_from_slice(chunk);
-        // A match starting below `limit` fits entirely in `buf`; positions
-        // at or above it might start a match that the next chunk completes.
-        let limit = buf.len().saturating_sub(self.max_len - 1);
+        // A match starting below `limit` fits entirely in `buf`, and so does
+        // every byte its decision reads; positions at or above it might
+        // start a match that the next chunk completes.
+        let limit = buf.len().saturating_sub(self.window.saturating_sub(1));
         let mut out = Vec::with_capacity(buf.len());
         let consumed = self.scan(&buf, limit, &mut out);
-        buf.drain(..consumed);
+        buf.drain(..consumed.min(buf.len()));
         self.carry = buf;
         out
     }
@@ -139,9 +612,22 @@ impl Redactor {
         out
     }
 
-    /// Whether a complete value contains any pattern.
+    /// Whether a complete value holds any spelling of any pattern.
     pub fn contains_any(&self, input: &[u8]) -> bool {
-        !self.patterns.is_empty() && (0..input.len()).any(|i| self.match_at(input, i).is_some())
+        !self.patterns.is_empty()
+            && (0..input.len()).any(|i| {
+                input.get(i).is_some_and(|&b| self.start[usize::from(b)])
+                    && self.match_at(input, i, false).is_some()
+            })
+    }
+
+    /// [`Redactor::contains_any`] with ASCII letters compared in any case:
+    /// for header names, which HTTP treats case-insensitively (and which
+    /// reach the filter lower-cased, so a pattern with capitals would never
+    /// match them exactly).
+    pub fn contains_any_ignore_case(&self, input: &[u8]) -> bool {
+        !self.patterns.is_empty()
+            && (0..input.len()).any(|i| self.match_at(input, i, true).is_some())
     }
 }
 
@@ -163,8 +649,15 @@ impl BodyFilter for Redactor {
 
 /// Response headers never passed back to the sandbox.
 const DROPPED_RESPONSE_HEADERS: &[&str] = &[
-    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection",
-    "te", "trailer", "transfer-encoding", "upgrade",
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
     // The body may change length when scrubbed; the runtime re-frames it.
     "content-length",
 ];
@@ -188,7 +681,9 @@ pub fn filter_response_headers(
         if credentialed && (lower == "set-cookie" || lower == "set-cookie2") {
             continue;
         }
-        if redactor.contains_any(lower.as_bytes()) {
+        // A name can echo the credential too; names are case-insensitive,
+        // so `X-Sekret` and `x-sekret` are the same leak.
+        if redactor.contains_any_ignore_case(lower.as_bytes()) {
             continue;
         }
         let scrubbed = redactor.redact(value.as_bytes());
@@ -206,14 +701,24 @@ pub fn tool_location(location: &str, request_url: &str, tool: &crate::policy::To
     if crate::egress::has_punycode(location) {
         return location.to_string();
     }
-    let Some(target) = url::Url::parse(request_url).ok().and_then(|u| u.join(location).ok()) else {
+    let Some(target) = url::Url::parse(request_url)
+        .ok()
+        .and_then(|u| u.join(location).ok())
+    else {
         return location.to_string();
     };
     let origin = target.origin().ascii_serialization();
-    let rest = target.path().strip_prefix(tool.origin.base_path.as_str()).filter(|r| r.starts_with('/') || r.is_empty());
+    let rest = target
+        .path()
+        .strip_prefix(tool.origin.base_path.as_str())
+        .filter(|r| r.starts_with('/') || r.is_empty());
     match rest {
         Some(rest) if origin == tool.origin.base => {
-            let mut out = format!("/t/{}{}", tool.name, if rest.is_empty() { "/" } else { rest });
+            let mut out = format!(
+                "/t/{}{}",
+                tool.name,
+                if rest.is_empty() { "/" } else { rest }
+            );
             if let Some(q) = target.query() {
                 out.push('?');
                 out.push_str(q);
@@ -229,7 +734,12 @@ mod tests {
     use super::*;
 
     fn r(patterns: &[&str]) -> Redactor {
-        Redactor::new(patterns.iter().map(|p| Secret::new(p.as_bytes().to_vec())).collect())
+        Redactor::new(
+            patterns
+                .iter()
+                .map(|p| Secret::new(p.as_bytes().to_vec()))
+                .collect(),
+        )
     }
 
     fn stream(red: &mut Redactor, chunks: &[&[u8]]) -> Vec<u8> {
@@ -244,7 +754,10 @@ mod tests {
     #[test]
     fn replaces_whole_values() {
         let red = r(&["s3cr3t", "Bearer s3cr3t"]);
-        assert_eq!(red.redact(b"x Bearer s3cr3t y s3cr3t"), b"x [REDACTED] y [REDACTED]");
+        assert_eq!(
+            red.redact(b"x Bearer s3cr3t y s3cr3t"),
+            b"x [REDACTED] y [REDACTED]"
+        );
         assert_eq!(red.redact(b"s3cr3"), b"s3cr3");
         assert_eq!(red.redact(b""), b"");
     }
@@ -252,7 +765,10 @@ mod tests {
     #[test]
     fn every_split_of_every_position() {
         let secret = "tok_9f8e7d6c5b4a";
-        let body = format!("{{\"authorization\":\"Bearer {secret}\",\"x\":\"{secret}{secret}\",\"tail\":\"{}\"}}", &secret[..8]);
+        let body = format!(
+            "{{\"authorization\":\"Bearer {secret}\",\"x\":\"{secret}{secret}\",\"tail\":\"{}\"}}",
+            &secret[..8]
+        );
         let want = r(&[secret]).redact(body.as_bytes());
         assert!(!String::from_utf8_lossy(&want).contains(secret));
         let b = body.as_bytes();
@@ -281,12 +797,14 @@ mod tests {
         let mut red = r(&["0123456789"]);
         for _ in 0..1000 {
             red.push(&[b'x'; 4096]);
-            assert!(red.carry.len() < 10);
+            // The window: every pattern byte spelled `\uXXXX`.
+            assert!(red.carry.len() < 10 * MAX_SPELLING);
         }
         // A partial match at the end is held back, then flushed.
         let out = red.push(b"012345678");
         assert!(out.iter().all(|&b| b == b'x'));
-        assert_eq!(red.finish(), b"012345678");
+        let last = red.finish();
+        assert!(last.ends_with(b"012345678") && last.iter().rev().skip(9).all(|&b| b == b'x'));
     }
 
     #[test]
@@ -348,11 +866,23 @@ mod tests {
         let from = "https://api.github.com/v3/repos/o/r";
         let table: &[(&str, &str)] = &[
             ("/v3/repositories/42", "/t/gh/repositories/42"),
-            ("https://api.github.com/v3/repos/o/r2?page=2", "/t/gh/repos/o/r2?page=2"),
+            (
+                "https://api.github.com/v3/repos/o/r2?page=2",
+                "/t/gh/repos/o/r2?page=2",
+            ),
             ("r2", "/t/gh/repos/o/r2"),
-            ("https://api.github.com/other", "https://api.github.com/other"),
-            ("https://api.github.com/v3x/a", "https://api.github.com/v3x/a"),
-            ("https://codeload.github.com/o/r/zip", "https://codeload.github.com/o/r/zip"),
+            (
+                "https://api.github.com/other",
+                "https://api.github.com/other",
+            ),
+            (
+                "https://api.github.com/v3x/a",
+                "https://api.github.com/v3x/a",
+            ),
+            (
+                "https://codeload.github.com/o/r/zip",
+                "https://codeload.github.com/o/r/zip",
+            ),
             ("http://api.github.com/v3/x", "http://api.github.com/v3/x"),
             ("http://xn--ttgrxct7l/", "http://xn--ttgrxct7l/"),
         ];
@@ -382,12 +912,431 @@ mod tests {
             out,
             vec![
                 ("content-type".to_string(), "application/json".to_string()),
-                ("x-echo-authorization".to_string(), "Bearer [REDACTED]".to_string()),
-                ("location".to_string(), "https://x/?key=[REDACTED]".to_string()),
+                (
+                    "x-echo-authorization".to_string(),
+                    "Bearer [REDACTED]".to_string()
+                ),
+                (
+                    "location".to_string(),
+                    "https://x/?key=[REDACTED]".to_string()
+                ),
             ]
         );
         // A tool without a credential keeps its cookies.
         let out = filter_response_headers(&h, &Redactor::new(vec![]), false);
         assert!(out.iter().any(|(n, _)| n == "set-cookie"));
+    }
+
+    /// Deterministic xorshift, so failures reproduce.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n.max(1) as u64) as usize
+        }
+    }
+
+    /// Secrets with every character an encoder treats specially.
+    const SECRETS: &[&str] = &[
+        "sk_live/Ab+cd=ef gh\"ij",
+        "pä%ss/wörd🔑=Z",
+        "tok\\en\t\u{1}</script>&'x",
+        "ghp_R2d2C3poBb8Luke5kyWalker0Leia1Han",
+    ];
+
+    /// The patterns Airlock builds for a credential injected as a bearer
+    /// token: the secret and `Bearer <secret>`, each with its base64 spellings.
+    fn credential_patterns(secret: &str) -> Vec<Vec<u8>> {
+        let bearer = format!("Bearer {secret}");
+        let mut out = crate::inject::encodings_of(secret.as_bytes());
+        out.push(bearer.clone().into_bytes());
+        out.extend(base64_spellings(bearer.as_bytes()));
+        out
+    }
+
+    fn redactor_for(secret: &str) -> Redactor {
+        Redactor::new(
+            credential_patterns(secret)
+                .into_iter()
+                .map(Secret::new)
+                .collect(),
+        )
+    }
+
+    /// One spelling of `s`, chosen character by character the way some
+    /// mainstream encoder may write it.
+    fn spell(s: &str, rng: &mut Rng) -> String {
+        let mut out = String::new();
+        for c in s.chars() {
+            let mut utf8 = [0u8; 4];
+            let bytes = c.encode_utf8(&mut utf8).as_bytes().to_vec();
+            let mut units = [0u16; 2];
+            let units = c.encode_utf16(&mut units).to_vec();
+            let short = match c {
+                '"' => Some("\\\""),
+                '\\' => Some("\\\\"),
+                '/' => Some("\\/"),
+                '\u{8}' => Some("\\b"),
+                '\u{c}' => Some("\\f"),
+                '\n' => Some("\\n"),
+                '\r' => Some("\\r"),
+                '\t' => Some("\\t"),
+                _ => None,
+            };
+            match rng.below(7) {
+                0 => bytes
+                    .iter()
+                    .for_each(|b| out.push_str(&format!("%{b:02X}"))),
+                1 => bytes
+                    .iter()
+                    .for_each(|b| out.push_str(&format!("%{b:02x}"))),
+                2 => units
+                    .iter()
+                    .for_each(|u| out.push_str(&format!("\\u{u:04X}"))),
+                3 => units
+                    .iter()
+                    .for_each(|u| out.push_str(&format!("\\u{u:04x}"))),
+                4 if short.is_some() => out.push_str(short.unwrap_or_default()),
+                5 if c == ' ' => out.push('+'),
+                _ => out.push(c),
+            }
+        }
+        out
+    }
+
+    fn percent_decode(s: &[u8], plus: bool) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while let Some(&b) = s.get(i) {
+            match (b, escape_at(s, i)) {
+                (b'%', Some(u)) => {
+                    out.extend_from_slice(u.decoded());
+                    i += u.width;
+                }
+                (b'+', _) if plus => {
+                    out.push(b' ');
+                    i += 1;
+                }
+                _ => {
+                    out.push(b);
+                    i += 1;
+                }
+            }
+        }
+        out
+    }
+
+    fn json_unescape(s: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while let Some(&b) = s.get(i) {
+            match (b, escape_at(s, i)) {
+                (b'\\', Some(u)) => {
+                    out.extend_from_slice(u.decoded());
+                    i += u.width;
+                }
+                _ => {
+                    out.push(b);
+                    i += 1;
+                }
+            }
+        }
+        out
+    }
+
+    fn contains(hay: &[u8], needle: &[u8]) -> bool {
+        hay.windows(needle.len()).any(|w| w == needle)
+    }
+
+    /// Every reading of `out` a client might apply: as is, JSON-unescaped,
+    /// percent-decoded, form-decoded.
+    fn readings(out: &[u8]) -> Vec<Vec<u8>> {
+        vec![
+            out.to_vec(),
+            json_unescape(out),
+            percent_decode(out, false),
+            percent_decode(out, true),
+        ]
+    }
+
+    fn random_chunks<'a>(body: &'a [u8], rng: &mut Rng) -> Vec<&'a [u8]> {
+        let mut chunks = Vec::new();
+        let mut rest = body;
+        while !rest.is_empty() {
+            let (a, b) = rest.split_at((1 + rng.below(40)).min(rest.len()));
+            chunks.push(a);
+            rest = b;
+        }
+        chunks
+    }
+
+    #[test]
+    fn every_json_percent_and_form_spelling_is_scrubbed() {
+        let mut rng = Rng(0x243F6A8885A308D3);
+        for secret in SECRETS {
+            let red = redactor_for(secret);
+            for round in 0..300 {
+                let spelled = spell(secret, &mut rng);
+                let (before, after) = match round % 3 {
+                    0 => (r#"{"echo":""#, r#"","n":1}"#),
+                    1 => ("https://api.example.com/cb?token=", "&state=xyz"),
+                    _ => ("Authorization: Bearer ", "\r\n"),
+                };
+                let body = format!("{before}{spelled}{after}");
+                let out = red.redact(body.as_bytes());
+                // The whole spelling, and nothing around it, is replaced
+                // (a bearer echo may take `Bearer ` with it).
+                let want_exact = [before.as_bytes(), REPLACEMENT, after.as_bytes()].concat();
+                let want_bearer = [&b"Authorization: "[..], REPLACEMENT, after.as_bytes()].concat();
+                assert!(
+                    out == want_exact || out == want_bearer,
+                    "{secret:?} spelled {spelled:?} -> {}",
+                    String::from_utf8_lossy(&out)
+                );
+                for reading in readings(&out) {
+                    assert!(!contains(&reading, secret.as_bytes()), "{spelled:?}");
+                }
+                let mut streaming = redactor_for(secret);
+                let mut streamed = Vec::new();
+                for c in random_chunks(body.as_bytes(), &mut rng) {
+                    streamed.extend(streaming.push(c));
+                }
+                streamed.extend(streaming.finish());
+                assert_eq!(streamed, out, "chunking changed the result for {spelled:?}");
+            }
+        }
+    }
+
+    /// Base64 of the secret or of the whole injected header value, at each
+    /// alignment inside a longer encoded run of random bytes, in both
+    /// alphabets, padded or not, and with `/` escaped as PHP's
+    /// `json_encode` does: no decoding of what is left spells the secret.
+    #[test]
+    fn base64_at_every_alignment_is_scrubbed() {
+        use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+        let mut rng = Rng(0x13198A2E03707344);
+        for secret in SECRETS {
+            let red = redactor_for(secret);
+            let bearer = format!("Bearer {secret}");
+            for value in [secret.as_bytes(), bearer.as_bytes()] {
+                for prefix_len in 0..6usize {
+                    for suffix_len in [0, 1, 2, 3, 7] {
+                        for style in 0..5 {
+                            let prefix: Vec<u8> =
+                                (0..prefix_len).map(|_| rng.next() as u8).collect();
+                            let suffix: Vec<u8> =
+                                (0..suffix_len).map(|_| rng.next() as u8).collect();
+                            let data = [&prefix[..], value, &suffix[..]].concat();
+                            let encoded = match style {
+                                0 => STANDARD.encode(&data),
+                                1 => STANDARD_NO_PAD.encode(&data),
+                                2 => URL_SAFE.encode(&data),
+                                3 => URL_SAFE_NO_PAD.encode(&data),
+                                _ => STANDARD.encode(&data).replace('/', "\\/"),
+                            };
+                            let body = format!(r#"{{"blob":"{encoded}","ok":true}}"#);
+                            let out = red.redact(body.as_bytes());
+                            let text = String::from_utf8_lossy(&out).into_owned();
+                            assert!(
+                                out.windows(REPLACEMENT.len()).any(|w| w == REPLACEMENT),
+                                "{encoded} at +{prefix_len}: {text}"
+                            );
+                            assert!(
+                                text.starts_with(r#"{"blob":""#)
+                                    && text.ends_with(r#"","ok":true}"#),
+                                "{text}"
+                            );
+                            // Decode every base64 run that is left, at every
+                            // character offset, in both alphabets.
+                            let unescaped = json_unescape(&out);
+                            let is_b64 = |c: &u8| c.is_ascii_alphanumeric() || b"+/-_".contains(c);
+                            for run in unescaped.split(|c| !is_b64(c)) {
+                                for skip in 0..4.min(run.len()) {
+                                    let rest = run.get(skip..).unwrap_or_default();
+                                    let rest = rest.get(..rest.len() / 4 * 4).unwrap_or_default();
+                                    for engine in [&STANDARD_NO_PAD, &URL_SAFE_NO_PAD] {
+                                        if let Ok(decoded) = engine.decode(rest) {
+                                            assert!(
+                                                !contains(&decoded, secret.as_bytes()),
+                                                "{encoded}: {text}"
+                                            );
+                                        }
+                                    }
+                                }
+                            }
+                            // At most the boundary characters of the value's
+                            // own encoding survive: 2 at each end.
+                            let first = (8 * prefix_len).div_ceil(6);
+                            let last = 8 * (prefix_len + value.len()) / 6;
+                            let inner = encoded
+                                .get(first + 2..last.saturating_sub(2))
+                                .unwrap_or_default();
+                            if inner.len() >= 4 {
+                                assert!(!text.contains(inner), "{encoded}: {text}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn ordinary_text_is_untouched() {
+        let red = redactor_for(SECRETS[0]);
+        let table: &[&str] = &[
+            r#"{"id":1,"path":"a\/b\/c","note":"\u00e9t\u00E9 \"quoted\" \\ back\nslash","emoji":"\ud83d\udd11"}"#,
+            "https://example.com/search?q=sk%5Flive%2FAb%2Bcd%3Def+gh%22iX&lang=fr%2Dfr",
+            "sk_live/Ab+cd=ef gh\"iX and sk_live/Ab+cd=ef_gh\"ij and sk_liv",
+            r#"{"almost":"sk\u005flive\/Ab+cd=ef+gh\"i\u006B"}"#,
+            "%%%%%25%2%%%u\\\\\\u\\u00\\uD83D\\uDC00\\uZZZZ%ZZ+++",
+            "c2tfbGl2ZS9BYitjZD1lZiBnaCJpWA== c2tfbGl2ZS9BYi", // base64 of a near miss, and a short prefix
+            "",
+        ];
+        for text in table {
+            assert_eq!(String::from_utf8_lossy(&red.redact(text.as_bytes())), *text);
+            assert!(!red.contains_any(text.as_bytes()), "{text}");
+        }
+    }
+
+    /// Where a pattern byte is itself `%` or `\`, the literal and escaped
+    /// readings overlap; each row: description, patterns, input, output.
+    #[test]
+    fn overlapping_readings() {
+        let table: &[(&str, &[&str], &str, &str)] = &[
+            ("literal percent", &["a%25b"], "xa%25by", "x[REDACTED]y"),
+            ("escaped percent", &["a%25b"], "xa%2525by", "x[REDACTED]y"),
+            (
+                "a pattern's own percent is not an escape",
+                &["a%41"],
+                "a%41 aA a%2541",
+                "[REDACTED] aA [REDACTED]",
+            ),
+            ("literal backslash", &["a\\b"], "a\\b", "[REDACTED]"),
+            (
+                "JSON-escaped backslash",
+                &["a\\b"],
+                "a\\\\b a\\u005Cb",
+                "[REDACTED] [REDACTED]",
+            ),
+            (
+                "longest reading wins: each backslash escaped",
+                &["\\\\"],
+                "\\\\\\\\",
+                "[REDACTED]",
+            ),
+            (
+                "plus is a space, or a plus",
+                &["a b", "c+d"],
+                "a+b c+d c%2Bd a%20b",
+                "[REDACTED] [REDACTED] [REDACTED] [REDACTED]",
+            ),
+            (
+                "lone surrogate is nothing",
+                &["\u{1F511}"],
+                "\\uD83D \\uDD11 \\uD83D\\uDD11 %F0%9F%94%91",
+                "\\uD83D \\uDD11 [REDACTED] [REDACTED]",
+            ),
+            ("truncated escapes at the end", &["ab"], "a%6", "a%6"),
+            (
+                "hex in any case",
+                &["/"],
+                "%2f%2F\\u002f\\u002F\\/",
+                "[REDACTED][REDACTED][REDACTED][REDACTED][REDACTED]",
+            ),
+        ];
+        for (what, patterns, input, want) in table {
+            let red = r(patterns);
+            assert_eq!(
+                String::from_utf8_lossy(&red.redact(input.as_bytes())),
+                *want,
+                "{what}"
+            );
+            let chunks: Vec<&[u8]> = input.as_bytes().chunks(1).collect();
+            assert_eq!(
+                String::from_utf8_lossy(&stream(&mut r(patterns), &chunks)),
+                *want,
+                "{what}, byte by byte"
+            );
+        }
+    }
+
+    /// A pattern of backslashes against input of backslashes has
+    /// exponentially many readings; each state is visited once.
+    #[test]
+    fn backtracking_is_bounded() {
+        let pattern = "\\".repeat(40);
+        let red = r(&[&pattern]);
+        let input = vec![b'\\'; 20_000];
+        let start = std::time::Instant::now();
+        let out = red.redact(&input);
+        assert!(!out.is_empty() && out.iter().all(|&b| REPLACEMENT.contains(&b)));
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[test]
+    fn hostile_fragments_never_panic() {
+        let mut rng = Rng(0xA4093822299F31D0);
+        let alphabet = b"%\\u+0aFdD8C\"/=";
+        for _ in 0..2000 {
+            let body: Vec<u8> = (0..rng.below(64))
+                .map(|_| alphabet[rng.below(alphabet.len())])
+                .collect();
+            let mut red = r(&["a/\"\u{1F511}", "%u"]);
+            let mut streamed = Vec::new();
+            for c in random_chunks(&body, &mut rng) {
+                streamed.extend(red.push(c));
+            }
+            streamed.extend(red.finish());
+            assert_eq!(streamed, r(&["a/\"\u{1F511}", "%u"]).redact(&body));
+        }
+    }
+
+    #[test]
+    fn header_names_match_in_any_case() {
+        let red = r(&["SeKret-Key1"]);
+        let h: Vec<(String, String)> = [
+            ("X-SEKRET-KEY1-Echo", "v"),
+            ("X-Sekret%2DKey1", "v"),
+            ("X-Other", "SeKret-Key1"),
+        ]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        let out = filter_response_headers(&h, &red, true);
+        assert_eq!(out, vec![("x-other".to_string(), "[REDACTED]".to_string())]);
+        // Values stay case-sensitive: base64 spellings differ by case.
+        assert_eq!(red.redact(b"sekret-key1"), b"sekret-key1");
+    }
+
+    #[test]
+    fn base64_spellings_cover_each_alignment() {
+        let value = b"Bearer tok_9f8e7d6c5b4a";
+        let spellings = base64_spellings(value);
+        for offset in 0..3 {
+            for engine in [&STANDARD, &URL_SAFE] {
+                let data = [&b"xyz"[..offset], value, b"!"].concat();
+                let encoded = engine.encode(&data);
+                let covered = spellings.iter().any(|s| {
+                    encoded.as_bytes().windows(s.len()).any(|w| w == &s[..])
+                        && s.len() + 3 >= value.len() * 4 / 3
+                });
+                assert!(covered, "offset {offset}: {encoded}");
+            }
+        }
+        assert!(
+            base64_spellings(b"pw").is_empty(),
+            "short values would match ordinary text"
+        );
     }
 }

@@ -18,7 +18,8 @@
 use crate::audit::AuditRecord;
 use crate::error::Error;
 use crate::hex::hex;
-use crate::pipeline::{header, idempotency_key, Gate};
+use crate::authorize::Gate;
+use crate::request::{header, idempotency_key};
 use crate::policy::Limits;
 use crate::proof::{self, Signed};
 use crate::state::approvals::{self, Approval};
@@ -193,9 +194,8 @@ impl Admitting {
         Some(Command::IdemBegin { key: key.clone(), digest: binding.digest.clone(), expires_s: now_s + limits.idempotency_ttl_seconds })
     }
 
-    /// The state's answer to [`Admitting::idem_command`]. `may_wait` is
-    /// false once the wait for an in-flight duplicate ran out.
-    pub fn on_idem(mut self, reply: Reply, limits: &Limits, now_s: u64, may_wait: bool, audit: &mut AuditRecord) -> Result<IdemStep, Error> {
+    /// The state's answer to [`Admitting::idem_command`].
+    pub fn on_idem(mut self, reply: Reply, limits: &Limits, now_s: u64, audit: &mut AuditRecord) -> Result<IdemStep, Error> {
         let Reply::Idem { outcome } = reply else {
             return Err(unexpected());
         };
@@ -220,11 +220,7 @@ impl Admitting {
                 audit.idempotency = Some("key_reused");
                 Err(Error::IdempotencyKeyReused)
             }
-            IdemBegin::InFlight if may_wait => Ok(IdemStep::Wait(self)),
-            IdemBegin::InFlight => {
-                audit.idempotency = Some("in_flight");
-                Err(Error::IdempotencyInFlight)
-            }
+            IdemBegin::InFlight => Ok(IdemStep::Wait(self)),
         }
     }
 
@@ -293,6 +289,76 @@ impl Admitting {
         }
         Ok(Admitted { claim: self.claim })
     }
+}
+
+/// The session state, as admission reaches it: the edge over a Durable
+/// Object binding, native tests over an in-memory store.
+#[allow(async_fn_in_trait)]
+pub trait StateCalls {
+    /// Runs one command on the state object `object`; anything but a clear
+    /// answer is an error.
+    async fn call(&self, object: &str, command: &Command) -> Result<Reply, Error>;
+    /// Waits before asking again about an in-flight duplicate; `false` once
+    /// the wait for it has run out.
+    async fn wait(&self) -> bool;
+    /// A fresh approval id.
+    fn approval_id(&self) -> Result<String, Error>;
+}
+
+/// The outcome of admission.
+pub enum Gated {
+    Admitted(Admitted),
+    /// The stored answer of an earlier request with the same idempotency key.
+    Replay(StoredAnswer),
+}
+
+/// Runs admission to its end: proof, then the atomic state checks, then an
+/// idempotency claim, then the approval gate. `body` is the whole request
+/// body when [`needs_body`] said so (else empty).
+#[allow(clippy::too_many_arguments)]
+pub async fn run(
+    state: &impl StateCalls,
+    gate: &Gate,
+    received: &Received<'_>,
+    body: &[u8],
+    keys: &KeyRing,
+    limits: &Limits,
+    now_s: u64,
+    audit: &mut AuditRecord,
+) -> Result<Gated, Error> {
+    let plan = plan(gate, received, body, keys, limits, now_s)?;
+    let reply = state.call(plan.object(), &plan.command()).await?;
+    let object = plan.object().to_string();
+    let mut admitting = plan.on_reply(reply, now_s, audit)?;
+    // idempotency: a replay or a claim, before any approval is spent
+    while let Some(command) = admitting.idem_command(limits, now_s) {
+        let reply = state.call(&object, &command).await?;
+        admitting = match admitting.on_idem(reply, limits, now_s, audit)? {
+            IdemStep::Claimed(a) => a,
+            // A duplicate of a request still in flight waits for its answer.
+            IdemStep::Wait(a) if state.wait().await => a,
+            IdemStep::Wait(_) => {
+                audit.idempotency = Some("in_flight");
+                return Err(Error::IdempotencyInFlight);
+            }
+            IdemStep::Replay(answer) => return Ok(Gated::Replay(answer)),
+        };
+    }
+    // approval gate
+    let id = if gate.approval && header(received.headers, APPROVAL_HEADER).is_none() { state.approval_id()? } else { String::new() };
+    let Some(command) = admitting.approval_command(gate, received, &id, limits, now_s, audit) else {
+        return admitting.admit().map(Gated::Admitted);
+    };
+    let claim = admitting.claim().cloned();
+    let decided = match state.call(APPROVALS_OBJECT, &command).await {
+        Ok(reply) => admitting.on_approval(reply, audit),
+        Err(e) => Err(e),
+    };
+    if let (Err(_), Some(claim)) = (&decided, claim) {
+        // Not forwarded: the key is free for the approved retry.
+        let _ = state.call(&claim.object, &claim.abort()).await;
+    }
+    decided.map(Gated::Admitted)
 }
 
 /// Proof that the session state admitted this request. Only admission

@@ -294,6 +294,24 @@ impl Error {
         }
     }
 
+    /// The headers of the error answer beyond its JSON content type.
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Error::UpstreamError { status, retry_after } => {
+                let mut out = vec![("x-airlock-upstream-status", status.to_string())];
+                if let Some(value) = retry_after {
+                    out.push(("retry-after", value.clone()));
+                }
+                out
+            }
+            Error::UpstreamUninspectable { status, .. } => vec![("x-airlock-upstream-status", status.to_string())],
+            Error::RateLimited { retry_after_s, .. } => vec![("retry-after", (*retry_after_s).min(86_400).to_string())],
+            Error::IdempotencyNotStored { status } => vec![("x-airlock-original-status", status.to_string())],
+            Error::ApprovalRequired { id } => vec![("x-airlock-approval-id", id.clone())],
+            _ => Vec::new(),
+        }
+    }
+
     /// The JSON wire body: `{"error":{"code":"…","message":"…"}}`, or for
     /// a malformed MCP message the JSON-RPC error an MCP client expects.
     pub fn wire_body(&self) -> String {

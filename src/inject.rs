@@ -18,13 +18,20 @@ use base64::Engine;
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use crate::pipeline::Gate;
-use crate::authorize::Permit;
-use crate::egress::EgressPermit;
-use crate::path::NormalizedPath;
+use crate::admit::Admitted;
+use crate::authorize::{Authorized, EgressAuthorized, McpAuthorized, Permit};
 use crate::error::Error;
-use crate::policy::{header_is_forbidden, Method, Placement, Target};
+use crate::mcp::{self, CanonicalBody, Call, McpRules};
+use crate::policy::{header_is_forbidden, Level, Method, Placement, Target};
+use crate::request::{header, EgressRequest, McpRequest, ToolRequest};
 use crate::secret::Secret;
+use crate::token::KeyRing;
+
+/// What Airlock asks a credentialed (or MCP) origin for: only codings the
+/// runtime decodes before the body reaches the redactor (see
+/// [`crate::respond::check_encoding`]). The sandbox's own `Accept-Encoding`
+/// is never forwarded.
+pub const ACCEPT_ENCODING: &str = "gzip, br";
 
 /// Request headers forwarded from the sandbox to any origin.
 pub const FORWARDED_HEADERS: &[&str] = &[
@@ -47,23 +54,81 @@ pub const FORWARDED_HEADERS: &[&str] = &[
 /// Request headers that ask for a slice of the body.
 const RANGE_HEADERS: &[&str] = &["range", "if-range"];
 
-/// The request Airlock sends to the origin.
+/// The request Airlock sends to the origin, and what the response phase
+/// needs to know about it. Only injection builds one (the fields are
+/// private), from an authorization and an admission.
 pub struct Outbound {
-    pub method: Method,
-    pub target: Target,
-    pub url: String,
-    pub headers: Vec<(String, String)>,
+    method: Method,
+    target: Target,
+    url: String,
+    headers: Vec<(String, String)>,
     /// Byte strings that must never reach the sandbox: every injected value
-    /// and its common encodings.
-    pub redactions: Vec<Rc<Secret>>,
+    /// and its spellings.
+    redactions: Vec<Rc<Secret>>,
     /// The request body's declared length, already checked against the
     /// policy; `None` when the sandbox sent no `Content-Length`, in which
     /// case the edge must count the body while streaming it.
-    pub declared_length: Option<u64>,
+    declared_length: Option<u64>,
     /// The policy's request body cap.
-    pub body_limit: u64,
-    /// What the session state must check before this request is sent.
-    pub gate: Gate,
+    body_limit: u64,
+    response: ResponseRules,
+}
+
+impl Outbound {
+    pub fn method(&self) -> Method {
+        self.method
+    }
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+    pub fn headers(&self) -> &[(String, String)] {
+        &self.headers
+    }
+    pub fn redactions(&self) -> &[Rc<Secret>] {
+        &self.redactions
+    }
+    /// The patterns the response filter scrubs, moved out once.
+    pub fn take_redactions(&mut self) -> Vec<Rc<Secret>> {
+        std::mem::take(&mut self.redactions)
+    }
+    pub fn declared_length(&self) -> Option<u64> {
+        self.declared_length
+    }
+    pub fn body_limit(&self) -> u64 {
+        self.body_limit
+    }
+    pub fn response(&self) -> &ResponseRules {
+        &self.response
+    }
+}
+
+/// What the response phase applies to the origin's answer, decided with the
+/// request so the edge never looks the tool up again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseRules {
+    /// `Set-Cookie` is dropped (a credentialed origin's, or egress).
+    pub drop_cookies: bool,
+    /// Only answers Airlock can fully inspect pass: decoded codings, and no
+    /// slices from a credentialed origin.
+    pub inspect: bool,
+    pub credentialed: bool,
+    pub allow_range: bool,
+    pub relocate: Relocate,
+}
+
+/// What becomes of a redirect's `Location`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Relocate {
+    /// A location on the tool's origin (under its base path) is rewritten
+    /// onto `/t/{name}/…`; any other is passed, scrubbed.
+    Tool { base: String, base_path: String, name: String },
+    /// Rewritten onto the egress route if the host is allowed, else removed.
+    Egress,
+    /// Removed.
+    Drop,
 }
 
 fn header_value_ok(v: &[u8]) -> bool {
@@ -101,22 +166,6 @@ pub fn encodings_of(secret: &[u8]) -> Vec<Vec<u8>> {
 /// servers only (`mcp-session-id` after it was unbound by the pipeline).
 pub const MCP_HEADERS: &[&str] = &["mcp-session-id", "mcp-protocol-version", "last-event-id"];
 
-impl Outbound {
-    /// An outbound request that is never sent (a refused MCP message).
-    pub fn none() -> Outbound {
-        Outbound {
-            method: Method::Post,
-            target: Target::Public,
-            url: String::new(),
-            headers: Vec::new(),
-            redactions: Vec::new(),
-            declared_length: None,
-            body_limit: 0,
-            gate: Gate::default(),
-        }
-    }
-}
-
 /// The sandbox's request headers that may be forwarded: the built-in
 /// allowlist plus `extra`, minus anything forbidden and minus every header
 /// the sandbox named in `Connection` (hop-by-hop by its own declaration).
@@ -139,29 +188,102 @@ pub fn forwardable_headers(headers: &[(String, String)], extra: &[String]) -> Ve
     out
 }
 
-/// Builds the credential-free request of an allowed egress call.
-pub fn egress_outbound(
-    permit: EgressPermit,
-    method: Method,
-    path: &NormalizedPath,
-    headers: &[(String, String)],
-    query: Option<&str>,
-) -> Outbound {
-    let mut url = format!("{}{}", permit.target().base, path.encoded());
-    if let Some(q) = query.filter(|q| !q.is_empty()) {
+/// Inject for egress: the credential-free request of an allowed,
+/// admitted egress call.
+pub fn egress(authorized: EgressAuthorized, _admitted: &Admitted, req: &EgressRequest<'_>) -> Outbound {
+    let mut url = format!("{}{}", authorized.permit.target().base, authorized.path.encoded());
+    if let Some(q) = req.query.filter(|q| !q.is_empty()) {
         url.push('?');
         url.push_str(q);
     }
     Outbound {
-        method,
+        method: authorized.method,
         target: Target::Public,
         url,
-        headers: forwardable_headers(headers, &[]),
+        headers: forwardable_headers(req.headers, &[]),
         redactions: Vec::new(),
-        declared_length: None,
-        body_limit: u64::MAX,
-        gate: Gate::default(),
+        declared_length: authorized.declared_length,
+        body_limit: authorized.body_limit,
+        response: ResponseRules { drop_cookies: true, inspect: false, credentialed: false, allow_range: true, relocate: Relocate::Egress },
     }
+}
+
+/// Inject for a tool: reads the tool's credential (through `secret`, only
+/// now that the request was authorized and admitted) and builds the request.
+pub fn tool(
+    authorized: Authorized<'_>,
+    _admitted: &Admitted,
+    req: &ToolRequest<'_>,
+    secret: impl FnOnce(&str) -> Option<Rc<PreparedCredential>>,
+) -> Result<Outbound, Error> {
+    let credential = read_credential(&authorized.permit, secret)?;
+    let outbound = build(&authorized.permit, req.headers, req.query, credential.as_deref())?;
+    Ok(Outbound { declared_length: authorized.declared_length, body_limit: authorized.body_limit, ..outbound })
+}
+
+fn read_credential(permit: &Permit<'_>, secret: impl FnOnce(&str) -> Option<Rc<PreparedCredential>>) -> Result<Option<Rc<PreparedCredential>>, Error> {
+    match &permit.tool().credential {
+        Some(c) => Ok(Some(secret(&c.secret).ok_or_else(|| Error::Misconfigured(format!("secret {} is not set", c.secret)))?)),
+        None => Ok(None),
+    }
+}
+
+/// What an admitted MCP request becomes.
+pub enum McpOutbound<'p> {
+    /// A message the policy refused: answered by Airlock with this JSON-RPC
+    /// error; nothing is sent and no credential is read.
+    Refused { call: Call, response: Vec<u8>, reason: &'static str },
+    Exchange(McpExchange<'p>),
+}
+
+/// An MCP request to send, with what the response phase needs.
+pub struct McpExchange<'p> {
+    pub outbound: Outbound,
+    /// The canonical bytes of the authorized message (a POST), sent in
+    /// place of what the sandbox sent.
+    pub body: Option<CanonicalBody>,
+    pub call: Option<Call>,
+    pub rules: &'p McpRules,
+    pub granted: Level,
+    pub session_id: String,
+}
+
+/// Inject for an MCP server: a refused message becomes Airlock's answer;
+/// otherwise the credential is read and the request built, with the
+/// sandbox's `Mcp-Session-Id` unbound to the origin's.
+pub fn mcp<'p>(
+    authorized: McpAuthorized<'p>,
+    _admitted: &Admitted,
+    req: &McpRequest<'_>,
+    keys: &KeyRing,
+    secret: impl FnOnce(&str) -> Option<Rc<PreparedCredential>>,
+) -> Result<McpOutbound<'p>, Error> {
+    let (call, body) = match authorized.verdict {
+        Some(mcp::Verdict::Refuse { call, response, reason }) => return Ok(McpOutbound::Refused { call, response, reason }),
+        Some(mcp::Verdict::Forward { call, body }) => (Some(call), Some(body)),
+        None => (None, None),
+    };
+    let Some(rules) = authorized.permit.tool().mcp.as_ref() else {
+        return Err(Error::ToolNotAllowed { tool: authorized.permit.tool().name.clone() });
+    };
+    let session_id = authorized.permit.session().claims().sid.clone();
+    // The canonical body goes out as plain UTF-8 JSON: the sandbox's own
+    // Content-Type (and any encoding) described other bytes. The origin's
+    // MCP session id passes only if it was bound to this session.
+    let replaced = |n: &str| {
+        n.eq_ignore_ascii_case("mcp-session-id") || (body.is_some() && (n.eq_ignore_ascii_case("content-type") || n.eq_ignore_ascii_case("content-encoding")))
+    };
+    let mut headers: Vec<(String, String)> = req.headers.iter().filter(|(n, _)| !replaced(n)).cloned().collect();
+    if body.is_some() {
+        headers.push(("content-type".into(), mcp::CANONICAL_CONTENT_TYPE.into()));
+    }
+    if let Some(presented) = header(req.headers, "mcp-session-id") {
+        let origin_sid = mcp::unbind_session_id(presented, &session_id, keys).ok_or(Error::McpSessionInvalid)?;
+        headers.push(("mcp-session-id".into(), origin_sid));
+    }
+    let credential = read_credential(&authorized.permit, secret)?;
+    let outbound = build(&authorized.permit, &headers, None, credential.as_deref())?;
+    Ok(McpOutbound::Exchange(McpExchange { outbound, body, call, rules, granted: authorized.granted, session_id }))
 }
 
 /// A credential value together with the encodings the response filter must
@@ -218,8 +340,8 @@ impl PreparedCredential {
 /// `headers` are the sandbox's request headers (any case); `query` the raw
 /// query string without `?`; `credential` the value of the tool's secret,
 /// required when the tool declares a credential.
-pub fn inject(
-    permit: Permit<'_>,
+fn build(
+    permit: &Permit<'_>,
     headers: &[(String, String)],
     query: Option<&str>,
     credential: Option<&PreparedCredential>,
@@ -238,7 +360,7 @@ pub fn inject(
         }
         // Only codings the runtime decodes before the body is scanned.
         out_headers.retain(|(n, _)| n != "accept-encoding");
-        out_headers.push(("accept-encoding".into(), crate::respond::ACCEPT_ENCODING.into()));
+        out_headers.push(("accept-encoding".into(), ACCEPT_ENCODING.into()));
     }
 
     let mut query_parts: Vec<String> = query
@@ -334,7 +456,16 @@ pub fn inject(
         redactions,
         declared_length: None,
         body_limit: u64::MAX,
-        gate: Gate::default(),
+        response: ResponseRules {
+            drop_cookies: tool.credential.is_some(),
+            inspect: tool.credential.is_some() || tool.mcp.is_some(),
+            credentialed: tool.credential.is_some(),
+            allow_range: tool.allow_range,
+            relocate: match tool.mcp {
+                Some(_) => Relocate::Drop,
+                None => Relocate::Tool { base: tool.origin.base.clone(), base_path: tool.origin.base_path.clone(), name: tool.name.clone() },
+            },
+        },
     })
 }
 
@@ -409,14 +540,14 @@ mod tests {
         let p = policy(r#"{ "secret": "K", "inject": "bearer" }"#);
         for method in ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] {
             let secret = PreparedCredential::new(Secret::new(b"s3cr3t-value".to_vec()));
-            let o = inject(permit(&p, method, "/v1/items/"), &hostile_headers(), Some("a=1&b=2"), Some(&secret)).unwrap();
+            let o = build(&permit(&p, method, "/v1/items/"), &hostile_headers(), Some("a=1&b=2"), Some(&secret)).unwrap();
             assert_eq!(o.method.as_str(), method);
             assert_eq!(o.url, "https://api.example.com/base/v1/items/?a=1&b=2");
             assert_eq!(get(&o, "authorization"), vec!["Bearer s3cr3t-value"], "{method}");
             let mut n = names(&o);
             n.sort();
             assert_eq!(n, vec!["accept", "accept-encoding", "authorization", "content-type", "x-extra"], "{method}");
-            assert_eq!(get(&o, "accept-encoding"), vec![crate::respond::ACCEPT_ENCODING], "{method}");
+            assert_eq!(get(&o, "accept-encoding"), vec![ACCEPT_ENCODING], "{method}");
             assert!(o.redactions.iter().any(|r| r.expose() == b"s3cr3t-value"));
             assert!(o.redactions.iter().any(|r| r.expose() == b"Bearer s3cr3t-value"));
         }
@@ -430,9 +561,9 @@ mod tests {
         h.push(("If-Range".into(), "\"e1\"".into()));
         h.push(("Accept-Encoding".into(), "zstd, deflate".into()));
         let p = policy(r#"{ "secret": "K", "inject": "bearer" }"#);
-        let o = inject(permit(&p, "GET", "/"), &h, None, Some(&secret)).unwrap();
+        let o = build(&permit(&p, "GET", "/"), &h, None, Some(&secret)).unwrap();
         assert!(get(&o, "range").is_empty() && get(&o, "if-range").is_empty());
-        assert_eq!(get(&o, "accept-encoding"), vec![crate::respond::ACCEPT_ENCODING]);
+        assert_eq!(get(&o, "accept-encoding"), vec![ACCEPT_ENCODING]);
 
         let opted = Policy::parse(
             r#"{ "version": 1, "audience": "t", "tools": { "api": {
@@ -441,7 +572,7 @@ mod tests {
                 "rules": [ { "methods": ["GET"], "path": "/**", "level": "read" } ] } } }"#,
         )
         .unwrap();
-        let o = inject(permit(&opted, "GET", "/"), &h, None, Some(&secret)).unwrap();
+        let o = build(&permit(&opted, "GET", "/"), &h, None, Some(&secret)).unwrap();
         assert_eq!(get(&o, "range"), vec!["bytes=0-3"]);
         assert_eq!(get(&o, "if-range"), vec!["\"e1\""]);
     }
@@ -452,7 +583,7 @@ mod tests {
         let secret = PreparedCredential::new(Secret::new(b"abc123".to_vec()));
         let mut h = hostile_headers();
         h.push(("x-api-key".into(), "second".into()));
-        let o = inject(permit(&p, "GET", "/"), &h, None, Some(&secret)).unwrap();
+        let o = build(&permit(&p, "GET", "/"), &h, None, Some(&secret)).unwrap();
         assert_eq!(get(&o, "x-api-key"), vec!["Key abc123!"]);
         assert!(get(&o, "authorization").is_empty(), "sandbox Authorization must not pass");
         assert_eq!(o.url, "https://api.example.com/base/");
@@ -462,13 +593,13 @@ mod tests {
     fn basic_auth_with_and_without_username() {
         let p = policy(r#"{ "secret": "K", "inject": "basic", "username": "api" }"#);
         let secret = PreparedCredential::new(Secret::new(b"pw".to_vec()));
-        let o = inject(permit(&p, "GET", "/"), &[], None, Some(&secret)).unwrap();
+        let o = build(&permit(&p, "GET", "/"), &[], None, Some(&secret)).unwrap();
         assert_eq!(get(&o, "authorization"), vec![format!("Basic {}", STANDARD.encode("api:pw")).as_str()]);
         assert!(o.redactions.iter().any(|r| r.expose() == STANDARD.encode("api:pw").as_bytes()));
 
         let p = policy(r#"{ "secret": "K", "inject": "basic" }"#);
         let secret = PreparedCredential::new(Secret::new(b"sk_live_1".to_vec()));
-        let o = inject(permit(&p, "GET", "/"), &[], None, Some(&secret)).unwrap();
+        let o = build(&permit(&p, "GET", "/"), &[], None, Some(&secret)).unwrap();
         assert_eq!(get(&o, "authorization"), vec![format!("Basic {}", STANDARD.encode("sk_live_1:")).as_str()]);
     }
 
@@ -477,7 +608,7 @@ mod tests {
         let p = policy(r#"{ "secret": "K", "inject": "query", "param": "key" }"#);
         let secret = PreparedCredential::new(Secret::new(b"a b&c".to_vec()));
         let q = "key=mine&x=1&%6Bey=also-mine&keyx=2&key";
-        let o = inject(permit(&p, "GET", "/maps"), &hostile_headers(), Some(q), Some(&secret)).unwrap();
+        let o = build(&permit(&p, "GET", "/maps"), &hostile_headers(), Some(q), Some(&secret)).unwrap();
         assert_eq!(o.url, "https://api.example.com/base/maps?x=1&keyx=2&key=a%20b%26c");
         assert!(get(&o, "authorization").is_empty());
         assert!(o.redactions.iter().any(|r| r.expose() == b"a%20b%26c"));
@@ -486,12 +617,12 @@ mod tests {
     #[test]
     fn missing_or_unsafe_secret_fails_closed() {
         let p = policy(r#"{ "secret": "K", "inject": "bearer" }"#);
-        let e = inject(permit(&p, "GET", "/"), &[], None, None).err().unwrap();
+        let e = build(&permit(&p, "GET", "/"), &[], None, None).err().unwrap();
         assert_eq!(e.code(), "misconfigured");
-        let e = inject(permit(&p, "GET", "/"), &[], None, Some(&PreparedCredential::new(Secret::new(Vec::new())))).err().unwrap();
+        let e = build(&permit(&p, "GET", "/"), &[], None, Some(&PreparedCredential::new(Secret::new(Vec::new())))).err().unwrap();
         assert_eq!(e.code(), "misconfigured");
         let crlf = PreparedCredential::new(Secret::new(b"x\r\nX-Evil: 1".to_vec()));
-        let e = inject(permit(&p, "GET", "/"), &[], None, Some(&crlf)).err().unwrap();
+        let e = build(&permit(&p, "GET", "/"), &[], None, Some(&crlf)).err().unwrap();
         assert_eq!(e.code(), "misconfigured");
         // The error names the secret, never its value.
         assert!(!e.detail().contains("X-Evil"));

@@ -16,6 +16,7 @@
 //! other's code.
 
 pub mod audit;
+pub mod authenticate;
 pub mod admit;
 pub mod authorize;
 pub mod egress;
@@ -24,10 +25,10 @@ pub mod error;
 pub mod inject;
 pub mod mcp;
 pub mod path;
-pub mod pipeline;
 pub mod proof;
 pub mod policy;
 pub mod redact;
+pub mod request;
 pub mod respond;
 pub mod route;
 pub mod secret;

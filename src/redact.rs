@@ -692,43 +692,6 @@ pub fn filter_response_headers(
     out
 }
 
-/// A tool's redirect: a `Location` on the tool's own origin (under its base
-/// path) is rewritten onto the broker route `/t/{tool}/…`, so the sandbox
-/// follows it through Airlock; any other target is returned as is (already
-/// scrubbed): the sandbox may follow it itself, without the credential.
-pub fn tool_location(location: &str, request_url: &str, tool: &crate::policy::Tool) -> String {
-    // Not parsed when it holds a punycode label: see `egress::has_punycode`.
-    if crate::egress::has_punycode(location) {
-        return location.to_string();
-    }
-    let Some(target) = url::Url::parse(request_url)
-        .ok()
-        .and_then(|u| u.join(location).ok())
-    else {
-        return location.to_string();
-    };
-    let origin = target.origin().ascii_serialization();
-    let rest = target
-        .path()
-        .strip_prefix(tool.origin.base_path.as_str())
-        .filter(|r| r.starts_with('/') || r.is_empty());
-    match rest {
-        Some(rest) if origin == tool.origin.base => {
-            let mut out = format!(
-                "/t/{}{}",
-                tool.name,
-                if rest.is_empty() { "/" } else { rest }
-            );
-            if let Some(q) = target.query() {
-                out.push('?');
-                out.push_str(q);
-            }
-            out
-        }
-        _ => location.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -856,38 +819,6 @@ mod tests {
             for s in secrets {
                 assert!(!text.contains(s), "{s} survived in {text}");
             }
-        }
-    }
-
-    #[test]
-    fn tool_redirects() {
-        let policy = crate::policy::Policy::parse(r#"{"version":1,"audience":"a","tools":{"gh":{"origin":"https://api.github.com/v3","rules":[{"methods":["GET"],"path":"/**","level":"read"}]}}}"#).unwrap();
-        let tool = policy.tool("gh").unwrap();
-        let from = "https://api.github.com/v3/repos/o/r";
-        let table: &[(&str, &str)] = &[
-            ("/v3/repositories/42", "/t/gh/repositories/42"),
-            (
-                "https://api.github.com/v3/repos/o/r2?page=2",
-                "/t/gh/repos/o/r2?page=2",
-            ),
-            ("r2", "/t/gh/repos/o/r2"),
-            (
-                "https://api.github.com/other",
-                "https://api.github.com/other",
-            ),
-            (
-                "https://api.github.com/v3x/a",
-                "https://api.github.com/v3x/a",
-            ),
-            (
-                "https://codeload.github.com/o/r/zip",
-                "https://codeload.github.com/o/r/zip",
-            ),
-            ("http://api.github.com/v3/x", "http://api.github.com/v3/x"),
-            ("http://xn--ttgrxct7l/", "http://xn--ttgrxct7l/"),
-        ];
-        for (loc, want) in table {
-            assert_eq!(tool_location(loc, from, tool), *want, "{loc}");
         }
     }
 

@@ -11,13 +11,85 @@
 //!   shorter than the credential holds no match, and slices of an echoed
 //!   body put the credential back together.
 //!
+//! Every header value Airlock returns is scrubbed last: a `Location` is
+//! rewritten first, then everything passes the redactor.
+//!
 //! Must never: decide on the sandbox's request headers (only on what the
 //! origin answered and what the policy says), or return text from the origin.
 
-/// What Airlock asks a credentialed (or MCP) origin for: only codings the
-/// runtime decodes before the body reaches the redactor. The sandbox's own
-/// `Accept-Encoding` is never forwarded.
-pub const ACCEPT_ENCODING: &str = "gzip, br";
+use crate::error::Error;
+use crate::inject::{Relocate, ResponseRules};
+use crate::redact::{filter_response_headers, Redactor};
+
+/// The status and headers the sandbox may see of an origin's answer. An
+/// origin `5xx`, a status the runtime cannot answer with, or an answer
+/// Airlock could not inspect is an error, before any of its body is read.
+/// `egress_location` rewrites a `Location` of an egress answer.
+pub fn head(
+    status: u16,
+    headers: Vec<(String, String)>,
+    rules: &ResponseRules,
+    request_url: &str,
+    redactor: &Redactor,
+    egress_location: impl Fn(&str) -> Option<String>,
+) -> Result<Vec<(String, String)>, Error> {
+    if status >= 500 {
+        // The origin's own error body may describe its internals: the
+        // sandbox gets Airlock's error, the status and a Retry-After that is
+        // a number or a date and holds nothing Airlock injected.
+        let retry_after = crate::request::header(&headers, "retry-after").and_then(retry_after).filter(|v| !redactor.contains_any(v.as_bytes()));
+        return Err(Error::UpstreamError { status, retry_after });
+    }
+    if rules.inspect {
+        let uninspectable = |why| Error::UpstreamUninspectable { status, why };
+        let codings = headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("content-encoding")).map(|(_, v)| v.as_str());
+        check_encoding(codings).map_err(uninspectable)?;
+        check_partial(status, rules.credentialed, rules.allow_range).map_err(uninspectable)?;
+    }
+    let redirect = (300..400).contains(&status);
+    let rewritten: Vec<(String, String)> = headers
+        .into_iter()
+        .filter_map(|(name, value)| {
+            if !(redirect && name.eq_ignore_ascii_case("location")) {
+                return Some((name, value));
+            }
+            let moved = match &rules.relocate {
+                Relocate::Tool { base, base_path, name: tool } => Some(tool_location(&value, request_url, base, base_path, tool)),
+                Relocate::Egress => egress_location(&value),
+                Relocate::Drop => None,
+            };
+            moved.map(|v| (name, v))
+        })
+        .collect();
+    Ok(filter_response_headers(&rewritten, redactor, rules.drop_cookies))
+}
+
+/// A tool's redirect: a `Location` on the tool's own origin (under its base
+/// path) is rewritten onto the broker route `/t/{tool}/…`, so the sandbox
+/// follows it through Airlock; any other target is returned as is (and
+/// scrubbed after): the sandbox may follow it itself, without the credential.
+pub fn tool_location(location: &str, request_url: &str, base: &str, base_path: &str, tool: &str) -> String {
+    // Not parsed when it holds a punycode label: see `egress::has_punycode`.
+    if crate::egress::has_punycode(location) {
+        return location.to_string();
+    }
+    let Some(target) = url::Url::parse(request_url).ok().and_then(|u| u.join(location).ok()) else {
+        return location.to_string();
+    };
+    let origin = target.origin().ascii_serialization();
+    let rest = target.path().strip_prefix(base_path).filter(|r| r.starts_with('/') || r.is_empty());
+    match rest {
+        Some(rest) if origin == base => {
+            let mut out = format!("/t/{tool}{}", if rest.is_empty() { "/" } else { rest });
+            if let Some(q) = target.query() {
+                out.push('?');
+                out.push_str(q);
+            }
+            out
+        }
+        _ => location.to_string(),
+    }
+}
 
 /// Why an origin answer was refused before its body was read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +167,45 @@ fn is_http_date(v: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tool_redirects() {
+        let policy = crate::policy::Policy::parse(r#"{"version":1,"audience":"a","tools":{"gh":{"origin":"https://api.github.com/v3","rules":[{"methods":["GET"],"path":"/**","level":"read"}]}}}"#).unwrap();
+        let tool = policy.tool("gh").unwrap();
+        let (base, base_path) = (tool.origin.base.as_str(), tool.origin.base_path.as_str());
+        let from = "https://api.github.com/v3/repos/o/r";
+        let table: &[(&str, &str)] = &[
+            ("/v3/repositories/42", "/t/gh/repositories/42"),
+            (
+                "https://api.github.com/v3/repos/o/r2?page=2",
+                "/t/gh/repos/o/r2?page=2",
+            ),
+            ("r2", "/t/gh/repos/o/r2"),
+            (
+                "https://api.github.com/other",
+                "https://api.github.com/other",
+            ),
+            (
+                "https://api.github.com/v3x/a",
+                "https://api.github.com/v3x/a",
+            ),
+            (
+                "https://codeload.github.com/o/r/zip",
+                "https://codeload.github.com/o/r/zip",
+            ),
+            ("http://api.github.com/v3/x", "http://api.github.com/v3/x"),
+            ("http://xn--ttgrxct7l/", "http://xn--ttgrxct7l/"),
+        ];
+        for (loc, want) in table {
+            assert_eq!(tool_location(loc, from, base, base_path, "gh"), *want, "{loc}");
+        }
+    }
+
+    #[test]
+    fn what_airlock_asks_for_is_what_it_decodes() {
+        let asked: Vec<&str> = crate::inject::ACCEPT_ENCODING.split(", ").collect();
+        assert_eq!(asked, DECODED);
+    }
 
     #[test]
     fn codings_that_were_decoded_pass_and_nothing_else() {

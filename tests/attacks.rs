@@ -9,11 +9,12 @@ mod common;
 use airlock::audit::Decision;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
+use airlock::inject::McpOutbound;
 use common::*;
 
 fn assert_refused(what: &str, run: Run, code: &str, token: &str) {
     match run.result {
-        Ok(out) => panic!("{what}: allowed, would send to {}", out.url),
+        Ok(out) => panic!("{what}: allowed, would send to {}", out.url()),
         Err(e) => {
             assert_eq!(e.code(), code, "{what}: {e:?}");
             assert!(!run.secret_read, "{what}: a credential secret was read");
@@ -129,10 +130,10 @@ fn token_as_basic_password_is_accepted() {
     let run = f.run("echo", "GET", "/x", None, &[("authorization", &value)], NOW);
     let out = run.result.expect("basic-carried token");
     let expected = vec![
-        ("accept-encoding".to_string(), airlock::respond::ACCEPT_ENCODING.to_string()),
+        ("accept-encoding".to_string(), airlock::inject::ACCEPT_ENCODING.to_string()),
         ("authorization".to_string(), format!("Bearer {ECHO_SECRET}")),
     ];
-    assert_eq!(out.headers, expected, "the sandbox's basic header is replaced");
+    assert_eq!(out.headers(), expected, "the sandbox's basic header is replaced");
 }
 
 #[test]
@@ -265,9 +266,9 @@ fn egress_allowed_calls_carry_no_credential() {
     ] {
         let run = f.run_egress(authority, "GET", "/simple/requests/", Some("a=1"), &hostile);
         let out = run.result.unwrap_or_else(|e| panic!("{authority}: {e:?}"));
-        assert_eq!(out.url, format!("{base}/simple/requests/?a=1"));
-        assert_eq!(out.headers, vec![("accept".to_string(), "text/html".to_string())], "{authority}");
-        assert!(out.redactions.is_empty());
+        assert_eq!(out.url(), format!("{base}/simple/requests/?a=1"));
+        assert_eq!(out.headers(), vec![("accept".to_string(), "text/html".to_string())], "{authority}");
+        assert!(out.redactions().is_empty());
         assert_eq!(run.audit.host.as_deref(), Some(authority.trim_end_matches('.').split(':').next().unwrap().to_ascii_lowercase().as_str()));
     }
 }
@@ -292,14 +293,14 @@ fn header_attacks() {
     headers.extend_from_slice(hostile);
     let run = f.run("echo", "POST", "/items/1", None, &headers, NOW);
     let out = run.result.unwrap();
-    let names: Vec<&str> = out.headers.iter().map(|(n, _)| n.as_str()).collect();
+    let names: Vec<&str> = out.headers().iter().map(|(n, _)| n.as_str()).collect();
     // Only Airlock's own headers: the credential, and the codings it can scan.
     assert_eq!(names, vec!["accept-encoding", "authorization"], "only the injected credential may be set");
-    assert_eq!(out.headers[0].1, airlock::respond::ACCEPT_ENCODING);
-    assert_eq!(out.headers[1].1, format!("Bearer {ECHO_SECRET}"));
+    assert_eq!(out.headers()[0].1, airlock::inject::ACCEPT_ENCODING);
+    assert_eq!(out.headers()[1].1, format!("Bearer {ECHO_SECRET}"));
 
     // Size caps refuse before anything else.
-    let big = "v".repeat(airlock::pipeline::MAX_HEADER_BYTES);
+    let big = "v".repeat(airlock::request::MAX_HEADER_BYTES);
     let owned = |h: &[(&str, &str)]| -> Vec<(String, String)> { h.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect() };
     type SizeRow<'a> = (&'a str, String, Vec<(String, String)>, &'a str);
     let rows: Vec<SizeRow> = vec![
@@ -309,10 +310,10 @@ fn header_attacks() {
         ("huge path", format!("https://a/t/echo/{}", "a/".repeat(5000)), vec![], "url_too_long"),
     ];
     for (what, url, headers, code) in rows {
-        let e = airlock::pipeline::check_sizes(&url, &headers).unwrap_err();
+        let e = airlock::request::check_sizes(&url, &headers).unwrap_err();
         assert_eq!(e.code(), code, "{what}");
     }
-    assert!(airlock::pipeline::check_sizes("https://a/t/echo/x?q=1", &owned(&[("accept", "x")])).is_ok());
+    assert!(airlock::request::check_sizes("https://a/t/echo/x?q=1", &owned(&[("accept", "x")])).is_ok());
 }
 
 #[test]
@@ -339,10 +340,10 @@ fn body_attacks() {
     // At the limit is fine, and the cap travels with the outbound request.
     let run = f.run("echo", "POST", "/items/1", None, &[("authorization", &auth), ("content-length", "1000")], NOW);
     let out = run.result.unwrap();
-    assert_eq!((out.declared_length, out.body_limit), (Some(1000), 1000));
+    assert_eq!((out.declared_length(), out.body_limit()), (Some(1000), 1000));
     let run = f.run("echo", "POST", "/items/1", None, &[("authorization", &auth)], NOW);
     let out = run.result.unwrap();
-    assert_eq!((out.declared_length, out.body_limit), (None, 1000), "chunked bodies must be counted by the edge");
+    assert_eq!((out.declared_length(), out.body_limit()), (None, 1000), "chunked bodies must be counted by the edge");
 }
 
 #[test]
@@ -367,12 +368,11 @@ fn mcp_attacks() {
     ];
     for (what, body, reason) in refused {
         let (result, secret_read, audit) = f.run_mcp("docs", "POST", &[("authorization", &auth), JSON], Some(&body));
-        let prepared = result.unwrap_or_else(|e| panic!("{what}: {e:?}"));
-        match prepared.verdict {
-            Some(airlock::mcp::Verdict::Refuse { reason: r, .. }) => assert_eq!(r, reason, "{what}"),
-            other => panic!("{what}: not refused: {other:?}"),
+        // A refusal is an answer, not a request: there is no outbound to send.
+        match result.unwrap_or_else(|e| panic!("{what}: {e:?}")) {
+            McpOutbound::Refused { reason: r, .. } => assert_eq!(r, reason, "{what}"),
+            McpOutbound::Exchange(x) => panic!("{what}: not refused, built a request to {}", x.outbound.url()),
         }
-        assert!(prepared.outbound.url.is_empty() && prepared.outbound.headers.is_empty(), "{what}: an outbound request was built");
         assert!(!secret_read, "{what}: the credential was read");
         let line = audit.to_json();
         assert!(!line.contains("secret-argument-value") && !line.contains(&read), "{what}: {line}");
@@ -413,7 +413,7 @@ fn mcp_attacks() {
     for (what, body, content_type) in differentials {
         let (result, secret_read, _) = f.run_mcp("docs", "POST", &[("authorization", &auth), ("content-type", content_type)], Some(&body));
         match result {
-            Ok(p) => panic!("{what}: not refused (verdict {:?})", p.verdict),
+            Ok(_) => panic!("{what}: not refused"),
             Err(e) => {
                 assert_eq!(e.code(), "mcp_invalid_message", "{what}");
                 assert_eq!(e.status(), 400, "{what}");
@@ -427,7 +427,7 @@ fn mcp_attacks() {
     for (what, server, method, headers, body, code) in rows {
         let (result, secret_read, _) = f.run_mcp(server, method, &headers, body);
         match result {
-            Ok(p) => panic!("{what}: allowed (verdict {:?})", p.verdict),
+            Ok(_) => panic!("{what}: allowed"),
             Err(e) => assert_eq!(e.code(), code, "{what}"),
         }
         assert!(!secret_read, "{what}: the credential was read");
@@ -436,16 +436,16 @@ fn mcp_attacks() {
     let sent = r#"{ "params":{"arguments":{"q":"secret-argument-value"},"name":"search"},"method":"tools/call","jsonrpc":"2.0","id":1 }"#;
     let headers = [("authorization", auth.as_str()), ("content-type", "application/json; charset=UTF-8"), ("content-encoding", "identity"), ("accept", "application/json, text/event-stream"), ("mcp-protocol-version", "2025-06-18")];
     let (result, _, audit) = f.run_mcp("docs", "POST", &headers, Some(sent));
-    let p = result.unwrap();
+    let McpOutbound::Exchange(p) = result.unwrap() else { panic!("not forwarded") };
     // What goes upstream is the canonical reading, as plain JSON.
-    let Some(airlock::mcp::Verdict::Forward { body, .. }) = &p.verdict else { panic!("not forwarded: {:?}", p.verdict) };
+    let Some(body) = &p.body else { panic!("no canonical body") };
     assert_eq!(body.as_bytes(), br#"{"id":1,"jsonrpc":"2.0","method":"tools/call","params":{"arguments":{"q":"secret-argument-value"},"name":"search"}}"#);
-    let content_types: Vec<&str> = p.outbound.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("content-type")).map(|(_, v)| v.as_str()).collect();
+    let content_types: Vec<&str> = p.outbound.headers().iter().filter(|(n, _)| n.eq_ignore_ascii_case("content-type")).map(|(_, v)| v.as_str()).collect();
     assert_eq!(content_types, ["application/json"]);
-    assert!(!p.outbound.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("content-encoding")));
-    assert_eq!(p.outbound.url, "https://mcp.example.com/mcp");
-    assert!(p.outbound.headers.contains(&("authorization".to_string(), format!("Bearer {ECHO_SECRET}"))));
-    assert!(p.outbound.headers.contains(&("mcp-protocol-version".to_string(), "2025-06-18".to_string())));
+    assert!(!p.outbound.headers().iter().any(|(n, _)| n.eq_ignore_ascii_case("content-encoding")));
+    assert_eq!(p.outbound.url(), "https://mcp.example.com/mcp");
+    assert!(p.outbound.headers().contains(&("authorization".to_string(), format!("Bearer {ECHO_SECRET}"))));
+    assert!(p.outbound.headers().contains(&("mcp-protocol-version".to_string(), "2025-06-18".to_string())));
     assert_eq!(audit.mcp_target.as_deref(), Some("search"));
     assert_eq!(audit.mcp_args, Some(vec!["q".to_string()]));
 }
@@ -490,16 +490,28 @@ const GAMES_POLICY: &str = r#"{
 struct Games {
     policy: airlock::policy::Policy,
     keys: airlock::token::KeyRing,
+    state: common::MemState,
+    /// The one session of every token (each level shares its id) exists.
+    created: std::cell::Cell<bool>,
 }
 
 impl Games {
     fn new() -> Games {
-        Games { policy: airlock::policy::Policy::parse(GAMES_POLICY).unwrap(), keys: airlock::token::KeyRing::parse(KEYS).unwrap() }
+        Games {
+            policy: airlock::policy::Policy::parse(GAMES_POLICY).unwrap(),
+            keys: airlock::token::KeyRing::parse(KEYS).unwrap(),
+            state: common::MemState::default(),
+            created: std::cell::Cell::new(false),
+        }
     }
 
     fn token(&self, level: &str) -> String {
         let body = format!(r#"{{"agent":"a","user":"u","tools":{{"plain":"{level}","params":"{level}","override":"{level}"}},"ttl_seconds":600}}"#);
-        airlock::mint::mint(body.as_bytes(), &self.policy, &self.keys, NOW, [9; 16]).unwrap().token
+        let minted = airlock::mint::mint(body.as_bytes(), &self.policy, &self.keys, NOW, [9; 16]).unwrap();
+        if !self.created.replace(true) {
+            common::create_session(&self.state, minted.record.clone());
+        }
+        minted.token
     }
 
     /// Runs `prepare`; the second value is how many times a secret was read.
@@ -507,19 +519,15 @@ impl Games {
         use std::cell::Cell;
         use std::rc::Rc;
         let headers = vec![("authorization".to_string(), format!("Bearer {token}"))];
-        let req = airlock::pipeline::ToolRequest { tool, rest, method, query, headers: &headers };
+        let req = airlock::request::ToolRequest { tool, rest, method, query, headers: &headers };
         let reads = Cell::new(0);
         let mut audit = airlock::audit::AuditRecord::new("rid".into(), method, 0);
-        let result = airlock::pipeline::prepare(&self.policy, &self.keys, &req, NOW, &mut audit, |_| {
+        let (result, gate) = common::drive_tool(&self.policy, &self.keys, &self.state, &req, NOW, &mut audit, |_| {
             reads.set(reads.get() + 1);
             let secret = airlock::secret::Secret::new(ECHO_SECRET.as_bytes().to_vec());
             Some(Rc::new(airlock::inject::PreparedCredential::new(secret)))
         });
-        match &result {
-            Ok(_) => audit.allow(None),
-            Err(e) => audit.fail(e),
-        }
-        (Run { result, secret_read: reads.get() > 0, audit }, reads.get())
+        (common::finish(result, reads.get() > 0, audit, gate), reads.get())
     }
 }
 
@@ -585,7 +593,7 @@ fn path_and_method_games() {
     ] {
         let (run, _) = g.run(tool, "GET", path, None, &admin);
         let out = run.result.unwrap_or_else(|e| panic!("{tool} {path:?}: {e:?}"));
-        assert_eq!(out.url, sent);
+        assert_eq!(out.url(), sent);
     }
     // Without the option a parameter is still refused, as before.
     let (run, reads) = g.run("plain", "GET", "/v1/x;y", None, &admin);
@@ -621,7 +629,7 @@ fn path_and_method_games() {
     for query in ["method=flickr.photos.search", "q=_method%3DDELETE", "_methods=x", "http_method=DELETE"] {
         let (run, _) = g.run("plain", "POST", "/items/1", Some(query), &admin);
         let out = run.result.unwrap_or_else(|e| panic!("?{query}: {e:?}"));
-        assert_eq!(out.url, format!("https://plain.example.com/items/1?{query}"));
+        assert_eq!(out.url(), format!("https://plain.example.com/items/1?{query}"));
     }
 
     // With allow_method_override the override method is authorized too and
@@ -641,13 +649,15 @@ fn path_and_method_games() {
         assert_refused(&format!("allowed override {what}"), run, code, &write);
     }
     let (run, reads) = g.run("override", "POST", "/items/1", Some("_method=DELETE"), &admin);
+    let level = run.gate.as_ref().and_then(|g| g.level);
     let out = run.result.expect("admin may override to DELETE");
     assert_eq!(reads, 1);
-    assert_eq!(out.method.as_str(), "POST", "the real method is sent");
-    assert_eq!(out.url, "https://override.example.com/items/1?_method=DELETE");
-    assert_eq!(out.gate.level, Some(airlock::policy::Level::Admin), "idempotency and approvals see the override's level");
+    assert_eq!(out.method().as_str(), "POST", "the real method is sent");
+    assert_eq!(out.url(), "https://override.example.com/items/1?_method=DELETE");
+    assert_eq!(level, Some(airlock::policy::Level::Admin), "idempotency and approvals see the override's level");
     let (run, _) = g.run("override", "POST", "/items/1", Some("_method=PUT"), &write);
-    assert_eq!(run.result.expect("PUT is a write").gate.level, Some(airlock::policy::Level::Write));
+    assert!(run.result.is_ok(), "PUT is a write");
+    assert_eq!(run.gate.and_then(|g| g.level), Some(airlock::policy::Level::Write));
     // The override path must match the override's rule too.
     let (run, reads) = g.run("override", "POST", "/items/1/sub", Some("_method=DELETE"), &admin);
     assert_eq!(reads, 0);

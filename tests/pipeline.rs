@@ -18,19 +18,19 @@ fn allowed_call_sets_the_credential_and_drops_the_session_token() {
     let f = Fixture::new();
     let token = f.token(r#"{"echo":"write"}"#, 600);
     let auth = format!("Bearer {token}");
-    let Run { result: out, secret_read: read, audit } = f.run("echo", "POST", "/items/42", Some("a=1&b=%20"), &[("Authorization", &auth), ("Cookie", "c=1"), ("Content-Type", "application/json"), ("Content-Length", "10")], NOW);
+    let Run { result: out, secret_read: read, audit, .. } = f.run("echo", "POST", "/items/42", Some("a=1&b=%20"), &[("Authorization", &auth), ("Cookie", "c=1"), ("Content-Type", "application/json"), ("Content-Length", "10")], NOW);
     let out = out.unwrap();
     assert!(read);
-    assert_eq!(out.url, "https://echo.example.com/api/items/42?a=1&b=%20");
-    assert_eq!(out.headers, vec![
+    assert_eq!(out.url(), "https://echo.example.com/api/items/42?a=1&b=%20");
+    assert_eq!(out.headers(), vec![
         ("content-type".to_string(), "application/json".to_string()),
-        ("accept-encoding".to_string(), airlock::respond::ACCEPT_ENCODING.to_string()),
+        ("accept-encoding".to_string(), airlock::inject::ACCEPT_ENCODING.to_string()),
         ("authorization".to_string(), format!("Bearer {ECHO_SECRET}")),
     ]);
-    let flat = format!("{:?}", out.headers);
+    let flat = format!("{:?}", out.headers());
     assert!(!flat.contains(&token), "session token forwarded");
     // The response filter built from this request scrubs the credential.
-    let redactor = Redactor::shared(out.redactions);
+    let redactor = Redactor::shared(out.redactions().to_vec());
     let echoed = format!(r#"{{"headers":{{"authorization":"Bearer {ECHO_SECRET}"}}}}"#);
     let scrubbed = String::from_utf8(redactor.redact(echoed.as_bytes())).unwrap();
     assert!(!scrubbed.contains(ECHO_SECRET), "{scrubbed}");
@@ -48,10 +48,10 @@ fn private_tool_uses_its_binding_and_header() {
     let auth = format!("Bearer {}", f.token(r#"{"private":"read"}"#, 60));
     let Run { result: out, .. } = f.run("private", "GET", "/status", None, &[("authorization", &auth), ("x-api-key", "mine")], NOW);
     let out = out.unwrap();
-    assert_eq!(out.target, airlock::policy::Target::Service { binding: "PRIVATE_ORIGIN".into() });
-    assert_eq!(out.url, "https://private.airlock.invalid/status");
-    assert_eq!(out.headers, vec![
-        ("accept-encoding".to_string(), airlock::respond::ACCEPT_ENCODING.to_string()),
+    assert_eq!(out.target(), &airlock::policy::Target::Service { binding: "PRIVATE_ORIGIN".into() });
+    assert_eq!(out.url(), "https://private.airlock.invalid/status");
+    assert_eq!(out.headers(), vec![
+        ("accept-encoding".to_string(), airlock::inject::ACCEPT_ENCODING.to_string()),
         ("x-api-key".to_string(), "Key private-key-456".to_string()),
     ]);
 }
@@ -123,9 +123,9 @@ fn hostile_requests_are_refused_and_nothing_happens() {
         ("bad content-length", "echo", "POST", "/items/1", vec![("authorization", &w), ("content-length", "12, 13")], NOW, "invalid_request"),
     ];
     for (what, tool, method, rest, headers, now, code) in table {
-        let Run { result, secret_read, audit } = f.run(tool, method, rest, Some("q=1"), &headers, now);
+        let Run { result, secret_read, audit, .. } = f.run(tool, method, rest, Some("q=1"), &headers, now);
         match result {
-            Ok(out) => panic!("{what}: allowed, would send to {}", out.url),
+            Ok(out) => panic!("{what}: allowed, would send to {}", out.url()),
             Err(e) => {
                 assert_eq!(e.code(), code, "{what}: {e:?}");
                 assert!(!secret_read, "{what}: the credential secret was read");
@@ -143,7 +143,7 @@ fn missing_credential_secret_fails_closed() {
     let mut f = Fixture::new();
     f.policy = Policy::parse(&POLICY.replace("ECHO_TOKEN", "UNSET_SECRET")).unwrap();
     let auth = format!("Bearer {}", f.token(r#"{"echo":"read"}"#, 60));
-    let Run { result, secret_read: read, audit } = f.run("echo", "GET", "/x", None, &[("authorization", &auth)], NOW);
+    let Run { result, secret_read: read, audit, .. } = f.run("echo", "GET", "/x", None, &[("authorization", &auth)], NOW);
     assert_eq!(result.err().map(|e| e.code()), Some("misconfigured"));
     assert!(read);
     assert_eq!(audit.decision, Decision::Error);

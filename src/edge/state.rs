@@ -11,7 +11,6 @@ use futures_util::future::{select, Either};
 use worker::{Env, Method, Request, RequestInit};
 
 use crate::error::Error;
-pub use crate::state::session::StoredAnswer;
 pub use crate::state::{Command, Reply};
 
 /// The Durable Object binding Airlock's state lives behind.
@@ -34,7 +33,7 @@ pub async fn call(env: &Env, name: &str, command: &Command) -> Result<Reply, Err
         if response.status_code() != 200 {
             return Err(unavailable("answered an error"));
         }
-        let body = super::body_bytes(&response).await.map_err(|_| unavailable("answer unreadable"))?;
+        let body = super::body::body_bytes(&response).await.map_err(|_| unavailable("answer unreadable"))?;
         serde_json::from_slice::<Reply>(&body).map_err(|_| unavailable("answer undecodable"))
     };
     let timeout = worker::Delay::from(CALL_TIMEOUT);

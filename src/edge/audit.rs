@@ -1,0 +1,84 @@
+//! The audit phase at the edge: exactly one record per request, written
+//! when the last holder lets go of it (the end of `fetch`, or the end of a
+//! streamed body however it ends).
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use worker::{console_log, Date, Delay};
+
+use crate::audit::AuditRecord;
+
+/// The request's audit record, written exactly once: when the last holder
+/// lets go of it. That is the end of `fetch` for a plain answer, and the
+/// end of the body stream (complete, failed, cut off or cancelled) for a
+/// streamed one.
+pub struct AuditSlot {
+    pub record: Option<AuditRecord>,
+    pub started: u64,
+    pub bytes_out: u64,
+    pub stream: Option<&'static str>,
+    /// The body stream reached its end (complete, failed or cut off).
+    pub ended: bool,
+}
+
+impl AuditSlot {
+    pub fn new(started: u64) -> AuditSlot {
+        AuditSlot { record: None, started, bytes_out: 0, stream: None, ended: false }
+    }
+
+    pub fn write(&mut self) {
+        if let Some(mut record) = self.record.take() {
+            if self.stream.is_some() {
+                record.bytes_out = Some(self.bytes_out);
+                record.stream = self.stream;
+            }
+            record.finish(Date::now().as_millis(), self.started);
+            console_log!("{}", record.to_json());
+        }
+    }
+}
+
+impl Drop for AuditSlot {
+    fn drop(&mut self) {
+        self.write();
+    }
+}
+
+/// Keeps the request alive (`waitUntil`) until its audit record is written.
+/// A body stream the client abandoned may never be dropped by the runtime;
+/// when the stream makes no progress for longer than the idle timeout (which
+/// would have ended a stalled origin), the record is written as `cancelled`.
+/// Holds the slot weakly, so it never delays the normal write.
+pub async fn audit_watchdog(slot: std::rc::Weak<RefCell<AuditSlot>>, idle_ms: u64) {
+    let tick = (idle_ms / 2).clamp(250, 5_000);
+    let mut last = u64::MAX;
+    let mut still = 0;
+    loop {
+        Delay::from(Duration::from_millis(tick)).await;
+        let Some(slot) = slot.upgrade() else { return };
+        let mut slot = slot.borrow_mut();
+        if slot.record.is_none() && slot.ended {
+            return;
+        }
+        if slot.ended {
+            slot.write();
+            return;
+        }
+        if slot.bytes_out == last {
+            still += tick;
+            if still > idle_ms + tick {
+                slot.stream = Some("cancelled");
+                slot.ended = true;
+                slot.write();
+                return;
+            }
+        } else {
+            last = slot.bytes_out;
+            still = 0;
+        }
+    }
+}
+
+pub type SharedAudit = Rc<RefCell<AuditSlot>>;

@@ -1,0 +1,93 @@
+//! Configuration read from the platform: the policy and signing keys
+//! (parsed once per isolate, again only when the raw value changes), the
+//! admin key, credentials with their redaction spellings, randomness.
+//!
+//! Must never: log or return a secret's value; errors name the secret only.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use worker::Env;
+
+use crate::error::Error;
+use crate::inject::PreparedCredential;
+use crate::policy::Policy;
+use crate::secret::Secret;
+use crate::token::KeyRing;
+
+const POLICY_VAR: &str = "AIRLOCK_POLICY";
+pub const ADMIN_KEY_SECRET: &str = "AIRLOCK_ADMIN_KEY";
+const SIGNING_KEYS_SECRET: &str = "AIRLOCK_SIGNING_KEYS";
+
+type Cached<T> = RefCell<Option<(String, Result<Rc<T>, Error>)>>;
+
+thread_local! {
+    // Parsed once per isolate; re-parsed only if the raw value changes.
+    static POLICY: Cached<Policy> = const { RefCell::new(None) };
+    static KEYS: Cached<KeyRing> = const { RefCell::new(None) };
+}
+
+fn cached<T>(cell: &'static std::thread::LocalKey<Cached<T>>, raw: String, parse: impl FnOnce(&str) -> Result<T, Error>) -> Result<Rc<T>, Error> {
+    cell.with(|c| {
+        if let Some((seen, value)) = c.borrow().as_ref() {
+            if *seen == raw {
+                return value.clone();
+            }
+        }
+        let value = parse(&raw).map(Rc::new);
+        *c.borrow_mut() = Some((raw, value.clone()));
+        value
+    })
+}
+
+pub fn load_policy(env: &Env) -> Result<Rc<Policy>, Error> {
+    let raw = match env.var(POLICY_VAR) {
+        Ok(v) => v.to_string(),
+        // A TOML table in [vars] arrives as an object, not a string.
+        Err(_) => match env.object_var::<serde_json::Value>(POLICY_VAR) {
+            Ok(v) => v.to_string(),
+            Err(_) => return Err(Error::PolicyInvalid(format!("{POLICY_VAR} is not set"))),
+        },
+    };
+    cached(&POLICY, raw, |s| Policy::parse(s).map_err(|e| Error::PolicyInvalid(e.to_string())))
+}
+
+pub fn load_keys(env: &Env) -> Result<Rc<KeyRing>, Error> {
+    let raw = env
+        .var(SIGNING_KEYS_SECRET)
+        .map_err(|_| Error::Misconfigured(format!("secret {SIGNING_KEYS_SECRET} is not set")))?
+        .to_string();
+    cached(&KEYS, raw, |s| KeyRing::parse(s).map_err(|e| Error::Misconfigured(format!("{SIGNING_KEYS_SECRET}: {e}"))))
+}
+
+thread_local! {
+    // Credentials with their redaction encodings, per secret name; rebuilt
+    // when the platform hands out a different value (rotation).
+    static CREDENTIALS: RefCell<Vec<(String, String, Rc<PreparedCredential>)>> = const { RefCell::new(Vec::new()) };
+}
+
+pub fn read_credential(env: &Env, name: &str) -> Option<Rc<PreparedCredential>> {
+    let value = env.var(name).ok()?.to_string();
+    CREDENTIALS.with(|c| {
+        let mut cache = c.borrow_mut();
+        if let Some((_, _, prepared)) = cache.iter().find(|(n, v, _)| n == name && *v == value) {
+            return Some(prepared.clone());
+        }
+        cache.retain(|(n, _, _)| n != name);
+        let prepared = Rc::new(PreparedCredential::new(Secret::from_string(value.clone())));
+        cache.push((name.to_string(), value, prepared.clone()));
+        Some(prepared)
+    })
+}
+
+pub fn read_secret(env: &Env, name: &str) -> Result<Secret, Error> {
+    env.var(name)
+        .map(|v| Secret::from_string(v.to_string()))
+        .map_err(|_| Error::Misconfigured(format!("secret {name} is not set")))
+}
+
+pub fn random_bytes<const N: usize>() -> Result<[u8; N], Error> {
+    let mut buf = [0u8; N];
+    getrandom::fill(&mut buf).map_err(|_| Error::Internal("CSPRNG unavailable".into()))?;
+    Ok(buf)
+}

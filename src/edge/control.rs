@@ -1,0 +1,122 @@
+//! The control plane at the edge: health, minting sessions, reading and
+//! revoking them, and listing and deciding approvals. Every route but
+//! health needs the admin key (compared in constant time).
+
+use worker::{Env, Request, Response};
+
+use super::body::read_capped;
+use super::config::{load_keys, random_bytes, read_secret, ADMIN_KEY_SECRET};
+use super::http::{header, json_response, to_json};
+use super::state;
+use crate::admit::{session_object, APPROVALS_OBJECT};
+use crate::audit::AuditRecord;
+use crate::error::Error;
+use crate::mint;
+use crate::policy::Policy;
+use crate::state::approvals::Decided;
+use crate::state::{Command, Reply};
+
+fn admin(req: &Request, env: &Env) -> Result<(), Error> {
+    let admin_key = read_secret(env, ADMIN_KEY_SECRET)?;
+    mint::check_admin(header(req, "authorization").as_deref(), &admin_key)
+}
+
+fn unexpected() -> Error {
+    Error::StateUnavailable("state object: unexpected answer".into())
+}
+
+pub fn health(method: &str, env: &Env, audit: &mut AuditRecord) -> Result<Response, Error> {
+    audit.route = "health";
+    if !matches!(method, "GET" | "HEAD") {
+        return Err(Error::MethodNotAllowed);
+    }
+    load_keys(env)?;
+    audit.allow(None);
+    Ok(json_response(200, r#"{"status":"ok"}"#.into()))
+}
+
+/// `POST /v1/sessions`: mints a session; no token leaves before its record
+/// exists, so revocation always finds it.
+pub async fn mint_session(mut req: Request, env: &Env, policy: &Policy, audit: &mut AuditRecord, now: u64) -> Result<Response, Error> {
+    audit.route = "mint";
+    if req.inner().method() != "POST" {
+        return Err(Error::MethodNotAllowed);
+    }
+    admin(&req, env)?;
+    let body = read_capped(&mut req, mint::MAX_MINT_BODY).await?;
+    let keys = load_keys(env)?;
+    let minted = mint::mint(&body, policy, &keys, now, random_bytes::<16>()?)?;
+    audit.session_id = Some(minted.session_id.clone());
+    audit.agent = Some(minted.record.agent.clone());
+    audit.user = Some(minted.record.user.clone());
+    let object = session_object(&minted.session_id);
+    match state::call(env, &object, &Command::Create { record: minted.record.clone() }).await? {
+        Reply::Created { created: true } => {}
+        _ => return Err(Error::StateUnavailable("session record not created".into())),
+    }
+    audit.allow(None);
+    let body = serde_json::to_string(&minted).map_err(|_| Error::Internal("encoding mint answer".into()))?;
+    Ok(json_response(201, body))
+}
+
+/// `GET` / `DELETE /v1/sessions/{id}`: inspect or revoke one session.
+pub async fn session(req: &Request, env: &Env, id: &str, audit: &mut AuditRecord) -> Result<Response, Error> {
+    audit.route = "session";
+    audit.session_id = Some(id.to_string());
+    admin(req, env)?;
+    let command = match req.inner().method().as_str() {
+        "GET" => Command::Get,
+        "DELETE" => Command::Revoke,
+        _ => return Err(Error::MethodNotAllowed),
+    };
+    match state::call(env, &session_object(id), &command).await? {
+        Reply::Session { session: Some(view) } => {
+            audit.allow(None);
+            Ok(json_response(200, to_json(&view)?))
+        }
+        Reply::Session { session: None } => Err(Error::SessionNotFound),
+        _ => Err(unexpected()),
+    }
+}
+
+/// `GET /v1/approvals`: every pending approval.
+pub async fn approvals(req: &Request, env: &Env, audit: &mut AuditRecord) -> Result<Response, Error> {
+    audit.route = "approvals";
+    admin(req, env)?;
+    if req.inner().method() != "GET" {
+        return Err(Error::MethodNotAllowed);
+    }
+    match state::call(env, APPROVALS_OBJECT, &Command::Pending).await? {
+        Reply::Pending { approvals } => {
+            audit.allow(None);
+            Ok(json_response(200, to_json(&serde_json::json!({ "approvals": approvals }))?))
+        }
+        _ => Err(unexpected()),
+    }
+}
+
+/// `GET /v1/approvals/{id}`, `POST /v1/approvals/{id}/approve|deny`.
+pub async fn approval(mut req: Request, env: &Env, id: &str, action: Option<bool>, audit: &mut AuditRecord) -> Result<Response, Error> {
+    audit.route = "approvals";
+    audit.approval_id = Some(id.to_string());
+    admin(&req, env)?;
+    let command = match (req.inner().method().as_str(), action) {
+        ("GET", None) => Command::Approval { id: id.to_string() },
+        ("POST", Some(approve)) => {
+            let body = read_capped(&mut req, 4096).await?;
+            let approver = mint::approver(&body)?;
+            audit.approved_by = Some(approver.clone());
+            Command::Decide { id: id.to_string(), approve, approver }
+        }
+        _ => return Err(Error::MethodNotAllowed),
+    };
+    let approval = match state::call(env, APPROVALS_OBJECT, &command).await? {
+        Reply::Approval { approval: Some(a) } | Reply::Decided { decided: Decided::Done(a) } => a,
+        Reply::Approval { approval: None } | Reply::Decided { decided: Decided::NotFound } => return Err(Error::ApprovalNotFound),
+        Reply::Decided { decided: Decided::AlreadyDecided(a) } => return Err(Error::ApprovalDecided { status: a.status.as_str() }),
+        _ => return Err(unexpected()),
+    };
+    audit.session_id = Some(approval.session_id.clone());
+    audit.allow(None);
+    Ok(json_response(200, to_json(&approval)?))
+}

@@ -1,0 +1,278 @@
+//! Filter response at the edge: the origin's status and headers through
+//! the pure rules of [`crate::respond`], then its body through the redactor
+//! (or the MCP filter), streamed or read whole, and for an idempotent
+//! request stored for replays.
+//!
+//! Must never: pass a body the filter did not see, or change a header value
+//! after it was scrubbed.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use futures_util::future::{select, Either};
+use futures_util::stream::StreamExt;
+use worker::{Context, Delay, Env, Headers, Response};
+
+use super::admit::{store, store_error};
+use super::audit::{audit_watchdog, SharedAudit};
+use super::body::{body_bytes, filtered_body, filtered_source, BodyLimits, Source};
+use crate::admit::Claim;
+use crate::audit::AuditRecord;
+use crate::error::Error;
+use crate::inject::{McpExchange, Outbound};
+use crate::mcp;
+use crate::policy::Limits;
+use crate::redact::{BodyFilter, Redactor};
+use crate::request;
+use crate::respond;
+
+/// Status, filtered headers, and the origin's response (for its body).
+pub type Head = (u16, Vec<(String, String)>, Response);
+
+/// Filter response, first half: the status and headers the sandbox may
+/// see. An origin 5xx, an impossible status, or an answer Airlock could not
+/// inspect ends here as an error, before a byte of its body is read.
+pub fn response_head(
+    upstream: Response,
+    outbound: &Outbound,
+    redactor: &Redactor,
+    egress_location: impl Fn(&str) -> Option<String>,
+    audit: &mut AuditRecord,
+) -> Result<Head, Error> {
+    let status = upstream.status_code();
+    // The runtime cannot build a response outside 200-599 (it would panic):
+    // such an origin answer is malformed, and has no status to record.
+    if !(200..=599).contains(&status) {
+        return Err(Error::UpstreamUnavailable { detail: format!("origin answered status {status}") });
+    }
+    audit.upstream_status = Some(status);
+    let headers: Vec<(String, String)> = upstream.headers().entries().collect();
+    let filtered = respond::head(status, headers, outbound.response(), outbound.url(), redactor, egress_location)?;
+    Ok((status, filtered, upstream))
+}
+
+/// Filter response for an MCP exchange: event streams event by event; every
+/// other answer read whole and filtered by shape (a list result passes
+/// filtered whatever its id says, and what cannot be read strictly is
+/// replaced, never passed).
+#[allow(clippy::too_many_arguments)]
+pub async fn finish_mcp(
+    upstream: Response,
+    status: u16,
+    headers: Vec<(String, String)>,
+    exchange: McpExchange<'_>,
+    redactor: Redactor,
+    limits: &Limits,
+    slot: &SharedAudit,
+    ctx: &Context,
+    audit: &mut AuditRecord,
+) -> Result<Response, Error> {
+    let content_type = headers.iter().find(|(n, _)| n == "content-type").map(|(_, v)| v.to_ascii_lowercase()).unwrap_or_default();
+    let McpExchange { outbound, call, rules, granted, .. } = exchange;
+    let parts = Parts { outbound: &outbound, limits, slot, ctx };
+    if content_type.starts_with("text/event-stream") {
+        let filter = mcp::EventFilter::new(redactor, call, rules.clone(), granted);
+        return finish_response(upstream, status, headers, parts.outbound, Box::new(filter), parts.limits, audit, parts.slot, parts.ctx).await;
+    }
+    if outbound.method().as_str() == "HEAD" || matches!(status, 202 | 204 | 205 | 304) {
+        return finish_response(upstream, status, headers, parts.outbound, Box::new(redactor), parts.limits, audit, parts.slot, parts.ctx).await;
+    }
+    let mut body = Vec::new();
+    let mut upstream = upstream;
+    if let Ok(mut stream) = upstream.stream() {
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|_| Error::UpstreamUnavailable { detail: "MCP answer body failed".into() })?;
+            if body.len() + chunk.len() > 16 * mcp::MAX_MESSAGE {
+                return Err(Error::UpstreamUnavailable { detail: "MCP answer body too large".into() });
+            }
+            body.extend_from_slice(&chunk);
+        }
+    }
+    let id = call.as_ref().and_then(|c| c.id.as_ref());
+    let filtered = redactor.redact(&mcp::filter_origin_message(&body, id, rules, granted));
+    let out = Headers::new();
+    for (name, value) in &headers {
+        // The filtered body is UTF-8 JSON whatever charset the origin named.
+        if name == "content-type" && content_type.starts_with("application/json") {
+            let _ = out.append(name, mcp::CANONICAL_CONTENT_TYPE);
+        } else {
+            let _ = out.append(name, value);
+        }
+    }
+    audit.allow(Some(status));
+    Ok(Response::builder().with_status(status).with_headers(out).fixed(filtered))
+}
+
+/// Bodies up to this declared length are read whole instead of streamed.
+const SMALL_BODY: u64 = 64 * 1024;
+
+/// Reads a small body of declared length in one call, bounded by the idle
+/// timeout.
+async fn read_small(upstream: &Response, idle_ms: u64) -> Result<Vec<u8>, ()> {
+    let read = body_bytes(upstream);
+    let timeout = Delay::from(Duration::from_millis(idle_ms));
+    futures_util::pin_mut!(read);
+    futures_util::pin_mut!(timeout);
+    match select(read, timeout).await {
+        Either::Left((Ok(bytes), _)) if bytes.len() as u64 <= SMALL_BODY => Ok(bytes),
+        _ => Err(()),
+    }
+}
+
+/// Filter response, second half: the body, streamed through `filter`, cut
+/// off at the policy's size and idle limits; the audit record follows the
+/// stream to its end.
+#[allow(clippy::too_many_arguments)]
+pub async fn finish_response(
+    upstream: Response,
+    status: u16,
+    filtered: Vec<(String, String)>,
+    outbound: &Outbound,
+    filter: Box<dyn BodyFilter>,
+    limits: &Limits,
+    audit: &mut AuditRecord,
+    slot: &SharedAudit,
+    ctx: &Context,
+) -> Result<Response, Error> {
+    let headers = Headers::new();
+    for (name, value) in &filtered {
+        // A value the runtime refuses is dropped rather than failing the call.
+        let _ = headers.append(name, value);
+    }
+    let null_body = outbound.method().as_str() == "HEAD" || matches!(status, 101 | 204 | 205 | 304);
+    let small = upstream
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|v| request::parse_content_length(&v).ok())
+        .filter(|&len| len <= SMALL_BODY && len <= limits.max_response_body_bytes);
+    let streamed = matches!(upstream.body(), worker::ResponseBody::Stream(_));
+    let response = match upstream.body() {
+        _ if streamed && !null_body && small.is_some() => {
+            // A small body of declared length is read in one call and
+            // scrubbed whole: a stream costs more than the body itself.
+            let bytes = read_small(&upstream, limits.upstream_idle_timeout_ms).await;
+            let mut filter = filter;
+            let out = match bytes.map(|b| filter.push(&b).map(|mut out| {
+                out.extend(filter.finish());
+                out
+            })) {
+                Ok(Ok(out)) => out,
+                Ok(Err(_)) | Err(_) => return Err(Error::UpstreamUnavailable { detail: "origin body failed or stalled".into() }),
+            };
+            let mut record = slot.borrow_mut();
+            record.bytes_out = out.len() as u64;
+            record.stream = Some("complete");
+            record.ended = true;
+            drop(record);
+            Response::builder().fixed(out)
+        }
+        worker::ResponseBody::Stream(body) if !null_body => {
+            let body = body.clone();
+            let limits = BodyLimits { max_bytes: limits.max_response_body_bytes, idle_ms: limits.upstream_idle_timeout_ms };
+            ctx.wait_until(audit_watchdog(Rc::downgrade(slot), limits.idle_ms));
+            Response::from_stream(filtered_body(body, filter, limits, slot.clone()))
+                .map_err(|_| Error::Internal("building response stream".into()))?
+        }
+        _ => Response::builder().empty(),
+    };
+    audit.allow(Some(status));
+    Ok(response.with_status(status).with_headers(headers))
+}
+
+/// What finishing a response needs besides the response itself.
+pub struct Parts<'a> {
+    pub outbound: &'a Outbound,
+    pub limits: &'a Limits,
+    pub slot: &'a SharedAudit,
+    pub ctx: &'a Context,
+}
+
+/// Filter response for a request that claimed an idempotency key: the body
+/// is read through the filter and stored with the status and headers, then
+/// sent. A body larger than the store's cap is streamed on instead, and the
+/// key is kept as answered without a replayable body.
+#[allow(clippy::too_many_arguments)]
+pub async fn finish_idempotent(
+    upstream: Response,
+    status: u16,
+    filtered: Vec<(String, String)>,
+    mut filter: Box<dyn BodyFilter>,
+    parts: Parts<'_>,
+    claim: Claim,
+    env: &Env,
+    audit: &mut AuditRecord,
+) -> Result<Response, Error> {
+    let null_body = parts.outbound.method().as_str() == "HEAD" || matches!(status, 101 | 204 | 205 | 304);
+    let raw = match upstream.body() {
+        worker::ResponseBody::Stream(body) if !null_body => Some(body.clone()),
+        _ => None,
+    };
+    let headers = Headers::new();
+    for (name, value) in &filtered {
+        let _ = headers.append(name, value);
+    }
+    let Some(raw) = raw else {
+        store(env, &claim, status, &filtered, Some(&[]), audit).await;
+        audit.allow(Some(status));
+        return Ok(Response::builder().with_status(status).with_headers(headers).empty());
+    };
+    let cap = claim.max_body;
+    let limits = BodyLimits { max_bytes: parts.limits.max_response_body_bytes, idle_ms: parts.limits.upstream_idle_timeout_ms };
+    let mut source = Source::new(raw);
+    let mut buf = Vec::new();
+    let mut out = Vec::new();
+    let mut received: u64 = 0;
+    loop {
+        let result = {
+            let read = source.read(&mut buf);
+            let idle = Delay::from(Duration::from_millis(limits.idle_ms));
+            futures_util::pin_mut!(read);
+            futures_util::pin_mut!(idle);
+            match select(read, idle).await {
+                Either::Left((Ok(n), _)) => Some(n),
+                _ => None,
+            }
+        };
+        let n = match result {
+            Some(n) => n,
+            None => {
+                let e = Error::UpstreamUnavailable { detail: "origin body failed or stalled".into() };
+                return Err(store_error(claim, env, e, audit).await);
+            }
+        };
+        if n == 0 {
+            out.extend(filter.finish());
+            store(env, &claim, status, &filtered, Some(&out), audit).await;
+            let mut slot = parts.slot.borrow_mut();
+            slot.bytes_out = out.len() as u64;
+            slot.stream = Some("complete");
+            slot.ended = true;
+            drop(slot);
+            audit.allow(Some(status));
+            return Ok(Response::builder().with_status(status).with_headers(headers).fixed(out));
+        }
+        received = received.saturating_add(n as u64);
+        if received > limits.max_bytes {
+            let e = Error::UpstreamUnavailable { detail: "origin body larger than the policy allows".into() };
+            return Err(store_error(claim, env, e, audit).await);
+        }
+        match filter.push(&buf[..n]) {
+            Ok(piece) => out.extend(piece),
+            Err(_) => {
+                let e = Error::UpstreamUnavailable { detail: "origin body refused by the filter".into() };
+                return Err(store_error(claim, env, e, audit).await);
+            }
+        }
+        if out.len() as u64 > cap {
+            // Too large to keep: answered once, streamed on from here.
+            store(env, &claim, status, &filtered, None, audit).await;
+            parts.ctx.wait_until(audit_watchdog(Rc::downgrade(parts.slot), limits.idle_ms));
+            let body = filtered_source(source, out, received, filter, limits, parts.slot.clone());
+            let response = Response::from_stream(body).map_err(|_| Error::Internal("building response stream".into()))?;
+            audit.allow(Some(status));
+            return Ok(response.with_status(status).with_headers(headers));
+        }
+    }
+}

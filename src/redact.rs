@@ -12,6 +12,8 @@
 //! - a JSON escape: `\uXXXX` in either case for any character (the UTF-8
 //!   bytes of the character are compared, a surrogate pair for characters
 //!   beyond the BMP), or `\/ \\ \" \b \f \n \r \t`.
+//!   A `\u` escape stands for a whole character, so a pattern that is not
+//!   valid UTF-8 (a fragment of a character) is never found inside one.
 //!
 //! A match replaces the *original* span, whatever mix of spellings it used.
 //! Base64 cannot be decoded at a byte position (its meaning depends on the

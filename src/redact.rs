@@ -12,6 +12,8 @@
 //! - a JSON escape: `\uXXXX` in either case for any character (the UTF-8
 //!   bytes of the character are compared, a surrogate pair for characters
 //!   beyond the BMP), or `\/ \\ \" \b \f \n \r \t`.
+//!   A `\u` escape stands for a whole character, so a pattern that is not
+//!   valid UTF-8 (a fragment of a character) is never found inside one.
 //!
 //! A match replaces the *original* span, whatever mix of spellings it used.
 //! Base64 cannot be decoded at a byte position (its meaning depends on the
@@ -469,9 +471,23 @@ impl Redactor {
         let &b0 = w.first()?;
         let mut best = None;
         if fold {
-            // Header names: short, so every pattern is tried.
-            for p in &self.patterns {
-                best = best.max(longest_spelling(p.expose(), w, true));
+            // Header names: the patterns whose first byte is the first
+            // reading's, in either case.
+            let decoded = ESCAPE_START[usize::from(b0)]
+                .then(|| escape_at(w, 0))
+                .flatten()
+                .map(|u| u.bytes[0]);
+            let mut firsts = [Some(b0), decoded]
+                .into_iter()
+                .flatten()
+                .flat_map(|f| [f.to_ascii_lowercase(), f.to_ascii_uppercase()])
+                .collect::<Vec<u8>>();
+            firsts.sort_unstable();
+            firsts.dedup();
+            for f in firsts {
+                for p in self.group(f) {
+                    best = best.max(longest_spelling(p.expose(), w, true));
+                }
             }
             return best.map(|end| i + end);
         }

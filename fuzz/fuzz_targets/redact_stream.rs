@@ -19,7 +19,8 @@
 //! - no pattern occurs in the output, except where the occurrence overlaps
 //!   an inserted `[REDACTED]`; and when no pattern holds a byte of
 //!   `[REDACTED]`, no JSON, percent or form decoding of the output holds a
-//!   pattern;
+//!   pattern (for the JSON reading: a pattern that is valid UTF-8, since an
+//!   escape stands for whole characters);
 //! - a body without any spelling comes out byte-identical, and
 //!   `contains_any` agrees with the model.
 #![no_main]
@@ -344,12 +345,18 @@ fuzz_target!(|data: &[u8]| {
         .iter()
         .all(|p| p.iter().all(|b| !REPLACEMENT.contains(b)))
     {
-        for decoded in [
-            json_unescape(&once),
-            percent_decode(&once, false),
-            percent_decode(&once, true),
+        for (json, decoded) in [
+            (true, json_unescape(&once)),
+            (false, percent_decode(&once, false)),
+            (false, percent_decode(&once, true)),
         ] {
-            for p in &patterns {
+            // A `\uXXXX` escape stands for a whole character: a pattern that
+            // is not valid UTF-8 (a fragment of a character's encoding) is
+            // only matched against whole characters, by design.
+            for p in patterns
+                .iter()
+                .filter(|p| !json || std::str::from_utf8(p).is_ok())
+            {
                 assert!(
                     occurrences(&decoded, p).next().is_none(),
                     "a decoding of the output spells {p:?}: {once:?}"

@@ -14,24 +14,7 @@
 use crate::error::Error;
 use crate::token::VerifiedSession;
 
-/// Why a host was refused. Never shown to the client.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HostError {
-    Empty,
-    TooLong,
-    Userinfo,
-    Encoded,
-    NonAscii,
-    BadCharacter,
-    BadLabel,
-    BadPort,
-    IpLiteral,
-    Localhost,
-    PrivateName,
-    Metadata,
-    SingleLabel,
-    SelfHost,
-}
+pub use crate::error::HostError;
 
 impl HostError {
     /// Whether the host was well-formed but is in a never-reachable class.

@@ -1,14 +1,116 @@
-//! The one error type and the one place that maps it to the wire.
+//! The one error type and the one place that maps it to the wire: status,
+//! stable code, body and headers. The reasons of each phase (token, path,
+//! host, proof, MCP message, origin answer) are defined here too, next to
+//! their mapping, so this module is a leaf that every phase imports from.
 //!
 //! Invariant: the wire body says little and never carries internal detail,
 //! secrets or upstream text; [`Error::detail`] carries the facts for the
 //! audit record only. Codes are stable: clients and alerting match on them.
 
-use crate::egress::HostError;
-use crate::path::PathError;
-use crate::policy::Level;
-use crate::proof::ProofError;
-use crate::token::TokenError;
+use crate::level::Level;
+
+/// Why a token was refused. Never shown to the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenError {
+    Missing,
+    Malformed,
+    UnknownKey,
+    BadMac,
+    BadClaims,
+    Expired { exp: u64, now: u64 },
+    NotYetValid { iat: u64, now: u64 },
+    WrongAudience,
+}
+
+/// Why a path was refused. Never shown to the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathError {
+    NotAbsolute,
+    TooLong,
+    EmptySegment,
+    DotSegment,
+    EncodedSeparator,
+    Backslash,
+    ControlByte,
+    BadPercentEncoding,
+    DoubleEncoding,
+    InvalidUtf8,
+    /// `;` parameters in a tool that does not allow them: origins disagree
+    /// on whether `/a;x/b` is the segment `a` or `a;x`.
+    PathParameter,
+    /// A character that NFKC normalization (done by some Java and Python
+    /// stacks after routing) turns into `.`, `/`, `\`, `;` or `%`:
+    /// `／..／` would become `/../` behind the check.
+    CompatibilityForm,
+}
+
+/// Why a host was refused. Never shown to the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostError {
+    Empty,
+    TooLong,
+    Userinfo,
+    Encoded,
+    NonAscii,
+    BadCharacter,
+    BadLabel,
+    BadPort,
+    IpLiteral,
+    Localhost,
+    PrivateName,
+    Metadata,
+    SingleLabel,
+    SelfHost,
+}
+
+/// Why a proof was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProofError {
+    Missing,
+    /// Malformed header or wrong MAC: one answer for both.
+    Invalid,
+    Stale,
+    Replayed,
+}
+
+/// A message that is not valid JSON-RPC for this broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum McpError {
+    TooLarge,
+    Parse,
+    Batch,
+    Invalid(&'static str),
+}
+
+impl McpError {
+    /// The JSON-RPC error body for the sandbox (id unknown: null).
+    pub fn response(&self) -> Vec<u8> {
+        let (code, message) = match self {
+            McpError::TooLarge => (-32600, "message too large"),
+            McpError::Parse => (-32700, "parse error"),
+            McpError::Batch => (-32600, "batches are not supported"),
+            McpError::Invalid(why) => (-32600, *why),
+        };
+        serde_json::json!({"jsonrpc": "2.0", "id": null, "error": {"code": code, "message": message}}).to_string().into_bytes()
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            McpError::TooLarge => "mcp_message_too_large",
+            _ => "mcp_invalid_message",
+        }
+    }
+}
+
+/// Why an origin answer was refused before its body was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Uninspectable {
+    /// A `Content-Encoding` other than identity or exactly one decoded coding.
+    /// Holds the coding as Airlock read it (lower-case, at most 64 bytes).
+    Encoding(String),
+    /// A `206` from a credentialed origin of a tool without `allow_range`.
+    PartialContent,
+}
 
 /// Where a failure came from, so an origin outage is never blamed on the agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,7 +151,7 @@ pub enum Error {
     EgressNotAllowed { host: String },
     UrlTooLong { len: usize },
     /// A malformed, batched or oversized MCP message.
-    McpInvalid(crate::mcp::McpError),
+    McpInvalid(McpError),
     /// An `Mcp-Session-Id` that was not handed out to this session.
     McpSessionInvalid,
     HeadersTooLarge { size: usize },
@@ -61,7 +163,7 @@ pub enum Error {
     UpstreamError { status: u16, retry_after: Option<String> },
     /// An origin answer Airlock could not fully inspect (a coding it did
     /// not decode, a slice of a body): refused before its body is read.
-    UpstreamUninspectable { status: u16, why: crate::respond::Uninspectable },
+    UpstreamUninspectable { status: u16, why: Uninspectable },
     PolicyInvalid(String),
     /// The session was revoked (or its state record is gone).
     SessionRevoked,
@@ -113,8 +215,8 @@ impl Error {
             Error::UpstreamUnavailable { .. } => "upstream_unavailable",
             Error::UpstreamTimeout { .. } => "upstream_timeout",
             Error::UpstreamError { .. } => "upstream_error",
-            Error::UpstreamUninspectable { why: crate::respond::Uninspectable::Encoding(_), .. } => "upstream_encoding_refused",
-            Error::UpstreamUninspectable { why: crate::respond::Uninspectable::PartialContent, .. } => "upstream_partial_content",
+            Error::UpstreamUninspectable { why: Uninspectable::Encoding(_), .. } => "upstream_encoding_refused",
+            Error::UpstreamUninspectable { why: Uninspectable::PartialContent, .. } => "upstream_partial_content",
             Error::PolicyInvalid(_) => "policy_invalid",
             Error::SessionRevoked => "session_revoked",
             Error::SessionNotFound => "session_not_found",
@@ -153,7 +255,7 @@ impl Error {
             | Error::HostForbidden { .. }
             | Error::EgressNotAllowed { .. } => 403,
             Error::InvalidPath(_) | Error::MethodOverride { .. } | Error::InvalidRequest(_) | Error::InvalidHost { .. } => 400,
-            Error::McpInvalid(crate::mcp::McpError::TooLarge) => 413,
+            Error::McpInvalid(McpError::TooLarge) => 413,
             Error::McpInvalid(_) => 400,
             Error::McpSessionInvalid => 404,
             Error::BodyTooLarge { .. } => 413,
@@ -209,10 +311,10 @@ impl Error {
             Error::UpstreamUnavailable { .. } => "the tool's origin could not be reached".into(),
             Error::UpstreamTimeout { .. } => "the tool's origin did not answer in time".into(),
             Error::UpstreamError { .. } => "the tool's origin answered with a server error".into(),
-            Error::UpstreamUninspectable { why: crate::respond::Uninspectable::Encoding(_), .. } => {
+            Error::UpstreamUninspectable { why: Uninspectable::Encoding(_), .. } => {
                 "the tool's origin answered in a content coding Airlock cannot inspect".into()
             }
-            Error::UpstreamUninspectable { why: crate::respond::Uninspectable::PartialContent, .. } => {
+            Error::UpstreamUninspectable { why: Uninspectable::PartialContent, .. } => {
                 "the tool's origin answered with a partial body, which Airlock cannot inspect".into()
             }
             Error::PolicyInvalid(_) => {

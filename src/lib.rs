@@ -23,6 +23,7 @@ pub mod egress;
 pub mod hex;
 pub mod error;
 pub mod inject;
+pub mod level;
 pub mod mcp;
 pub mod path;
 pub mod proof;

@@ -35,7 +35,7 @@ use serde::Serialize;
 use serde_json::ser::Formatter;
 use serde_json::{json, Map, Value};
 
-use crate::policy::Level;
+use crate::level::Level;
 use crate::redact::{BodyFilter, Redactor};
 use crate::sse::{self, EventSplitter};
 use crate::token::KeyRing;
@@ -158,34 +158,7 @@ impl Verdict {
     }
 }
 
-/// A message that is not valid JSON-RPC for this broker.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum McpError {
-    TooLarge,
-    Parse,
-    Batch,
-    Invalid(&'static str),
-}
-
-impl McpError {
-    /// The JSON-RPC error body for the sandbox (id unknown: null).
-    pub fn response(&self) -> Vec<u8> {
-        let (code, message) = match self {
-            McpError::TooLarge => (-32600, "message too large"),
-            McpError::Parse => (-32700, "parse error"),
-            McpError::Batch => (-32600, "batches are not supported"),
-            McpError::Invalid(why) => (-32600, *why),
-        };
-        error_response(&Value::Null, code, message)
-    }
-
-    pub fn code(&self) -> &'static str {
-        match self {
-            McpError::TooLarge => "mcp_message_too_large",
-            _ => "mcp_invalid_message",
-        }
-    }
-}
+pub use crate::error::McpError;
 
 fn error_response(id: &Value, code: i64, message: &str) -> Vec<u8> {
     canonical(&json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}}))

@@ -10,27 +10,7 @@
 //! - The segments rules are matched against are exactly the segments the
 //!   origin receives: [`NormalizedPath::encoded`] is derived from them alone.
 
-/// Why a path was refused. Never shown to the client.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PathError {
-    NotAbsolute,
-    TooLong,
-    EmptySegment,
-    DotSegment,
-    EncodedSeparator,
-    Backslash,
-    ControlByte,
-    BadPercentEncoding,
-    DoubleEncoding,
-    InvalidUtf8,
-    /// `;` parameters in a tool that does not allow them: origins disagree
-    /// on whether `/a;x/b` is the segment `a` or `a;x`.
-    PathParameter,
-    /// A character that NFKC normalization (done by some Java and Python
-    /// stacks after routing) turns into `.`, `/`, `\`, `;` or `%`:
-    /// `／..／` would become `/../` behind the check.
-    CompatibilityForm,
-}
+pub use crate::error::PathError;
 
 /// Longest path accepted, encoded.
 pub const MAX_PATH_LEN: usize = 4096;

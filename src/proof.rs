@@ -20,15 +20,7 @@ pub const HEADER: &str = "x-airlock-proof";
 /// Most seconds a policy may allow between a proof's timestamp and now.
 pub const MAX_WINDOW_SECS: u64 = crate::state::nonces::WINDOW_SECS;
 
-/// Why a proof was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProofError {
-    Missing,
-    /// Malformed header or wrong MAC: one answer for both.
-    Invalid,
-    Stale,
-    Replayed,
-}
+pub use crate::error::ProofError;
 
 /// A proof whose MAC checked out and whose timestamp is within the window.
 #[derive(Debug, Clone, PartialEq, Eq)]

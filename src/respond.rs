@@ -91,15 +91,7 @@ pub fn tool_location(location: &str, request_url: &str, base: &str, base_path: &
     }
 }
 
-/// Why an origin answer was refused before its body was read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Uninspectable {
-    /// A `Content-Encoding` other than identity or exactly one decoded coding.
-    /// Holds the coding as Airlock read it (lower-case, at most 64 bytes).
-    Encoding(String),
-    /// A `206` from a credentialed origin of a tool without `allow_range`.
-    PartialContent,
-}
+pub use crate::error::Uninspectable;
 
 /// The response codings the runtime decodes on its own before the body is
 /// read (workerd decodes exactly these two).

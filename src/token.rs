@@ -20,7 +20,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use crate::policy::Level;
+use crate::level::Level;
 use crate::secret::Secret;
 
 pub const VERSION: &str = "al1";
@@ -34,18 +34,7 @@ const MAX_KID_LEN: usize = 32;
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// Why a token was refused. Never shown to the client.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TokenError {
-    Missing,
-    Malformed,
-    UnknownKey,
-    BadMac,
-    BadClaims,
-    Expired { exp: u64, now: u64 },
-    NotYetValid { iat: u64, now: u64 },
-    WrongAudience,
-}
+pub use crate::error::TokenError;
 
 /// What a session token asserts. Field names are short: they travel on
 /// every request.

@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 use super::bucket::{Bucket, Rate, Take};
 use super::nonces::{self, ReplayError};
 use super::store::{get_json, put_json, Store, StoreError};
-use crate::policy::Level;
+use crate::level::Level;
 use crate::hex::hex;
 
 /// How long a record is kept after the session expired, so that the

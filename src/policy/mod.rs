@@ -1,0 +1,346 @@
+//! The deploy-time policy: tools, their origins, credentials and rules.
+//!
+//! Invariants:
+//! - Parse, don't validate: JSON becomes a [`Policy`] only if every field is
+//!   valid; otherwise the error names the field (`tools.github.rules[0].level`).
+//!   There is no partially valid policy, so there is no half-working broker.
+//! - Default deny: a request is only ever allowed by a rule listed here.
+//! - Holds secret *names*, never secret values.
+
+use std::collections::BTreeMap;
+
+
+use crate::egress::EgressRule;
+
+mod raw;
+#[cfg(test)]
+mod tests;
+use crate::mcp::McpRules;
+use crate::state::bucket::Rate;
+
+pub use crate::level::Level;
+
+/// HTTP methods a rule can allow. Anything else (CONNECT, TRACE, custom
+/// verbs) can never match a rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Method {
+    Get,
+    Head,
+    Post,
+    Put,
+    Patch,
+    Delete,
+    Options,
+}
+
+impl Method {
+    /// Exact, upper-case method names only.
+    pub fn parse(s: &str) -> Option<Method> {
+        Some(match s {
+            "GET" => Method::Get,
+            "HEAD" => Method::Head,
+            "POST" => Method::Post,
+            "PUT" => Method::Put,
+            "PATCH" => Method::Patch,
+            "DELETE" => Method::Delete,
+            "OPTIONS" => Method::Options,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
+            Method::Options => "OPTIONS",
+        }
+    }
+
+    /// Whether a request of this method may carry a body.
+    pub fn allows_body(self) -> bool {
+        !matches!(self, Method::Get | Method::Head)
+    }
+}
+
+/// One segment of a rule's path pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Segment {
+    /// Matches exactly this (decoded) segment.
+    Literal(String),
+    /// `*`: exactly one non-empty segment.
+    One,
+    /// `**`: zero or more segments; only allowed last.
+    Rest,
+}
+
+/// A path pattern such as `/repos/*/*/issues/**`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathPattern {
+    source: String,
+    segments: Vec<Segment>,
+}
+
+impl PathPattern {
+    pub fn parse(s: &str) -> Result<PathPattern, String> {
+        let rest = s.strip_prefix('/').ok_or("must start with '/'")?;
+        let mut segments = Vec::new();
+        if !rest.is_empty() {
+            let parts: Vec<&str> = rest.split('/').collect();
+            for (i, part) in parts.iter().enumerate() {
+                let seg = match *part {
+                    "" => return Err("empty segment ('//' or trailing '/')".into()),
+                    "*" => Segment::One,
+                    "**" if i + 1 == parts.len() => Segment::Rest,
+                    "**" => return Err("'**' is only allowed as the last segment".into()),
+                    "." | ".." => return Err("dot segments are not allowed".into()),
+                    lit => {
+                        if lit.contains('*') {
+                            return Err(format!("segment {lit:?}: '*' must be a whole segment"));
+                        }
+                        if lit.bytes().any(|b| b == b'%' || b == b'\\' || b.is_ascii_control()) {
+                            return Err(format!(
+                                "segment {lit:?}: write literals decoded, without '%', '\\' or control characters"
+                            ));
+                        }
+                        Segment::Literal(lit.to_string())
+                    }
+                };
+                segments.push(seg);
+            }
+        }
+        Ok(PathPattern { source: s.to_string(), segments })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    /// Matches decoded path segments.
+    pub fn matches<S: AsRef<str>>(&self, path: &[S]) -> bool {
+        let mut i = 0;
+        for seg in &self.segments {
+            match seg {
+                Segment::Rest => return true,
+                Segment::One => match path.get(i) {
+                    Some(p) if !p.as_ref().is_empty() => i += 1,
+                    _ => return false,
+                },
+                Segment::Literal(lit) => match path.get(i) {
+                    Some(p) if p.as_ref() == lit => i += 1,
+                    _ => return false,
+                },
+            }
+        }
+        i == path.len()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub methods: Vec<Method>,
+    pub path: PathPattern,
+    pub level: Level,
+    /// A human must approve each matching request before it is forwarded.
+    pub approval: bool,
+}
+
+impl Rule {
+    pub fn matches<S: AsRef<str>>(&self, method: Method, path: &[S]) -> bool {
+        self.methods.contains(&method) && self.path.matches(path)
+    }
+}
+
+/// Where a tool's requests go. The sandbox never chooses any part of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A public origin reached with `fetch`.
+    Public,
+    /// A private origin reached through a service (tunnel) binding.
+    Service { binding: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub target: Target,
+    /// `scheme://host[:port]`, lower-case, no trailing slash.
+    pub base: String,
+    /// Path prefix of the origin URL, without trailing slash (may be empty).
+    pub base_path: String,
+}
+
+/// Where and how the credential is set on the forwarded request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placement {
+    /// `Authorization: Bearer <secret>`
+    Bearer,
+    /// `<name>: <prefix><secret><suffix>`
+    Header { name: String, prefix: String, suffix: String },
+    /// `Authorization: Basic base64(<username>:<secret>)`, or
+    /// `base64(<secret>:)` when no username is set.
+    Basic { username: Option<String> },
+    /// `?<param>=<secret>`; any parameter of that name the sandbox sent is dropped.
+    Query { param: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credential {
+    /// Name of the platform secret holding the value.
+    pub secret: String,
+    pub placement: Placement,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tool {
+    pub name: String,
+    pub origin: Origin,
+    pub credential: Option<Credential>,
+    /// Extra request headers forwarded on top of the built-in allowlist (lower-case).
+    pub forward_headers: Vec<String>,
+    /// Whether `;` path parameters may appear in request paths.
+    pub allow_path_params: bool,
+    /// Whether a request may carry a method-override query parameter
+    /// (`?_method=DELETE`); if so, the override method is authorized too.
+    pub allow_method_override: bool,
+    /// Whether `Range`/`If-Range` are forwarded and a `206` answer passed
+    /// on. Off by default: slices of an echoed body shorter than the
+    /// credential cannot be redacted and can be reassembled.
+    pub allow_range: bool,
+    pub rules: Vec<Rule>,
+    /// Set for MCP servers, served at `/mcp/{name}`.
+    pub mcp: Option<McpRules>,
+    /// Every request to this tool must carry a request proof.
+    pub require_proof: bool,
+    /// Rate limit per (session, tool).
+    pub rate: Option<Rate>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    pub max_session_ttl_seconds: u64,
+    pub max_request_body_bytes: u64,
+    pub upstream_timeout_ms: u64,
+    pub max_response_body_bytes: u64,
+    pub upstream_idle_timeout_ms: u64,
+    /// Rate limit per session, across all routes.
+    pub session_rate: Option<Rate>,
+    /// How far a proof's timestamp may be from now, either way.
+    pub proof_window_seconds: u64,
+    pub idempotency_ttl_seconds: u64,
+    /// Largest answer body stored for idempotent replays.
+    pub idempotency_max_body_bytes: u64,
+    pub approval_ttl_seconds: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_session_ttl_seconds: 3600,
+            max_request_body_bytes: 10 * 1024 * 1024,
+            upstream_timeout_ms: 30_000,
+            max_response_body_bytes: 1024 * 1024 * 1024,
+            upstream_idle_timeout_ms: 30_000,
+            session_rate: None,
+            proof_window_seconds: 60,
+            idempotency_ttl_seconds: 86_400,
+            idempotency_max_body_bytes: 64 * 1024,
+            approval_ttl_seconds: 3_600,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    pub audience: String,
+    pub limits: Limits,
+    /// Every session-bound request must carry a request proof.
+    pub require_proof: bool,
+    tools: BTreeMap<String, Tool>,
+    /// Hosts reachable through `/e/` without credentials; empty means none.
+    pub egress: Vec<EgressRule>,
+}
+
+impl Policy {
+    pub fn tool(&self, name: &str) -> Option<&Tool> {
+        self.tools.get(name)
+    }
+
+    pub fn tools(&self) -> impl Iterator<Item = &Tool> {
+        self.tools.values()
+    }
+
+    /// Parses and validates a policy. The error names the offending field.
+    pub fn parse(json: &str) -> Result<Policy, PolicyError> {
+        raw::parse_raw(json)?.validate()
+    }
+}
+
+/// A policy error: the field path and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyError {
+    pub field: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.field, self.message)
+        }
+    }
+}
+
+pub(crate) fn err(field: impl Into<String>, message: impl Into<String>) -> PolicyError {
+    PolicyError { field: field.into(), message: message.into() }
+}
+
+/// Request headers the policy may never name: they carry the sandbox's own
+/// authority, routing, or framing, and forwarding or overwriting them would
+/// reopen what Airlock closes.
+pub const FORBIDDEN_HEADERS: &[&str] = &[
+    "host", "authorization", "proxy-authorization", "cookie", "set-cookie", "connection",
+    "keep-alive", "te", "trailer", "transfer-encoding", "upgrade", "content-length",
+    "forwarded", "x-real-ip", "expect", "proxy-connection",
+];
+pub const FORBIDDEN_HEADER_PREFIXES: &[&str] = &["x-forwarded-", "proxy-", "cf-", "x-airlock-"];
+
+pub fn header_is_forbidden(name: &str) -> bool {
+    FORBIDDEN_HEADERS.contains(&name) || FORBIDDEN_HEADER_PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
+/// Names under which frameworks take a method override from the query or a
+/// header, in the spelling [`is_method_override_name`] reduces names to:
+/// `_method` (Laravel, Symfony, Rails/Rack, Spring `HiddenHttpMethodFilter`,
+/// Express `method-override`, Jersey, CakePHP), `_METHOD` (Slim),
+/// `X-HTTP-Method-Override` (Rack, Express, ASP.NET Core, Symfony, Jersey,
+/// Google APIs), `X-HTTP-Method` (OData, Microsoft), `X-Method-Override`,
+/// `_HttpMethod`.
+const METHOD_OVERRIDE_NAMES: &[&[u8]] = &[b"_method", b"_httpmethod", b"x_http_method_override", b"x_http_method", b"x_method_override"];
+
+/// Whether a (decoded) query key or header name is a method override in
+/// any spelling an origin might read it: case-insensitively (with the
+/// Turkish dotless and dotted I, which Java and .NET upper- and lower-case
+/// to `I`/`i`), `-` and `_` alike (CGI turns header dashes into
+/// underscores), leading spaces dropped and `.`, ` ` and `[` read as `_`
+/// (PHP does both to query keys: `?.method=` is `$_GET['_method']`), and a
+/// `[...]` suffix ignored (`_method[]`).
+pub fn is_method_override_name(name: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(name);
+    let mut folded = Vec::with_capacity(name.len());
+    for c in text.trim_start_matches(' ').chars() {
+        folded.push(match c {
+            '\u{131}' | '\u{130}' => b'i',
+            '-' | '.' | ' ' => b'_',
+            c if c.is_ascii() => (c as u8).to_ascii_lowercase(),
+            _ => return false,
+        });
+    }
+    let base = folded.split(|&b| b == b'[').next().unwrap_or_default();
+    let php: Vec<u8> = folded.iter().map(|&b| if b == b'[' { b'_' } else { b }).collect();
+    METHOD_OVERRIDE_NAMES.iter().any(|n| base == *n || php == *n)
+}

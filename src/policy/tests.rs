@@ -1,0 +1,253 @@
+use super::*;
+use crate::egress::HostPattern;
+
+pub(crate) const GOOD: &str = r#"{
+  "version": 1,
+  "audience": "airlock-test",
+  "limits": { "max_session_ttl_seconds": 600 },
+  "tools": {
+    "github": {
+      "origin": "https://api.github.com/",
+      "credential": { "secret": "GITHUB_TOKEN", "inject": "bearer" },
+      "forward_headers": ["X-GitHub-Api-Version"],
+      "rules": [
+        { "methods": ["GET", "HEAD"], "path": "/repos/*/*/**", "level": "read" },
+        { "methods": ["POST"], "path": "/repos/*/*/issues", "level": "write" },
+        { "methods": ["DELETE"], "path": "/repos/*/*", "level": "admin" }
+      ]
+    },
+    "crm": {
+      "service": "CRM_TUNNEL",
+      "credential": { "secret": "CRM_KEY", "inject": "header", "header": "X-Api-Key", "format": "Key {secret}" },
+      "rules": [ { "methods": ["GET"], "path": "/**", "level": "read" } ]
+    }
+  }
+}"#;
+
+#[test]
+fn parses_a_good_policy() {
+    let p = Policy::parse(GOOD).unwrap();
+    assert_eq!(p.audience, "airlock-test");
+    assert_eq!(p.limits.max_session_ttl_seconds, 600);
+    assert_eq!(p.limits.upstream_timeout_ms, 30_000);
+    let gh = p.tool("github").unwrap();
+    assert_eq!(gh.origin, Origin { target: Target::Public, base: "https://api.github.com".into(), base_path: String::new() });
+    assert_eq!(gh.forward_headers, vec!["x-github-api-version"]);
+    let crm = p.tool("crm").unwrap();
+    assert_eq!(crm.origin.target, Target::Service { binding: "CRM_TUNNEL".into() });
+    assert_eq!(crm.origin.base, "https://crm.airlock.invalid");
+    assert_eq!(
+        crm.credential.as_ref().unwrap().placement,
+        Placement::Header { name: "x-api-key".into(), prefix: "Key ".into(), suffix: String::new() }
+    );
+    assert!(p.tool("nope").is_none());
+}
+
+fn with(path: &[&str], value: serde_json::Value) -> String {
+    let mut v: serde_json::Value = serde_json::from_str(GOOD).unwrap();
+    let mut cur = &mut v;
+    for (i, key) in path.iter().enumerate() {
+        if i + 1 == path.len() {
+            if value.is_null() {
+                cur.as_object_mut().unwrap().remove(*key);
+            } else {
+                cur[*key] = value.clone();
+            }
+            break;
+        }
+        cur = if let Ok(n) = key.parse::<usize>() { &mut cur[n] } else { &mut cur[*key] };
+    }
+    v.to_string()
+}
+
+#[test]
+fn errors_name_the_field() {
+    use serde_json::json;
+    let table: Vec<(&str, String, &str)> = vec![
+        ("not json", "{".into(), ""),
+        ("unknown top-level field", with(&["extra"], json!(1)), "extra"),
+        ("wrong version", with(&["version"], json!(2)), "version"),
+        ("missing audience", with(&["audience"], serde_json::Value::Null), ""),
+        ("bad level", with(&["tools", "github", "rules", "0", "level"], json!("superuser")), "tools.github.rules[0].level"),
+        ("unknown rule field", with(&["tools", "github", "rules", "1", "approve"], json!(true)), "tools.github.rules[1]"),
+        ("lower-case method", with(&["tools", "github", "rules", "0", "methods"], json!(["get"])), "tools.github.rules[0].methods[0]"),
+        ("no methods", with(&["tools", "github", "rules", "0", "methods"], json!([])), "tools.github.rules[0].methods"),
+        ("relative path", with(&["tools", "github", "rules", "0", "path"], json!("repos/*")), "tools.github.rules[0].path"),
+        ("** in the middle", with(&["tools", "github", "rules", "0", "path"], json!("/**/x")), "tools.github.rules[0].path"),
+        ("partial star", with(&["tools", "github", "rules", "0", "path"], json!("/re*")), "tools.github.rules[0].path"),
+        ("dot segment", with(&["tools", "github", "rules", "0", "path"], json!("/a/../b")), "tools.github.rules[0].path"),
+        ("encoded literal", with(&["tools", "github", "rules", "0", "path"], json!("/a%2fb")), "tools.github.rules[0].path"),
+        ("http origin", with(&["tools", "github", "origin"], json!("http://api.github.com")), "tools.github.origin"),
+        ("origin with userinfo", with(&["tools", "github", "origin"], json!("https://u:p@api.github.com")), "tools.github.origin"),
+        ("origin with query", with(&["tools", "github", "origin"], json!("https://api.github.com/?a=1")), "tools.github.origin"),
+        ("ftp origin", with(&["tools", "github", "origin"], json!("ftp://x")), "tools.github.origin"),
+        ("punycode origin", with(&["tools", "github", "origin"], json!("https://xn--ttgrxct7l.example.com")), "tools.github.origin"),
+        ("encoded punycode origin", with(&["tools", "github", "origin"], json!("https://xn%2D-ttgrxct7l.example.com")), "tools.github.origin"),
+        ("no origin", with(&["tools", "github", "origin"], serde_json::Value::Null), "tools.github"),
+        ("bad binding", with(&["tools", "crm", "service"], json!("crm-tunnel")), "tools.crm.service"),
+        ("no rules", with(&["tools", "github", "rules"], json!([])), "tools.github.rules"),
+        ("forbidden forward header", with(&["tools", "github", "forward_headers"], json!(["Cookie"])), "tools.github.forward_headers[0]"),
+        ("x-forwarded forward header", with(&["tools", "github", "forward_headers"], json!(["X-Forwarded-For"])), "tools.github.forward_headers[0]"),
+        ("credential header forwarded", with(&["tools", "crm", "forward_headers"], json!(["x-api-key"])), "tools.crm.forward_headers[0]"),
+        ("bad inject", with(&["tools", "github", "credential", "inject"], json!("cookie")), "tools.github.credential.inject"),
+        ("bearer with header", with(&["tools", "github", "credential", "header"], json!("x")), "tools.github.credential.header"),
+        ("format without secret", with(&["tools", "crm", "credential", "format"], json!("Key")), "tools.crm.credential.format"),
+        ("credential into host", with(&["tools", "crm", "credential", "header"], json!("Host")), "tools.crm.credential.header"),
+        ("secret name", with(&["tools", "github", "credential", "secret"], json!("github token")), "tools.github.credential.secret"),
+        ("bad tool name", with(&["tools", "Bad Name"], json!({"origin": "https://x", "rules": [{"methods": ["GET"], "path": "/", "level": "read"}]})), "tools.Bad Name"),
+        ("ttl zero", with(&["limits", "max_session_ttl_seconds"], json!(0)), "limits.max_session_ttl_seconds"),
+        ("unknown limit", with(&["limits", "max_rps"], json!(1)), "limits"),
+        ("no tools", with(&["tools"], json!({})), "tools"),
+        ("egress IP literal", with(&["egress"], json!({"hosts": ["169.254.169.254"]})), "egress.hosts[0]"),
+        ("egress localhost", with(&["egress"], json!({"hosts": ["pypi.org", "localhost"]})), "egress.hosts[1]"),
+        ("egress wildcard apex", with(&["egress"], json!({"hosts": ["*"]})), "egress.hosts[0]"),
+        ("egress internal suffix", with(&["egress"], json!({"hosts": ["*.internal"]})), "egress.hosts[0]"),
+        ("egress unknown entry field", with(&["egress"], json!({"hosts": [{"host": "pypi.org", "scheme": "http"}]})), "egress.hosts[0]"),
+        ("egress port zero", with(&["egress"], json!({"hosts": [{"host": "pypi.org", "ports": [0]}]})), "egress.hosts[0].ports"),
+        ("egress unknown field", with(&["egress"], json!({"allow": []})), "egress"),
+        ("idle timeout", with(&["limits", "upstream_idle_timeout_ms"], json!(10)), "limits.upstream_idle_timeout_ms"),
+        ("response cap zero", with(&["limits", "max_response_body_bytes"], json!(0)), "limits.max_response_body_bytes"),
+        ("method-override header", with(&["tools", "github", "forward_headers"], json!(["X-HTTP-Method-Override"])), "tools.github.forward_headers[0]"),
+        ("x-http-method header", with(&["tools", "github", "forward_headers"], json!(["accept", "x-http-method"])), "tools.github.forward_headers[1]"),
+        ("x-method-override header", with(&["tools", "github", "forward_headers"], json!(["x-method-override"])), "tools.github.forward_headers[0]"),
+        ("CGI spelling of the override header", with(&["tools", "github", "forward_headers"], json!(["x_http_method_override"])), "tools.github.forward_headers[0]"),
+        ("allow_range not a bool", with(&["tools", "github", "allow_range"], json!("yes")), "tools.github.allow_range"),
+        ("allow_method_override not a bool", with(&["tools", "github", "allow_method_override"], json!(1)), "tools.github.allow_method_override"),
+    ];
+    for (what, json, field) in table {
+        let e = Policy::parse(&json).expect_err(what);
+        assert!(e.field.starts_with(field), "{what}: got field {:?} ({})", e.field, e.message);
+        if !field.is_empty() {
+            assert!(e.to_string().starts_with(field), "{what}: {e}");
+        }
+    }
+}
+
+#[test]
+fn range_and_method_override_options() {
+    use serde_json::json;
+    let gh = Policy::parse(GOOD).unwrap().tool("github").unwrap().clone();
+    assert!(!gh.allow_range && !gh.allow_method_override, "both default to off");
+    let j = with(&["tools", "github", "allow_range"], json!(true));
+    let j = { let mut v: serde_json::Value = serde_json::from_str(&j).unwrap(); v["tools"]["github"]["allow_method_override"] = json!(true); v.to_string() };
+    let p = Policy::parse(&j).unwrap();
+    let gh = p.tool("github").unwrap();
+    assert!(gh.allow_range && gh.allow_method_override);
+    assert!(!p.tool("crm").unwrap().allow_range);
+    // Even with the override allowed, the header is never forwarded:
+    // headers are bound by neither proofs nor approvals.
+    let j = { let mut v: serde_json::Value = serde_json::from_str(&j).unwrap(); v["tools"]["github"]["forward_headers"] = json!(["X-HTTP-Method-Override"]); v.to_string() };
+    assert_eq!(Policy::parse(&j).unwrap_err().field, "tools.github.forward_headers[0]");
+}
+
+#[test]
+fn method_override_names() {
+    for name in [
+        "_method", "_METHOD", "_Method", "x-http-method-override", "X-HTTP-Method-Override", "x_http_method_override",
+        "x-http-method", "X-Method-Override", "_HttpMethod", "_httpmethod", " _method", "  _method", ".method",
+        "_method[]", "_method[x]", "_method[", "x-http-method-overr\u{131}de", "x-http-method-overr\u{130}de",
+    ] {
+        assert!(is_method_override_name(name.as_bytes()), "{name:?}");
+    }
+    for name in ["method", "methods", "_methods", "x-http-method-overrides", "x-method", "_method_", "[_method]", "", "q", "\u{ff3f}method", "_m\u{e9}thod", "http_method"] {
+        assert!(!is_method_override_name(name.as_bytes()), "{name:?}");
+    }
+}
+
+#[test]
+fn mcp_servers() {
+    use serde_json::json;
+    let j = with(&["tools", "crm", "mcp"], json!({"tools": {"search": "read", "delete": "admin"}, "resources": [{"prefix": "crm://accounts/", "level": "read"}], "prompts": {"brief": "read"}}));
+    let j = { let mut v: serde_json::Value = serde_json::from_str(&j).unwrap(); v["tools"]["crm"].as_object_mut().unwrap().remove("rules"); v.to_string() };
+    let p = Policy::parse(&j).unwrap();
+    let m = p.tool("crm").unwrap().mcp.as_ref().unwrap();
+    assert_eq!(m.tools.get("delete"), Some(&Level::Admin));
+    assert_eq!(m.default_tool, None, "unnamed tools are denied by default");
+    assert_eq!(m.resources, vec![("crm://accounts/".to_string(), Level::Read)]);
+    let bad = with(&["tools", "crm", "mcp"], json!({"tools": {"search": "root"}}));
+    assert_eq!(Policy::parse(&bad).unwrap_err().field, "tools.crm.mcp.tools.search");
+    let bad = with(&["tools", "crm", "mcp"], json!({"resources": [{"prefix": "", "level": "read"}]}));
+    assert_eq!(Policy::parse(&bad).unwrap_err().field, "tools.crm.mcp.resources[0].prefix");
+    let bad = with(&["tools", "crm", "mcp"], json!({"tool": {}}));
+    assert!(Policy::parse(&bad).unwrap_err().field.starts_with("tools.crm.mcp"));
+}
+
+#[test]
+fn egress_hosts() {
+    use serde_json::json;
+    let j = with(&["egress"], json!({"hosts": ["PyPI.org.", "*.pythonhosted.org", {"host": "mirror.example.com", "http": true, "ports": [8080]}]}));
+    let p = Policy::parse(&j).unwrap();
+    assert_eq!(p.egress.len(), 3);
+    assert_eq!(p.egress[0].pattern, HostPattern::Exact("pypi.org".into()));
+    assert_eq!(p.egress[1].pattern, HostPattern::Subdomain("pythonhosted.org".into()));
+    assert!(p.egress[2].http && p.egress[2].ports == vec![8080]);
+    assert!(Policy::parse(GOOD).unwrap().egress.is_empty(), "default is no egress");
+}
+
+#[test]
+fn query_and_basic_credentials() {
+    use serde_json::json;
+    let q = with(&["tools", "github", "credential"], json!({"secret": "K", "inject": "query", "param": "api_key"}));
+    let p = Policy::parse(&q).unwrap();
+    assert_eq!(p.tool("github").unwrap().credential.as_ref().unwrap().placement, Placement::Query { param: "api_key".into() });
+    let b = with(&["tools", "github", "credential"], json!({"secret": "K", "inject": "basic", "username": "api"}));
+    let p = Policy::parse(&b).unwrap();
+    assert_eq!(p.tool("github").unwrap().credential.as_ref().unwrap().placement, Placement::Basic { username: Some("api".into()) });
+    let missing = with(&["tools", "github", "credential"], json!({"secret": "K", "inject": "query"}));
+    assert_eq!(Policy::parse(&missing).unwrap_err().field, "tools.github.credential.param");
+}
+
+#[test]
+fn http_origin_needs_opt_in_and_keeps_port_and_base_path() {
+    use serde_json::json;
+    let j = with(&["tools", "github", "origin"], json!("http://127.0.0.1:8788/api/v2/"));
+    let j2: serde_json::Value = serde_json::from_str(&j).unwrap();
+    let mut j2 = j2;
+    j2["tools"]["github"]["allow_http"] = json!(true);
+    let p = Policy::parse(&j2.to_string()).unwrap();
+    let o = &p.tool("github").unwrap().origin;
+    assert_eq!(o.base, "http://127.0.0.1:8788");
+    assert_eq!(o.base_path, "/api/v2");
+}
+
+#[test]
+fn pattern_matching_table() {
+    let table: &[(&str, &str, bool)] = &[
+        ("/", "", true),
+        ("/", "a", false),
+        ("/**", "", true),
+        ("/**", "a/b/c", true),
+        ("/repos/*/*", "repos/o/r", true),
+        ("/repos/*/*", "repos/o", false),
+        ("/repos/*/*", "repos/o/r/x", false),
+        ("/repos/*/*/**", "repos/o/r", true),
+        ("/repos/*/*/**", "repos/o/r/issues/1", true),
+        ("/repos/*/*/**", "repos/o", false),
+        ("/repos/*/issues", "repos/o/issues", true),
+        ("/repos/*/issues", "repos/o/pulls", false),
+        ("/repos/*/issues", "Repos/o/issues", false),
+        ("/items/*", "items/", false),
+        ("/items/*", "items/a b", true),
+    ];
+    for (pattern, path, want) in table {
+        let p = PathPattern::parse(pattern).unwrap();
+        let segs: Vec<&str> = if path.is_empty() { vec![] } else { path.split('/').collect() };
+        assert_eq!(p.matches(&segs), *want, "{pattern} vs {path}");
+    }
+}
+
+#[test]
+fn rule_matches_method_and_path() {
+    let r = Rule { methods: vec![Method::Get, Method::Head], path: PathPattern::parse("/a/*").unwrap(), level: Level::Read, approval: false };
+    assert!(r.matches(Method::Get, &["a", "x"]));
+    assert!(r.matches(Method::Head, &["a", "x"]));
+    assert!(!r.matches(Method::Post, &["a", "x"]));
+    assert!(!r.matches(Method::Get, &["b", "x"]));
+}
+
+#[test]
+fn levels_are_ordered() {
+    assert!(Level::Read < Level::Write && Level::Write < Level::Admin);
+    assert_eq!(serde_json::to_string(&Level::Admin).unwrap(), "\"admin\"");
+    assert!(Method::parse("get").is_none() && Method::parse("CONNECT").is_none() && Method::parse("TRACE").is_none());
+}

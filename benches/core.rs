@@ -10,7 +10,12 @@ use std::time::Instant;
 
 use airlock::audit::AuditRecord;
 use airlock::inject::{encodings_of, PreparedCredential};
-use airlock::pipeline::{prepare, ToolRequest};
+use airlock::admit::{self, Gated, Received, StateCalls};
+use airlock::authorize;
+use airlock::error::Error;
+use airlock::inject;
+use airlock::request::ToolRequest;
+use airlock::state::{Command, Reply};
 use airlock::policy::Policy;
 use airlock::redact::{base64_spellings, Redactor};
 use airlock::secret::Secret;
@@ -44,6 +49,33 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// A state that admits everything at once: the bench times Airlock's own
+/// work per request (the state call is I/O, measured end to end in `bench/`).
+struct Admits;
+
+impl StateCalls for Admits {
+    async fn call(&self, _object: &str, _command: &Command) -> Result<Reply, Error> {
+        Ok(Reply::Admitted { refusal: None })
+    }
+    async fn wait(&self) -> bool {
+        false
+    }
+    fn approval_id(&self) -> Result<String, Error> {
+        Ok(String::new())
+    }
+}
+
+/// Polls a future that never waits to its end.
+fn ready<F: std::future::Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    loop {
+        if let std::task::Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return out;
+        }
+    }
+}
+
 fn per_request() -> f64 {
     let policy = Policy::parse(POLICY).unwrap();
     let keys = KeyRing::parse("k1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=").unwrap();
@@ -68,7 +100,12 @@ fn per_request() -> f64 {
         let start = Instant::now();
         for _ in 0..iters {
             let mut audit = AuditRecord::new(String::new(), "PATCH", 0);
-            let out = prepare(&policy, &keys, black_box(&req), now, &mut audit, |_| Some(credential.clone())).unwrap();
+            let authorized = authorize::tool(&policy, &keys, black_box(&req), now, &mut audit).unwrap();
+            let received = Received { method: req.method, raw_path: req.rest, query: req.query.unwrap_or(""), headers: req.headers };
+            let Ok(Gated::Admitted(admitted)) = ready(admit::run(&Admits, &authorized.gate, &received, b"", &keys, &policy.limits, now, &mut audit)) else {
+                panic!("not admitted")
+            };
+            let out = inject::tool(authorized, &admitted, black_box(&req), |_| Some(credential.clone())).unwrap();
             // The redactor is built per request from the outbound's patterns.
             black_box(Redactor::shared(out.redactions().to_vec()));
         }

@@ -378,3 +378,106 @@ impl Admitted {
         self.claim
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Policy;
+    use crate::state::approvals::Refusal as ApprovalRefusal;
+
+    fn gate(approval: bool, level: Option<crate::level::Level>) -> Gate {
+        Gate { session_id: "s1".into(), exp: 1_000, kid: "k".into(), tool: Some("t".into()), level, approval, path: "/x".into(), ..Gate::default() }
+    }
+
+    fn setup() -> (KeyRing, Limits) {
+        let keys = KeyRing::parse("k:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=").unwrap();
+        let limits = Policy::parse(r#"{"version":1,"audience":"a","tools":{"t":{"origin":"https://t.example","rules":[{"methods":["GET"],"path":"/**","level":"read"}]}}}"#).unwrap().limits;
+        (keys, limits)
+    }
+
+    fn received(headers: &[(String, String)]) -> Received<'_> {
+        Received { method: "POST", raw_path: "/t/t/x", query: "", headers }
+    }
+
+    #[test]
+    fn state_replies_map_to_one_error_each() {
+        let (keys, limits) = setup();
+        let table: &[(Reply, &str)] = &[
+            (Reply::Admitted { refusal: Some(Refusal::Revoked) }, "session_revoked"),
+            (Reply::Admitted { refusal: Some(Refusal::Expired) }, "invalid_session"),
+            (Reply::Admitted { refusal: Some(Refusal::ProofStale) }, "proof_stale"),
+            (Reply::Admitted { refusal: Some(Refusal::ProofReplayed) }, "proof_replayed"),
+            (Reply::Admitted { refusal: Some(Refusal::RateLimited { tool: true, retry_after_s: 3 }) }, "rate_limited"),
+            // Anything but the expected reply refuses, never passes.
+            (Reply::Done, "state_unavailable"),
+            (Reply::Failed, "state_unavailable"),
+            (Reply::Created { created: true }, "state_unavailable"),
+        ];
+        for (reply, code) in table {
+            let plan = plan(&gate(false, None), &received(&[]), b"", &keys, &limits, 900).unwrap();
+            let mut audit = AuditRecord::new("r".into(), "POST", 0);
+            let err = plan.on_reply(reply.clone(), 900, &mut audit).err().unwrap_or_else(|| panic!("{reply:?} admitted"));
+            assert_eq!(err.code(), *code, "{reply:?}");
+        }
+        // The audit record of an expired session names the token's expiry.
+        let plan = plan(&gate(false, None), &received(&[]), b"", &keys, &limits, 900).unwrap();
+        let mut audit = AuditRecord::new("r".into(), "POST", 0);
+        let err = plan.on_reply(Reply::Admitted { refusal: Some(Refusal::Expired) }, 900, &mut audit).err().unwrap();
+        assert_eq!(err, Error::InvalidSession(TokenError::Expired { exp: 1_000, now: 900 }));
+    }
+
+    #[test]
+    fn no_step_can_be_skipped() {
+        let (keys, limits) = setup();
+        let headers = vec![("idempotency-key".to_string(), "k1".to_string())];
+        let g = gate(true, Some(crate::level::Level::Write));
+        let mut audit = AuditRecord::new("r".into(), "POST", 0);
+        // With an idempotency key and an approval rule, admitting straight
+        // after the state checks is refused.
+        let p = plan(&g, &received(&headers), b"body", &keys, &limits, 900).unwrap();
+        let admitting = p.on_reply(Reply::Admitted { refusal: None }, 900, &mut audit).unwrap();
+        assert!(admitting.idem_command(&limits, 900).is_some());
+        assert_eq!(admitting.admit().err().map(|e| e.code()), Some("internal"));
+        // The claim taken, the approval still pending: still refused.
+        let p = plan(&g, &received(&headers), b"body", &keys, &limits, 900).unwrap();
+        let admitting = p.on_reply(Reply::Admitted { refusal: None }, 900, &mut audit).unwrap();
+        let IdemStep::Claimed(admitting) = admitting.on_idem(Reply::Idem { outcome: IdemBegin::Fresh }, &limits, 900, &mut audit).unwrap() else {
+            panic!("not claimed")
+        };
+        assert!(admitting.claim().is_some());
+        assert_eq!(admitting.admit().err().map(|e| e.code()), Some("internal"));
+    }
+
+    #[test]
+    fn approval_and_idempotency_outcomes() {
+        let (keys, limits) = setup();
+        let g = gate(true, Some(crate::level::Level::Admin));
+        let mut audit = AuditRecord::new("r".into(), "POST", 0);
+        let admitting = || {
+            let mut audit = AuditRecord::new("r".into(), "POST", 0);
+            plan(&g, &received(&[]), b"", &keys, &limits, 900).unwrap().on_reply(Reply::Admitted { refusal: None }, 900, &mut audit).unwrap()
+        };
+        let table: &[(Reply, Result<(), &str>)] = &[
+            (Reply::Consumed { result: Ok("alice".into()) }, Ok(())),
+            (Reply::Consumed { result: Err(ApprovalRefusal::Pending) }, Err("approval_pending")),
+            (Reply::Consumed { result: Err(ApprovalRefusal::Denied) }, Err("approval_denied")),
+            (Reply::Consumed { result: Err(ApprovalRefusal::Invalid) }, Err("approval_invalid")),
+            (Reply::Done, Err("state_unavailable")),
+        ];
+        for (reply, want) in table {
+            let got = admitting().on_approval(reply.clone(), &mut audit).map(|_| ()).map_err(|e| e.code());
+            assert_eq!(got, *want, "{reply:?}");
+        }
+        let outcomes: &[(IdemBegin, &str)] = &[
+            (IdemBegin::Mismatch, "idempotency_key_reused"),
+            (IdemBegin::Replay(StoredAnswer { status: 201, headers: vec![], body: None }), "idempotency_response_not_stored"),
+        ];
+        let g = gate(false, Some(crate::level::Level::Write));
+        let headers = vec![("idempotency-key".to_string(), "k1".to_string())];
+        for (outcome, code) in outcomes {
+            let a = plan(&g, &received(&headers), b"", &keys, &limits, 900).unwrap().on_reply(Reply::Admitted { refusal: None }, 900, &mut audit).unwrap();
+            let got = a.on_idem(Reply::Idem { outcome: outcome.clone() }, &limits, 900, &mut audit).err().map(|e| e.code());
+            assert_eq!(got, Some(*code), "{outcome:?}");
+        }
+    }
+}

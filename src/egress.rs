@@ -233,7 +233,7 @@ pub fn authorize(rules: &[EgressRule], session: VerifiedSession, dest: &Destinat
     if !session.egress() {
         return Err(Error::EgressNotAllowed { host: dest.host.clone() });
     }
-    let target = decide(rules, dest, own_host)?;
+    let target = allowlisted(rules, dest)?;
     Ok(EgressPermit { session, target })
 }
 
@@ -280,6 +280,11 @@ pub fn has_punycode(text: &str) -> bool {
 /// the allowlist (host, then scheme and port).
 pub fn decide(rules: &[EgressRule], dest: &Destination, own_host: Option<&str>) -> Result<EgressTarget, Error> {
     check_reachable(&dest.host, own_host).map_err(|e| e.into_error(&dest.host))?;
+    allowlisted(rules, dest)
+}
+
+/// The allowlist's answer for a destination already known to be reachable.
+fn allowlisted(rules: &[EgressRule], dest: &Destination) -> Result<EgressTarget, Error> {
     let not_allowed = || Error::EgressNotAllowed { host: dest.host.clone() };
     let rule = rules.iter().find(|r| r.pattern.matches(&dest.host)).ok_or_else(not_allowed)?;
     let scheme = if rule.http { "http" } else { "https" };

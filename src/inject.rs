@@ -233,7 +233,7 @@ pub enum McpOutbound<'p> {
     /// A message the policy refused: answered by Airlock with this JSON-RPC
     /// error; nothing is sent and no credential is read.
     Refused { call: Call, response: Vec<u8>, reason: &'static str },
-    Exchange(McpExchange<'p>),
+    Exchange(Box<McpExchange<'p>>),
 }
 
 /// An MCP request to send, with what the response phase needs.
@@ -283,7 +283,7 @@ pub fn mcp<'p>(
     }
     let credential = read_credential(&authorized.permit, secret)?;
     let outbound = build(&authorized.permit, &headers, None, credential.as_deref())?;
-    Ok(McpOutbound::Exchange(McpExchange { outbound, body, call, rules, granted: authorized.granted, session_id }))
+    Ok(McpOutbound::Exchange(Box::new(McpExchange { outbound, body, call, rules, granted: authorized.granted, session_id })))
 }
 
 /// A credential value together with the encodings the response filter must

@@ -1,45 +1,74 @@
 //! Airlock: an edge credential broker for AI-agent sandboxes.
 //!
 //! A sandbox can *use* a tool through Airlock but can never *read* the
-//! credential behind it. Every request runs the same phases:
+//! credential behind it. Every request runs the same phases, each consuming
+//! the value the previous one built, so no phase can be skipped:
 //!
-//! `parse → authenticate → authorize → inject → forward → filter response → audit`
+//! | phase | decides (pure, native) | proof value it builds | runs it (edge, wasm32) |
+//! |---|---|---|---|
+//! | parse | [`request`], [`path`], [`route`] | `ToolRequest`, `NormalizedPath` | `edge/mod.rs`, `edge/body.rs` |
+//! | authenticate | [`authenticate`], [`token`] | `VerifiedSession` | — |
+//! | authorize | [`authorize`], [`egress`], [`mcp`] (the message) | `Permit` inside `Authorized` (+ the `Gate` for admission) | — |
+//! | admit | [`admit`], [`proof`], [`state`] | `Admitted` | `edge/admit.rs`, `edge/state.rs` |
+//! | inject | [`inject`] (reads the credential) | `Outbound` | `edge/config.rs` (secrets) |
+//! | forward | — | — | `edge/forward.rs` |
+//! | filter response | [`respond`], [`redact`], [`mcp`] (lists), [`sse`] | — | `edge/respond.rs`, `edge/body.rs` |
+//! | audit | [`audit`] | one record per request | `edge/audit.rs` |
 //!
-//! The deciding modules below are plain Rust with no platform types; they
-//! compile and are tested natively. Only [`edge`] (built for `wasm32`)
-//! touches the Workers runtime, and the `worker` crate is not even a
-//! dependency of native builds, so the boundary is enforced by the compiler.
+//! Beside the phases: [`mint`] (session tokens for the control plane),
+//! [`policy`] (the deploy-time configuration), [`error`] (every refusal and
+//! its one wire mapping), [`secret`], [`level`] and [`hex`] (leaves).
 //!
-//! The crate builds two worker scripts: the Airlock worker ([`edge`]), and
+//! The deciding modules are plain Rust with no platform types; they compile
+//! and are tested natively. Only `edge` (built for `wasm32`) touches the
+//! Workers runtime, and the `worker` crate is not even a dependency of
+//! native builds, so the boundary is enforced by the compiler. Imports point
+//! down this table, never back up.
+//!
+//! The crate builds two worker scripts: the Airlock worker (`edge`), and
 //! with the `state-object` feature the `airlock-state` script that holds
 //! the session-state Durable Object, so that neither module carries the
 //! other's code.
 
-pub mod audit;
-pub mod authenticate;
-pub mod admit;
-pub mod authorize;
-pub mod egress;
-pub mod hex;
-pub mod error;
-pub mod inject;
-pub mod level;
-pub mod mcp;
-pub mod path;
-pub mod proof;
-pub mod policy;
-pub mod redact;
-pub mod request;
-pub mod respond;
-pub mod route;
-pub mod secret;
-pub mod mint;
-pub mod sse;
-pub mod state;
-pub mod token;
+#![deny(unsafe_code)]
 
+pub mod error;
+pub mod hex;
+pub mod level;
+pub mod secret;
+
+pub mod request;
+pub mod path;
+pub mod route;
+
+pub mod token;
+pub mod authenticate;
+
+pub mod policy;
+pub mod egress;
+pub mod mcp;
+pub mod sse;
+pub mod authorize;
+
+pub mod proof;
+pub mod state;
+pub mod admit;
+
+pub mod inject;
+
+pub mod redact;
+pub mod respond;
+
+pub mod audit;
+
+pub mod mint;
+
+// The platform's macros (`#[event]`, `#[durable_object]`, wasm-bindgen)
+// generate unsafe glue; the deciding modules above may not.
 #[cfg(all(target_arch = "wasm32", not(feature = "state-object")))]
+#[allow(unsafe_code)]
 mod edge;
 #[cfg(all(target_arch = "wasm32", feature = "state-object"))]
+#[allow(unsafe_code)]
 #[path = "edge/object.rs"]
 mod object;

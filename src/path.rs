@@ -32,10 +32,6 @@ impl NormalizedPath {
         self.segments.iter().any(|s| s.contains(';'))
     }
 
-    pub fn has_trailing_slash(&self) -> bool {
-        self.trailing_slash
-    }
-
     /// The canonical encoded form, starting with `/`: what the origin gets.
     pub fn encoded(&self) -> String {
         let mut out = String::with_capacity(self.segments.iter().map(|s| s.len() + 1).sum::<usize>() + 1);

@@ -183,7 +183,7 @@ async fn handle(mut req: Request, env: &Env, ctx: &Context, audit: &mut AuditRec
                     .ok_or_else(|| Error::UpstreamUnavailable { detail: "origin sent an unusable Mcp-Session-Id".into() })?;
                 headers.push(("mcp-session-id".into(), bound));
             }
-            finish_mcp(upstream, status, headers, exchange, redactor, &policy.limits, slot, ctx, audit).await
+            finish_mcp(upstream, status, headers, *exchange, redactor, &policy.limits, slot, ctx, audit).await
         }
         Route::NotFound => Err(Error::NotFound),
     }

@@ -1,7 +1,7 @@
 //! Session state: pure state machines over a [`store::Store`], `now` passed in.
 //!
 //! Invariant: nothing here touches a clock or the platform. The Durable
-//! Object (`edge::state`) is a thin shell: it decodes one [`Command`], runs
+//! Object (`edge/object.rs`, the `airlock-state` script) is a thin shell: it decodes one [`Command`], runs
 //! [`run`] against its SQLite-backed store in one synchronous step (so
 //! commands never interleave) and returns the [`Reply`]. Every command
 //! purges expired entries first.

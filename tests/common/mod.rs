@@ -75,7 +75,7 @@ impl MemState {
     pub fn run(&self, object: &str, command: Command) -> Reply {
         self.calls.set(self.calls.get() + 1);
         let mut stores = self.stores.borrow_mut();
-        let store = stores.entry(object.to_string()).or_insert_with(MemStore::new);
+        let store = stores.entry(object.to_string()).or_default();
         state::run(store, command, NOW * 1000)
     }
 }

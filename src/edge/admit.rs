@@ -15,7 +15,7 @@ use worker::{Date, Delay, Env, Headers, Request, Response};
 use super::body::read_body;
 use super::config::random_bytes;
 use super::state::call;
-use crate::admit::{self, Claim, Gated, Received, StateCalls};
+use crate::admit::{self, Admitted, Claim, Gated, Received, StateCalls};
 use crate::audit::AuditRecord;
 use crate::authorize::Gate;
 use crate::error::Error;
@@ -119,4 +119,13 @@ pub fn replayed(answer: StoredAnswer, audit: &mut AuditRecord) -> Response {
     audit.allow(None);
     let body = answer.body.as_deref().and_then(|b| STANDARD.decode(b).ok()).unwrap_or_default();
     Response::builder().with_status(answer.status).with_headers(headers).fixed(body)
+}
+
+/// An admitted request that will not be forwarded frees its idempotency
+/// key, so a corrected retry can use it.
+pub async fn release(admitted: Admitted, env: &Env, error: Error) -> Error {
+    if let Some(claim) = admitted.into_claim() {
+        let _ = call(env, &claim.object, &claim.abort()).await;
+    }
+    error
 }

@@ -25,7 +25,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use worker::{event, Context, Date, Env, Headers, Request, Response};
+use worker::{event, Context, Date, Env, Request, Response};
 
 mod admit;
 mod audit;
@@ -37,13 +37,13 @@ mod http;
 mod respond;
 mod state;
 
-use self::admit::{admit, replayed, store_error};
+use self::admit::{admit, release, replayed};
 use self::audit::{AuditSlot, SharedAudit};
 use self::config::{load_keys, load_policy, random_bytes, read_credential};
 use self::forward::{forward, Body};
 use self::http::{error_response, REQUEST_ID_HEADER};
-use self::respond::{finish_idempotent, finish_mcp, finish_response, response_head, Parts};
-use crate::admit::{Admitted, Gated, Received};
+use self::respond::{finish_mcp, finish_response, finish_tool, mcp_refusal, response_head, Parts};
+use crate::admit::{Gated, Received};
 use crate::audit::AuditRecord;
 use crate::authorize;
 use crate::egress;
@@ -117,21 +117,9 @@ async fn handle(mut req: Request, env: &Env, ctx: &Context, audit: &mut AuditRec
             };
             let redactor = Redactor::shared(outbound.take_redactions());
             let source = body.as_deref().map_or(Body::Inbound(&req), Body::Bytes);
-            let head = match forward(source, env, &outbound, &redactor, timeout).await {
-                Ok(upstream) => response_head(upstream, &outbound, &redactor, |_| None, audit),
-                Err(e) => Err(e),
-            };
-            match (head, admitted.into_claim()) {
-                (Ok((status, headers, upstream)), None) => {
-                    finish_response(upstream, status, headers, &outbound, Box::new(redactor), &policy.limits, audit, slot, ctx).await
-                }
-                (Ok((status, headers, upstream)), Some(claim)) => {
-                    let parts = Parts { outbound: &outbound, limits: &policy.limits, slot, ctx };
-                    finish_idempotent(upstream, status, headers, Box::new(redactor), parts, claim, env, audit).await
-                }
-                (Err(e), Some(claim)) => Err(store_error(claim, env, e, audit).await),
-                (Err(e), None) => Err(e),
-            }
+            let upstream = forward(source, env, &outbound, &redactor, timeout).await;
+            let parts = Parts { outbound: &outbound, limits: &policy.limits, slot, ctx };
+            finish_tool(upstream, redactor, parts, admitted.into_claim(), env, audit).await
         }
         Route::Egress { authority, rest } => {
             audit.route = "egress";
@@ -175,34 +163,8 @@ async fn handle(mut req: Request, env: &Env, ctx: &Context, audit: &mut AuditRec
             let redactor = Redactor::shared(exchange.outbound.take_redactions());
             let source = exchange.body.as_ref().map_or(Body::Inbound(&req), |b| Body::Bytes(b.as_bytes()));
             let upstream = forward(source, env, &exchange.outbound, &redactor, timeout).await?;
-            let (status, mut headers, upstream) = response_head(upstream, &exchange.outbound, &redactor, |_| None, audit)?;
-            // The origin's MCP session id goes out bound to this session.
-            if let Some(i) = headers.iter().position(|(n, _)| n == "mcp-session-id") {
-                let (_, origin_sid) = headers.remove(i);
-                let bound = mcp::bind_session_id(&origin_sid, &exchange.session_id, &keys)
-                    .ok_or_else(|| Error::UpstreamUnavailable { detail: "origin sent an unusable Mcp-Session-Id".into() })?;
-                headers.push(("mcp-session-id".into(), bound));
-            }
-            finish_mcp(upstream, status, headers, *exchange, redactor, &policy.limits, slot, ctx, audit).await
+            finish_mcp(upstream, *exchange, redactor, &keys, &policy.limits, slot, ctx, audit).await
         }
         Route::NotFound => Err(Error::NotFound),
     }
-}
-
-/// A refused MCP message, answered by Airlock as the JSON-RPC error an MCP
-/// client expects; the origin sees nothing.
-fn mcp_refusal(response: Vec<u8>, reason: &'static str, audit: &mut AuditRecord) -> Response {
-    audit.deny_mcp(reason);
-    let headers = Headers::new();
-    let _ = headers.set("content-type", "application/json");
-    Response::builder().with_status(200).with_headers(headers).fixed(response)
-}
-
-/// An admitted request that will not be forwarded frees its idempotency
-/// key, so a corrected retry can use it.
-async fn release(admitted: Admitted, env: &Env, error: Error) -> Error {
-    if let Some(claim) = admitted.into_claim() {
-        let _ = state::call(env, &claim.object, &claim.abort()).await;
-    }
-    error
 }

@@ -25,6 +25,7 @@ use crate::policy::Limits;
 use crate::redact::{BodyFilter, Redactor};
 use crate::request;
 use crate::respond;
+use crate::token::KeyRing;
 
 /// Status, filtered headers, and the origin's response (for its body).
 pub type Head = (u16, Vec<(String, String)>, Response);
@@ -51,22 +52,60 @@ pub fn response_head(
     Ok((status, filtered, upstream))
 }
 
-/// Filter response for an MCP exchange: event streams event by event; every
+/// Filter response for a tool: the head, then the body streamed through the
+/// redactor, or for a request that claimed an idempotency key read, stored
+/// and sent (an error after forwarding is stored as the answer too).
+pub async fn finish_tool(
+    upstream: Result<Response, Error>,
+    redactor: Redactor,
+    parts: Parts<'_>,
+    claim: Option<Claim>,
+    env: &Env,
+    audit: &mut AuditRecord,
+) -> Result<Response, Error> {
+    let head = upstream.and_then(|upstream| response_head(upstream, parts.outbound, &redactor, |_| None, audit));
+    match (head, claim) {
+        (Ok((status, headers, upstream)), None) => {
+            finish_response(upstream, status, headers, parts.outbound, Box::new(redactor), parts.limits, audit, parts.slot, parts.ctx).await
+        }
+        (Ok((status, headers, upstream)), Some(claim)) => finish_idempotent(upstream, status, headers, Box::new(redactor), parts, claim, env, audit).await,
+        (Err(e), Some(claim)) => Err(store_error(claim, env, e, audit).await),
+        (Err(e), None) => Err(e),
+    }
+}
+
+/// A refused MCP message, answered by Airlock as the JSON-RPC error an MCP
+/// client expects; the origin sees nothing.
+pub fn mcp_refusal(response: Vec<u8>, reason: &'static str, audit: &mut AuditRecord) -> Response {
+    audit.deny_mcp(reason);
+    let headers = Headers::new();
+    let _ = headers.set("content-type", "application/json");
+    Response::builder().with_status(200).with_headers(headers).fixed(response)
+}
+
+/// Filter response for an MCP exchange: the origin's session id handed out
+/// bound to this session; event streams filtered event by event; every
 /// other answer read whole and filtered by shape (a list result passes
 /// filtered whatever its id says, and what cannot be read strictly is
 /// replaced, never passed).
 #[allow(clippy::too_many_arguments)]
 pub async fn finish_mcp(
     upstream: Response,
-    status: u16,
-    headers: Vec<(String, String)>,
     exchange: McpExchange<'_>,
     redactor: Redactor,
+    keys: &KeyRing,
     limits: &Limits,
     slot: &SharedAudit,
     ctx: &Context,
     audit: &mut AuditRecord,
 ) -> Result<Response, Error> {
+    let (status, mut headers, upstream) = response_head(upstream, &exchange.outbound, &redactor, |_| None, audit)?;
+    if let Some(i) = headers.iter().position(|(n, _)| n == "mcp-session-id") {
+        let (_, origin_sid) = headers.remove(i);
+        let bound = mcp::bind_session_id(&origin_sid, &exchange.session_id, keys)
+            .ok_or_else(|| Error::UpstreamUnavailable { detail: "origin sent an unusable Mcp-Session-Id".into() })?;
+        headers.push(("mcp-session-id".into(), bound));
+    }
     let content_type = headers.iter().find(|(n, _)| n == "content-type").map(|(_, v)| v.to_ascii_lowercase()).unwrap_or_default();
     let McpExchange { outbound, call, rules, granted, .. } = exchange;
     let parts = Parts { outbound: &outbound, limits, slot, ctx };

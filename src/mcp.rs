@@ -925,6 +925,21 @@ mod differential_tests {
         }
     }
 
+    #[test]
+    fn forwarded_numbers_are_the_authorized_numbers() {
+        // Long decimal expansions, large integers, exponents: the canonical
+        // bytes must parse back to exactly the value that was inspected
+        // (found by the `mcp_message` fuzz target before floats were parsed
+        // correctly rounded).
+        for number in ["1.3333333333333333333333333333333333333333333333333330", "0.1", "1e300", "-2.5e-308", "123456789012345678901234567890", "18446744073709551616", "-0.0"] {
+            let body = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"search","arguments":{{"n":{number}}}}}}}"#);
+            let authorized: Value = serde_json::from_str(&body).unwrap();
+            let Ok(Verdict::Forward { body: forwarded, .. }) = inspect(body.as_bytes(), &rules(), Read) else { panic!("{number}: not forwarded") };
+            let reread: Value = serde_json::from_slice(forwarded.as_bytes()).unwrap();
+            assert_eq!(reread, authorized, "{number}: forwarded as {}", String::from_utf8_lossy(forwarded.as_bytes()));
+        }
+    }
+
     /// Asserts the message is refused as a whole: an error (never a verdict,
     /// so no bytes to forward) whose JSON-RPC code is `code`.
     fn assert_refused(what: &str, body: &[u8], code: i64) {

@@ -114,10 +114,22 @@ pub struct Redactor {
     /// the bytes that begin an escape (`%`, `\`, `+`). Any other byte is
     /// skipped without a closer look.
     start: [bool; 256],
-    /// Bit `a << 8 | b`: a match beginning with the literal byte `a` may be
-    /// followed by input byte `b` (the pattern's second byte, or the start
-    /// of an escape of it; any byte after a one-byte pattern).
-    pairs: Box<[u64; 1024]>,
+    /// Bytes that can begin an escape that may spell a pattern byte: `%`
+    /// and `\`, and `+` when some pattern holds a space. Every other input
+    /// byte has exactly one reading, itself, so between these bytes only
+    /// literal matches can begin.
+    introducer: [bool; 256],
+    /// The length of the literal window the skips look at: the shortest
+    /// pattern's length, at most 64 (the bits of `offsets`).
+    min_len: usize,
+    /// Set-Horspool over the first `min_len` bytes of every pattern: when
+    /// the window `i..i + min_len` holds no introducer, no match begins in
+    /// `i..i + shift[buf[i + min_len - 1]]`.
+    shift: [u8; 256],
+    /// Bit `k` of `offsets[b]`: some pattern has byte `b` at offset `k`
+    /// (`k < min_len`); a literal run before an introducer can only start
+    /// a match where every byte sits at an offset its pattern allows.
+    offsets: Box<[u64; 256]>,
     /// Input bytes a match can cover at most; every decision at a position
     /// reads only this many bytes from it.
     window: usize,
@@ -387,42 +399,39 @@ impl Redactor {
             }
         }
         let mut start = [false; 256];
+        let mut introducer = [false; 256];
+        let min_len = patterns
+            .iter()
+            .map(|p| p.len())
+            .min()
+            .unwrap_or(1)
+            .clamp(1, 64);
+        // `min_len` is at most 64, so every shift fits a byte.
+        let mut shift = [u8::try_from(min_len).unwrap_or(u8::MAX); 256];
         // Zeroed on allocation (a boxed array literal would be built on the
         // stack and copied); the conversion cannot fail, the length is fixed.
-        let mut pairs: Box<[u64; 1024]> = vec![0u64; 1024]
+        let mut offsets: Box<[u64; 256]> = vec![0u64; 256]
             .into_boxed_slice()
             .try_into()
-            .unwrap_or_else(|_| Box::new([0u64; 1024]));
-        // Row `a` of the table (every successor of `a`) is words 4a..4a+4.
-        let any_successor = |pairs: &mut [u64; 1024], a: u8| {
-            let row = usize::from(a) * 4;
-            pairs
-                .get_mut(row..row + 4)
-                .unwrap_or_default()
-                .fill(u64::MAX);
-        };
+            .unwrap_or_else(|_| Box::new([0u64; 256]));
         for p in &patterns {
             let bytes = p.expose();
             let Some(&first) = bytes.first() else {
                 continue;
             };
             start[usize::from(first)] = true;
-            match bytes.get(1) {
-                None => any_successor(&mut pairs, first),
-                Some(&second) => {
-                    let mut admit = |next: u8| {
-                        let bit = usize::from(first) << 8 | usize::from(next);
-                        if let Some(word) = pairs.get_mut(bit / 64) {
-                            *word |= 1 << (bit % 64);
-                        }
-                    };
-                    admit(second);
-                    admit(b'%');
-                    admit(b'\\');
-                    if second == b' ' {
-                        admit(b'+');
-                    }
+            for (k, &b) in bytes.iter().take(min_len).enumerate() {
+                let b = usize::from(b);
+                if let Some(o) = offsets.get_mut(b) {
+                    *o |= 1 << k;
                 }
+                let s = u8::try_from(min_len - 1 - k).unwrap_or(u8::MAX);
+                if let Some(t) = shift.get_mut(b) {
+                    *t = (*t).min(s);
+                }
+            }
+            if bytes.contains(&b' ') {
+                introducer[usize::from(b'+')] = true;
             }
         }
         if !patterns.is_empty() {
@@ -431,16 +440,18 @@ impl Redactor {
             start[usize::from(b'%')] = true;
             start[usize::from(b'\\')] = true;
             start[usize::from(b'+')] = true;
-            any_successor(&mut pairs, b'%');
-            any_successor(&mut pairs, b'\\');
-            any_successor(&mut pairs, b'+');
+            introducer[usize::from(b'%')] = true;
+            introducer[usize::from(b'\\')] = true;
         }
         Redactor {
             patterns,
             group_of,
             ranges,
             start,
-            pairs,
+            introducer,
+            min_len,
+            shift,
+            offsets,
             window,
             carry: Vec::new(),
         }
@@ -526,53 +537,116 @@ impl Redactor {
         best.map(|end| i + end)
     }
 
+    /// The first introducer in `buf` at or after `from` (`buf.len()` when
+    /// none), eight bytes at a time.
+    #[inline(always)]
+    fn next_introducer(&self, buf: &[u8], from: usize) -> usize {
+        const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+        const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+        // Bytes of `x` equal to `b` get their high bit set; the lowest such
+        // bit is exact (a borrow only ever marks bytes above a true zero).
+        let equal = |x: u64, b: u8| {
+            let v = x ^ ONES.wrapping_mul(u64::from(b));
+            v.wrapping_sub(ONES) & !v & HIGH
+        };
+        let plus = self.introducer[usize::from(b'+')];
+        let mut i = from;
+        while let Some(word) = buf.get(i..i + 8) {
+            let x = u64::from_le_bytes(<[u8; 8]>::try_from(word).unwrap_or_default());
+            let mut hit = equal(x, b'%') | equal(x, b'\\');
+            if plus {
+                hit |= equal(x, b'+');
+            }
+            if hit != 0 {
+                return i + (hit.trailing_zeros() / 8) as usize;
+            }
+            i += 8;
+        }
+        while let Some(&b) = buf.get(i) {
+            if self.introducer[usize::from(b)] {
+                return i;
+            }
+            i += 1;
+        }
+        buf.len()
+    }
+
     /// Scrubs `buf`, deciding every start position below `limit`, and
     /// returns how far it consumed (everything before that is emitted).
-    /// A position is skipped without a closer look only when its byte can
-    /// begin no spelling of any pattern.
+    ///
+    /// Two levels: a stretch without introducers can only hold literal
+    /// matches, so where the `min_len` window ahead holds none, the
+    /// set-Horspool skip is exact; in the last `min_len − 1` bytes before
+    /// an introducer, a match must begin with a literal run that fits the
+    /// patterns' offsets (a bit-parallel check of the whole run at once);
+    /// only the positions that survive, and the introducers themselves, get
+    /// the decoding matcher. Every skip reads only bytes inside `buf`.
     fn scan(&self, buf: &[u8], limit: usize, out: &mut Vec<u8>) -> usize {
         if self.patterns.is_empty() {
             out.extend_from_slice(buf);
             return buf.len();
         }
         let end = limit.min(buf.len());
+        let m = self.min_len;
         let mut i = 0;
         let mut copied = 0;
-        while i < end {
-            // The fast path: a match can only begin at a byte pair the
-            // pair table admits (the last byte of the buffer is always
-            // looked at: it has no successor to judge by).
-            let hay = buf
-                .get(i..end.saturating_add(1).min(buf.len()))
-                .unwrap_or_default();
-            let mut k = 0;
-            let admits = |a: u8, b: u8| {
-                let bit = usize::from(a) << 8 | usize::from(b);
-                // In bounds: a pair of bytes is below 2^16, so `bit >> 6` is
-                // below 1024.
-                self.pairs[bit >> 6] >> (bit & 63) & 1
-            };
-            // Four pairs per step, tested together: independent lookups.
-            while k + 4 < hay.len() {
-                let (a, b, c, d, e) = (hay[k], hay[k + 1], hay[k + 2], hay[k + 3], hay[k + 4]);
-                if admits(a, b) | admits(b, c) | admits(c, d) | admits(d, e) != 0 {
-                    break;
+        // The first introducer at or after `i` (`buf.len()` when none).
+        let mut intro = self.next_introducer(buf, 0);
+        'scan: while i < end {
+            if intro < i {
+                intro = self.next_introducer(buf, i);
+            }
+            if i + m <= intro {
+                // A literal window: skip as set-Horspool does.
+                let last = buf.get(i + m - 1).copied().unwrap_or_default();
+                let skip = usize::from(self.shift[usize::from(last)]);
+                if skip > 0 {
+                    i += skip;
+                    continue;
                 }
-                k += 4;
-            }
-            while k + 1 < hay.len() {
-                // In bounds: the loop condition; the table index: a pair of
-                // bytes is below 2^16, so `bit >> 6` is below 1024.
-                let bit = usize::from(hay[k]) << 8 | usize::from(hay[k + 1]);
-                if self.pairs[bit >> 6] >> (bit & 63) & 1 != 0 {
-                    break;
+                match self.match_at(buf, i, false) {
+                    Some(e) => {
+                        out.extend_from_slice(buf.get(copied..i).unwrap_or_default());
+                        out.extend_from_slice(REPLACEMENT);
+                        i = e;
+                        copied = e;
+                    }
+                    None => i += 1,
                 }
-                k += 1;
+                continue;
             }
-            i += k;
-            if i >= end {
-                break;
+            if i < intro {
+                // Fewer than `min_len` literal bytes before the introducer:
+                // bit `k` of `viable` ends up set when the run from
+                // `intro − 1 − k` fits some pattern's offsets byte by byte.
+                let run = buf.get(i..intro).unwrap_or_default();
+                let viable = run.iter().fold(0u64, |d, &b| {
+                    (d << 1 | 1) & self.offsets[usize::from(b)]
+                });
+                let mut bits = viable;
+                while bits != 0 {
+                    // Leftmost start first: the highest offset.
+                    let k = 63 - bits.leading_zeros() as usize;
+                    bits &= !(1u64 << k);
+                    let at = intro - 1 - k;
+                    if at >= end {
+                        // Undecided: kept for the next chunk (every
+                        // position before it was decided).
+                        i = at;
+                        break 'scan;
+                    }
+                    if let Some(e) = self.match_at(buf, at, false) {
+                        out.extend_from_slice(buf.get(copied..at).unwrap_or_default());
+                        out.extend_from_slice(REPLACEMENT);
+                        i = e;
+                        copied = e;
+                        continue 'scan;
+                    }
+                }
+                i = intro;
+                continue;
             }
+            // At an introducer.
             match self.match_at(buf, i, false) {
                 Some(e) => {
                     out.extend_from_slice(buf.get(copied..i).unwrap_or_default());

@@ -159,21 +159,40 @@ impl Unit {
     }
 }
 
+/// The value of each hex digit; 0xFF for any other byte.
+const HEX: [u8; 256] = {
+    let mut t = [0xFFu8; 256];
+    let mut d = 0;
+    while d < 10 {
+        t[b'0' as usize + d] = d as u8;
+        d += 1;
+    }
+    let mut d = 0;
+    while d < 6 {
+        t[b'a' as usize + d] = 10 + d as u8;
+        t[b'A' as usize + d] = 10 + d as u8;
+        d += 1;
+    }
+    t
+};
+
 #[inline(always)]
 fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
+    let v = HEX[usize::from(b)];
+    if v < 16 {
+        Some(v)
+    } else {
+        None
     }
 }
 
 #[inline(always)]
 fn hex4(w: &[u8], at: usize) -> Option<u32> {
-    let [a, b, c, d] = <[u8; 4]>::try_from(w.get(at..at + 4)?).ok()?;
-    let digits = [hex(a)?, hex(b)?, hex(c)?, hex(d)?].map(u32::from);
-    Some(digits[0] << 12 | digits[1] << 8 | digits[2] << 4 | digits[3])
+    let a = u32::from(hex(*w.get(at)?)?);
+    let b = u32::from(hex(*w.get(at + 1)?)?);
+    let c = u32::from(hex(*w.get(at + 2)?)?);
+    let d = u32::from(hex(*w.get(at + 3)?)?);
+    Some(a << 12 | b << 8 | c << 4 | d)
 }
 
 /// The escaped reading of `w` at `j`, when an escape starts there. Only
@@ -189,57 +208,70 @@ fn escape_at(w: &[u8], j: usize) -> Option<Unit> {
         }
         b'+' => Some(Unit::byte(b' ', 1)),
         b'\\' => {
-            let short = |b| Some(Unit::byte(b, 2));
-            match *w.get(j + 1)? {
-                b'"' => short(b'"'),
-                b'\\' => short(b'\\'),
-                b'/' => short(b'/'),
-                b'b' => short(0x08),
-                b'f' => short(0x0c),
-                b'n' => short(b'\n'),
-                b'r' => short(b'\r'),
-                b't' => short(b'\t'),
-                b'u' => {
-                    let u = hex4(w, j + 2)?;
-                    let (cp, width) = if (0xD800..0xDC00).contains(&u) {
-                        // A character beyond the BMP is a surrogate pair; a
-                        // lone high surrogate stands for no bytes at all.
-                        if w.get(j + 6..j + 8)? != b"\\u" {
-                            return None;
-                        }
-                        let low = hex4(w, j + 8)?;
-                        if !(0xDC00..0xE000).contains(&low) {
-                            return None;
-                        }
-                        (0x10000 + ((u - 0xD800) << 10) + (low - 0xDC00), 12)
-                    } else {
-                        (u, 6)
-                    };
-                    // `from_u32` refuses a lone low surrogate.
-                    let c = char::from_u32(cp)?;
-                    let mut bytes = [0u8; 4];
-                    let len = c.encode_utf8(&mut bytes).len();
-                    Some(Unit { bytes, len, width })
-                }
-                _ => None,
-            }
+            let short = match *w.get(j + 1)? {
+                b'"' => b'"',
+                b'\\' => b'\\',
+                b'/' => b'/',
+                b'b' => 0x08,
+                b'f' => 0x0c,
+                b'n' => b'\n',
+                b'r' => b'\r',
+                b't' => b'\t',
+                b'u' => return unicode_escape_at(w, j),
+                _ => return None,
+            };
+            Some(Unit::byte(short, 2))
         }
         _ => None,
     }
 }
 
-/// Byte-wise equality (ASCII letters in any case with `fold`); a loop of at
-/// most four bytes, cheaper than a `memcmp` call.
+/// The reading of a `\uXXXX` escape (or surrogate pair) at `j`.
 #[inline(always)]
-fn same(a: &[u8], b: &[u8], fold: bool) -> bool {
-    a.len() == b.len()
-        && a.iter().zip(b).all(|(x, y)| {
-            if fold {
-                x.eq_ignore_ascii_case(y)
-            } else {
-                x == y
-            }
-        })
+fn unicode_escape_at(w: &[u8], j: usize) -> Option<Unit> {
+    let u = hex4(w, j + 2)?;
+    let (cp, width) = if (0xD800..0xDC00).contains(&u) {
+        // A character beyond the BMP is a surrogate pair; a lone high
+        // surrogate stands for no bytes at all.
+        if w.get(j + 6..j + 8)? != b"\\u" {
+            return None;
+        }
+        let low = hex4(w, j + 8)?;
+        if !(0xDC00..0xE000).contains(&low) {
+            return None;
+        }
+        (0x10000 + ((u - 0xD800) << 10) + (low - 0xDC00), 12)
+    } else {
+        (u, 6)
+    };
+    // `from_u32` refuses a lone low surrogate.
+    let c = char::from_u32(cp)?;
+    let mut bytes = [0u8; 4];
+    let len = c.encode_utf8(&mut bytes).len();
+    Some(Unit { bytes, len, width })
+}
+
+/// Byte equality, ASCII letters in any case with `fold`.
+#[inline(always)]
+fn eq(x: u8, y: u8, fold: bool) -> bool {
+    x == y || (fold && x.eq_ignore_ascii_case(&y))
+}
+
+/// Whether `p` continues at `pi` with `bytes` (ASCII letters in any case
+/// with `fold`); a loop of at most four bytes, cheaper than a `memcmp` call.
+#[inline(always)]
+fn continues(p: &[u8], pi: usize, bytes: &[u8], fold: bool) -> bool {
+    let Some(want) = p.get(pi..pi + bytes.len()) else {
+        return false;
+    };
+    let mut k = 0;
+    while let (Some(&x), Some(&y)) = (want.get(k), bytes.get(k)) {
+        if !eq(x, y, fold) {
+            return false;
+        }
+        k += 1;
+    }
+    true
 }
 
 /// States (pattern bytes matched, input bytes read) still to explore, and
@@ -258,61 +290,58 @@ fn longest_spelling(p: &[u8], w: &[u8], fold: bool) -> Option<usize> {
     let mut best: Option<usize> = None;
     // Only built when two readings fit: most calls never branch.
     let mut branches: Option<Branches> = None;
-    let mut next = Some((0usize, 0usize));
-    while let Some((mut pi, mut j)) = next
-        .take()
-        .or_else(|| branches.as_mut().and_then(|(pending, _)| pending.pop()))
-    {
-        loop {
-            // Fast path: literal bytes that start no escape.
-            while let (Some(&want), Some(&got)) = (p.get(pi), w.get(j)) {
-                let equal = if fold {
-                    want.eq_ignore_ascii_case(&got)
-                } else {
-                    want == got
+    let (mut pi, mut j) = (0usize, 0usize);
+    loop {
+        // Fast path: literal bytes that start no escape.
+        while let (Some(&want), Some(&got)) = (p.get(pi), w.get(j)) {
+            if !eq(want, got, fold) || ESCAPE_START[usize::from(got)] {
+                break;
+            }
+            pi += 1;
+            j += 1;
+        }
+        let mut dead = false;
+        match (p.get(pi), w.get(j)) {
+            (None, _) => {
+                if best.is_none_or(|b| b < j) {
+                    best = Some(j);
+                }
+                dead = true;
+            }
+            // Input ends, or a literal mismatch with no escape to read
+            // instead.
+            (Some(_), None) => dead = true,
+            (Some(_), Some(&got)) if !ESCAPE_START[usize::from(got)] => dead = true,
+            (Some(&want), Some(&got)) => {
+                let literal = eq(want, got, fold);
+                let escaped = match escape_at(w, j) {
+                    Some(u) if continues(p, pi, u.decoded(), fold) => Some(u),
+                    _ => None,
                 };
-                if !equal || ESCAPE_START[usize::from(got)] {
-                    break;
-                }
-                pi += 1;
-                j += 1;
-            }
-            let Some(want) = p.get(pi..) else { break };
-            if want.is_empty() {
-                best = best.max(Some(j));
-                break;
-            }
-            let Some(&got) = w.get(j) else { break };
-            if !ESCAPE_START[usize::from(got)] {
-                // A literal mismatch, and no escape to read instead.
-                break;
-            }
-            let literal = want.first().is_some_and(|&x| {
-                if fold {
-                    x.eq_ignore_ascii_case(&got)
-                } else {
-                    x == got
-                }
-            });
-            let escaped = escape_at(w, j).filter(|u| {
-                want.get(..u.len)
-                    .is_some_and(|x| same(x, u.decoded(), fold))
-            });
-            match (literal, escaped) {
-                (true, None) => (pi, j) = (pi + 1, j + 1),
-                (false, Some(u)) => (pi, j) = (pi + u.len, j + u.width),
-                (false, None) => break,
-                (true, Some(u)) => {
-                    let other = (pi + u.len, j + u.width);
-                    let (pending, seen) = branches.get_or_insert_with(Default::default);
-                    if seen.insert(other) {
-                        pending.push(other);
+                match (literal, escaped) {
+                    (true, None) => (pi, j) = (pi + 1, j + 1),
+                    (false, Some(u)) => (pi, j) = (pi + u.len, j + u.width),
+                    (false, None) => dead = true,
+                    (true, Some(u)) => {
+                        let other = (pi + u.len, j + u.width);
+                        let (pending, seen) = branches.get_or_insert_with(Default::default);
+                        if seen.insert(other) {
+                            pending.push(other);
+                        }
+                        if seen.insert((pi + 1, j + 1)) {
+                            (pi, j) = (pi + 1, j + 1);
+                        } else {
+                            dead = true;
+                        }
                     }
-                    if !seen.insert((pi + 1, j + 1)) {
-                        break;
-                    }
-                    (pi, j) = (pi + 1, j + 1);
                 }
+            }
+        }
+        if dead {
+            // Resume a queued reading, if any.
+            match branches.as_mut().and_then(|(pending, _)| pending.pop()) {
+                Some(state) => (pi, j) = state,
+                None => break,
             }
         }
     }
@@ -507,30 +536,31 @@ impl Redactor {
             // Most candidates fail on literal bytes: follow those without
             // setting up the full search, which is only needed once an
             // escape could be read.
+            let shared = common_prefix(p, w);
             // An input byte equal to a pattern byte that begins an escape
             // may have a second reading: the literal run stops there.
-            let run = common_prefix(p, w);
-            let run = p
-                .get(..run)
-                .and_then(|shared| shared.iter().position(|&b| ESCAPE_START[usize::from(b)]))
-                .unwrap_or(run);
+            let mut run = 0;
+            while run < shared && p.get(run).is_some_and(|&b| !ESCAPE_START[usize::from(b)]) {
+                run += 1;
+            }
             if run == p.len() {
                 // Every byte read had exactly one reading.
                 best = best.max(Some(run));
                 continue;
             }
-            if w.get(run).is_none_or(|&b| !ESCAPE_START[usize::from(b)]) {
-                continue;
+            match w.get(run) {
+                Some(&b) if ESCAPE_START[usize::from(b)] => {
+                    best = best.max(longest_spelling(p, w, false));
+                }
+                _ => {}
             }
-            best = best.max(longest_spelling(p, w, false));
         }
-        if let Some(u) = ESCAPE_START[usize::from(b0)]
-            .then(|| escape_at(w, 0))
-            .flatten()
-        {
-            if u.bytes[0] != b0 {
-                for p in self.group(u.bytes[0]) {
-                    best = best.max(longest_spelling(p.expose(), w, false));
+        if ESCAPE_START[usize::from(b0)] {
+            if let Some(u) = escape_at(w, 0) {
+                if u.bytes[0] != b0 {
+                    for p in self.group(u.bytes[0]) {
+                        best = best.max(longest_spelling(p.expose(), w, false));
+                    }
                 }
             }
         }
@@ -571,6 +601,26 @@ impl Redactor {
         buf.len()
     }
 
+    /// The offsets (as in `offsets`) at which a pattern can hold the first
+    /// byte of a reading of the introducer at `at`: its literal byte or
+    /// what its escape stands for. Every offset when the escape may still
+    /// be cut off by the end of `buf` (the next chunk could complete it) or
+    /// there is no introducer.
+    #[inline(always)]
+    fn introducer_fits(&self, buf: &[u8], at: usize) -> u64 {
+        if buf.len().saturating_sub(at) < 2 * MAX_SPELLING {
+            return u64::MAX;
+        }
+        let Some(&b) = buf.get(at) else {
+            return u64::MAX;
+        };
+        let mut fits = self.offsets[usize::from(b)];
+        if let Some(u) = escape_at(buf, at) {
+            fits |= self.offsets[usize::from(u.bytes[0])];
+        }
+        fits
+    }
+
     /// Scrubs `buf`, deciding every start position below `limit`, and
     /// returns how far it consumed (everything before that is emitted).
     ///
@@ -590,11 +640,15 @@ impl Redactor {
         let m = self.min_len;
         let mut i = 0;
         let mut copied = 0;
-        // The first introducer at or after `i` (`buf.len()` when none).
+        // The first introducer at or after `i` (`buf.len()` when none), and
+        // the offsets its readings (the byte itself, or what its escape
+        // stands for) may take in a pattern.
         let mut intro = self.next_introducer(buf, 0);
+        let mut intro_fits = self.introducer_fits(buf, intro);
         'scan: while i < end {
             if intro < i {
                 intro = self.next_introducer(buf, i);
+                intro_fits = self.introducer_fits(buf, intro);
             }
             if i + m <= intro {
                 // A literal window: skip as set-Horspool does.
@@ -623,12 +677,15 @@ impl Redactor {
                 let viable = run.iter().fold(0u64, |d, &b| {
                     (d << 1 | 1) & self.offsets[usize::from(b)]
                 });
-                let mut bits = viable;
+                // One step further: bit `k` set when the run from
+                // `intro − k` also fits what the introducer can read as.
+                // In bounds: the run is shorter than `min_len` ≤ 64.
+                let mut bits = viable << 1 & intro_fits;
                 while bits != 0 {
                     // Leftmost start first: the highest offset.
                     let k = 63 - bits.leading_zeros() as usize;
                     bits &= !(1u64 << k);
-                    let at = intro - 1 - k;
+                    let at = intro - k;
                     if at >= end {
                         // Undecided: kept for the next chunk (every
                         // position before it was decided).
@@ -647,6 +704,10 @@ impl Redactor {
                 continue;
             }
             // At an introducer.
+            if intro_fits & 1 == 0 {
+                i += 1;
+                continue;
+            }
             match self.match_at(buf, i, false) {
                 Some(e) => {
                     out.extend_from_slice(buf.get(copied..i).unwrap_or_default());

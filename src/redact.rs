@@ -103,13 +103,15 @@ pub fn base64_spellings(value: &[u8]) -> Vec<Vec<u8>> {
 
 /// A streaming multi-pattern replacer that decodes while it scans.
 pub struct Redactor {
-    /// Non-empty, distinct; ordered by first byte.
+    /// Non-empty, distinct, sorted.
     patterns: Vec<Rc<Secret>>,
     /// `ranges[group_of[b] - 1]` are the indices of the patterns that begin
     /// with byte `b` (0: none): a candidate position only tries those its
     /// first reading fits.
     group_of: [u16; 256],
     ranges: Vec<(usize, usize)>,
+    /// How many leading bytes each pattern shares with the one before it.
+    shared_prev: Vec<usize>,
     /// Input bytes a match can begin with: the patterns' first bytes, and
     /// the bytes that begin an escape (`%`, `\`, `+`). Any other byte is
     /// skipped without a closer look.
@@ -226,6 +228,44 @@ fn escape_at(w: &[u8], j: usize) -> Option<Unit> {
     }
 }
 
+/// The first byte of what an escape at `j` stands for, without building
+/// the whole reading: for every escape [`escape_at`] reads, the same byte
+/// (so it can rule positions out, never in). A `\u` escape's UTF-8
+/// leading byte follows from its first code unit alone.
+#[inline(always)]
+fn first_escaped_byte(w: &[u8], j: usize) -> Option<u8> {
+    match *w.get(j)? {
+        b'%' => Some(hex(*w.get(j + 1)?)? << 4 | hex(*w.get(j + 2)?)?),
+        b'+' => Some(b' '),
+        b'\\' => match *w.get(j + 1)? {
+            b'u' => {
+                let u = hex4(w, j + 2)?;
+                // The casts keep the bits that the UTF-8 leading byte holds.
+                Some(match u {
+                    0..0x80 => u as u8,
+                    0x80..0x800 => 0xC0 | (u >> 6) as u8,
+                    // A pair: the code point's top bits come from the high
+                    // surrogate (the low one adds only the lowest ten).
+                    0xD800..0xDC00 => 0xF0 | ((0x10000 + ((u - 0xD800) << 10)) >> 18) as u8,
+                    // A lone low surrogate stands for nothing.
+                    0xDC00..0xE000 => return None,
+                    _ => 0xE0 | (u >> 12) as u8,
+                })
+            }
+            b'"' => Some(b'"'),
+            b'\\' => Some(b'\\'),
+            b'/' => Some(b'/'),
+            b'b' => Some(0x08),
+            b'f' => Some(0x0c),
+            b'n' => Some(b'\n'),
+            b'r' => Some(b'\r'),
+            b't' => Some(b'\t'),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 /// The reading of a `\uXXXX` escape (or surrogate pair) at `j`.
 #[inline(always)]
 fn unicode_escape_at(w: &[u8], j: usize) -> Option<Unit> {
@@ -278,7 +318,9 @@ fn continues(p: &[u8], pi: usize, bytes: &[u8], fold: bool) -> bool {
 /// every state ever queued.
 type Branches = (Vec<(usize, usize)>, BTreeSet<(usize, usize)>);
 
-/// The end (in `w`) of the longest spelling of `p` at the start of `w`.
+/// The end (in `w`) of the longest spelling of `p` at the start of `w`;
+/// and, when there is none, a bound on how many leading bytes of `p` the
+/// search looked at (a pattern sharing that many leading bytes fails too).
 ///
 /// A state is (pattern bytes matched, input bytes read). Readings are
 /// exclusive except a literal `%` or `\` that is also the start of an
@@ -286,8 +328,11 @@ type Branches = (Vec<(usize, usize)>, BTreeSet<(usize, usize)>);
 /// both are explored, each state at most once, so a pattern full of
 /// backslashes against input full of backslashes costs states, not paths.
 #[inline(never)]
-fn longest_spelling(p: &[u8], w: &[u8], fold: bool) -> Option<usize> {
+fn longest_spelling(p: &[u8], w: &[u8], fold: bool) -> (Option<usize>, usize) {
     let mut best: Option<usize> = None;
+    // A state looks at most at the four pattern bytes from where it stops
+    // (a `\u` escape stands for up to four).
+    let mut reach = 0;
     // Only built when two readings fit: most calls never branch.
     let mut branches: Option<Branches> = None;
     let (mut pi, mut j) = (0usize, 0usize);
@@ -338,6 +383,7 @@ fn longest_spelling(p: &[u8], w: &[u8], fold: bool) -> Option<usize> {
             }
         }
         if dead {
+            reach = reach.max(pi + 4);
             // Resume a queued reading, if any.
             match branches.as_mut().and_then(|(pending, _)| pending.pop()) {
                 Some(state) => (pi, j) = state,
@@ -345,7 +391,7 @@ fn longest_spelling(p: &[u8], w: &[u8], fold: bool) -> Option<usize> {
             }
         }
     }
-    best
+    (best, reach)
 }
 
 /// How many leading bytes `a` and `b` share, eight at a time.
@@ -388,21 +434,11 @@ impl Redactor {
     pub fn shared(patterns: Vec<Rc<Secret>>) -> Redactor {
         let mut patterns: Vec<Rc<Secret>> =
             patterns.into_iter().filter(|p| !p.is_empty()).collect();
-        // By first byte, which is what the groups need; a duplicate can only
-        // sit in its own (small) group.
-        patterns.sort_unstable_by_key(|p| p.expose().first().copied());
-        let mut distinct: Vec<Rc<Secret>> = Vec::with_capacity(patterns.len());
-        for p in patterns {
-            let first = p.expose().first();
-            let seen = distinct
-                .iter()
-                .rev()
-                .take_while(|q| q.expose().first() == first)
-                .any(|q| q.expose() == p.expose());
-            if !seen {
-                distinct.push(p);
-            }
-        }
+        // Sorted, so each first byte is one range and patterns sharing a
+        // prefix are neighbours; duplicates are neighbours too.
+        patterns.sort_unstable_by(|a, b| a.expose().cmp(b.expose()));
+        patterns.dedup_by(|a, b| a.expose() == b.expose());
+        let distinct = patterns;
         let mut patterns = distinct;
         // Group indices are u16; a redactor of more patterns than that is no
         // use anyway (each credential contributes a few dozen).
@@ -412,6 +448,14 @@ impl Redactor {
             .map(|p| p.len())
             .max()
             .map_or(0, |n| n.saturating_mul(MAX_SPELLING));
+        let shared_prev = patterns
+            .iter()
+            .scan(&[][..], |prev, p| {
+                let shared = common_prefix(prev, p.expose());
+                *prev = p.expose();
+                Some(shared)
+            })
+            .collect();
         // Patterns are sorted by first byte: each first byte is one range.
         let mut group_of = [0u16; 256];
         let mut ranges: Vec<(usize, usize)> = Vec::new();
@@ -476,6 +520,7 @@ impl Redactor {
             patterns,
             group_of,
             ranges,
+            shared_prev,
             start,
             introducer,
             min_len,
@@ -490,15 +535,19 @@ impl Redactor {
         self.patterns.is_empty()
     }
 
+    /// The indices of the patterns that begin with byte `b`.
+    #[inline(always)]
+    fn group_range(&self, b: u8) -> (usize, usize) {
+        match usize::from(self.group_of[usize::from(b)]).checked_sub(1) {
+            Some(k) => self.ranges.get(k).copied().unwrap_or((0, 0)),
+            None => (0, 0),
+        }
+    }
+
     /// The patterns that begin with byte `b`.
     #[inline(always)]
     fn group(&self, b: u8) -> &[Rc<Secret>] {
-        let k = usize::from(self.group_of[usize::from(b)]);
-        let (lo, hi) = k
-            .checked_sub(1)
-            .and_then(|k| self.ranges.get(k))
-            .copied()
-            .unwrap_or((0, 0));
+        let (lo, hi) = self.group_range(b);
         self.patterns.get(lo..hi).unwrap_or_default()
     }
 
@@ -526,12 +575,22 @@ impl Redactor {
             firsts.dedup();
             for f in firsts {
                 for p in self.group(f) {
-                    best = best.max(longest_spelling(p.expose(), w, true));
+                    best = best.max(longest_spelling(p.expose(), w, true).0);
                 }
             }
             return best.map(|end| i + end);
         }
-        for p in self.group(b0) {
+        // Patterns are sorted: one that shares with its predecessor every
+        // byte the predecessor's failed search looked at fails the same way.
+        let mut failed_at = usize::MAX;
+        let (lo, hi) = self.group_range(b0);
+        for k in lo..hi {
+            let (Some(p), Some(&shared_prev)) = (self.patterns.get(k), self.shared_prev.get(k)) else {
+                break;
+            };
+            if shared_prev >= failed_at {
+                continue;
+            }
             let p = p.expose();
             // Most candidates fail on literal bytes: follow those without
             // setting up the full search, which is only needed once an
@@ -543,23 +602,36 @@ impl Redactor {
             while run < shared && p.get(run).is_some_and(|&b| !ESCAPE_START[usize::from(b)]) {
                 run += 1;
             }
-            if run == p.len() {
+            let (end, reach) = if run == p.len() {
                 // Every byte read had exactly one reading.
-                best = best.max(Some(run));
-                continue;
-            }
-            match w.get(run) {
-                Some(&b) if ESCAPE_START[usize::from(b)] => {
-                    best = best.max(longest_spelling(p, w, false));
+                (Some(run), 0)
+            } else {
+                match w.get(run) {
+                    Some(&b) if ESCAPE_START[usize::from(b)] => longest_spelling(p, w, false),
+                    // A literal mismatch at `run` (or the window ends).
+                    _ => (None, run + 1),
                 }
-                _ => {}
-            }
+            };
+            failed_at = if end.is_some() { usize::MAX } else { reach };
+            best = best.max(end);
         }
         if ESCAPE_START[usize::from(b0)] {
             if let Some(u) = escape_at(w, 0) {
                 if u.bytes[0] != b0 {
-                    for p in self.group(u.bytes[0]) {
-                        best = best.max(longest_spelling(p.expose(), w, false));
+                    let mut failed_at = usize::MAX;
+                    let (lo, hi) = self.group_range(u.bytes[0]);
+                    for k in lo..hi {
+                        let (Some(p), Some(&shared_prev)) =
+                            (self.patterns.get(k), self.shared_prev.get(k))
+                        else {
+                            break;
+                        };
+                        if shared_prev >= failed_at {
+                            continue;
+                        }
+                        let (end, reach) = longest_spelling(p.expose(), w, false);
+                        failed_at = if end.is_some() { usize::MAX } else { reach };
+                        best = best.max(end);
                     }
                 }
             }
@@ -579,8 +651,16 @@ impl Redactor {
             let v = x ^ ONES.wrapping_mul(u64::from(b));
             v.wrapping_sub(ONES) & !v & HIGH
         };
-        let plus = self.introducer[usize::from(b'+')];
+        // Escape-dense text: the next introducer is usually a few bytes on.
         let mut i = from;
+        while i < from + 4 {
+            match buf.get(i) {
+                Some(&b) if self.introducer[usize::from(b)] => return i,
+                Some(_) => i += 1,
+                None => return buf.len(),
+            }
+        }
+        let plus = self.introducer[usize::from(b'+')];
         while let Some(word) = buf.get(i..i + 8) {
             let x = u64::from_le_bytes(<[u8; 8]>::try_from(word).unwrap_or_default());
             let mut hit = equal(x, b'%') | equal(x, b'\\');
@@ -614,11 +694,11 @@ impl Redactor {
         let Some(&b) = buf.get(at) else {
             return u64::MAX;
         };
-        let mut fits = self.offsets[usize::from(b)];
-        if let Some(u) = escape_at(buf, at) {
-            fits |= self.offsets[usize::from(u.bytes[0])];
+        let literal = self.offsets[usize::from(b)];
+        match first_escaped_byte(buf, at) {
+            Some(first) => literal | self.offsets[usize::from(first)],
+            None => literal,
         }
-        fits
     }
 
     /// Scrubs `buf`, deciding every start position below `limit`, and

@@ -101,6 +101,13 @@ pub fn base64_spellings(value: &[u8]) -> Vec<Vec<u8>> {
     out
 }
 
+/// Emits `buf[copied..at]` and the replacement for a match at `at`.
+#[inline(always)]
+fn replace(out: &mut Vec<u8>, buf: &[u8], copied: usize, at: usize) {
+    out.extend_from_slice(buf.get(copied..at).unwrap_or_default());
+    out.extend_from_slice(REPLACEMENT);
+}
+
 /// A streaming multi-pattern replacer that decodes while it scans.
 pub struct Redactor {
     /// Non-empty, distinct, sorted.
@@ -720,83 +727,87 @@ impl Redactor {
         let m = self.min_len;
         let mut i = 0;
         let mut copied = 0;
-        // The first introducer at or after `i` (`buf.len()` when none), and
-        // the offsets its readings (the byte itself, or what its escape
-        // stands for) may take in a pattern.
-        let mut intro = self.next_introducer(buf, 0);
-        let mut intro_fits = self.introducer_fits(buf, intro);
         'scan: while i < end {
-            if intro < i {
-                intro = self.next_introducer(buf, i);
-                intro_fits = self.introducer_fits(buf, intro);
-            }
-            if i + m <= intro {
-                // A literal window: skip as set-Horspool does.
-                let last = buf.get(i + m - 1).copied().unwrap_or_default();
-                let skip = usize::from(self.shift[usize::from(last)]);
-                if skip > 0 {
-                    i += skip;
-                    continue;
+            // Read the literal run from `i` up to an introducer, at most
+            // `min_len − 1` bytes (the bits `offsets` keeps): bit `k` of
+            // `viable` ends up set when the run from `t − 1 − k` fits some
+            // pattern's offsets byte by byte.
+            let lim = (i + m - 1).min(buf.len());
+            let mut t = i;
+            let mut viable = 0u64;
+            let mut literal_window = false;
+            while let Some(&b) = buf.get(t) {
+                if self.introducer[usize::from(b)] {
+                    break;
                 }
-                match self.match_at(buf, i, false) {
-                    Some(e) => {
-                        out.extend_from_slice(buf.get(copied..i).unwrap_or_default());
-                        out.extend_from_slice(REPLACEMENT);
-                        i = e;
-                        copied = e;
+                if t >= lim {
+                    // `min_len` literal bytes from `i`.
+                    literal_window = true;
+                    break;
+                }
+                viable = (viable << 1 | 1) & self.offsets[usize::from(b)];
+                t += 1;
+            }
+            if literal_window {
+                // Skip as set-Horspool does while the window ahead holds
+                // no introducer.
+                let intro = self.next_introducer(buf, t + 1);
+                while i < end && i + m <= intro {
+                    let last = buf.get(i + m - 1).copied().unwrap_or_default();
+                    let skip = usize::from(self.shift[usize::from(last)]);
+                    if skip > 0 {
+                        i += skip;
+                        continue;
                     }
-                    None => i += 1,
+                    match self.match_at(buf, i, false) {
+                        Some(e) => {
+                            replace(out, buf, copied, i);
+                            i = e;
+                            copied = e;
+                        }
+                        None => i += 1,
+                    }
                 }
                 continue;
             }
-            if i < intro {
-                // Fewer than `min_len` literal bytes before the introducer:
-                // bit `k` of `viable` ends up set when the run from
-                // `intro − 1 − k` fits some pattern's offsets byte by byte.
-                let run = buf.get(i..intro).unwrap_or_default();
-                let viable = run.iter().fold(0u64, |d, &b| {
-                    (d << 1 | 1) & self.offsets[usize::from(b)]
-                });
-                // One step further: bit `k` set when the run from
-                // `intro − k` also fits what the introducer can read as.
-                // In bounds: the run is shorter than `min_len` ≤ 64.
-                let mut bits = viable << 1 & intro_fits;
-                while bits != 0 {
-                    // Leftmost start first: the highest offset.
-                    let k = 63 - bits.leading_zeros() as usize;
-                    bits &= !(1u64 << k);
-                    let at = intro - k;
-                    if at >= end {
-                        // Undecided: kept for the next chunk (every
-                        // position before it was decided).
-                        i = at;
-                        break 'scan;
-                    }
-                    if let Some(e) = self.match_at(buf, at, false) {
-                        out.extend_from_slice(buf.get(copied..at).unwrap_or_default());
-                        out.extend_from_slice(REPLACEMENT);
-                        i = e;
-                        copied = e;
-                        continue 'scan;
-                    }
+            // `t` is an introducer (or the end of `buf`) fewer than
+            // `min_len` bytes on. One step further: bit `k` set when the run
+            // from `t − k` also fits what the introducer can read as.
+            // In bounds: the run is shorter than `min_len` ≤ 64.
+            let fits = self.introducer_fits(buf, t);
+            let mut bits = viable << 1 & fits;
+            while bits != 0 {
+                // Leftmost start first: the highest offset.
+                let k = 63 - bits.leading_zeros() as usize;
+                bits &= !(1u64 << k);
+                let at = t - k;
+                if at >= end {
+                    // Undecided: kept for the next chunk (every position
+                    // before it was decided).
+                    i = at;
+                    break 'scan;
                 }
-                i = intro;
-                continue;
-            }
-            // At an introducer.
-            if intro_fits & 1 == 0 {
-                i += 1;
-                continue;
-            }
-            match self.match_at(buf, i, false) {
-                Some(e) => {
-                    out.extend_from_slice(buf.get(copied..i).unwrap_or_default());
-                    out.extend_from_slice(REPLACEMENT);
+                if let Some(e) = self.match_at(buf, at, false) {
+                    replace(out, buf, copied, at);
                     i = e;
                     copied = e;
+                    continue 'scan;
                 }
-                None => i += 1,
             }
+            if t >= end {
+                i = t;
+                break;
+            }
+            // At the introducer.
+            if fits & 1 != 0 {
+                if let Some(e) = self.match_at(buf, t, false) {
+                    replace(out, buf, copied, t);
+                    i = e;
+                    copied = e;
+                    continue;
+                }
+            }
+            i = t + 1;
         }
         // Only when deciding the whole buffer (end of stream) is the tail
         // known match-free; mid-stream, positions from `i` on may start a

@@ -321,6 +321,49 @@ fn continues(p: &[u8], pi: usize, bytes: &[u8], fold: bool) -> bool {
     true
 }
 
+/// [`longest_spelling`] without fold, taking the one reading that fits at
+/// each step; only where a literal `%` or `\` of the pattern meets an
+/// introducer (two readings may fit) does it hand over to the full search.
+/// Same answers, without the search's bookkeeping on the common path.
+#[inline(never)]
+fn spelling(p: &[u8], w: &[u8]) -> (Option<usize>, usize) {
+    let (mut pi, mut j) = (0usize, 0usize);
+    loop {
+        let Some(&want) = p.get(pi) else {
+            return (Some(j), 0);
+        };
+        let Some(&got) = w.get(j) else {
+            return (None, pi + 4);
+        };
+        if !ESCAPE_START[usize::from(got)] {
+            if want != got {
+                return (None, pi + 4);
+            }
+            pi += 1;
+            j += 1;
+            continue;
+        }
+        if want == got {
+            if got != b'+' {
+                // `%` or `\` read literally may also begin an escape of
+                // the same pattern byte.
+                return longest_spelling(p, w, false);
+            }
+            // A literal `+`: its other reading, a space, is not `+`.
+            pi += 1;
+            j += 1;
+            continue;
+        }
+        match escape_at(w, j) {
+            Some(u) if continues(p, pi, u.decoded(), false) => {
+                pi += u.len;
+                j += u.width;
+            }
+            _ => return (None, pi + 4),
+        }
+    }
+}
+
 /// States (pattern bytes matched, input bytes read) still to explore, and
 /// every state ever queued.
 type Branches = (Vec<(usize, usize)>, BTreeSet<(usize, usize)>);
@@ -614,7 +657,7 @@ impl Redactor {
                 (Some(run), 0)
             } else {
                 match w.get(run) {
-                    Some(&b) if ESCAPE_START[usize::from(b)] => longest_spelling(p, w, false),
+                    Some(&b) if ESCAPE_START[usize::from(b)] => spelling(p, w),
                     // A literal mismatch at `run` (or the window ends).
                     _ => (None, run + 1),
                 }
@@ -636,7 +679,7 @@ impl Redactor {
                         if shared_prev >= failed_at {
                             continue;
                         }
-                        let (end, reach) = longest_spelling(p.expose(), w, false);
+                        let (end, reach) = spelling(p.expose(), w);
                         failed_at = if end.is_some() { usize::MAX } else { reach };
                         best = best.max(end);
                     }

@@ -129,7 +129,7 @@ pub struct Redactor {
     /// literal matches can begin.
     introducer: [bool; 256],
     /// The length of the literal window the skips look at: the shortest
-    /// pattern's length, at most 64 (the bits of `offsets`).
+    /// pattern's length, at most 64 (the bits of `offsets`), at least 1.
     min_len: usize,
     /// Set-Horspool over the first `min_len` bytes of every pattern: when
     /// the window `i..i + min_len` holds no introducer, no match begins in
@@ -488,8 +488,6 @@ impl Redactor {
         // prefix are neighbours; duplicates are neighbours too.
         patterns.sort_unstable_by(|a, b| a.expose().cmp(b.expose()));
         patterns.dedup_by(|a, b| a.expose() == b.expose());
-        let distinct = patterns;
-        let mut patterns = distinct;
         // Group indices are u16; a redactor of more patterns than that is no
         // use anyway (each credential contributes a few dozen).
         patterns.truncate(usize::from(u16::MAX));
@@ -635,7 +633,8 @@ impl Redactor {
         let mut failed_at = usize::MAX;
         let (lo, hi) = self.group_range(b0);
         for k in lo..hi {
-            let (Some(p), Some(&shared_prev)) = (self.patterns.get(k), self.shared_prev.get(k)) else {
+            let (Some(p), Some(&shared_prev)) = (self.patterns.get(k), self.shared_prev.get(k))
+            else {
                 break;
             };
             if shared_prev >= failed_at {

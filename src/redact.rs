@@ -110,7 +110,7 @@ fn replace(out: &mut Vec<u8>, buf: &[u8], copied: usize, at: usize) {
 
 /// A streaming multi-pattern replacer that decodes while it scans.
 pub struct Redactor {
-    /// Non-empty, distinct, sorted.
+    /// Non-empty, distinct; ordered by first byte, stably.
     patterns: Vec<Rc<Secret>>,
     /// `ranges[group_of[b] - 1]` are the indices of the patterns that begin
     /// with byte `b` (0: none): a candidate position only tries those its
@@ -484,10 +484,24 @@ impl Redactor {
     pub fn shared(patterns: Vec<Rc<Secret>>) -> Redactor {
         let mut patterns: Vec<Rc<Secret>> =
             patterns.into_iter().filter(|p| !p.is_empty()).collect();
-        // Sorted, so each first byte is one range and patterns sharing a
-        // prefix are neighbours; duplicates are neighbours too.
-        patterns.sort_unstable_by(|a, b| a.expose().cmp(b.expose()));
-        patterns.dedup_by(|a, b| a.expose() == b.expose());
+        // By first byte, which is what the groups need; stable, so the
+        // spellings of one value (each list sorted) stay neighbours within a
+        // group, sharing prefixes. A duplicate can only sit in its own
+        // (small) group.
+        patterns.sort_by_key(|p| p.expose().first().copied());
+        let mut distinct: Vec<Rc<Secret>> = Vec::with_capacity(patterns.len());
+        for p in patterns {
+            let first = p.expose().first();
+            let seen = distinct
+                .iter()
+                .rev()
+                .take_while(|q| q.expose().first() == first)
+                .any(|q| q.expose() == p.expose());
+            if !seen {
+                distinct.push(p);
+            }
+        }
+        let mut patterns = distinct;
         // Group indices are u16; a redactor of more patterns than that is no
         // use anyway (each credential contributes a few dozen).
         patterns.truncate(usize::from(u16::MAX));
@@ -496,14 +510,12 @@ impl Redactor {
             .map(|p| p.len())
             .max()
             .map_or(0, |n| n.saturating_mul(MAX_SPELLING));
-        let shared_prev = patterns
-            .iter()
-            .scan(&[][..], |prev, p| {
-                let shared = common_prefix(prev, p.expose());
-                *prev = p.expose();
-                Some(shared)
-            })
-            .collect();
+        let mut shared_prev = Vec::with_capacity(patterns.len());
+        let mut prev: &[u8] = &[];
+        for p in &patterns {
+            shared_prev.push(common_prefix(prev, p.expose()));
+            prev = p.expose();
+        }
         // Patterns are sorted by first byte: each first byte is one range.
         let mut group_of = [0u16; 256];
         let mut ranges: Vec<(usize, usize)> = Vec::new();
@@ -527,33 +539,41 @@ impl Redactor {
             .min()
             .unwrap_or(1)
             .clamp(1, 64);
-        // `min_len` is at most 64, so every shift fits a byte.
-        let mut shift = [u8::try_from(min_len).unwrap_or(u8::MAX); 256];
         // Zeroed on allocation (a boxed array literal would be built on the
         // stack and copied); the conversion cannot fail, the length is fixed.
         let mut offsets: Box<[u64; 256]> = vec![0u64; 256]
             .into_boxed_slice()
             .try_into()
             .unwrap_or_else(|_| Box::new([0u64; 256]));
-        for p in &patterns {
+        for (p, &shared) in patterns.iter().zip(&shared_prev) {
             let bytes = p.expose();
             let Some(&first) = bytes.first() else {
                 continue;
             };
             start[usize::from(first)] = true;
-            for (k, &b) in bytes.iter().take(min_len).enumerate() {
-                let b = usize::from(b);
-                if let Some(o) = offsets.get_mut(b) {
-                    *o |= 1 << k;
-                }
-                let s = u8::try_from(min_len - 1 - k).unwrap_or(u8::MAX);
-                if let Some(t) = shift.get_mut(b) {
-                    *t = (*t).min(s);
-                }
+            // Built per request: a plain loop (iterator adapters stay out
+            // of line at opt-level "z"), and the bytes a pattern shares
+            // with its predecessor are already recorded at these offsets.
+            let prefix = bytes.get(..min_len).unwrap_or(bytes);
+            let mut k = shared;
+            while let Some(&b) = prefix.get(k) {
+                offsets[usize::from(b)] |= 1u64 << k;
+                k += 1;
             }
             if bytes.contains(&b' ') {
                 introducer[usize::from(b'+')] = true;
             }
+        }
+        // The skip for a byte: from its last offset inside the window (the
+        // only offsets recorded). `min_len` ≤ 64, so every shift fits a byte.
+        let mut shift = [min_len as u8; 256];
+        let mut b = 0;
+        while b < 256 {
+            let o = offsets[b];
+            if o != 0 {
+                shift[b] = (min_len - 1 - (63 - o.leading_zeros() as usize)) as u8;
+            }
+            b += 1;
         }
         if !patterns.is_empty() {
             // Any byte can be percent-encoded and any character JSON-escaped;

@@ -101,23 +101,44 @@ pub fn base64_spellings(value: &[u8]) -> Vec<Vec<u8>> {
     out
 }
 
+/// Emits `buf[copied..at]` and the replacement for a match at `at`.
+#[inline(always)]
+fn replace(out: &mut Vec<u8>, buf: &[u8], copied: usize, at: usize) {
+    out.extend_from_slice(buf.get(copied..at).unwrap_or_default());
+    out.extend_from_slice(REPLACEMENT);
+}
+
 /// A streaming multi-pattern replacer that decodes while it scans.
 pub struct Redactor {
-    /// Non-empty, distinct; ordered by first byte.
+    /// Non-empty, distinct; ordered by first byte, stably.
     patterns: Vec<Rc<Secret>>,
     /// `ranges[group_of[b] - 1]` are the indices of the patterns that begin
     /// with byte `b` (0: none): a candidate position only tries those its
     /// first reading fits.
     group_of: [u16; 256],
     ranges: Vec<(usize, usize)>,
+    /// How many leading bytes each pattern shares with the one before it.
+    shared_prev: Vec<usize>,
     /// Input bytes a match can begin with: the patterns' first bytes, and
     /// the bytes that begin an escape (`%`, `\`, `+`). Any other byte is
     /// skipped without a closer look.
     start: [bool; 256],
-    /// Bit `a << 8 | b`: a match beginning with the literal byte `a` may be
-    /// followed by input byte `b` (the pattern's second byte, or the start
-    /// of an escape of it; any byte after a one-byte pattern).
-    pairs: Box<[u64; 1024]>,
+    /// Bytes that can begin an escape that may spell a pattern byte: `%`
+    /// and `\`, and `+` when some pattern holds a space. Every other input
+    /// byte has exactly one reading, itself, so between these bytes only
+    /// literal matches can begin.
+    introducer: [bool; 256],
+    /// The length of the literal window the skips look at: the shortest
+    /// pattern's length, at most 64 (the bits of `offsets`), at least 1.
+    min_len: usize,
+    /// Set-Horspool over the first `min_len` bytes of every pattern: when
+    /// the window `i..i + min_len` holds no introducer, no match begins in
+    /// `i..i + shift[buf[i + min_len - 1]]`.
+    shift: [u8; 256],
+    /// Bit `k` of `offsets[b]`: some pattern has byte `b` at offset `k`
+    /// (`k < min_len`); a literal run before an introducer can only start
+    /// a match where every byte sits at an offset its pattern allows.
+    offsets: Box<[u64; 256]>,
     /// Input bytes a match can cover at most; every decision at a position
     /// reads only this many bytes from it.
     window: usize,
@@ -147,21 +168,40 @@ impl Unit {
     }
 }
 
+/// The value of each hex digit; 0xFF for any other byte.
+const HEX: [u8; 256] = {
+    let mut t = [0xFFu8; 256];
+    let mut d = 0;
+    while d < 10 {
+        t[b'0' as usize + d] = d as u8;
+        d += 1;
+    }
+    let mut d = 0;
+    while d < 6 {
+        t[b'a' as usize + d] = 10 + d as u8;
+        t[b'A' as usize + d] = 10 + d as u8;
+        d += 1;
+    }
+    t
+};
+
 #[inline(always)]
 fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
+    let v = HEX[usize::from(b)];
+    if v < 16 {
+        Some(v)
+    } else {
+        None
     }
 }
 
 #[inline(always)]
 fn hex4(w: &[u8], at: usize) -> Option<u32> {
-    let [a, b, c, d] = <[u8; 4]>::try_from(w.get(at..at + 4)?).ok()?;
-    let digits = [hex(a)?, hex(b)?, hex(c)?, hex(d)?].map(u32::from);
-    Some(digits[0] << 12 | digits[1] << 8 | digits[2] << 4 | digits[3])
+    let a = u32::from(hex(*w.get(at)?)?);
+    let b = u32::from(hex(*w.get(at + 1)?)?);
+    let c = u32::from(hex(*w.get(at + 2)?)?);
+    let d = u32::from(hex(*w.get(at + 3)?)?);
+    Some(a << 12 | b << 8 | c << 4 | d)
 }
 
 /// The escaped reading of `w` at `j`, when an escape starts there. Only
@@ -177,64 +217,160 @@ fn escape_at(w: &[u8], j: usize) -> Option<Unit> {
         }
         b'+' => Some(Unit::byte(b' ', 1)),
         b'\\' => {
-            let short = |b| Some(Unit::byte(b, 2));
-            match *w.get(j + 1)? {
-                b'"' => short(b'"'),
-                b'\\' => short(b'\\'),
-                b'/' => short(b'/'),
-                b'b' => short(0x08),
-                b'f' => short(0x0c),
-                b'n' => short(b'\n'),
-                b'r' => short(b'\r'),
-                b't' => short(b'\t'),
-                b'u' => {
-                    let u = hex4(w, j + 2)?;
-                    let (cp, width) = if (0xD800..0xDC00).contains(&u) {
-                        // A character beyond the BMP is a surrogate pair; a
-                        // lone high surrogate stands for no bytes at all.
-                        if w.get(j + 6..j + 8)? != b"\\u" {
-                            return None;
-                        }
-                        let low = hex4(w, j + 8)?;
-                        if !(0xDC00..0xE000).contains(&low) {
-                            return None;
-                        }
-                        (0x10000 + ((u - 0xD800) << 10) + (low - 0xDC00), 12)
-                    } else {
-                        (u, 6)
-                    };
-                    // `from_u32` refuses a lone low surrogate.
-                    let c = char::from_u32(cp)?;
-                    let mut bytes = [0u8; 4];
-                    let len = c.encode_utf8(&mut bytes).len();
-                    Some(Unit { bytes, len, width })
-                }
-                _ => None,
-            }
+            let short = match *w.get(j + 1)? {
+                b'"' => b'"',
+                b'\\' => b'\\',
+                b'/' => b'/',
+                b'b' => 0x08,
+                b'f' => 0x0c,
+                b'n' => b'\n',
+                b'r' => b'\r',
+                b't' => b'\t',
+                b'u' => return unicode_escape_at(w, j),
+                _ => return None,
+            };
+            Some(Unit::byte(short, 2))
         }
         _ => None,
     }
 }
 
-/// Byte-wise equality (ASCII letters in any case with `fold`); a loop of at
-/// most four bytes, cheaper than a `memcmp` call.
+/// The first byte of what an escape at `j` stands for, without building
+/// the whole reading: for every escape [`escape_at`] reads, the same byte
+/// (so it can rule positions out, never in). A `\u` escape's UTF-8
+/// leading byte follows from its first code unit alone.
 #[inline(always)]
-fn same(a: &[u8], b: &[u8], fold: bool) -> bool {
-    a.len() == b.len()
-        && a.iter().zip(b).all(|(x, y)| {
-            if fold {
-                x.eq_ignore_ascii_case(y)
-            } else {
-                x == y
+fn first_escaped_byte(w: &[u8], j: usize) -> Option<u8> {
+    match *w.get(j)? {
+        b'%' => Some(hex(*w.get(j + 1)?)? << 4 | hex(*w.get(j + 2)?)?),
+        b'+' => Some(b' '),
+        b'\\' => match *w.get(j + 1)? {
+            b'u' => {
+                let u = hex4(w, j + 2)?;
+                // The casts keep the bits that the UTF-8 leading byte holds.
+                Some(match u {
+                    0..0x80 => u as u8,
+                    0x80..0x800 => 0xC0 | (u >> 6) as u8,
+                    // A pair: the code point's top bits come from the high
+                    // surrogate (the low one adds only the lowest ten).
+                    0xD800..0xDC00 => 0xF0 | ((0x10000 + ((u - 0xD800) << 10)) >> 18) as u8,
+                    // A lone low surrogate stands for nothing.
+                    0xDC00..0xE000 => return None,
+                    _ => 0xE0 | (u >> 12) as u8,
+                })
             }
-        })
+            b'"' => Some(b'"'),
+            b'\\' => Some(b'\\'),
+            b'/' => Some(b'/'),
+            b'b' => Some(0x08),
+            b'f' => Some(0x0c),
+            b'n' => Some(b'\n'),
+            b'r' => Some(b'\r'),
+            b't' => Some(b'\t'),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The reading of a `\uXXXX` escape (or surrogate pair) at `j`.
+#[inline(always)]
+fn unicode_escape_at(w: &[u8], j: usize) -> Option<Unit> {
+    let u = hex4(w, j + 2)?;
+    let (cp, width) = if (0xD800..0xDC00).contains(&u) {
+        // A character beyond the BMP is a surrogate pair; a lone high
+        // surrogate stands for no bytes at all.
+        if w.get(j + 6..j + 8)? != b"\\u" {
+            return None;
+        }
+        let low = hex4(w, j + 8)?;
+        if !(0xDC00..0xE000).contains(&low) {
+            return None;
+        }
+        (0x10000 + ((u - 0xD800) << 10) + (low - 0xDC00), 12)
+    } else {
+        (u, 6)
+    };
+    // `from_u32` refuses a lone low surrogate.
+    let c = char::from_u32(cp)?;
+    let mut bytes = [0u8; 4];
+    let len = c.encode_utf8(&mut bytes).len();
+    Some(Unit { bytes, len, width })
+}
+
+/// Byte equality, ASCII letters in any case with `fold`.
+#[inline(always)]
+fn eq(x: u8, y: u8, fold: bool) -> bool {
+    x == y || (fold && x.eq_ignore_ascii_case(&y))
+}
+
+/// Whether `p` continues at `pi` with `bytes` (ASCII letters in any case
+/// with `fold`); a loop of at most four bytes, cheaper than a `memcmp` call.
+#[inline(always)]
+fn continues(p: &[u8], pi: usize, bytes: &[u8], fold: bool) -> bool {
+    let Some(want) = p.get(pi..pi + bytes.len()) else {
+        return false;
+    };
+    let mut k = 0;
+    while let (Some(&x), Some(&y)) = (want.get(k), bytes.get(k)) {
+        if !eq(x, y, fold) {
+            return false;
+        }
+        k += 1;
+    }
+    true
+}
+
+/// [`longest_spelling`] without fold, taking the one reading that fits at
+/// each step; only where a literal `%` or `\` of the pattern meets an
+/// introducer (two readings may fit) does it hand over to the full search.
+/// Same answers, without the search's bookkeeping on the common path.
+#[inline(never)]
+fn spelling(p: &[u8], w: &[u8]) -> (Option<usize>, usize) {
+    let (mut pi, mut j) = (0usize, 0usize);
+    loop {
+        let Some(&want) = p.get(pi) else {
+            return (Some(j), 0);
+        };
+        let Some(&got) = w.get(j) else {
+            return (None, pi + 4);
+        };
+        if !ESCAPE_START[usize::from(got)] {
+            if want != got {
+                return (None, pi + 4);
+            }
+            pi += 1;
+            j += 1;
+            continue;
+        }
+        if want == got {
+            if got != b'+' {
+                // `%` or `\` read literally may also begin an escape of
+                // the same pattern byte.
+                return longest_spelling(p, w, false);
+            }
+            // A literal `+`: its other reading, a space, is not `+`.
+            pi += 1;
+            j += 1;
+            continue;
+        }
+        match escape_at(w, j) {
+            Some(u) if continues(p, pi, u.decoded(), false) => {
+                pi += u.len;
+                j += u.width;
+            }
+            _ => return (None, pi + 4),
+        }
+    }
 }
 
 /// States (pattern bytes matched, input bytes read) still to explore, and
 /// every state ever queued.
 type Branches = (Vec<(usize, usize)>, BTreeSet<(usize, usize)>);
 
-/// The end (in `w`) of the longest spelling of `p` at the start of `w`.
+/// The end (in `w`) of the longest spelling of `p` at the start of `w`;
+/// and, when there is none, a bound on how many leading bytes of `p` the
+/// search looked at (a pattern sharing that many leading bytes fails too).
 ///
 /// A state is (pattern bytes matched, input bytes read). Readings are
 /// exclusive except a literal `%` or `\` that is also the start of an
@@ -242,69 +378,70 @@ type Branches = (Vec<(usize, usize)>, BTreeSet<(usize, usize)>);
 /// both are explored, each state at most once, so a pattern full of
 /// backslashes against input full of backslashes costs states, not paths.
 #[inline(never)]
-fn longest_spelling(p: &[u8], w: &[u8], fold: bool) -> Option<usize> {
+fn longest_spelling(p: &[u8], w: &[u8], fold: bool) -> (Option<usize>, usize) {
     let mut best: Option<usize> = None;
+    // A state looks at most at the four pattern bytes from where it stops
+    // (a `\u` escape stands for up to four).
+    let mut reach = 0;
     // Only built when two readings fit: most calls never branch.
     let mut branches: Option<Branches> = None;
-    let mut next = Some((0usize, 0usize));
-    while let Some((mut pi, mut j)) = next
-        .take()
-        .or_else(|| branches.as_mut().and_then(|(pending, _)| pending.pop()))
-    {
-        loop {
-            // Fast path: literal bytes that start no escape.
-            while let (Some(&want), Some(&got)) = (p.get(pi), w.get(j)) {
-                let equal = if fold {
-                    want.eq_ignore_ascii_case(&got)
-                } else {
-                    want == got
+    let (mut pi, mut j) = (0usize, 0usize);
+    loop {
+        // Fast path: literal bytes that start no escape.
+        while let (Some(&want), Some(&got)) = (p.get(pi), w.get(j)) {
+            if !eq(want, got, fold) || ESCAPE_START[usize::from(got)] {
+                break;
+            }
+            pi += 1;
+            j += 1;
+        }
+        let mut dead = false;
+        match (p.get(pi), w.get(j)) {
+            (None, _) => {
+                if best.is_none_or(|b| b < j) {
+                    best = Some(j);
+                }
+                dead = true;
+            }
+            // Input ends, or a literal mismatch with no escape to read
+            // instead.
+            (Some(_), None) => dead = true,
+            (Some(_), Some(&got)) if !ESCAPE_START[usize::from(got)] => dead = true,
+            (Some(&want), Some(&got)) => {
+                let literal = eq(want, got, fold);
+                let escaped = match escape_at(w, j) {
+                    Some(u) if continues(p, pi, u.decoded(), fold) => Some(u),
+                    _ => None,
                 };
-                if !equal || ESCAPE_START[usize::from(got)] {
-                    break;
-                }
-                pi += 1;
-                j += 1;
-            }
-            let Some(want) = p.get(pi..) else { break };
-            if want.is_empty() {
-                best = best.max(Some(j));
-                break;
-            }
-            let Some(&got) = w.get(j) else { break };
-            if !ESCAPE_START[usize::from(got)] {
-                // A literal mismatch, and no escape to read instead.
-                break;
-            }
-            let literal = want.first().is_some_and(|&x| {
-                if fold {
-                    x.eq_ignore_ascii_case(&got)
-                } else {
-                    x == got
-                }
-            });
-            let escaped = escape_at(w, j).filter(|u| {
-                want.get(..u.len)
-                    .is_some_and(|x| same(x, u.decoded(), fold))
-            });
-            match (literal, escaped) {
-                (true, None) => (pi, j) = (pi + 1, j + 1),
-                (false, Some(u)) => (pi, j) = (pi + u.len, j + u.width),
-                (false, None) => break,
-                (true, Some(u)) => {
-                    let other = (pi + u.len, j + u.width);
-                    let (pending, seen) = branches.get_or_insert_with(Default::default);
-                    if seen.insert(other) {
-                        pending.push(other);
+                match (literal, escaped) {
+                    (true, None) => (pi, j) = (pi + 1, j + 1),
+                    (false, Some(u)) => (pi, j) = (pi + u.len, j + u.width),
+                    (false, None) => dead = true,
+                    (true, Some(u)) => {
+                        let other = (pi + u.len, j + u.width);
+                        let (pending, seen) = branches.get_or_insert_with(Default::default);
+                        if seen.insert(other) {
+                            pending.push(other);
+                        }
+                        if seen.insert((pi + 1, j + 1)) {
+                            (pi, j) = (pi + 1, j + 1);
+                        } else {
+                            dead = true;
+                        }
                     }
-                    if !seen.insert((pi + 1, j + 1)) {
-                        break;
-                    }
-                    (pi, j) = (pi + 1, j + 1);
                 }
             }
         }
+        if dead {
+            reach = reach.max(pi + 4);
+            // Resume a queued reading, if any.
+            match branches.as_mut().and_then(|(pending, _)| pending.pop()) {
+                Some(state) => (pi, j) = state,
+                None => break,
+            }
+        }
     }
-    best
+    (best, reach)
 }
 
 /// How many leading bytes `a` and `b` share, eight at a time.
@@ -347,9 +484,11 @@ impl Redactor {
     pub fn shared(patterns: Vec<Rc<Secret>>) -> Redactor {
         let mut patterns: Vec<Rc<Secret>> =
             patterns.into_iter().filter(|p| !p.is_empty()).collect();
-        // By first byte, which is what the groups need; a duplicate can only
-        // sit in its own (small) group.
-        patterns.sort_unstable_by_key(|p| p.expose().first().copied());
+        // By first byte, which is what the groups need; stable, so the
+        // spellings of one value (each list sorted) stay neighbours within a
+        // group, sharing prefixes. A duplicate can only sit in its own
+        // (small) group.
+        patterns.sort_by_key(|p| p.expose().first().copied());
         let mut distinct: Vec<Rc<Secret>> = Vec::with_capacity(patterns.len());
         for p in patterns {
             let first = p.expose().first();
@@ -371,6 +510,12 @@ impl Redactor {
             .map(|p| p.len())
             .max()
             .map_or(0, |n| n.saturating_mul(MAX_SPELLING));
+        let mut shared_prev = Vec::with_capacity(patterns.len());
+        let mut prev: &[u8] = &[];
+        for p in &patterns {
+            shared_prev.push(common_prefix(prev, p.expose()));
+            prev = p.expose();
+        }
         // Patterns are sorted by first byte: each first byte is one range.
         let mut group_of = [0u16; 256];
         let mut ranges: Vec<(usize, usize)> = Vec::new();
@@ -387,43 +532,48 @@ impl Redactor {
             }
         }
         let mut start = [false; 256];
+        let mut introducer = [false; 256];
+        let min_len = patterns
+            .iter()
+            .map(|p| p.len())
+            .min()
+            .unwrap_or(1)
+            .clamp(1, 64);
         // Zeroed on allocation (a boxed array literal would be built on the
         // stack and copied); the conversion cannot fail, the length is fixed.
-        let mut pairs: Box<[u64; 1024]> = vec![0u64; 1024]
+        let mut offsets: Box<[u64; 256]> = vec![0u64; 256]
             .into_boxed_slice()
             .try_into()
-            .unwrap_or_else(|_| Box::new([0u64; 1024]));
-        // Row `a` of the table (every successor of `a`) is words 4a..4a+4.
-        let any_successor = |pairs: &mut [u64; 1024], a: u8| {
-            let row = usize::from(a) * 4;
-            pairs
-                .get_mut(row..row + 4)
-                .unwrap_or_default()
-                .fill(u64::MAX);
-        };
-        for p in &patterns {
+            .unwrap_or_else(|_| Box::new([0u64; 256]));
+        for (p, &shared) in patterns.iter().zip(&shared_prev) {
             let bytes = p.expose();
             let Some(&first) = bytes.first() else {
                 continue;
             };
             start[usize::from(first)] = true;
-            match bytes.get(1) {
-                None => any_successor(&mut pairs, first),
-                Some(&second) => {
-                    let mut admit = |next: u8| {
-                        let bit = usize::from(first) << 8 | usize::from(next);
-                        if let Some(word) = pairs.get_mut(bit / 64) {
-                            *word |= 1 << (bit % 64);
-                        }
-                    };
-                    admit(second);
-                    admit(b'%');
-                    admit(b'\\');
-                    if second == b' ' {
-                        admit(b'+');
-                    }
-                }
+            // Built per request: a plain loop (iterator adapters stay out
+            // of line at opt-level "z"), and the bytes a pattern shares
+            // with its predecessor are already recorded at these offsets.
+            let prefix = bytes.get(..min_len).unwrap_or(bytes);
+            let mut k = shared;
+            while let Some(&b) = prefix.get(k) {
+                offsets[usize::from(b)] |= 1u64 << k;
+                k += 1;
             }
+            if bytes.contains(&b' ') {
+                introducer[usize::from(b'+')] = true;
+            }
+        }
+        // The skip for a byte: from its last offset inside the window (the
+        // only offsets recorded). `min_len` ≤ 64, so every shift fits a byte.
+        let mut shift = [min_len as u8; 256];
+        let mut b = 0;
+        while b < 256 {
+            let o = offsets[b];
+            if o != 0 {
+                shift[b] = (min_len - 1 - (63 - o.leading_zeros() as usize)) as u8;
+            }
+            b += 1;
         }
         if !patterns.is_empty() {
             // Any byte can be percent-encoded and any character JSON-escaped;
@@ -431,16 +581,19 @@ impl Redactor {
             start[usize::from(b'%')] = true;
             start[usize::from(b'\\')] = true;
             start[usize::from(b'+')] = true;
-            any_successor(&mut pairs, b'%');
-            any_successor(&mut pairs, b'\\');
-            any_successor(&mut pairs, b'+');
+            introducer[usize::from(b'%')] = true;
+            introducer[usize::from(b'\\')] = true;
         }
         Redactor {
             patterns,
             group_of,
             ranges,
+            shared_prev,
             start,
-            pairs,
+            introducer,
+            min_len,
+            shift,
+            offsets,
             window,
             carry: Vec::new(),
         }
@@ -450,15 +603,19 @@ impl Redactor {
         self.patterns.is_empty()
     }
 
+    /// The indices of the patterns that begin with byte `b`.
+    #[inline(always)]
+    fn group_range(&self, b: u8) -> (usize, usize) {
+        match usize::from(self.group_of[usize::from(b)]).checked_sub(1) {
+            Some(k) => self.ranges.get(k).copied().unwrap_or((0, 0)),
+            None => (0, 0),
+        }
+    }
+
     /// The patterns that begin with byte `b`.
     #[inline(always)]
     fn group(&self, b: u8) -> &[Rc<Secret>] {
-        let k = usize::from(self.group_of[usize::from(b)]);
-        let (lo, hi) = k
-            .checked_sub(1)
-            .and_then(|k| self.ranges.get(k))
-            .copied()
-            .unwrap_or((0, 0));
+        let (lo, hi) = self.group_range(b);
         self.patterns.get(lo..hi).unwrap_or_default()
     }
 
@@ -486,102 +643,233 @@ impl Redactor {
             firsts.dedup();
             for f in firsts {
                 for p in self.group(f) {
-                    best = best.max(longest_spelling(p.expose(), w, true));
+                    best = best.max(longest_spelling(p.expose(), w, true).0);
                 }
             }
             return best.map(|end| i + end);
         }
-        for p in self.group(b0) {
+        // Patterns are sorted: one that shares with its predecessor every
+        // byte the predecessor's failed search looked at fails the same way.
+        let mut failed_at = usize::MAX;
+        let (lo, hi) = self.group_range(b0);
+        for k in lo..hi {
+            let (Some(p), Some(&shared_prev)) = (self.patterns.get(k), self.shared_prev.get(k))
+            else {
+                break;
+            };
+            if shared_prev >= failed_at {
+                continue;
+            }
             let p = p.expose();
             // Most candidates fail on literal bytes: follow those without
             // setting up the full search, which is only needed once an
             // escape could be read.
+            let shared = common_prefix(p, w);
             // An input byte equal to a pattern byte that begins an escape
             // may have a second reading: the literal run stops there.
-            let run = common_prefix(p, w);
-            let run = p
-                .get(..run)
-                .and_then(|shared| shared.iter().position(|&b| ESCAPE_START[usize::from(b)]))
-                .unwrap_or(run);
-            if run == p.len() {
+            let mut run = 0;
+            while run < shared && p.get(run).is_some_and(|&b| !ESCAPE_START[usize::from(b)]) {
+                run += 1;
+            }
+            let (end, reach) = if run == p.len() {
                 // Every byte read had exactly one reading.
-                best = best.max(Some(run));
-                continue;
-            }
-            if w.get(run).is_none_or(|&b| !ESCAPE_START[usize::from(b)]) {
-                continue;
-            }
-            best = best.max(longest_spelling(p, w, false));
+                (Some(run), 0)
+            } else {
+                match w.get(run) {
+                    Some(&b) if ESCAPE_START[usize::from(b)] => spelling(p, w),
+                    // A literal mismatch at `run` (or the window ends).
+                    _ => (None, run + 1),
+                }
+            };
+            failed_at = if end.is_some() { usize::MAX } else { reach };
+            best = best.max(end);
         }
-        if let Some(u) = ESCAPE_START[usize::from(b0)]
-            .then(|| escape_at(w, 0))
-            .flatten()
-        {
-            if u.bytes[0] != b0 {
-                for p in self.group(u.bytes[0]) {
-                    best = best.max(longest_spelling(p.expose(), w, false));
+        if ESCAPE_START[usize::from(b0)] {
+            if let Some(u) = escape_at(w, 0) {
+                if u.bytes[0] != b0 {
+                    let mut failed_at = usize::MAX;
+                    let (lo, hi) = self.group_range(u.bytes[0]);
+                    for k in lo..hi {
+                        let (Some(p), Some(&shared_prev)) =
+                            (self.patterns.get(k), self.shared_prev.get(k))
+                        else {
+                            break;
+                        };
+                        if shared_prev >= failed_at {
+                            continue;
+                        }
+                        let (end, reach) = spelling(p.expose(), w);
+                        failed_at = if end.is_some() { usize::MAX } else { reach };
+                        best = best.max(end);
+                    }
                 }
             }
         }
         best.map(|end| i + end)
     }
 
+    /// The first introducer in `buf` at or after `from` (`buf.len()` when
+    /// none), eight bytes at a time.
+    #[inline(always)]
+    fn next_introducer(&self, buf: &[u8], from: usize) -> usize {
+        const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+        const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+        // Bytes of `x` equal to `b` get their high bit set; the lowest such
+        // bit is exact (a borrow only ever marks bytes above a true zero).
+        let equal = |x: u64, b: u8| {
+            let v = x ^ ONES.wrapping_mul(u64::from(b));
+            v.wrapping_sub(ONES) & !v & HIGH
+        };
+        // Escape-dense text: the next introducer is usually a few bytes on.
+        let mut i = from;
+        while i < from + 4 {
+            match buf.get(i) {
+                Some(&b) if self.introducer[usize::from(b)] => return i,
+                Some(_) => i += 1,
+                None => return buf.len(),
+            }
+        }
+        let plus = self.introducer[usize::from(b'+')];
+        while let Some(word) = buf.get(i..i + 8) {
+            let x = u64::from_le_bytes(<[u8; 8]>::try_from(word).unwrap_or_default());
+            let mut hit = equal(x, b'%') | equal(x, b'\\');
+            if plus {
+                hit |= equal(x, b'+');
+            }
+            if hit != 0 {
+                return i + (hit.trailing_zeros() / 8) as usize;
+            }
+            i += 8;
+        }
+        while let Some(&b) = buf.get(i) {
+            if self.introducer[usize::from(b)] {
+                return i;
+            }
+            i += 1;
+        }
+        buf.len()
+    }
+
+    /// The offsets (as in `offsets`) at which a pattern can hold the first
+    /// byte of a reading of the introducer at `at`: its literal byte or
+    /// what its escape stands for. Every offset when the escape may still
+    /// be cut off by the end of `buf` (the next chunk could complete it) or
+    /// there is no introducer.
+    #[inline(always)]
+    fn introducer_fits(&self, buf: &[u8], at: usize) -> u64 {
+        if buf.len().saturating_sub(at) < 2 * MAX_SPELLING {
+            return u64::MAX;
+        }
+        let Some(&b) = buf.get(at) else {
+            return u64::MAX;
+        };
+        let literal = self.offsets[usize::from(b)];
+        match first_escaped_byte(buf, at) {
+            Some(first) => literal | self.offsets[usize::from(first)],
+            None => literal,
+        }
+    }
+
     /// Scrubs `buf`, deciding every start position below `limit`, and
     /// returns how far it consumed (everything before that is emitted).
-    /// A position is skipped without a closer look only when its byte can
-    /// begin no spelling of any pattern.
+    ///
+    /// Two levels: a stretch without introducers can only hold literal
+    /// matches, so where the `min_len` window ahead holds none, the
+    /// set-Horspool skip is exact; in the last `min_len − 1` bytes before
+    /// an introducer, a match must begin with a literal run that fits the
+    /// patterns' offsets (a bit-parallel check of the whole run at once);
+    /// only the positions that survive, and the introducers themselves, get
+    /// the decoding matcher. Every skip reads only bytes inside `buf`.
     fn scan(&self, buf: &[u8], limit: usize, out: &mut Vec<u8>) -> usize {
         if self.patterns.is_empty() {
             out.extend_from_slice(buf);
             return buf.len();
         }
         let end = limit.min(buf.len());
+        let m = self.min_len;
         let mut i = 0;
         let mut copied = 0;
-        while i < end {
-            // The fast path: a match can only begin at a byte pair the
-            // pair table admits (the last byte of the buffer is always
-            // looked at: it has no successor to judge by).
-            let hay = buf
-                .get(i..end.saturating_add(1).min(buf.len()))
-                .unwrap_or_default();
-            let mut k = 0;
-            let admits = |a: u8, b: u8| {
-                let bit = usize::from(a) << 8 | usize::from(b);
-                // In bounds: a pair of bytes is below 2^16, so `bit >> 6` is
-                // below 1024.
-                self.pairs[bit >> 6] >> (bit & 63) & 1
-            };
-            // Four pairs per step, tested together: independent lookups.
-            while k + 4 < hay.len() {
-                let (a, b, c, d, e) = (hay[k], hay[k + 1], hay[k + 2], hay[k + 3], hay[k + 4]);
-                if admits(a, b) | admits(b, c) | admits(c, d) | admits(d, e) != 0 {
+        'scan: while i < end {
+            // Read the literal run from `i` up to an introducer, at most
+            // `min_len − 1` bytes (the bits `offsets` keeps): bit `k` of
+            // `viable` ends up set when the run from `t − 1 − k` fits some
+            // pattern's offsets byte by byte.
+            let lim = (i + m - 1).min(buf.len());
+            let mut t = i;
+            let mut viable = 0u64;
+            let mut literal_window = false;
+            while let Some(&b) = buf.get(t) {
+                if self.introducer[usize::from(b)] {
                     break;
                 }
-                k += 4;
-            }
-            while k + 1 < hay.len() {
-                // In bounds: the loop condition; the table index: a pair of
-                // bytes is below 2^16, so `bit >> 6` is below 1024.
-                let bit = usize::from(hay[k]) << 8 | usize::from(hay[k + 1]);
-                if self.pairs[bit >> 6] >> (bit & 63) & 1 != 0 {
+                if t >= lim {
+                    // `min_len` literal bytes from `i`.
+                    literal_window = true;
                     break;
                 }
-                k += 1;
+                viable = (viable << 1 | 1) & self.offsets[usize::from(b)];
+                t += 1;
             }
-            i += k;
-            if i >= end {
-                break;
+            if literal_window {
+                // Skip as set-Horspool does while the window ahead holds
+                // no introducer.
+                let intro = self.next_introducer(buf, t + 1);
+                while i < end && i + m <= intro {
+                    let last = buf.get(i + m - 1).copied().unwrap_or_default();
+                    let skip = usize::from(self.shift[usize::from(last)]);
+                    if skip > 0 {
+                        i += skip;
+                        continue;
+                    }
+                    match self.match_at(buf, i, false) {
+                        Some(e) => {
+                            replace(out, buf, copied, i);
+                            i = e;
+                            copied = e;
+                        }
+                        None => i += 1,
+                    }
+                }
+                continue;
             }
-            match self.match_at(buf, i, false) {
-                Some(e) => {
-                    out.extend_from_slice(buf.get(copied..i).unwrap_or_default());
-                    out.extend_from_slice(REPLACEMENT);
+            // `t` is an introducer (or the end of `buf`) fewer than
+            // `min_len` bytes on. One step further: bit `k` set when the run
+            // from `t − k` also fits what the introducer can read as.
+            // In bounds: the run is shorter than `min_len` ≤ 64.
+            let fits = self.introducer_fits(buf, t);
+            let mut bits = viable << 1 & fits;
+            while bits != 0 {
+                // Leftmost start first: the highest offset.
+                let k = 63 - bits.leading_zeros() as usize;
+                bits &= !(1u64 << k);
+                let at = t - k;
+                if at >= end {
+                    // Undecided: kept for the next chunk (every position
+                    // before it was decided).
+                    i = at;
+                    break 'scan;
+                }
+                if let Some(e) = self.match_at(buf, at, false) {
+                    replace(out, buf, copied, at);
                     i = e;
                     copied = e;
+                    continue 'scan;
                 }
-                None => i += 1,
             }
+            if t >= end {
+                i = t;
+                break;
+            }
+            // At the introducer.
+            if fits & 1 != 0 {
+                if let Some(e) = self.match_at(buf, t, false) {
+                    replace(out, buf, copied, t);
+                    i = e;
+                    copied = e;
+                    continue;
+                }
+            }
+            i = t + 1;
         }
         // Only when deciding the whole buffer (end of stream) is the tail
         // known match-free; mid-stream, positions from `i` on may start a

@@ -8,18 +8,18 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use airlock::audit::AuditRecord;
-use airlock::inject::{encodings_of, PreparedCredential};
 use airlock::admit::{self, Gated, Received, StateCalls};
+use airlock::audit::AuditRecord;
 use airlock::authorize;
 use airlock::error::Error;
 use airlock::inject;
-use airlock::request::ToolRequest;
-use airlock::state::{Command, Reply};
+use airlock::inject::{encodings_of, PreparedCredential};
+use airlock::mint::mint;
 use airlock::policy::Policy;
 use airlock::redact::{base64_spellings, Redactor};
+use airlock::request::ToolRequest;
 use airlock::secret::Secret;
-use airlock::mint::mint;
+use airlock::state::{Command, Reply};
 use airlock::token::KeyRing;
 
 const POLICY: &str = r#"{
@@ -80,7 +80,10 @@ fn per_request() -> f64 {
     let policy = Policy::parse(POLICY).unwrap();
     let keys = KeyRing::parse("k1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=").unwrap();
     let now = 1_800_000_000;
-    let token = mint(br#"{"agent":"coder","user":"alice@example.com","tools":{"github":"write","crm":"read"},"ttl_seconds":900}"#, &policy, &keys, now, [9; 16]).unwrap().token;
+    let token =
+        mint(br#"{"agent":"coder","user":"alice@example.com","tools":{"github":"write","crm":"read"},"ttl_seconds":900}"#, &policy, &keys, now, [9; 16])
+            .unwrap()
+            .token;
     let headers: Vec<(String, String)> = [
         ("authorization", format!("Bearer {token}")),
         ("accept", "application/vnd.github+json".into()),
@@ -132,7 +135,10 @@ fn breakdown() {
     let policy = Policy::parse(POLICY).unwrap();
     let keys = KeyRing::parse("k1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=").unwrap();
     let now = 1_800_000_000;
-    let token = mint(br#"{"agent":"coder","user":"alice@example.com","tools":{"github":"write","crm":"read"},"ttl_seconds":900}"#, &policy, &keys, now, [9; 16]).unwrap().token;
+    let token =
+        mint(br#"{"agent":"coder","user":"alice@example.com","tools":{"github":"write","crm":"read"},"ttl_seconds":900}"#, &policy, &keys, now, [9; 16])
+            .unwrap()
+            .token;
     let verify = time_us(20_000, || {
         black_box(airlock::token::verify(black_box(&token), &keys, "bench", now).unwrap());
     });

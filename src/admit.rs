@@ -16,12 +16,12 @@
 //! reply it does not expect count as a pass.
 
 use crate::audit::AuditRecord;
+use crate::authorize::Gate;
 use crate::error::Error;
 use crate::hex::hex;
-use crate::authorize::Gate;
-use crate::request::{header, idempotency_key};
 use crate::policy::Limits;
 use crate::proof::{self, Signed};
+use crate::request::{header, idempotency_key};
 use crate::state::approvals::{self, Approval};
 use crate::state::session::{Admission, IdemBegin, NonceCheck, Refusal, StoredAnswer};
 use crate::state::{Command, Reply};
@@ -87,7 +87,8 @@ pub fn plan(gate: &Gate, received: &Received<'_>, body: &[u8], keys: &KeyRing, l
     let mut nonce = None;
     if proving {
         let proof_key = keys.proof_key(&gate.kid, &gate.session_id).ok_or(Error::InvalidSession(TokenError::UnknownKey))?;
-        let signed = Signed { session_id: &gate.session_id, method: received.method, path: received.raw_path, query: received.query, body_sha256: &body_sha256 };
+        let signed =
+            Signed { session_id: &gate.session_id, method: received.method, path: received.raw_path, query: received.query, body_sha256: &body_sha256 };
         let window = limits.proof_window_seconds;
         let verified = proof::verify(presented, &signed, &proof_key, now_s, window).map_err(Error::Proof)?;
         nonce = Some(NonceCheck { digest: hex(&verified.nonce_digest), ts: verified.ts, window });
@@ -205,7 +206,8 @@ impl Admitting {
                     return Err(Error::Internal("idempotency claimed without a key".into()));
                 };
                 let expires_s = now_s + limits.idempotency_ttl_seconds;
-                self.claim = Some(Claim { object: self.object.clone(), key, digest: binding.digest.clone(), expires_s, max_body: limits.idempotency_max_body_bytes });
+                self.claim =
+                    Some(Claim { object: self.object.clone(), key, digest: binding.digest.clone(), expires_s, max_body: limits.idempotency_max_body_bytes });
                 Ok(IdemStep::Claimed(self))
             }
             IdemBegin::Replay(answer) if answer.body.is_none() => {
@@ -226,7 +228,15 @@ impl Admitting {
 
     /// The approval step, if the matched rule holds requests for a human:
     /// consume the presented approval, or hold a new one under `new_id`.
-    pub fn approval_command(&self, gate: &Gate, received: &Received<'_>, new_id: &str, limits: &Limits, now_s: u64, audit: &mut AuditRecord) -> Option<Command> {
+    pub fn approval_command(
+        &self,
+        gate: &Gate,
+        received: &Received<'_>,
+        new_id: &str,
+        limits: &Limits,
+        now_s: u64,
+        audit: &mut AuditRecord,
+    ) -> Option<Command> {
         if !self.approval {
             return None;
         }
@@ -391,7 +401,11 @@ mod tests {
 
     fn setup() -> (KeyRing, Limits) {
         let keys = KeyRing::parse("k:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=").unwrap();
-        let limits = Policy::parse(r#"{"version":1,"audience":"a","tools":{"t":{"origin":"https://t.example","rules":[{"methods":["GET"],"path":"/**","level":"read"}]}}}"#).unwrap().limits;
+        let limits = Policy::parse(
+            r#"{"version":1,"audience":"a","tools":{"t":{"origin":"https://t.example","rules":[{"methods":["GET"],"path":"/**","level":"read"}]}}}"#,
+        )
+        .unwrap()
+        .limits;
         (keys, limits)
     }
 

@@ -129,9 +129,8 @@ impl AuditRecord {
 
     /// The record as one JSON line.
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|_| {
-            format!(r#"{{"kind":"airlock.audit","request_id":{:?},"decision":"error","reason":"audit_encoding"}}"#, self.request_id)
-        })
+        serde_json::to_string(self)
+            .unwrap_or_else(|_| format!(r#"{{"kind":"airlock.audit","request_id":{:?},"decision":"error","reason":"audit_encoding"}}"#, self.request_id))
     }
 }
 
@@ -154,13 +153,7 @@ pub fn rfc3339_ms(ms: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60,
-        ms % 1000
-    )
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z", rem / 3600, (rem % 3600) / 60, rem % 60, ms % 1000)
 }
 
 #[cfg(test)]

@@ -174,7 +174,14 @@ pub struct EgressAuthorized {
 
 /// Parse, authenticate and authorize an egress request. `own_host` is the
 /// worker's own hostname, which is never a destination.
-pub fn egress(policy: &Policy, keys: &KeyRing, req: &EgressRequest<'_>, now: u64, audit: &mut AuditRecord, own_host: Option<&str>) -> Result<EgressAuthorized, Error> {
+pub fn egress(
+    policy: &Policy,
+    keys: &KeyRing,
+    req: &EgressRequest<'_>,
+    now: u64,
+    audit: &mut AuditRecord,
+    own_host: Option<&str>,
+) -> Result<EgressAuthorized, Error> {
     // parse: malformed hosts are refused here; a well-formed host in a
     // never-reachable class (an IP literal) is refused after authentication,
     // so the denial is attributed to its session in the audit record.
@@ -245,13 +252,7 @@ impl<'p> Permit<'p> {
 ///
 /// Unknown tools and tools outside the session's scope fail identically, so
 /// a sandbox cannot probe which tools exist.
-pub fn authorize<'p>(
-    policy: &'p Policy,
-    session: VerifiedSession,
-    tool_name: &str,
-    method: &str,
-    path: NormalizedPath,
-) -> Result<Permit<'p>, Error> {
+pub fn authorize<'p>(policy: &'p Policy, session: VerifiedSession, tool_name: &str, method: &str, path: NormalizedPath) -> Result<Permit<'p>, Error> {
     authorize_request(policy, session, tool_name, method, path, None)
 }
 
@@ -368,9 +369,14 @@ mod tests {
     fn session(scope: &[(&str, Level)]) -> VerifiedSession {
         let ring = KeyRing::parse("k:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=").unwrap();
         let claims = Claims {
-            sid: "s".into(), agt: "a".into(), usr: "u".into(),
+            sid: "s".into(),
+            agt: "a".into(),
+            usr: "u".into(),
             scp: scope.iter().map(|(t, l)| (t.to_string(), *l)).collect(),
-            iat: 10, exp: 100, aud: "t".into(), egr: false,
+            iat: 10,
+            exp: 100,
+            aud: "t".into(),
+            egr: false,
         };
         verify(&sign(&claims, &ring), &ring, "t", 50).unwrap()
     }

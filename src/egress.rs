@@ -19,7 +19,10 @@ pub use crate::error::HostError;
 impl HostError {
     /// Whether the host was well-formed but is in a never-reachable class.
     pub fn is_forbidden_class(&self) -> bool {
-        matches!(self, HostError::IpLiteral | HostError::Localhost | HostError::PrivateName | HostError::Metadata | HostError::SingleLabel | HostError::SelfHost)
+        matches!(
+            self,
+            HostError::IpLiteral | HostError::Localhost | HostError::PrivateName | HostError::Metadata | HostError::SingleLabel | HostError::SelfHost
+        )
     }
 
     /// Malformed input is the caller's mistake (400); a well-formed host in a
@@ -44,10 +47,8 @@ pub struct Destination {
 const MAX_HOST_LEN: usize = 253;
 
 /// Suffixes that only ever name private, loopback or special-use networks.
-const PRIVATE_SUFFIXES: &[&str] = &[
-    "local", "internal", "localdomain", "home.arpa", "arpa", "intranet", "lan", "corp", "private",
-    "invalid", "test", "example", "onion",
-];
+const PRIVATE_SUFFIXES: &[&str] =
+    &["local", "internal", "localdomain", "home.arpa", "arpa", "intranet", "lan", "corp", "private", "invalid", "test", "example", "onion"];
 
 /// Cloud instance-metadata names (beyond the IP literals refused anyway).
 const METADATA_NAMES: &[&str] = &[

@@ -128,61 +128,105 @@ pub enum Error {
     AdminKeyInvalid,
     /// The tool is unknown to the policy or absent from the session's scope.
     /// One wire body for both: the sandbox cannot enumerate tools.
-    ToolNotAllowed { tool: String },
-    RouteNotAllowed { tool: String, method: String },
-    LevelInsufficient { tool: String, required: Level, granted: Level },
+    ToolNotAllowed {
+        tool: String,
+    },
+    RouteNotAllowed {
+        tool: String,
+        method: String,
+    },
+    LevelInsufficient {
+        tool: String,
+        required: Level,
+        granted: Level,
+    },
     InvalidPath(PathError),
     /// The query carries a method-override parameter (`_method` …) and the
     /// tool does not allow one: the origin would act on a method the policy
     /// did not decide.
-    MethodOverride { tool: String },
+    MethodOverride {
+        tool: String,
+    },
     /// A malformed control-plane or tool request. The message is built by
     /// Airlock from the request's own fields and is safe to return.
     InvalidRequest(String),
     /// `declared` is the Content-Length, or `None` when the body was cut
     /// off while streaming.
-    BodyTooLarge { limit: u64, declared: Option<u64> },
+    BodyTooLarge {
+        limit: u64,
+        declared: Option<u64>,
+    },
     /// A malformed egress host.
-    InvalidHost { why: HostError },
+    InvalidHost {
+        why: HostError,
+    },
     /// A destination that is never reachable, whatever the policy says.
-    HostForbidden { host: String, why: HostError },
+    HostForbidden {
+        host: String,
+        why: HostError,
+    },
     /// No egress for this session, or the host is not on the allowlist. One
     /// wire body for both.
-    EgressNotAllowed { host: String },
-    UrlTooLong { len: usize },
+    EgressNotAllowed {
+        host: String,
+    },
+    UrlTooLong {
+        len: usize,
+    },
     /// A malformed, batched or oversized MCP message.
     McpInvalid(McpError),
     /// An `Mcp-Session-Id` that was not handed out to this session.
     McpSessionInvalid,
-    HeadersTooLarge { size: usize },
+    HeadersTooLarge {
+        size: usize,
+    },
     NotFound,
     MethodNotAllowed,
-    UpstreamUnavailable { detail: String },
-    UpstreamTimeout { after_ms: u64 },
+    UpstreamUnavailable {
+        detail: String,
+    },
+    UpstreamTimeout {
+        after_ms: u64,
+    },
     /// The origin answered 5xx; its body is not passed on.
-    UpstreamError { status: u16, retry_after: Option<String> },
+    UpstreamError {
+        status: u16,
+        retry_after: Option<String>,
+    },
     /// An origin answer Airlock could not fully inspect (a coding it did
     /// not decode, a slice of a body): refused before its body is read.
-    UpstreamUninspectable { status: u16, why: Uninspectable },
+    UpstreamUninspectable {
+        status: u16,
+        why: Uninspectable,
+    },
     PolicyInvalid(String),
     /// The session was revoked (or its state record is gone).
     SessionRevoked,
     SessionNotFound,
     Proof(ProofError),
     /// `tool`: the (session, tool) limit; otherwise the session's.
-    RateLimited { tool: bool, retry_after_s: u64 },
+    RateLimited {
+        tool: bool,
+        retry_after_s: u64,
+    },
     IdempotencyKeyReused,
     IdempotencyInFlight,
     /// The first answer was too large to keep; `status` is what it was.
-    IdempotencyNotStored { status: u16 },
+    IdempotencyNotStored {
+        status: u16,
+    },
     /// Held for a human: the approval id to present once approved.
-    ApprovalRequired { id: String },
+    ApprovalRequired {
+        id: String,
+    },
     ApprovalPending,
     ApprovalDenied,
     /// Unknown, expired, used, or bound to another request: one answer.
     ApprovalInvalid,
     ApprovalNotFound,
-    ApprovalDecided { status: &'static str },
+    ApprovalDecided {
+        status: &'static str,
+    },
     /// The session state (Durable Object) could not be reached or failed.
     StateUnavailable(String),
     /// A secret, binding or signing key the request needs is missing or unusable.
@@ -271,13 +315,10 @@ impl Error {
 
     pub fn source(&self) -> Source {
         match self {
-            Error::UpstreamUnavailable { .. }
-            | Error::UpstreamTimeout { .. }
-            | Error::UpstreamError { .. }
-            | Error::UpstreamUninspectable { .. } => Source::Upstream,
-            Error::PolicyInvalid(_) | Error::Misconfigured(_) | Error::Internal(_) | Error::StateUnavailable(_) => {
-                Source::Internal
+            Error::UpstreamUnavailable { .. } | Error::UpstreamTimeout { .. } | Error::UpstreamError { .. } | Error::UpstreamUninspectable { .. } => {
+                Source::Upstream
             }
+            Error::PolicyInvalid(_) | Error::Misconfigured(_) | Error::Internal(_) | Error::StateUnavailable(_) => Source::Internal,
             _ => Source::Client,
         }
     }
@@ -317,9 +358,7 @@ impl Error {
             Error::UpstreamUninspectable { why: Uninspectable::PartialContent, .. } => {
                 "the tool's origin answered with a partial body, which Airlock cannot inspect".into()
             }
-            Error::PolicyInvalid(_) => {
-                "Airlock's policy is invalid; every request is refused until it is fixed".into()
-            }
+            Error::PolicyInvalid(_) => "Airlock's policy is invalid; every request is refused until it is fixed".into(),
             Error::Misconfigured(_) => "Airlock is misconfigured for this request".into(),
             Error::Internal(_) => "internal error".into(),
             Error::SessionRevoked => "session revoked".into(),
@@ -332,12 +371,8 @@ impl Error {
             Error::RateLimited { tool: false, .. } => "rate limit for this session reached".into(),
             Error::IdempotencyKeyReused => "this Idempotency-Key was used for a different request".into(),
             Error::IdempotencyInFlight => "the first request with this Idempotency-Key has not finished".into(),
-            Error::IdempotencyNotStored { .. } => {
-                "the first answer for this Idempotency-Key was too large to keep; it is not repeated".into()
-            }
-            Error::ApprovalRequired { .. } => {
-                "this request needs human approval; retry it unchanged with x-airlock-approval once approved".into()
-            }
+            Error::IdempotencyNotStored { .. } => "the first answer for this Idempotency-Key was too large to keep; it is not repeated".into(),
+            Error::ApprovalRequired { .. } => "this request needs human approval; retry it unchanged with x-airlock-approval once approved".into(),
             Error::ApprovalPending => "approval still pending".into(),
             Error::ApprovalDenied => "approval denied".into(),
             Error::ApprovalInvalid => "approval unknown, expired, already used or for another request".into(),
@@ -357,11 +392,9 @@ impl Error {
             Error::RouteNotAllowed { tool, method } => {
                 format!("no rule of tool {tool:?} matches {method} and the path")
             }
-            Error::LevelInsufficient { tool, required, granted } => format!(
-                "tool {tool:?} needs {} but the session has {}",
-                required.as_str(),
-                granted.as_str()
-            ),
+            Error::LevelInsufficient { tool, required, granted } => {
+                format!("tool {tool:?} needs {} but the session has {}", required.as_str(), granted.as_str())
+            }
             Error::InvalidPath(e) => format!("path: {e:?}"),
             Error::MethodOverride { tool } => format!("tool {tool:?} does not allow a method-override query parameter"),
             Error::InvalidRequest(msg) => msg.clone(),
@@ -447,10 +480,7 @@ mod tests {
         .map(|e| Error::InvalidSession(e).wire_body())
         .collect();
         assert!(bodies.windows(2).all(|w| w[0] == w[1]), "{bodies:?}");
-        assert_eq!(
-            bodies[0],
-            r#"{"error":{"code":"invalid_session","message":"invalid session"}}"#
-        );
+        assert_eq!(bodies[0], r#"{"error":{"code":"invalid_session","message":"invalid session"}}"#);
     }
 
     #[test]

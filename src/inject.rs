@@ -21,7 +21,7 @@ use std::rc::Rc;
 use crate::admit::Admitted;
 use crate::authorize::{Authorized, EgressAuthorized, McpAuthorized, Permit};
 use crate::error::Error;
-use crate::mcp::{self, CanonicalBody, Call, McpRules};
+use crate::mcp::{self, Call, CanonicalBody, McpRules};
 use crate::policy::{header_is_forbidden, Level, Method, Placement, Target};
 use crate::request::{header, EgressRequest, McpRequest, ToolRequest};
 use crate::secret::Secret;
@@ -170,11 +170,8 @@ pub const MCP_HEADERS: &[&str] = &["mcp-session-id", "mcp-protocol-version", "la
 /// allowlist plus `extra`, minus anything forbidden and minus every header
 /// the sandbox named in `Connection` (hop-by-hop by its own declaration).
 pub fn forwardable_headers(headers: &[(String, String)], extra: &[String]) -> Vec<(String, String)> {
-    let hop_by_hop: Vec<String> = headers
-        .iter()
-        .filter(|(n, _)| n.eq_ignore_ascii_case("connection"))
-        .flat_map(|(_, v)| v.split(',').map(|t| t.trim().to_ascii_lowercase()))
-        .collect();
+    let hop_by_hop: Vec<String> =
+        headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("connection")).flat_map(|(_, v)| v.split(',').map(|t| t.trim().to_ascii_lowercase())).collect();
     let mut out = Vec::new();
     for (name, value) in headers {
         let lower = name.to_ascii_lowercase();
@@ -232,7 +229,11 @@ fn read_credential(permit: &Permit<'_>, secret: impl FnOnce(&str) -> Option<Rc<P
 pub enum McpOutbound<'p> {
     /// A message the policy refused: answered by Airlock with this JSON-RPC
     /// error; nothing is sent and no credential is read.
-    Refused { call: Call, response: Vec<u8>, reason: &'static str },
+    Refused {
+        call: Call,
+        response: Vec<u8>,
+        reason: &'static str,
+    },
     Exchange(Box<McpExchange<'p>>),
 }
 
@@ -325,8 +326,7 @@ impl PreparedCredential {
         if let Some((_, spellings)) = memo.iter().find(|(v, _)| v.expose() == wrapped) {
             return spellings.clone();
         }
-        let spellings: Vec<Rc<Secret>> =
-            crate::redact::base64_spellings(wrapped).into_iter().map(|e| Rc::new(Secret::new(e))).collect();
+        let spellings: Vec<Rc<Secret>> = crate::redact::base64_spellings(wrapped).into_iter().map(|e| Rc::new(Secret::new(e))).collect();
         if memo.len() >= WRAPPED_MEMO {
             memo.clear();
         }
@@ -340,12 +340,7 @@ impl PreparedCredential {
 /// `headers` are the sandbox's request headers (any case); `query` the raw
 /// query string without `?`; `credential` the value of the tool's secret,
 /// required when the tool declares a credential.
-fn build(
-    permit: &Permit<'_>,
-    headers: &[(String, String)],
-    query: Option<&str>,
-    credential: Option<&PreparedCredential>,
-) -> Result<Outbound, Error> {
+fn build(permit: &Permit<'_>, headers: &[(String, String)], query: Option<&str>, credential: Option<&PreparedCredential>) -> Result<Outbound, Error> {
     let tool = permit.tool();
     let mut extra = tool.forward_headers.clone();
     if tool.mcp.is_some() {
@@ -363,10 +358,8 @@ fn build(
         out_headers.push(("accept-encoding".into(), ACCEPT_ENCODING.into()));
     }
 
-    let mut query_parts: Vec<String> = query
-        .filter(|q| !q.is_empty())
-        .map(|q| q.split('&').filter(|p| !p.is_empty()).map(str::to_string).collect())
-        .unwrap_or_default();
+    let mut query_parts: Vec<String> =
+        query.filter(|q| !q.is_empty()).map(|q| q.split('&').filter(|p| !p.is_empty()).map(str::to_string).collect()).unwrap_or_default();
 
     let mut redactions = Vec::new();
     match (&tool.credential, credential) {
@@ -420,16 +413,11 @@ fn build(
             };
             if let Some(name) = header {
                 if !header_value_ok(&injected) {
-                    return Err(Error::Misconfigured(format!(
-                        "secret {} holds characters not allowed in a header",
-                        c.secret
-                    )));
+                    return Err(Error::Misconfigured(format!("secret {} holds characters not allowed in a header", c.secret)));
                 }
                 // An injected header replaces anything of that name.
                 out_headers.retain(|(n, _)| *n != name);
-                let text = String::from_utf8(injected.clone()).map_err(|_| {
-                    Error::Misconfigured(format!("secret {} is not valid UTF-8", c.secret))
-                })?;
+                let text = String::from_utf8(injected.clone()).map_err(|_| Error::Misconfigured(format!("secret {} is not valid UTF-8", c.secret)))?;
                 out_headers.push((name, text));
             }
             redactions.extend(prepared.wrapped_spellings(&injected));
@@ -492,9 +480,14 @@ mod tests {
     fn permit<'p>(p: &'p Policy, method: &str, path: &str) -> Permit<'p> {
         let ring = KeyRing::parse("k:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=").unwrap();
         let claims = Claims {
-            sid: "s".into(), agt: "a".into(), usr: "u".into(),
+            sid: "s".into(),
+            agt: "a".into(),
+            usr: "u".into(),
             scp: [("api".to_string(), Level::Read)].into_iter().collect(),
-            iat: 10, exp: 100, aud: "t".into(), egr: false,
+            iat: 10,
+            exp: 100,
+            aud: "t".into(),
+            egr: false,
         };
         let session = verify(&sign(&claims, &ring), &ring, "t", 50).unwrap();
         authorize(p, session, "api", method, normalize(path).unwrap()).unwrap()

@@ -37,22 +37,22 @@ pub mod hex;
 pub mod level;
 pub mod secret;
 
-pub mod request;
 pub mod path;
+pub mod request;
 pub mod route;
 
-pub mod token;
 pub mod authenticate;
+pub mod token;
 
-pub mod policy;
+pub mod authorize;
 pub mod egress;
 pub mod mcp;
+pub mod policy;
 pub mod sse;
-pub mod authorize;
 
+pub mod admit;
 pub mod proof;
 pub mod state;
-pub mod admit;
 
 pub mod inject;
 

@@ -931,7 +931,15 @@ mod differential_tests {
         // bytes must parse back to exactly the value that was inspected
         // (found by the `mcp_message` fuzz target before floats were parsed
         // correctly rounded).
-        for number in ["1.3333333333333333333333333333333333333333333333333330", "0.1", "1e300", "-2.5e-308", "123456789012345678901234567890", "18446744073709551616", "-0.0"] {
+        for number in [
+            "1.3333333333333333333333333333333333333333333333333330",
+            "0.1",
+            "1e300",
+            "-2.5e-308",
+            "123456789012345678901234567890",
+            "18446744073709551616",
+            "-0.0",
+        ] {
             let body = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"search","arguments":{{"n":{number}}}}}}}"#);
             let authorized: Value = serde_json::from_str(&body).unwrap();
             let Ok(Verdict::Forward { body: forwarded, .. }) = inspect(body.as_bytes(), &rules(), Read) else { panic!("{number}: not forwarded") };

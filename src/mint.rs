@@ -19,9 +19,9 @@ use crate::hex::hex;
 use crate::policy::{Level, Policy};
 use crate::secret::Secret;
 use crate::state::session::SessionRecord;
+use crate::token::{bearer, sign, Claims, KeyRing};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use crate::token::{bearer, sign, Claims, KeyRing};
 
 /// Admin keys shorter than this are refused as misconfiguration: a weak
 /// key would make every session mintable by guessing.
@@ -34,9 +34,7 @@ const MAX_TOOLS: usize = 64;
 /// Checks `Authorization: Bearer <admin key>`.
 pub fn check_admin(authorization: Option<&str>, admin_key: &Secret) -> Result<(), Error> {
     if admin_key.len() < MIN_ADMIN_KEY_LEN {
-        return Err(Error::Misconfigured(format!(
-            "AIRLOCK_ADMIN_KEY must be at least {MIN_ADMIN_KEY_LEN} bytes"
-        )));
+        return Err(Error::Misconfigured(format!("AIRLOCK_ADMIN_KEY must be at least {MIN_ADMIN_KEY_LEN} bytes")));
     }
     let presented = bearer(authorization).ok_or(Error::AdminKeyInvalid)?;
     let a = Sha256::digest(presented.as_bytes());
@@ -76,9 +74,7 @@ pub struct Minted {
 
 fn check_name(field: &str, value: &str) -> Result<(), Error> {
     if value.is_empty() || value.chars().count() > MAX_NAME_LEN || value.chars().any(char::is_control) {
-        return Err(Error::InvalidRequest(format!(
-            "{field} must be 1-{MAX_NAME_LEN} characters without control characters"
-        )));
+        return Err(Error::InvalidRequest(format!("{field} must be 1-{MAX_NAME_LEN} characters without control characters")));
     }
     Ok(())
 }
@@ -92,8 +88,7 @@ struct Decision {
 /// Parses an approval decision body `{"approver": "..."}`: who decided,
 /// recorded with the approval and in the audit record.
 pub fn approver(body: &[u8]) -> Result<String, Error> {
-    let d: Decision = serde_json::from_slice(body)
-        .map_err(|e| Error::InvalidRequest(format!("invalid decision (expected {{\"approver\": \"...\"}}): {e}")))?;
+    let d: Decision = serde_json::from_slice(body).map_err(|e| Error::InvalidRequest(format!("invalid decision (expected {{\"approver\": \"...\"}}): {e}")))?;
     check_name("approver", &d.approver)?;
     Ok(d.approver)
 }
@@ -163,7 +158,15 @@ mod tests {
     fn admin_key_checks() {
         let key = Secret::new(b"admin-key-0123456789".to_vec());
         assert!(check_admin(Some("Bearer admin-key-0123456789"), &key).is_ok());
-        for bad in [None, Some(""), Some("Bearer "), Some("Bearer admin-key-012345678"), Some("Bearer admin-key-01234567890"), Some("Basic admin-key-0123456789"), Some("admin-key-0123456789")] {
+        for bad in [
+            None,
+            Some(""),
+            Some("Bearer "),
+            Some("Bearer admin-key-012345678"),
+            Some("Bearer admin-key-01234567890"),
+            Some("Basic admin-key-0123456789"),
+            Some("admin-key-0123456789"),
+        ] {
             assert_eq!(check_admin(bad, &key), Err(Error::AdminKeyInvalid), "{bad:?}");
         }
         let weak = Secret::new(b"short".to_vec());

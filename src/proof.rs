@@ -44,10 +44,7 @@ pub struct Signed<'a> {
 
 /// The exact string a proof's MAC covers.
 pub fn signed_string(req: &Signed<'_>, ts: u64, nonce: &str) -> String {
-    format!(
-        "airlock-proof-v1\n{}\n{}\n{}\n{}\n{}\n{ts}\n{nonce}",
-        req.session_id, req.method, req.path, req.query, req.body_sha256
-    )
+    format!("airlock-proof-v1\n{}\n{}\n{}\n{}\n{}\n{ts}\n{nonce}", req.session_id, req.method, req.path, req.query, req.body_sha256)
 }
 
 /// Lower-case hex SHA-256 of `body`.

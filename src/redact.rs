@@ -82,15 +82,9 @@ pub fn base64_spellings(value: &[u8]) -> Vec<Vec<u8>> {
             // 8·offset..8·len.
             let first = (8 * offset).div_ceil(6);
             let determined = 8 * data.len() / 6;
-            let unpadded = encoded
-                .iter()
-                .rposition(|&c| c != b'=')
-                .map_or(0, |k| k + 1);
+            let unpadded = encoded.iter().rposition(|&c| c != b'=').map_or(0, |k| k + 1);
             for end in [determined, unpadded, encoded.len()] {
-                if let Some(s) = encoded
-                    .get(first..end)
-                    .filter(|s| s.len() >= MIN_BASE64_SPELLING)
-                {
+                if let Some(s) = encoded.get(first..end).filter(|s| s.len() >= MIN_BASE64_SPELLING) {
                     out.push(s.to_vec());
                 }
             }
@@ -156,11 +150,7 @@ struct Unit {
 
 impl Unit {
     fn byte(b: u8, width: usize) -> Unit {
-        Unit {
-            bytes: [b, 0, 0, 0],
-            len: 1,
-            width,
-        }
+        Unit { bytes: [b, 0, 0, 0], len: 1, width }
     }
 
     fn decoded(&self) -> &[u8] {
@@ -482,8 +472,7 @@ impl Redactor {
     /// Builds a redactor over shared patterns: a prepared credential's
     /// spellings are reused across requests, not copied.
     pub fn shared(patterns: Vec<Rc<Secret>>) -> Redactor {
-        let mut patterns: Vec<Rc<Secret>> =
-            patterns.into_iter().filter(|p| !p.is_empty()).collect();
+        let mut patterns: Vec<Rc<Secret>> = patterns.into_iter().filter(|p| !p.is_empty()).collect();
         // By first byte, which is what the groups need; stable, so the
         // spellings of one value (each list sorted) stay neighbours within a
         // group, sharing prefixes. A duplicate can only sit in its own
@@ -492,11 +481,7 @@ impl Redactor {
         let mut distinct: Vec<Rc<Secret>> = Vec::with_capacity(patterns.len());
         for p in patterns {
             let first = p.expose().first();
-            let seen = distinct
-                .iter()
-                .rev()
-                .take_while(|q| q.expose().first() == first)
-                .any(|q| q.expose() == p.expose());
+            let seen = distinct.iter().rev().take_while(|q| q.expose().first() == first).any(|q| q.expose() == p.expose());
             if !seen {
                 distinct.push(p);
             }
@@ -505,11 +490,7 @@ impl Redactor {
         // Group indices are u16; a redactor of more patterns than that is no
         // use anyway (each credential contributes a few dozen).
         patterns.truncate(usize::from(u16::MAX));
-        let window = patterns
-            .iter()
-            .map(|p| p.len())
-            .max()
-            .map_or(0, |n| n.saturating_mul(MAX_SPELLING));
+        let window = patterns.iter().map(|p| p.len()).max().map_or(0, |n| n.saturating_mul(MAX_SPELLING));
         let mut shared_prev = Vec::with_capacity(patterns.len());
         let mut prev: &[u8] = &[];
         for p in &patterns {
@@ -533,18 +514,10 @@ impl Redactor {
         }
         let mut start = [false; 256];
         let mut introducer = [false; 256];
-        let min_len = patterns
-            .iter()
-            .map(|p| p.len())
-            .min()
-            .unwrap_or(1)
-            .clamp(1, 64);
+        let min_len = patterns.iter().map(|p| p.len()).min().unwrap_or(1).clamp(1, 64);
         // Zeroed on allocation (a boxed array literal would be built on the
         // stack and copied); the conversion cannot fail, the length is fixed.
-        let mut offsets: Box<[u64; 256]> = vec![0u64; 256]
-            .into_boxed_slice()
-            .try_into()
-            .unwrap_or_else(|_| Box::new([0u64; 256]));
+        let mut offsets: Box<[u64; 256]> = vec![0u64; 256].into_boxed_slice().try_into().unwrap_or_else(|_| Box::new([0u64; 256]));
         for (p, &shared) in patterns.iter().zip(&shared_prev) {
             let bytes = p.expose();
             let Some(&first) = bytes.first() else {
@@ -584,19 +557,7 @@ impl Redactor {
             introducer[usize::from(b'%')] = true;
             introducer[usize::from(b'\\')] = true;
         }
-        Redactor {
-            patterns,
-            group_of,
-            ranges,
-            shared_prev,
-            start,
-            introducer,
-            min_len,
-            shift,
-            offsets,
-            window,
-            carry: Vec::new(),
-        }
+        Redactor { patterns, group_of, ranges, shared_prev, start, introducer, min_len, shift, offsets, window, carry: Vec::new() }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -630,15 +591,8 @@ impl Redactor {
         if fold {
             // Header names: the patterns whose first byte is the first
             // reading's, in either case.
-            let decoded = ESCAPE_START[usize::from(b0)]
-                .then(|| escape_at(w, 0))
-                .flatten()
-                .map(|u| u.bytes[0]);
-            let mut firsts = [Some(b0), decoded]
-                .into_iter()
-                .flatten()
-                .flat_map(|f| [f.to_ascii_lowercase(), f.to_ascii_uppercase()])
-                .collect::<Vec<u8>>();
+            let decoded = ESCAPE_START[usize::from(b0)].then(|| escape_at(w, 0)).flatten().map(|u| u.bytes[0]);
+            let mut firsts = [Some(b0), decoded].into_iter().flatten().flat_map(|f| [f.to_ascii_lowercase(), f.to_ascii_uppercase()]).collect::<Vec<u8>>();
             firsts.sort_unstable();
             firsts.dedup();
             for f in firsts {
@@ -653,8 +607,7 @@ impl Redactor {
         let mut failed_at = usize::MAX;
         let (lo, hi) = self.group_range(b0);
         for k in lo..hi {
-            let (Some(p), Some(&shared_prev)) = (self.patterns.get(k), self.shared_prev.get(k))
-            else {
+            let (Some(p), Some(&shared_prev)) = (self.patterns.get(k), self.shared_prev.get(k)) else {
                 break;
             };
             if shared_prev >= failed_at {
@@ -690,9 +643,7 @@ impl Redactor {
                     let mut failed_at = usize::MAX;
                     let (lo, hi) = self.group_range(u.bytes[0]);
                     for k in lo..hi {
-                        let (Some(p), Some(&shared_prev)) =
-                            (self.patterns.get(k), self.shared_prev.get(k))
-                        else {
+                        let (Some(p), Some(&shared_prev)) = (self.patterns.get(k), self.shared_prev.get(k)) else {
                             break;
                         };
                         if shared_prev >= failed_at {
@@ -874,11 +825,7 @@ impl Redactor {
         // Only when deciding the whole buffer (end of stream) is the tail
         // known match-free; mid-stream, positions from `i` on may start a
         // match the next chunk completes.
-        let consumed = if limit >= buf.len() {
-            buf.len()
-        } else {
-            i.max(copied)
-        };
+        let consumed = if limit >= buf.len() { buf.len() } else { i.max(copied) };
         out.extend_from_slice(buf.get(copied..consumed).unwrap_or_default());
         consumed
     }
@@ -919,10 +866,7 @@ impl Redactor {
     /// Whether a complete value holds any spelling of any pattern.
     pub fn contains_any(&self, input: &[u8]) -> bool {
         !self.patterns.is_empty()
-            && (0..input.len()).any(|i| {
-                input.get(i).is_some_and(|&b| self.start[usize::from(b)])
-                    && self.match_at(input, i, false).is_some()
-            })
+            && (0..input.len()).any(|i| input.get(i).is_some_and(|&b| self.start[usize::from(b)]) && self.match_at(input, i, false).is_some())
     }
 
     /// [`Redactor::contains_any`] with ASCII letters compared in any case:
@@ -930,8 +874,7 @@ impl Redactor {
     /// reach the filter lower-cased, so a pattern with capitals would never
     /// match them exactly).
     pub fn contains_any_ignore_case(&self, input: &[u8]) -> bool {
-        !self.patterns.is_empty()
-            && (0..input.len()).any(|i| self.match_at(input, i, true).is_some())
+        !self.patterns.is_empty() && (0..input.len()).any(|i| self.match_at(input, i, true).is_some())
     }
 }
 
@@ -969,11 +912,7 @@ const DROPPED_RESPONSE_HEADERS: &[&str] = &[
 /// Filters the origin's response headers: drops hop-by-hop headers,
 /// `Content-Length`, anything claiming to be Airlock's, `Set-Cookie` from
 /// credentialed origins, and scrubs every remaining value.
-pub fn filter_response_headers(
-    headers: &[(String, String)],
-    redactor: &Redactor,
-    credentialed: bool,
-) -> Vec<(String, String)> {
+pub fn filter_response_headers(headers: &[(String, String)], redactor: &Redactor, credentialed: bool) -> Vec<(String, String)> {
     let mut out = Vec::with_capacity(headers.len());
     for (name, value) in headers {
         let lower = name.to_ascii_lowercase();
@@ -1001,12 +940,7 @@ mod tests {
     use super::*;
 
     fn r(patterns: &[&str]) -> Redactor {
-        Redactor::new(
-            patterns
-                .iter()
-                .map(|p| Secret::new(p.as_bytes().to_vec()))
-                .collect(),
-        )
+        Redactor::new(patterns.iter().map(|p| Secret::new(p.as_bytes().to_vec())).collect())
     }
 
     fn stream(red: &mut Redactor, chunks: &[&[u8]]) -> Vec<u8> {
@@ -1021,10 +955,7 @@ mod tests {
     #[test]
     fn replaces_whole_values() {
         let red = r(&["s3cr3t", "Bearer s3cr3t"]);
-        assert_eq!(
-            red.redact(b"x Bearer s3cr3t y s3cr3t"),
-            b"x [REDACTED] y [REDACTED]"
-        );
+        assert_eq!(red.redact(b"x Bearer s3cr3t y s3cr3t"), b"x [REDACTED] y [REDACTED]");
         assert_eq!(red.redact(b"s3cr3"), b"s3cr3");
         assert_eq!(red.redact(b""), b"");
     }
@@ -1032,10 +963,7 @@ mod tests {
     #[test]
     fn every_split_of_every_position() {
         let secret = "tok_9f8e7d6c5b4a";
-        let body = format!(
-            "{{\"authorization\":\"Bearer {secret}\",\"x\":\"{secret}{secret}\",\"tail\":\"{}\"}}",
-            &secret[..8]
-        );
+        let body = format!("{{\"authorization\":\"Bearer {secret}\",\"x\":\"{secret}{secret}\",\"tail\":\"{}\"}}", &secret[..8]);
         let want = r(&[secret]).redact(body.as_bytes());
         assert!(!String::from_utf8_lossy(&want).contains(secret));
         let b = body.as_bytes();
@@ -1147,14 +1075,8 @@ mod tests {
             out,
             vec![
                 ("content-type".to_string(), "application/json".to_string()),
-                (
-                    "x-echo-authorization".to_string(),
-                    "Bearer [REDACTED]".to_string()
-                ),
-                (
-                    "location".to_string(),
-                    "https://x/?key=[REDACTED]".to_string()
-                ),
+                ("x-echo-authorization".to_string(), "Bearer [REDACTED]".to_string()),
+                ("location".to_string(), "https://x/?key=[REDACTED]".to_string()),
             ]
         );
         // A tool without a credential keeps its cookies.
@@ -1178,12 +1100,7 @@ mod tests {
     }
 
     /// Secrets with every character an encoder treats specially.
-    const SECRETS: &[&str] = &[
-        "sk_live/Ab+cd=ef gh\"ij",
-        "pä%ss/wörd🔑=Z",
-        "tok\\en\t\u{1}</script>&'x",
-        "ghp_R2d2C3poBb8Luke5kyWalker0Leia1Han",
-    ];
+    const SECRETS: &[&str] = &["sk_live/Ab+cd=ef gh\"ij", "pä%ss/wörd🔑=Z", "tok\\en\t\u{1}</script>&'x", "ghp_R2d2C3poBb8Luke5kyWalker0Leia1Han"];
 
     /// The patterns Airlock builds for a credential injected as a bearer
     /// token: the secret and `Bearer <secret>`, each with its base64 spellings.
@@ -1196,12 +1113,7 @@ mod tests {
     }
 
     fn redactor_for(secret: &str) -> Redactor {
-        Redactor::new(
-            credential_patterns(secret)
-                .into_iter()
-                .map(Secret::new)
-                .collect(),
-        )
+        Redactor::new(credential_patterns(secret).into_iter().map(Secret::new).collect())
     }
 
     /// One spelling of `s`, chosen character by character the way some
@@ -1225,18 +1137,10 @@ mod tests {
                 _ => None,
             };
             match rng.below(7) {
-                0 => bytes
-                    .iter()
-                    .for_each(|b| out.push_str(&format!("%{b:02X}"))),
-                1 => bytes
-                    .iter()
-                    .for_each(|b| out.push_str(&format!("%{b:02x}"))),
-                2 => units
-                    .iter()
-                    .for_each(|u| out.push_str(&format!("\\u{u:04X}"))),
-                3 => units
-                    .iter()
-                    .for_each(|u| out.push_str(&format!("\\u{u:04x}"))),
+                0 => bytes.iter().for_each(|b| out.push_str(&format!("%{b:02X}"))),
+                1 => bytes.iter().for_each(|b| out.push_str(&format!("%{b:02x}"))),
+                2 => units.iter().for_each(|u| out.push_str(&format!("\\u{u:04X}"))),
+                3 => units.iter().for_each(|u| out.push_str(&format!("\\u{u:04x}"))),
                 4 if short.is_some() => out.push_str(short.unwrap_or_default()),
                 5 if c == ' ' => out.push('+'),
                 _ => out.push(c),
@@ -1292,12 +1196,7 @@ mod tests {
     /// Every reading of `out` a client might apply: as is, JSON-unescaped,
     /// percent-decoded, form-decoded.
     fn readings(out: &[u8]) -> Vec<Vec<u8>> {
-        vec![
-            out.to_vec(),
-            json_unescape(out),
-            percent_decode(out, false),
-            percent_decode(out, true),
-        ]
+        vec![out.to_vec(), json_unescape(out), percent_decode(out, false), percent_decode(out, true)]
     }
 
     fn random_chunks<'a>(body: &'a [u8], rng: &mut Rng) -> Vec<&'a [u8]> {
@@ -1329,11 +1228,7 @@ mod tests {
                 // (a bearer echo may take `Bearer ` with it).
                 let want_exact = [before.as_bytes(), REPLACEMENT, after.as_bytes()].concat();
                 let want_bearer = [&b"Authorization: "[..], REPLACEMENT, after.as_bytes()].concat();
-                assert!(
-                    out == want_exact || out == want_bearer,
-                    "{secret:?} spelled {spelled:?} -> {}",
-                    String::from_utf8_lossy(&out)
-                );
+                assert!(out == want_exact || out == want_bearer, "{secret:?} spelled {spelled:?} -> {}", String::from_utf8_lossy(&out));
                 for reading in readings(&out) {
                     assert!(!contains(&reading, secret.as_bytes()), "{spelled:?}");
                 }
@@ -1363,10 +1258,8 @@ mod tests {
                 for prefix_len in 0..6usize {
                     for suffix_len in [0, 1, 2, 3, 7] {
                         for style in 0..5 {
-                            let prefix: Vec<u8> =
-                                (0..prefix_len).map(|_| rng.next() as u8).collect();
-                            let suffix: Vec<u8> =
-                                (0..suffix_len).map(|_| rng.next() as u8).collect();
+                            let prefix: Vec<u8> = (0..prefix_len).map(|_| rng.next() as u8).collect();
+                            let suffix: Vec<u8> = (0..suffix_len).map(|_| rng.next() as u8).collect();
                             let data = [&prefix[..], value, &suffix[..]].concat();
                             let encoded = match style {
                                 0 => STANDARD.encode(&data),
@@ -1378,15 +1271,8 @@ mod tests {
                             let body = format!(r#"{{"blob":"{encoded}","ok":true}}"#);
                             let out = red.redact(body.as_bytes());
                             let text = String::from_utf8_lossy(&out).into_owned();
-                            assert!(
-                                out.windows(REPLACEMENT.len()).any(|w| w == REPLACEMENT),
-                                "{encoded} at +{prefix_len}: {text}"
-                            );
-                            assert!(
-                                text.starts_with(r#"{"blob":""#)
-                                    && text.ends_with(r#"","ok":true}"#),
-                                "{text}"
-                            );
+                            assert!(out.windows(REPLACEMENT.len()).any(|w| w == REPLACEMENT), "{encoded} at +{prefix_len}: {text}");
+                            assert!(text.starts_with(r#"{"blob":""#) && text.ends_with(r#"","ok":true}"#), "{text}");
                             // Decode every base64 run that is left, at every
                             // character offset, in both alphabets.
                             let unescaped = json_unescape(&out);
@@ -1397,10 +1283,7 @@ mod tests {
                                     let rest = rest.get(..rest.len() / 4 * 4).unwrap_or_default();
                                     for engine in [&STANDARD_NO_PAD, &URL_SAFE_NO_PAD] {
                                         if let Ok(decoded) = engine.decode(rest) {
-                                            assert!(
-                                                !contains(&decoded, secret.as_bytes()),
-                                                "{encoded}: {text}"
-                                            );
+                                            assert!(!contains(&decoded, secret.as_bytes()), "{encoded}: {text}");
                                         }
                                     }
                                 }
@@ -1409,9 +1292,7 @@ mod tests {
                             // own encoding survive: 2 at each end.
                             let first = (8 * prefix_len).div_ceil(6);
                             let last = 8 * (prefix_len + value.len()) / 6;
-                            let inner = encoded
-                                .get(first + 2..last.saturating_sub(2))
-                                .unwrap_or_default();
+                            let inner = encoded.get(first + 2..last.saturating_sub(2)).unwrap_or_default();
                             if inner.len() >= 4 {
                                 assert!(!text.contains(inner), "{encoded}: {text}");
                             }
@@ -1447,58 +1328,20 @@ mod tests {
         let table: &[(&str, &[&str], &str, &str)] = &[
             ("literal percent", &["a%25b"], "xa%25by", "x[REDACTED]y"),
             ("escaped percent", &["a%25b"], "xa%2525by", "x[REDACTED]y"),
-            (
-                "a pattern's own percent is not an escape",
-                &["a%41"],
-                "a%41 aA a%2541",
-                "[REDACTED] aA [REDACTED]",
-            ),
+            ("a pattern's own percent is not an escape", &["a%41"], "a%41 aA a%2541", "[REDACTED] aA [REDACTED]"),
             ("literal backslash", &["a\\b"], "a\\b", "[REDACTED]"),
-            (
-                "JSON-escaped backslash",
-                &["a\\b"],
-                "a\\\\b a\\u005Cb",
-                "[REDACTED] [REDACTED]",
-            ),
-            (
-                "longest reading wins: each backslash escaped",
-                &["\\\\"],
-                "\\\\\\\\",
-                "[REDACTED]",
-            ),
-            (
-                "plus is a space, or a plus",
-                &["a b", "c+d"],
-                "a+b c+d c%2Bd a%20b",
-                "[REDACTED] [REDACTED] [REDACTED] [REDACTED]",
-            ),
-            (
-                "lone surrogate is nothing",
-                &["\u{1F511}"],
-                "\\uD83D \\uDD11 \\uD83D\\uDD11 %F0%9F%94%91",
-                "\\uD83D \\uDD11 [REDACTED] [REDACTED]",
-            ),
+            ("JSON-escaped backslash", &["a\\b"], "a\\\\b a\\u005Cb", "[REDACTED] [REDACTED]"),
+            ("longest reading wins: each backslash escaped", &["\\\\"], "\\\\\\\\", "[REDACTED]"),
+            ("plus is a space, or a plus", &["a b", "c+d"], "a+b c+d c%2Bd a%20b", "[REDACTED] [REDACTED] [REDACTED] [REDACTED]"),
+            ("lone surrogate is nothing", &["\u{1F511}"], "\\uD83D \\uDD11 \\uD83D\\uDD11 %F0%9F%94%91", "\\uD83D \\uDD11 [REDACTED] [REDACTED]"),
             ("truncated escapes at the end", &["ab"], "a%6", "a%6"),
-            (
-                "hex in any case",
-                &["/"],
-                "%2f%2F\\u002f\\u002F\\/",
-                "[REDACTED][REDACTED][REDACTED][REDACTED][REDACTED]",
-            ),
+            ("hex in any case", &["/"], "%2f%2F\\u002f\\u002F\\/", "[REDACTED][REDACTED][REDACTED][REDACTED][REDACTED]"),
         ];
         for (what, patterns, input, want) in table {
             let red = r(patterns);
-            assert_eq!(
-                String::from_utf8_lossy(&red.redact(input.as_bytes())),
-                *want,
-                "{what}"
-            );
+            assert_eq!(String::from_utf8_lossy(&red.redact(input.as_bytes())), *want, "{what}");
             let chunks: Vec<&[u8]> = input.as_bytes().chunks(1).collect();
-            assert_eq!(
-                String::from_utf8_lossy(&stream(&mut r(patterns), &chunks)),
-                *want,
-                "{what}, byte by byte"
-            );
+            assert_eq!(String::from_utf8_lossy(&stream(&mut r(patterns), &chunks)), *want, "{what}, byte by byte");
         }
     }
 
@@ -1512,11 +1355,7 @@ mod tests {
         let start = std::time::Instant::now();
         let out = red.redact(&input);
         assert!(!out.is_empty() && out.iter().all(|&b| REPLACEMENT.contains(&b)));
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(20),
-            "{:?}",
-            start.elapsed()
-        );
+        assert!(start.elapsed() < std::time::Duration::from_secs(20), "{:?}", start.elapsed());
     }
 
     #[test]
@@ -1524,9 +1363,7 @@ mod tests {
         let mut rng = Rng(0xA4093822299F31D0);
         let alphabet = b"%\\u+0aFdD8C\"/=";
         for _ in 0..2000 {
-            let body: Vec<u8> = (0..rng.below(64))
-                .map(|_| alphabet[rng.below(alphabet.len())])
-                .collect();
+            let body: Vec<u8> = (0..rng.below(64)).map(|_| alphabet[rng.below(alphabet.len())]).collect();
             let mut red = r(&["a/\"\u{1F511}", "%u"]);
             let mut streamed = Vec::new();
             for c in random_chunks(&body, &mut rng) {
@@ -1540,14 +1377,8 @@ mod tests {
     #[test]
     fn header_names_match_in_any_case() {
         let red = r(&["SeKret-Key1"]);
-        let h: Vec<(String, String)> = [
-            ("X-SEKRET-KEY1-Echo", "v"),
-            ("X-Sekret%2DKey1", "v"),
-            ("X-Other", "SeKret-Key1"),
-        ]
-        .iter()
-        .map(|(a, b)| (a.to_string(), b.to_string()))
-        .collect();
+        let h: Vec<(String, String)> =
+            [("X-SEKRET-KEY1-Echo", "v"), ("X-Sekret%2DKey1", "v"), ("X-Other", "SeKret-Key1")].iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
         let out = filter_response_headers(&h, &red, true);
         assert_eq!(out, vec![("x-other".to_string(), "[REDACTED]".to_string())]);
         // Values stay case-sensitive: base64 spellings differ by case.
@@ -1562,16 +1393,10 @@ mod tests {
             for engine in [&STANDARD, &URL_SAFE] {
                 let data = [&b"xyz"[..offset], value, b"!"].concat();
                 let encoded = engine.encode(&data);
-                let covered = spellings.iter().any(|s| {
-                    encoded.as_bytes().windows(s.len()).any(|w| w == &s[..])
-                        && s.len() + 3 >= value.len() * 4 / 3
-                });
+                let covered = spellings.iter().any(|s| encoded.as_bytes().windows(s.len()).any(|w| w == &s[..]) && s.len() + 3 >= value.len() * 4 / 3);
                 assert!(covered, "offset {offset}: {encoded}");
             }
         }
-        assert!(
-            base64_spellings(b"pw").is_empty(),
-            "short values would match ordinary text"
-        );
+        assert!(base64_spellings(b"pw").is_empty(), "short values would match ordinary text");
     }
 }

@@ -92,4 +92,3 @@ pub(crate) fn declared_length(headers: &[(String, String)], limit: u64) -> Resul
 pub fn header<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
     headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
 }
-

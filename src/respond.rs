@@ -101,12 +101,7 @@ const DECODED: &[&str] = &["gzip", "br"];
 /// Passes identity (absent, empty or `identity`) and exactly one coding
 /// the runtime decoded; anything else is refused.
 pub fn check_encoding<'a>(values: impl IntoIterator<Item = &'a str>) -> Result<(), Uninspectable> {
-    let codings: Vec<String> = values
-        .into_iter()
-        .flat_map(|v| v.split(','))
-        .map(|c| c.trim().to_ascii_lowercase())
-        .filter(|c| !c.is_empty())
-        .collect();
+    let codings: Vec<String> = values.into_iter().flat_map(|v| v.split(',')).map(|c| c.trim().to_ascii_lowercase()).filter(|c| !c.is_empty()).collect();
     match codings.as_slice() {
         [] => Ok(()),
         [one] if one == "identity" || DECODED.contains(&one.as_str()) => Ok(()),
@@ -162,29 +157,20 @@ mod tests {
 
     #[test]
     fn tool_redirects() {
-        let policy = crate::policy::Policy::parse(r#"{"version":1,"audience":"a","tools":{"gh":{"origin":"https://api.github.com/v3","rules":[{"methods":["GET"],"path":"/**","level":"read"}]}}}"#).unwrap();
+        let policy = crate::policy::Policy::parse(
+            r#"{"version":1,"audience":"a","tools":{"gh":{"origin":"https://api.github.com/v3","rules":[{"methods":["GET"],"path":"/**","level":"read"}]}}}"#,
+        )
+        .unwrap();
         let tool = policy.tool("gh").unwrap();
         let (base, base_path) = (tool.origin.base.as_str(), tool.origin.base_path.as_str());
         let from = "https://api.github.com/v3/repos/o/r";
         let table: &[(&str, &str)] = &[
             ("/v3/repositories/42", "/t/gh/repositories/42"),
-            (
-                "https://api.github.com/v3/repos/o/r2?page=2",
-                "/t/gh/repos/o/r2?page=2",
-            ),
+            ("https://api.github.com/v3/repos/o/r2?page=2", "/t/gh/repos/o/r2?page=2"),
             ("r2", "/t/gh/repos/o/r2"),
-            (
-                "https://api.github.com/other",
-                "https://api.github.com/other",
-            ),
-            (
-                "https://api.github.com/v3x/a",
-                "https://api.github.com/v3x/a",
-            ),
-            (
-                "https://codeload.github.com/o/r/zip",
-                "https://codeload.github.com/o/r/zip",
-            ),
+            ("https://api.github.com/other", "https://api.github.com/other"),
+            ("https://api.github.com/v3x/a", "https://api.github.com/v3x/a"),
+            ("https://codeload.github.com/o/r/zip", "https://codeload.github.com/o/r/zip"),
             ("http://api.github.com/v3/x", "http://api.github.com/v3/x"),
             ("http://xn--ttgrxct7l/", "http://xn--ttgrxct7l/"),
         ];

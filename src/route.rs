@@ -9,17 +9,30 @@ pub enum Route<'a> {
     Health,
     Sessions,
     /// `/v1/sessions/{id}`: one session's record (admin).
-    Session { id: &'a str },
+    Session {
+        id: &'a str,
+    },
     /// `/v1/approvals`: pending approvals (admin).
     Approvals,
     /// `/v1/approvals/{id}`, or with `/approve` (`Some(true)`) or `/deny`.
-    Approval { id: &'a str, action: Option<bool> },
+    Approval {
+        id: &'a str,
+        action: Option<bool>,
+    },
     /// `/t/{tool}/{rest}`: `rest` starts with `/` and is still percent-encoded.
-    Tool { tool: &'a str, rest: &'a str },
+    Tool {
+        tool: &'a str,
+        rest: &'a str,
+    },
     /// `/e/{host[:port]}/{rest}`: both still raw.
-    Egress { authority: &'a str, rest: &'a str },
+    Egress {
+        authority: &'a str,
+        rest: &'a str,
+    },
     /// `/mcp/{server}` exactly.
-    Mcp { server: &'a str },
+    Mcp {
+        server: &'a str,
+    },
     NotFound,
 }
 

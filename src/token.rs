@@ -139,9 +139,7 @@ impl std::fmt::Display for KeyRingError {
 }
 
 fn valid_kid(kid: &str) -> bool {
-    !kid.is_empty()
-        && kid.len() <= MAX_KID_LEN
-        && kid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    !kid.is_empty() && kid.len() <= MAX_KID_LEN && kid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 impl KeyRing {
@@ -155,10 +153,7 @@ impl KeyRing {
             if !valid_kid(kid) {
                 return Err(KeyRingError::BadKid(i));
             }
-            let key = STANDARD
-                .decode(b64)
-                .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(b64))
-                .map_err(|_| KeyRingError::BadBase64(i))?;
+            let key = STANDARD.decode(b64).or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(b64)).map_err(|_| KeyRingError::BadBase64(i))?;
             if key.len() < MIN_KEY_LEN {
                 return Err(KeyRingError::KeyTooShort(i));
             }
@@ -238,26 +233,17 @@ pub fn sign(claims: &Claims, ring: &KeyRing) -> String {
 /// audience and time window with [`CLOCK_SKEW_SECS`] of tolerance.
 ///
 /// Valid while `iat <= now + skew` and `now < exp + skew`.
-pub fn verify(
-    token: &str,
-    ring: &KeyRing,
-    audience: &str,
-    now: u64,
-) -> Result<VerifiedSession, TokenError> {
+pub fn verify(token: &str, ring: &KeyRing, audience: &str, now: u64) -> Result<VerifiedSession, TokenError> {
     if token.is_empty() {
         return Err(TokenError::Missing);
     }
     // Size and alphabet first: nothing below ever sees an oversized or
     // non-ASCII token (algorithm-confusion headers, smuggled whitespace).
-    if token.len() > MAX_TOKEN_LEN
-        || !token.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
-    {
+    if token.len() > MAX_TOKEN_LEN || !token.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_')) {
         return Err(TokenError::Malformed);
     }
     let mut parts = token.split('.');
-    let (Some(version), Some(kid), Some(body), Some(tag), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let (Some(version), Some(kid), Some(body), Some(tag), None) = (parts.next(), parts.next(), parts.next(), parts.next(), parts.next()) else {
         return Err(TokenError::Malformed);
     };
     if version != VERSION || body.is_empty() {

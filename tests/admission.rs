@@ -14,7 +14,10 @@ use common::*;
 fn fixture() -> Fixture {
     let mut f = Fixture::new();
     let policy = POLICY
-        .replace(r#""limits": { "max_session_ttl_seconds": 900,"#, r#""limits": { "session_rate": { "burst": 3, "per_second": 0.001 }, "max_session_ttl_seconds": 900,"#)
+        .replace(
+            r#""limits": { "max_session_ttl_seconds": 900,"#,
+            r#""limits": { "session_rate": { "burst": 3, "per_second": 0.001 }, "max_session_ttl_seconds": 900,"#,
+        )
         .replace(
             r#"{ "methods": ["DELETE"], "path": "/items/*", "level": "admin" }"#,
             r#"{ "methods": ["DELETE"], "path": "/items/*", "level": "admin", "approval": true }"#,
@@ -80,10 +83,7 @@ fn an_approved_request_is_admitted_once() {
     let admin = format!("Bearer {}", f.token(r#"{"echo":"admin"}"#, 600));
     let held = f.run("echo", "DELETE", "/items/1", None, &[("authorization", &admin)], NOW);
     let Some(airlock::error::Error::ApprovalRequired { id }) = held.result.err() else { panic!("not held") };
-    let decided = f.state.run(
-        airlock::admit::APPROVALS_OBJECT,
-        airlock::state::Command::Decide { id: id.clone(), approve: true, approver: "alice".into() },
-    );
+    let decided = f.state.run(airlock::admit::APPROVALS_OBJECT, airlock::state::Command::Decide { id: id.clone(), approve: true, approver: "alice".into() });
     assert!(matches!(decided, airlock::state::Reply::Decided { .. }), "{decided:?}");
     let approval = ("x-airlock-approval", id.as_str());
     let run = f.run("echo", "DELETE", "/items/1", None, &[("authorization", &admin), approval], NOW);

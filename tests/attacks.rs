@@ -7,9 +7,9 @@
 mod common;
 
 use airlock::audit::Decision;
+use airlock::inject::McpOutbound;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
-use airlock::inject::McpOutbound;
 use common::*;
 
 fn assert_refused(what: &str, run: Run, code: &str, token: &str) {
@@ -129,10 +129,8 @@ fn token_as_basic_password_is_accepted() {
     let value = format!("Basic {}", STANDARD.encode(format!("session:{good}")));
     let run = f.run("echo", "GET", "/x", None, &[("authorization", &value)], NOW);
     let out = run.result.expect("basic-carried token");
-    let expected = vec![
-        ("accept-encoding".to_string(), airlock::inject::ACCEPT_ENCODING.to_string()),
-        ("authorization".to_string(), format!("Bearer {ECHO_SECRET}")),
-    ];
+    let expected =
+        vec![("accept-encoding".to_string(), airlock::inject::ACCEPT_ENCODING.to_string()), ("authorization".to_string(), format!("Bearer {ECHO_SECRET}"))];
     assert_eq!(out.headers(), expected, "the sandbox's basic header is replaced");
 }
 
@@ -198,34 +196,110 @@ fn host_attacks() {
     let no_egress = f.token(r#"{"echo":"read"}"#, 600);
     let auth = format!("Bearer {token}");
     let forbidden = [
-        "127.0.0.1", "127.0.0.1:443", "10.0.0.1", "192.168.1.1", "172.16.0.1", "169.254.169.254", "100.100.100.200",
-        "0.0.0.0", "255.255.255.255", "1.1.1.1", "2130706433", "017700000001", "0177.0.0.1", "0x7f.0.0.1",
-        "0x7f000001", "0X7F.1", "127.1", "127.0.1", "10.1", "0", "0x", "127.0.0.1.", "[::1]", "[::]", "::1",
-        "[::ffff:127.0.0.1]", "[::ffff:7f00:1]", "[0:0:0:0:0:ffff:127.0.0.1]", "[64:ff9b::7f00:1]",
-        "[64:ff9b::169.254.169.254]", "[2002:7f00:1::]", "[fe80::1]", "[fe80::1%25eth0]", "[fd00::1]",
-        "[::1]:8080", "localhost", "LocalHost", "localhost.", "a.localhost", "x.y.localhost", "metadata",
-        "metadata.google.internal", "METADATA.GOOGLE.INTERNAL.", "metadata.goog", "instance-data",
-        "instance-data.ec2.internal", "metadata.azure.com", "db.internal", "svc.cluster.internal", "printer.local",
-        "host.localdomain", "nas.home.arpa", "1.0.0.127.in-addr.arpa", "router.lan", "kubernetes", "intranet",
-        OWN_HOST, "AIRLOCK.EXAMPLE.WORKERS.DEV.",
+        "127.0.0.1",
+        "127.0.0.1:443",
+        "10.0.0.1",
+        "192.168.1.1",
+        "172.16.0.1",
+        "169.254.169.254",
+        "100.100.100.200",
+        "0.0.0.0",
+        "255.255.255.255",
+        "1.1.1.1",
+        "2130706433",
+        "017700000001",
+        "0177.0.0.1",
+        "0x7f.0.0.1",
+        "0x7f000001",
+        "0X7F.1",
+        "127.1",
+        "127.0.1",
+        "10.1",
+        "0",
+        "0x",
+        "127.0.0.1.",
+        "[::1]",
+        "[::]",
+        "::1",
+        "[::ffff:127.0.0.1]",
+        "[::ffff:7f00:1]",
+        "[0:0:0:0:0:ffff:127.0.0.1]",
+        "[64:ff9b::7f00:1]",
+        "[64:ff9b::169.254.169.254]",
+        "[2002:7f00:1::]",
+        "[fe80::1]",
+        "[fe80::1%25eth0]",
+        "[fd00::1]",
+        "[::1]:8080",
+        "localhost",
+        "LocalHost",
+        "localhost.",
+        "a.localhost",
+        "x.y.localhost",
+        "metadata",
+        "metadata.google.internal",
+        "METADATA.GOOGLE.INTERNAL.",
+        "metadata.goog",
+        "instance-data",
+        "instance-data.ec2.internal",
+        "metadata.azure.com",
+        "db.internal",
+        "svc.cluster.internal",
+        "printer.local",
+        "host.localdomain",
+        "nas.home.arpa",
+        "1.0.0.127.in-addr.arpa",
+        "router.lan",
+        "kubernetes",
+        "intranet",
+        OWN_HOST,
+        "AIRLOCK.EXAMPLE.WORKERS.DEV.",
     ];
     for host in forbidden {
         let run = f.run_egress(host, "GET", "/x", QUERY, &[("authorization", &auth)]);
         assert_refused(host, run, "host_forbidden", &token);
     }
     let malformed = [
-        "user@pypi.org", "user:pass@pypi.org", "pypi.org@evil.com", "pypi%2eorg", "evil.com%2f@pypi.org", "bücher.de",
-        "pypi\u{3002}org", "a_b.pythonhosted.org", "pypi.org:0", "pypi.org:65536", "pypi.org:abc", "pypi.org:",
-        "pypi.org:-1", "-pypi.org", "pypi-.org", "pypi..org", "pypi.org..", ".", "pypi org", "pypi.org\\x", "", "pypi.org:80:80",
+        "user@pypi.org",
+        "user:pass@pypi.org",
+        "pypi.org@evil.com",
+        "pypi%2eorg",
+        "evil.com%2f@pypi.org",
+        "bücher.de",
+        "pypi\u{3002}org",
+        "a_b.pythonhosted.org",
+        "pypi.org:0",
+        "pypi.org:65536",
+        "pypi.org:abc",
+        "pypi.org:",
+        "pypi.org:-1",
+        "-pypi.org",
+        "pypi-.org",
+        "pypi..org",
+        "pypi.org..",
+        ".",
+        "pypi org",
+        "pypi.org\\x",
+        "",
+        "pypi.org:80:80",
     ];
     for host in malformed {
         let run = f.run_egress(host, "GET", "/x", QUERY, &[("authorization", &auth)]);
         assert_refused(host, run, "invalid_host", &token);
     }
     let not_allowed = [
-        "pythonhosted.org", "evilpythonhosted.org", "pythonhosted.org.evil.io", "evil-pythonhosted.org",
-        "www.pypi.org", "pypi.org.evil.io", "pypi.org:443", "pypi.org:8080", "mirror.example.com:8081",
-        "example.com", "github.com", "xn--pypi-abc.org",
+        "pythonhosted.org",
+        "evilpythonhosted.org",
+        "pythonhosted.org.evil.io",
+        "evil-pythonhosted.org",
+        "www.pypi.org",
+        "pypi.org.evil.io",
+        "pypi.org:443",
+        "pypi.org:8080",
+        "mirror.example.com:8081",
+        "example.com",
+        "github.com",
+        "xn--pypi-abc.org",
     ];
     for host in not_allowed {
         let run = f.run_egress(host, "GET", "/x", QUERY, &[("authorization", &auth)]);
@@ -257,11 +331,19 @@ fn egress_allowed_calls_carry_no_credential() {
     let token = f.token_with(r#"{"echo":"read"}"#, 600, r#","egress":true"#);
     let auth = format!("Bearer {token}");
     let hostile = [
-        ("authorization", auth.as_str()), ("cookie", "a=1"), ("proxy-authorization", "Basic eA=="), ("host", "evil"),
-        ("x-forwarded-for", "1.2.3.4"), ("forwarded", "for=1.2.3.4"), ("x-real-ip", "1.2.3.4"), ("accept", "text/html"),
+        ("authorization", auth.as_str()),
+        ("cookie", "a=1"),
+        ("proxy-authorization", "Basic eA=="),
+        ("host", "evil"),
+        ("x-forwarded-for", "1.2.3.4"),
+        ("forwarded", "for=1.2.3.4"),
+        ("x-real-ip", "1.2.3.4"),
+        ("accept", "text/html"),
     ];
     for (authority, base) in [
-        ("pypi.org", "https://pypi.org"), ("PyPI.org.", "https://pypi.org"), ("files.pythonhosted.org", "https://files.pythonhosted.org"),
+        ("pypi.org", "https://pypi.org"),
+        ("PyPI.org.", "https://pypi.org"),
+        ("files.pythonhosted.org", "https://files.pythonhosted.org"),
         ("mirror.example.com:8080", "http://mirror.example.com:8080"),
     ] {
         let run = f.run_egress(authority, "GET", "/simple/requests/", Some("a=1"), &hostile);
@@ -280,14 +362,32 @@ fn header_attacks() {
     let auth = format!("Bearer {token}");
     // Headers that must never reach the origin, whatever their value.
     let hostile: &[(&str, &str)] = &[
-        ("host", "evil.example"), ("x-forwarded-for", "127.0.0.1"), ("x-forwarded-host", "evil.example"),
-        ("x-forwarded-proto", "http"), ("x-forwarded-port", "80"), ("forwarded", "for=127.0.0.1;host=evil"),
-        ("x-real-ip", "127.0.0.1"), ("proxy-authorization", "Basic eDp5"), ("proxy-connection", "keep-alive"),
-        ("cookie", "session=stolen"), ("x-airlock-request-id", "spoof"), ("x-airlock-upstream-status", "200"),
-        ("cf-connecting-ip", "1.2.3.4"), ("cf-worker", "x"), ("connection", "x-extra"), ("keep-alive", "timeout=5"),
-        ("te", "trailers"), ("trailer", "x"), ("transfer-encoding", "chunked"), ("upgrade", "websocket"),
-        ("expect", "100-continue"), ("x-extra", "listed in connection"), ("x-unlisted", "dropped"),
-        ("x-http-method-override", "DELETE"), ("x-original-url", "/admin"), ("x-rewrite-url", "/admin"),
+        ("host", "evil.example"),
+        ("x-forwarded-for", "127.0.0.1"),
+        ("x-forwarded-host", "evil.example"),
+        ("x-forwarded-proto", "http"),
+        ("x-forwarded-port", "80"),
+        ("forwarded", "for=127.0.0.1;host=evil"),
+        ("x-real-ip", "127.0.0.1"),
+        ("proxy-authorization", "Basic eDp5"),
+        ("proxy-connection", "keep-alive"),
+        ("cookie", "session=stolen"),
+        ("x-airlock-request-id", "spoof"),
+        ("x-airlock-upstream-status", "200"),
+        ("cf-connecting-ip", "1.2.3.4"),
+        ("cf-worker", "x"),
+        ("connection", "x-extra"),
+        ("keep-alive", "timeout=5"),
+        ("te", "trailers"),
+        ("trailer", "x"),
+        ("transfer-encoding", "chunked"),
+        ("upgrade", "websocket"),
+        ("expect", "100-continue"),
+        ("x-extra", "listed in connection"),
+        ("x-unlisted", "dropped"),
+        ("x-http-method-override", "DELETE"),
+        ("x-original-url", "/admin"),
+        ("x-rewrite-url", "/admin"),
     ];
     let mut headers: Vec<(&str, &str)> = vec![("authorization", &auth)];
     headers.extend_from_slice(hostile);
@@ -352,7 +452,8 @@ fn mcp_attacks() {
     let read = f.token(r#"{"docs":"read","echo":"admin"}"#, 600);
     let auth = format!("Bearer {read}");
     const JSON: (&str, &str) = ("content-type", "application/json");
-    let call = |name: &str| format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{name}","arguments":{{"q":"secret-argument-value"}}}}}}"#);
+    let call =
+        |name: &str| format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{name}","arguments":{{"q":"secret-argument-value"}}}}}}"#);
     // Messages refused inside the JSON-RPC layer: answered by Airlock, no
     // credential read, nothing built.
     let refused: Vec<(&str, String, &str)> = vec![
@@ -361,7 +462,11 @@ fn mcp_attacks() {
         ("tool not in the policy", call("debug_dump"), "mcp_tool_not_allowed"),
         ("empty tool name", call(""), "mcp_tool_not_allowed"),
         ("prompt not in the policy", r#"{"jsonrpc":"2.0","id":2,"method":"prompts/get","params":{"name":"jailbreak"}}"#.into(), "mcp_prompt_not_allowed"),
-        ("resource outside the prefixes", r#"{"jsonrpc":"2.0","id":3,"method":"resources/read","params":{"uri":"docs://private/k"}}"#.into(), "mcp_resource_not_allowed"),
+        (
+            "resource outside the prefixes",
+            r#"{"jsonrpc":"2.0","id":3,"method":"resources/read","params":{"uri":"docs://private/k"}}"#.into(),
+            "mcp_resource_not_allowed",
+        ),
         ("prefix trick", r#"{"jsonrpc":"2.0","id":3,"method":"resources/read","params":{"uri":"docs://publicity/x"}}"#.into(), "mcp_resource_not_allowed"),
         ("unknown method", r#"{"jsonrpc":"2.0","id":4,"method":"admin/shutdown"}"#.into(), "mcp_method_not_allowed"),
         ("server-side method from the client", r#"{"jsonrpc":"2.0","id":5,"method":"sampling/createMessage","params":{}}"#.into(), "mcp_method_not_allowed"),
@@ -382,14 +487,35 @@ fn mcp_attacks() {
     type McpRow<'a> = (&'a str, &'a str, &'a str, Vec<(&'a str, &'a str)>, Option<&'a str>, &'a str);
     let rows: Vec<McpRow> = vec![
         ("no token", "docs", "POST", vec![], Some(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#), "invalid_session"),
-        ("server not in scope", "docs", "POST", vec![("authorization", &other_server), JSON], Some(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#), "tool_not_allowed"),
+        (
+            "server not in scope",
+            "docs",
+            "POST",
+            vec![("authorization", &other_server), JSON],
+            Some(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#),
+            "tool_not_allowed",
+        ),
         ("unknown server", "nope", "POST", vec![("authorization", &auth), JSON], Some(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#), "tool_not_allowed"),
-        ("plain HTTP tool as MCP", "echo", "POST", vec![("authorization", &auth), JSON], Some(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#), "tool_not_allowed"),
+        (
+            "plain HTTP tool as MCP",
+            "echo",
+            "POST",
+            vec![("authorization", &auth), JSON],
+            Some(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#),
+            "tool_not_allowed",
+        ),
         ("PUT", "docs", "PUT", vec![("authorization", &auth)], None, "method_not_allowed"),
         ("batch", "docs", "POST", vec![("authorization", &auth), JSON], Some(r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#), "mcp_invalid_message"),
         ("not JSON", "docs", "POST", vec![("authorization", &auth), JSON], Some("{"), "mcp_invalid_message"),
         ("not JSON-RPC 2.0", "docs", "POST", vec![("authorization", &auth), JSON], Some(r#"{"id":1,"method":"ping"}"#), "mcp_invalid_message"),
-        ("foreign session id", "docs", "POST", vec![("authorization", &auth), JSON, ("mcp-session-id", "AAAAAAAAAAAAAAAAAAAAAA.origin-sid")], Some(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#), "mcp_session_invalid"),
+        (
+            "foreign session id",
+            "docs",
+            "POST",
+            vec![("authorization", &auth), JSON, ("mcp-session-id", "AAAAAAAAAAAAAAAAAAAAAA.origin-sid")],
+            Some(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#),
+            "mcp_session_invalid",
+        ),
         ("raw origin session id", "docs", "GET", vec![("authorization", &auth), ("mcp-session-id", "origin-sid")], None, "mcp_session_invalid"),
     ];
     // Parser differentials: spellings another JSON reader (or charset)
@@ -397,15 +523,43 @@ fn mcp_attacks() {
     // forward, no credential read.
     let admin = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_space"}}"#;
     let differentials: Vec<(&str, String, &str)> = vec![
-        ("duplicate name, admin last", r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","name":"delete_space"}}"#.into(), "application/json"),
-        ("duplicate name, admin first", r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_space","name":"search"}}"#.into(), "application/json"),
-        ("escaped duplicate name", r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","na\u006de":"delete_space"}}"#.into(), "application/json"),
-        ("Name for Go's case-insensitive match", r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","Name":"delete_space"}}"#.into(), "application/json"),
+        (
+            "duplicate name, admin last",
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","name":"delete_space"}}"#.into(),
+            "application/json",
+        ),
+        (
+            "duplicate name, admin first",
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_space","name":"search"}}"#.into(),
+            "application/json",
+        ),
+        (
+            "escaped duplicate name",
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","na\u006de":"delete_space"}}"#.into(),
+            "application/json",
+        ),
+        (
+            "Name for Go's case-insensitive match",
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","Name":"delete_space"}}"#.into(),
+            "application/json",
+        ),
         ("Method with a result", r#"{"jsonrpc":"2.0","id":1,"result":{},"Method":"tools/call","params":{"name":"delete_space"}}"#.into(), "application/json"),
-        ("LONG S in params", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"param\u{17f}\":{\"name\":\"delete_space\"},\"params\":{\"name\":\"search\"}}".into(), "application/json"),
-        ("trailing NUL on name", r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","name\u0000":"delete_space"}}"#.into(), "application/json"),
+        (
+            "LONG S in params",
+            "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"param\u{17f}\":{\"name\":\"delete_space\"},\"params\":{\"name\":\"search\"}}".into(),
+            "application/json",
+        ),
+        (
+            "trailing NUL on name",
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","name\u0000":"delete_space"}}"#.into(),
+            "application/json",
+        ),
         ("float id", r#"{"jsonrpc":"2.0","id":1.0,"method":"tools/call","params":{"name":"search"}}"#.into(), "application/json"),
-        ("utf-7 body", r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","+AG4-ame":"delete_space"}}"#.into(), "application/json; charset=utf-7"),
+        (
+            "utf-7 body",
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","+AG4-ame":"delete_space"}}"#.into(),
+            "application/json; charset=utf-7",
+        ),
         ("latin1", admin.into(), "application/json; charset=latin1"),
         ("utf-16", admin.into(), "application/json; charset=utf-16"),
         ("text/plain", admin.into(), "text/plain"),
@@ -434,7 +588,13 @@ fn mcp_attacks() {
     }
     // An allowed call: credential set, sandbox token and session binding gone.
     let sent = r#"{ "params":{"arguments":{"q":"secret-argument-value"},"name":"search"},"method":"tools/call","jsonrpc":"2.0","id":1 }"#;
-    let headers = [("authorization", auth.as_str()), ("content-type", "application/json; charset=UTF-8"), ("content-encoding", "identity"), ("accept", "application/json, text/event-stream"), ("mcp-protocol-version", "2025-06-18")];
+    let headers = [
+        ("authorization", auth.as_str()),
+        ("content-type", "application/json; charset=UTF-8"),
+        ("content-encoding", "identity"),
+        ("accept", "application/json, text/event-stream"),
+        ("mcp-protocol-version", "2025-06-18"),
+    ];
     let (result, _, audit) = f.run_mcp("docs", "POST", &headers, Some(sent));
     let McpOutbound::Exchange(p) = result.unwrap() else { panic!("not forwarded") };
     // What goes upstream is the canonical reading, as plain JSON.
@@ -563,11 +723,24 @@ fn path_and_method_games() {
     .map(|(w, p)| (w.to_string(), p.to_string()))
     .collect();
     for (name, c) in [
-        ("fullwidth full stop", '\u{ff0e}'), ("fullwidth solidus", '\u{ff0f}'), ("fullwidth reverse solidus", '\u{ff3c}'),
-        ("one dot leader", '\u{2024}'), ("two dot leader", '\u{2025}'), ("ellipsis", '\u{2026}'), ("small full stop", '\u{fe52}'),
-        ("small reverse solidus", '\u{fe68}'), ("digit one full stop", '\u{2488}'), ("number twenty full stop", '\u{249b}'),
-        ("digit zero full stop", '\u{1f100}'), ("account of", '\u{2100}'), ("care of", '\u{2105}'), ("vertical two dot leader", '\u{fe30}'),
-        ("vertical ellipsis", '\u{fe19}'), ("square a.m.", '\u{33c2}'), ("small semicolon", '\u{fe54}'), ("greek question mark", '\u{37e}'),
+        ("fullwidth full stop", '\u{ff0e}'),
+        ("fullwidth solidus", '\u{ff0f}'),
+        ("fullwidth reverse solidus", '\u{ff3c}'),
+        ("one dot leader", '\u{2024}'),
+        ("two dot leader", '\u{2025}'),
+        ("ellipsis", '\u{2026}'),
+        ("small full stop", '\u{fe52}'),
+        ("small reverse solidus", '\u{fe68}'),
+        ("digit one full stop", '\u{2488}'),
+        ("number twenty full stop", '\u{249b}'),
+        ("digit zero full stop", '\u{1f100}'),
+        ("account of", '\u{2100}'),
+        ("care of", '\u{2105}'),
+        ("vertical two dot leader", '\u{fe30}'),
+        ("vertical ellipsis", '\u{fe19}'),
+        ("square a.m.", '\u{33c2}'),
+        ("small semicolon", '\u{fe54}'),
+        ("greek question mark", '\u{37e}'),
         ("small percent", '\u{fe6a}'),
     ] {
         paths.push((format!("{name} raw"), format!("/x/a{c}b")));

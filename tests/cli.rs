@@ -25,12 +25,16 @@ fn the_shipped_demo_policy_is_valid() {
 
 #[test]
 fn an_invalid_policy_names_the_field() {
-    let file = temp("bad.json", r#"{"version":1,"audience":"a","tools":{"gh":{"origin":"https://api.github.com","rules":[{"methods":["GET"],"path":"/","level":"superuser"}]}}}"#);
+    let file = temp(
+        "bad.json",
+        r#"{"version":1,"audience":"a","tools":{"gh":{"origin":"https://api.github.com","rules":[{"methods":["GET"],"path":"/","level":"superuser"}]}}}"#,
+    );
     let (code, _, err) = airlock(&["policy", "check", &file]);
     assert_eq!(code, 1);
     assert!(err.contains("tools.gh.rules[0].level"), "{err}");
 
-    let file = temp("bad.toml", "[vars]\nAIRLOCK_POLICY = '''{\"version\":1,\"audience\":\"a\",\"tools\":{\"gh\":{\"origin\":\"http://x\",\"rules\":[]}}}'''\n");
+    let file =
+        temp("bad.toml", "[vars]\nAIRLOCK_POLICY = '''{\"version\":1,\"audience\":\"a\",\"tools\":{\"gh\":{\"origin\":\"http://x\",\"rules\":[]}}}'''\n");
     let (code, _, err) = airlock(&["policy", "check", &file]);
     assert_eq!(code, 1);
     assert!(err.contains("tools.gh.origin"), "{err}");

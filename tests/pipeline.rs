@@ -7,9 +7,9 @@
 mod common;
 
 use airlock::audit::Decision;
+use airlock::mint::mint;
 use airlock::policy::Policy;
 use airlock::redact::Redactor;
-use airlock::mint::mint;
 use airlock::token::KeyRing;
 use common::*;
 
@@ -18,15 +18,25 @@ fn allowed_call_sets_the_credential_and_drops_the_session_token() {
     let f = Fixture::new();
     let token = f.token(r#"{"echo":"write"}"#, 600);
     let auth = format!("Bearer {token}");
-    let Run { result: out, secret_read: read, audit, .. } = f.run("echo", "POST", "/items/42", Some("a=1&b=%20"), &[("Authorization", &auth), ("Cookie", "c=1"), ("Content-Type", "application/json"), ("Content-Length", "10")], NOW);
+    let Run { result: out, secret_read: read, audit, .. } = f.run(
+        "echo",
+        "POST",
+        "/items/42",
+        Some("a=1&b=%20"),
+        &[("Authorization", &auth), ("Cookie", "c=1"), ("Content-Type", "application/json"), ("Content-Length", "10")],
+        NOW,
+    );
     let out = out.unwrap();
     assert!(read);
     assert_eq!(out.url(), "https://echo.example.com/api/items/42?a=1&b=%20");
-    assert_eq!(out.headers(), vec![
-        ("content-type".to_string(), "application/json".to_string()),
-        ("accept-encoding".to_string(), airlock::inject::ACCEPT_ENCODING.to_string()),
-        ("authorization".to_string(), format!("Bearer {ECHO_SECRET}")),
-    ]);
+    assert_eq!(
+        out.headers(),
+        vec![
+            ("content-type".to_string(), "application/json".to_string()),
+            ("accept-encoding".to_string(), airlock::inject::ACCEPT_ENCODING.to_string()),
+            ("authorization".to_string(), format!("Bearer {ECHO_SECRET}")),
+        ]
+    );
     let flat = format!("{:?}", out.headers());
     assert!(!flat.contains(&token), "session token forwarded");
     // The response filter built from this request scrubs the credential.
@@ -50,10 +60,10 @@ fn private_tool_uses_its_binding_and_header() {
     let out = out.unwrap();
     assert_eq!(out.target(), &airlock::policy::Target::Service { binding: "PRIVATE_ORIGIN".into() });
     assert_eq!(out.url(), "https://private.airlock.invalid/status");
-    assert_eq!(out.headers(), vec![
-        ("accept-encoding".to_string(), airlock::inject::ACCEPT_ENCODING.to_string()),
-        ("x-api-key".to_string(), "Key private-key-456".to_string()),
-    ]);
+    assert_eq!(
+        out.headers(),
+        vec![("accept-encoding".to_string(), airlock::inject::ACCEPT_ENCODING.to_string()), ("x-api-key".to_string(), "Key private-key-456".to_string()),]
+    );
 }
 
 /// What, tool, method, raw path, headers, clock, expected code.

@@ -49,10 +49,7 @@ mod cli {
             return Ok(text.to_string());
         }
         let doc: toml::Table = toml::from_str(text).map_err(|e| format!("not valid TOML: {e}"))?;
-        let value = doc
-            .get("vars")
-            .and_then(|v| v.get("AIRLOCK_POLICY"))
-            .ok_or("no [vars] AIRLOCK_POLICY in this file")?;
+        let value = doc.get("vars").and_then(|v| v.get("AIRLOCK_POLICY")).ok_or("no [vars] AIRLOCK_POLICY in this file")?;
         match value {
             toml::Value::String(s) => Ok(s.clone()),
             other => serde_json::to_string(other).map_err(|e| e.to_string()),
@@ -84,7 +81,13 @@ mod cli {
                     };
                     let secret = tool.credential.as_ref().map_or("no credential".to_string(), |c| format!("secret {}", c.secret));
                     let what = match &tool.mcp {
-                        Some(m) => format!("MCP server at /mcp/{} ({} tool(s), {} prompt(s), {} resource prefix(es))", tool.name, m.tools.len(), m.prompts.len(), m.resources.len()),
+                        Some(m) => format!(
+                            "MCP server at /mcp/{} ({} tool(s), {} prompt(s), {} resource prefix(es))",
+                            tool.name,
+                            m.tools.len(),
+                            m.prompts.len(),
+                            m.resources.len()
+                        ),
                         None => format!("{} rule(s)", tool.rules.len()),
                     };
                     println!("  {:<16} {target}, {secret}, {what}", tool.name);

@@ -44,7 +44,6 @@ pub async fn read_body(req: &mut Request, limit: u64) -> Result<Vec<u8>, Error> 
     Ok(out)
 }
 
-
 /// A whole body, read by the runtime in one call
 /// (`new Response(body).arrayBuffer()`). workers-rs' own `bytes()` and
 /// `text()` pull a body chunk by chunk through a stream reader, crossing
@@ -69,7 +68,6 @@ pub async fn read_capped(req: &mut Request, cap: usize) -> Result<Vec<u8>, Error
         other => other,
     })
 }
-
 
 /// Streams a request body through a byte counter that errors the upload —
 /// and aborts the upstream request — once more than `limit` bytes have
@@ -151,7 +149,12 @@ impl Source {
 /// more than the cap, or goes quiet past the idle timeout. The stream holds
 /// the audit slot, so the record is written when the stream ends — however
 /// it ends, including the client going away.
-pub fn filtered_body(body: web_sys::ReadableStream, filter: Box<dyn BodyFilter>, limits: BodyLimits, slot: SharedAudit) -> impl futures_util::Stream<Item = worker::Result<Vec<u8>>> {
+pub fn filtered_body(
+    body: web_sys::ReadableStream,
+    filter: Box<dyn BodyFilter>,
+    limits: BodyLimits,
+    slot: SharedAudit,
+) -> impl futures_util::Stream<Item = worker::Result<Vec<u8>>> {
     filtered_source(Source::new(body), Vec::new(), 0, filter, limits, slot)
 }
 
@@ -205,18 +208,7 @@ pub fn filtered_source(
             }
         }
     }
-    let state = State {
-        prefix,
-        source,
-        buf: Vec::new(),
-        filter,
-        limits,
-        received,
-        tick: None,
-        quiet_ticks: 0,
-        slot,
-        done: false,
-    };
+    let state = State { prefix, source, buf: Vec::new(), filter, limits, received, tick: None, quiet_ticks: 0, slot, done: false };
     stream::unfold(state, |mut st| async move {
         if st.done {
             return None;

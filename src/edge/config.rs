@@ -53,10 +53,7 @@ pub fn load_policy(env: &Env) -> Result<Rc<Policy>, Error> {
 }
 
 pub fn load_keys(env: &Env) -> Result<Rc<KeyRing>, Error> {
-    let raw = env
-        .var(SIGNING_KEYS_SECRET)
-        .map_err(|_| Error::Misconfigured(format!("secret {SIGNING_KEYS_SECRET} is not set")))?
-        .to_string();
+    let raw = env.var(SIGNING_KEYS_SECRET).map_err(|_| Error::Misconfigured(format!("secret {SIGNING_KEYS_SECRET} is not set")))?.to_string();
     cached(&KEYS, raw, |s| KeyRing::parse(s).map_err(|e| Error::Misconfigured(format!("{SIGNING_KEYS_SECRET}: {e}"))))
 }
 
@@ -81,9 +78,7 @@ pub fn read_credential(env: &Env, name: &str) -> Option<Rc<PreparedCredential>> 
 }
 
 pub fn read_secret(env: &Env, name: &str) -> Result<Secret, Error> {
-    env.var(name)
-        .map(|v| Secret::from_string(v.to_string()))
-        .map_err(|_| Error::Misconfigured(format!("secret {name} is not set")))
+    env.var(name).map(|v| Secret::from_string(v.to_string())).map_err(|_| Error::Misconfigured(format!("secret {name} is not set")))
 }
 
 pub fn random_bytes<const N: usize>() -> Result<[u8; N], Error> {

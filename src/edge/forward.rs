@@ -33,9 +33,7 @@ pub async fn forward(body: Body<'_>, env: &Env, outbound: &Outbound, redactor: &
     let internal = |what: &str| Error::Internal(format!("building the upstream request: {what}"));
     let headers = web_sys::Headers::new().map_err(|_| internal("headers"))?;
     for (name, value) in outbound.headers() {
-        headers
-            .append(name, value)
-            .map_err(|_| Error::Misconfigured(format!("header {name} refused by the runtime")))?;
+        headers.append(name, value).map_err(|_| Error::Misconfigured(format!("header {name} refused by the runtime")))?;
     }
     // One abort signal inside the Request itself, so it applies to public
     // fetches and service bindings alike: a timeout, or an upload that fails
@@ -66,9 +64,7 @@ pub async fn forward(body: Body<'_>, env: &Env, outbound: &Outbound, redactor: &
             Body::Bytes(bytes) => init.set_body(&js_sys::Uint8Array::from(bytes).into()),
         }
     }
-    let upstream_request: Request = web_sys::Request::new_with_str_and_init(outbound.url(), &init)
-        .map_err(|_| internal("request"))?
-        .into();
+    let upstream_request: Request = web_sys::Request::new_with_str_and_init(outbound.url(), &init).map_err(|_| internal("request"))?.into();
 
     let send = async {
         match outbound.target() {

@@ -193,10 +193,12 @@ pub async fn finish_response(
             // scrubbed whole: a stream costs more than the body itself.
             let bytes = read_small(&upstream, limits.upstream_idle_timeout_ms).await;
             let mut filter = filter;
-            let out = match bytes.map(|b| filter.push(&b).map(|mut out| {
-                out.extend(filter.finish());
-                out
-            })) {
+            let out = match bytes.map(|b| {
+                filter.push(&b).map(|mut out| {
+                    out.extend(filter.finish());
+                    out
+                })
+            }) {
                 Ok(Ok(out)) => out,
                 Ok(Err(_)) | Err(_) => return Err(Error::UpstreamUnavailable { detail: "origin body failed or stalled".into() }),
             };
@@ -211,8 +213,7 @@ pub async fn finish_response(
             let body = body.clone();
             let limits = BodyLimits { max_bytes: limits.max_response_body_bytes, idle_ms: limits.upstream_idle_timeout_ms };
             ctx.wait_until(audit_watchdog(Rc::downgrade(slot), limits.idle_ms));
-            Response::from_stream(filtered_body(body, filter, limits, slot.clone()))
-                .map_err(|_| Error::Internal("building response stream".into()))?
+            Response::from_stream(filtered_body(body, filter, limits, slot.clone())).map_err(|_| Error::Internal("building response stream".into()))?
         }
         _ => Response::builder().empty(),
     };

@@ -9,7 +9,6 @@
 
 use std::collections::BTreeMap;
 
-
 use crate::egress::EgressRule;
 
 mod raw;
@@ -102,9 +101,7 @@ impl PathPattern {
                             return Err(format!("segment {lit:?}: '*' must be a whole segment"));
                         }
                         if lit.bytes().any(|b| b == b'%' || b == b'\\' || b.is_ascii_control()) {
-                            return Err(format!(
-                                "segment {lit:?}: write literals decoded, without '%', '\\' or control characters"
-                            ));
+                            return Err(format!("segment {lit:?}: write literals decoded, without '%', '\\' or control characters"));
                         }
                         Segment::Literal(lit.to_string())
                     }
@@ -303,9 +300,22 @@ pub(crate) fn err(field: impl Into<String>, message: impl Into<String>) -> Polic
 /// authority, routing, or framing, and forwarding or overwriting them would
 /// reopen what Airlock closes.
 pub const FORBIDDEN_HEADERS: &[&str] = &[
-    "host", "authorization", "proxy-authorization", "cookie", "set-cookie", "connection",
-    "keep-alive", "te", "trailer", "transfer-encoding", "upgrade", "content-length",
-    "forwarded", "x-real-ip", "expect", "proxy-connection",
+    "host",
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+    "forwarded",
+    "x-real-ip",
+    "expect",
+    "proxy-connection",
 ];
 pub const FORBIDDEN_HEADER_PREFIXES: &[&str] = &["x-forwarded-", "proxy-", "cf-", "x-airlock-"];
 

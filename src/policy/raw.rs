@@ -184,16 +184,11 @@ fn is_token_name(s: &str) -> bool {
 }
 
 fn is_header_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 128
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 fn is_binding_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 128
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-        && !s.as_bytes()[0].is_ascii_digit()
+    !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') && !s.as_bytes()[0].is_ascii_digit()
 }
 
 fn is_header_value_text(s: &str) -> bool {
@@ -307,7 +302,10 @@ impl RawTool {
             // an approved POST could come back as a DELETE; the query
             // parameter (with `allow_method_override`) is bound by both.
             if is_method_override_name(lower.as_bytes()) {
-                return Err(err(f, "is a method-override header and is never forwarded; use the real method, or the query parameter with \"allow_method_override\": true"));
+                return Err(err(
+                    f,
+                    "is a method-override header and is never forwarded; use the real method, or the query parameter with \"allow_method_override\": true",
+                ));
             }
             if let Some(Credential { placement: Placement::Header { name, .. }, .. }) = &credential {
                 if *name == lower {
@@ -430,9 +428,7 @@ impl RawCredential {
                     return Err(err(format!("{field}.header"), format!("{name:?} cannot carry a credential")));
                 }
                 let format = self.format.unwrap_or_else(|| "{secret}".to_string());
-                let (prefix, suffix) = format
-                    .split_once("{secret}")
-                    .ok_or_else(|| err(format!("{field}.format"), "must contain {secret} once"))?;
+                let (prefix, suffix) = format.split_once("{secret}").ok_or_else(|| err(format!("{field}.format"), "must contain {secret} once"))?;
                 if suffix.contains("{secret}") || !is_header_value_text(&format) {
                     return Err(err(format!("{field}.format"), "must contain {secret} once and only printable characters"));
                 }

@@ -36,10 +36,7 @@ fn parses_a_good_policy() {
     let crm = p.tool("crm").unwrap();
     assert_eq!(crm.origin.target, Target::Service { binding: "CRM_TUNNEL".into() });
     assert_eq!(crm.origin.base, "https://crm.airlock.invalid");
-    assert_eq!(
-        crm.credential.as_ref().unwrap().placement,
-        Placement::Header { name: "x-api-key".into(), prefix: "Key ".into(), suffix: String::new() }
-    );
+    assert_eq!(crm.credential.as_ref().unwrap().placement, Placement::Header { name: "x-api-key".into(), prefix: "Key ".into(), suffix: String::new() });
     assert!(p.tool("nope").is_none());
 }
 
@@ -94,7 +91,11 @@ fn errors_name_the_field() {
         ("format without secret", with(&["tools", "crm", "credential", "format"], json!("Key")), "tools.crm.credential.format"),
         ("credential into host", with(&["tools", "crm", "credential", "header"], json!("Host")), "tools.crm.credential.header"),
         ("secret name", with(&["tools", "github", "credential", "secret"], json!("github token")), "tools.github.credential.secret"),
-        ("bad tool name", with(&["tools", "Bad Name"], json!({"origin": "https://x", "rules": [{"methods": ["GET"], "path": "/", "level": "read"}]})), "tools.Bad Name"),
+        (
+            "bad tool name",
+            with(&["tools", "Bad Name"], json!({"origin": "https://x", "rules": [{"methods": ["GET"], "path": "/", "level": "read"}]})),
+            "tools.Bad Name",
+        ),
         ("ttl zero", with(&["limits", "max_session_ttl_seconds"], json!(0)), "limits.max_session_ttl_seconds"),
         ("unknown limit", with(&["limits", "max_rps"], json!(1)), "limits"),
         ("no tools", with(&["tools"], json!({})), "tools"),
@@ -110,7 +111,11 @@ fn errors_name_the_field() {
         ("method-override header", with(&["tools", "github", "forward_headers"], json!(["X-HTTP-Method-Override"])), "tools.github.forward_headers[0]"),
         ("x-http-method header", with(&["tools", "github", "forward_headers"], json!(["accept", "x-http-method"])), "tools.github.forward_headers[1]"),
         ("x-method-override header", with(&["tools", "github", "forward_headers"], json!(["x-method-override"])), "tools.github.forward_headers[0]"),
-        ("CGI spelling of the override header", with(&["tools", "github", "forward_headers"], json!(["x_http_method_override"])), "tools.github.forward_headers[0]"),
+        (
+            "CGI spelling of the override header",
+            with(&["tools", "github", "forward_headers"], json!(["x_http_method_override"])),
+            "tools.github.forward_headers[0]",
+        ),
         ("allow_range not a bool", with(&["tools", "github", "allow_range"], json!("yes")), "tools.github.allow_range"),
         ("allow_method_override not a bool", with(&["tools", "github", "allow_method_override"], json!(1)), "tools.github.allow_method_override"),
     ];
@@ -129,27 +134,63 @@ fn range_and_method_override_options() {
     let gh = Policy::parse(GOOD).unwrap().tool("github").unwrap().clone();
     assert!(!gh.allow_range && !gh.allow_method_override, "both default to off");
     let j = with(&["tools", "github", "allow_range"], json!(true));
-    let j = { let mut v: serde_json::Value = serde_json::from_str(&j).unwrap(); v["tools"]["github"]["allow_method_override"] = json!(true); v.to_string() };
+    let j = {
+        let mut v: serde_json::Value = serde_json::from_str(&j).unwrap();
+        v["tools"]["github"]["allow_method_override"] = json!(true);
+        v.to_string()
+    };
     let p = Policy::parse(&j).unwrap();
     let gh = p.tool("github").unwrap();
     assert!(gh.allow_range && gh.allow_method_override);
     assert!(!p.tool("crm").unwrap().allow_range);
     // Even with the override allowed, the header is never forwarded:
     // headers are bound by neither proofs nor approvals.
-    let j = { let mut v: serde_json::Value = serde_json::from_str(&j).unwrap(); v["tools"]["github"]["forward_headers"] = json!(["X-HTTP-Method-Override"]); v.to_string() };
+    let j = {
+        let mut v: serde_json::Value = serde_json::from_str(&j).unwrap();
+        v["tools"]["github"]["forward_headers"] = json!(["X-HTTP-Method-Override"]);
+        v.to_string()
+    };
     assert_eq!(Policy::parse(&j).unwrap_err().field, "tools.github.forward_headers[0]");
 }
 
 #[test]
 fn method_override_names() {
     for name in [
-        "_method", "_METHOD", "_Method", "x-http-method-override", "X-HTTP-Method-Override", "x_http_method_override",
-        "x-http-method", "X-Method-Override", "_HttpMethod", "_httpmethod", " _method", "  _method", ".method",
-        "_method[]", "_method[x]", "_method[", "x-http-method-overr\u{131}de", "x-http-method-overr\u{130}de",
+        "_method",
+        "_METHOD",
+        "_Method",
+        "x-http-method-override",
+        "X-HTTP-Method-Override",
+        "x_http_method_override",
+        "x-http-method",
+        "X-Method-Override",
+        "_HttpMethod",
+        "_httpmethod",
+        " _method",
+        "  _method",
+        ".method",
+        "_method[]",
+        "_method[x]",
+        "_method[",
+        "x-http-method-overr\u{131}de",
+        "x-http-method-overr\u{130}de",
     ] {
         assert!(is_method_override_name(name.as_bytes()), "{name:?}");
     }
-    for name in ["method", "methods", "_methods", "x-http-method-overrides", "x-method", "_method_", "[_method]", "", "q", "\u{ff3f}method", "_m\u{e9}thod", "http_method"] {
+    for name in [
+        "method",
+        "methods",
+        "_methods",
+        "x-http-method-overrides",
+        "x-method",
+        "_method_",
+        "[_method]",
+        "",
+        "q",
+        "\u{ff3f}method",
+        "_m\u{e9}thod",
+        "http_method",
+    ] {
         assert!(!is_method_override_name(name.as_bytes()), "{name:?}");
     }
 }
@@ -157,8 +198,15 @@ fn method_override_names() {
 #[test]
 fn mcp_servers() {
     use serde_json::json;
-    let j = with(&["tools", "crm", "mcp"], json!({"tools": {"search": "read", "delete": "admin"}, "resources": [{"prefix": "crm://accounts/", "level": "read"}], "prompts": {"brief": "read"}}));
-    let j = { let mut v: serde_json::Value = serde_json::from_str(&j).unwrap(); v["tools"]["crm"].as_object_mut().unwrap().remove("rules"); v.to_string() };
+    let j = with(
+        &["tools", "crm", "mcp"],
+        json!({"tools": {"search": "read", "delete": "admin"}, "resources": [{"prefix": "crm://accounts/", "level": "read"}], "prompts": {"brief": "read"}}),
+    );
+    let j = {
+        let mut v: serde_json::Value = serde_json::from_str(&j).unwrap();
+        v["tools"]["crm"].as_object_mut().unwrap().remove("rules");
+        v.to_string()
+    };
     let p = Policy::parse(&j).unwrap();
     let m = p.tool("crm").unwrap().mcp.as_ref().unwrap();
     assert_eq!(m.tools.get("delete"), Some(&Level::Admin));

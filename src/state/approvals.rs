@@ -141,12 +141,7 @@ pub fn decide(store: &mut impl Store, id: &str, approve: bool, approver: &str, n
     if a.status != Status::Pending {
         return Ok(Decided::AlreadyDecided(a));
     }
-    let a = Approval {
-        status: if approve { Status::Approved } else { Status::Denied },
-        decided_by: Some(approver.to_string()),
-        decided_at: Some(now_s),
-        ..a
-    };
+    let a = Approval { status: if approve { Status::Approved } else { Status::Denied }, decided_by: Some(approver.to_string()), decided_at: Some(now_s), ..a };
     save(store, &a)?;
     Ok(Decided::Done(a))
 }

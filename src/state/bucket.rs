@@ -21,9 +21,13 @@ pub struct Bucket {
 /// The outcome of taking one token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Take {
-    Allowed { remaining: u32 },
+    Allowed {
+        remaining: u32,
+    },
     /// Refused; `retry_after_s` is what `Retry-After` should say.
-    Limited { retry_after_s: u64 },
+    Limited {
+        retry_after_s: u64,
+    },
 }
 
 impl Bucket {

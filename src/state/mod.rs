@@ -37,15 +37,31 @@ pub enum Command {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Reply {
-    Created { created: bool },
-    Session { session: Option<session::SessionView> },
-    Admitted { refusal: Option<session::Refusal> },
-    Idem { outcome: session::IdemBegin },
+    Created {
+        created: bool,
+    },
+    Session {
+        session: Option<session::SessionView>,
+    },
+    Admitted {
+        refusal: Option<session::Refusal>,
+    },
+    Idem {
+        outcome: session::IdemBegin,
+    },
     Done,
-    Approval { approval: Option<approvals::Approval> },
-    Consumed { result: Result<String, approvals::Refusal> },
-    Pending { approvals: Vec<approvals::Approval> },
-    Decided { decided: approvals::Decided },
+    Approval {
+        approval: Option<approvals::Approval>,
+    },
+    Consumed {
+        result: Result<String, approvals::Refusal>,
+    },
+    Pending {
+        approvals: Vec<approvals::Approval>,
+    },
+    Decided {
+        decided: approvals::Decided,
+    },
     /// The store failed: the caller must refuse the request.
     Failed,
 }

@@ -21,8 +21,8 @@ use sha2::{Digest, Sha256};
 use super::bucket::{Bucket, Rate, Take};
 use super::nonces::{self, ReplayError};
 use super::store::{get_json, put_json, Store, StoreError};
-use crate::level::Level;
 use crate::hex::hex;
+use crate::level::Level;
 
 /// How long a record is kept after the session expired, so that the
 /// control plane can still see how it ended.
@@ -119,7 +119,10 @@ pub enum Refusal {
     ProofStale,
     ProofReplayed,
     /// `tool` false: the session's own limit.
-    RateLimited { tool: bool, retry_after_s: u64 },
+    RateLimited {
+        tool: bool,
+        retry_after_s: u64,
+    },
 }
 
 /// An answer as the sandbox received it, kept for idempotent replays.
@@ -392,7 +395,10 @@ mod tests {
         let rate = Rate { capacity: 1, per_second: 0.001 };
         let n = |x: &[u8]| Some(NonceCheck { digest: hex(&Sha256::digest(x)), ts: 2_000, window: 60 });
         assert_eq!(admit(&mut s, &Admission { nonce: n(b"a"), session_rate: Some(rate), ..Default::default() }, 2_000_000), Ok(None));
-        assert!(matches!(admit(&mut s, &Admission { nonce: n(b"b"), session_rate: Some(rate), ..Default::default() }, 2_000_000), Ok(Some(Refusal::RateLimited { .. }))));
+        assert!(matches!(
+            admit(&mut s, &Admission { nonce: n(b"b"), session_rate: Some(rate), ..Default::default() }, 2_000_000),
+            Ok(Some(Refusal::RateLimited { .. }))
+        ));
         // "b" was not burnt by the refusal.
         assert_eq!(admit(&mut s, &Admission { nonce: n(b"b"), ..Default::default() }, 2_000_000), Ok(None));
     }

@@ -23,6 +23,7 @@ use crate::authorize::{Authorized, EgressAuthorized, McpAuthorized, Permit};
 use crate::error::Error;
 use crate::mcp::{self, Call, CanonicalBody, McpRules};
 use crate::policy::{header_is_forbidden, Level, Method, Placement, Target};
+use crate::redact::Redactor;
 use crate::request::{header, EgressRequest, McpRequest, ToolRequest};
 use crate::secret::Secret;
 use crate::token::KeyRing;
@@ -65,6 +66,8 @@ pub struct Outbound {
     /// Byte strings that must never reach the sandbox: every injected value
     /// and its spellings.
     redactions: Vec<Rc<Secret>>,
+    /// The response filter over `redactions`.
+    filter: Redactor,
     /// The request body's declared length, already checked against the
     /// policy; `None` when the sandbox sent no `Content-Length`, in which
     /// case the edge must count the body while streaming it.
@@ -90,9 +93,9 @@ impl Outbound {
     pub fn redactions(&self) -> &[Rc<Secret>] {
         &self.redactions
     }
-    /// The patterns the response filter scrubs, moved out once.
-    pub fn take_redactions(&mut self) -> Vec<Rc<Secret>> {
-        std::mem::take(&mut self.redactions)
+    /// The response filter that scrubs every injected value, moved out once.
+    pub fn take_filter(&mut self) -> Redactor {
+        std::mem::replace(&mut self.filter, Redactor::new(Vec::new()))
     }
     pub fn declared_length(&self) -> Option<u64> {
         self.declared_length
@@ -199,6 +202,7 @@ pub fn egress(authorized: EgressAuthorized, _admitted: &Admitted, req: &EgressRe
         url,
         headers: forwardable_headers(req.headers, &[]),
         redactions: Vec::new(),
+        filter: Redactor::new(Vec::new()),
         declared_length: authorized.declared_length,
         body_limit: authorized.body_limit,
         response: ResponseRules { drop_cookies: true, inspect: false, credentialed: false, allow_range: true, relocate: Relocate::Egress },
@@ -298,6 +302,9 @@ pub struct PreparedCredential {
     /// injection, and a credential is injected the same way every time.
     /// Bounded to a few entries; a borrow conflict just skips the memo.
     wrapped: RefCell<Vec<(Secret, Vec<Rc<Secret>>)>>,
+    /// The response filter for the last injected value, built once: its
+    /// tables cost more than a copy, and the value is the same every time.
+    filter: RefCell<Option<(Secret, Redactor)>>,
 }
 
 /// Distinct wrapped values memoized per credential (a credential serves one
@@ -307,11 +314,28 @@ const WRAPPED_MEMO: usize = 4;
 impl PreparedCredential {
     pub fn new(value: Secret) -> PreparedCredential {
         let encodings = encodings_of(value.expose()).into_iter().map(|e| Rc::new(Secret::new(e))).collect();
-        PreparedCredential { value, encodings, wrapped: RefCell::new(Vec::new()) }
+        PreparedCredential { value, encodings, wrapped: RefCell::new(Vec::new()), filter: RefCell::new(None) }
     }
 
     pub fn value(&self) -> &Secret {
         &self.value
+    }
+
+    /// The response filter for `patterns`, the spellings of `injected` (the
+    /// value set on the request) and of this credential: a copy of the one
+    /// built for the same value before.
+    fn filter(&self, injected: &[u8], patterns: &[Rc<Secret>]) -> Redactor {
+        let Ok(mut memo) = self.filter.try_borrow_mut() else {
+            return Redactor::shared(patterns.to_vec());
+        };
+        if let Some((seen, filter)) = memo.as_ref() {
+            if seen.expose() == injected {
+                return filter.fresh();
+            }
+        }
+        let filter = Redactor::shared(patterns.to_vec());
+        *memo = Some((Secret::new(injected.to_vec()), filter.fresh()));
+        filter
     }
 
     /// Base64 spellings of a value injected with this credential inside it
@@ -362,6 +386,7 @@ fn build(permit: &Permit<'_>, headers: &[(String, String)], query: Option<&str>,
         query.filter(|q| !q.is_empty()).map(|q| q.split('&').filter(|p| !p.is_empty()).map(str::to_string).collect()).unwrap_or_default();
 
     let mut redactions = Vec::new();
+    let mut filter = None;
     match (&tool.credential, credential) {
         (None, _) => {}
         (Some(c), None) => {
@@ -421,8 +446,9 @@ fn build(permit: &Permit<'_>, headers: &[(String, String)], query: Option<&str>,
                 out_headers.push((name, text));
             }
             redactions.extend(prepared.wrapped_spellings(&injected));
-            redactions.push(Rc::new(Secret::new(injected)));
+            redactions.push(Rc::new(Secret::new(injected.clone())));
             redactions.extend(prepared.encodings.iter().cloned());
+            filter = Some(prepared.filter(&injected, &redactions));
         }
     }
 
@@ -442,6 +468,7 @@ fn build(permit: &Permit<'_>, headers: &[(String, String)], query: Option<&str>,
         url,
         headers: out_headers,
         redactions,
+        filter: filter.unwrap_or_else(|| Redactor::new(Vec::new())),
         declared_length: None,
         body_limit: u64::MAX,
         response: ResponseRules {

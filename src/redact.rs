@@ -560,6 +560,23 @@ impl Redactor {
         Redactor { patterns, group_of, ranges, shared_prev, start, introducer, min_len, shift, offsets, window, carry: Vec::new() }
     }
 
+    /// A copy of this filter's tables with no stream in progress.
+    pub fn fresh(&self) -> Redactor {
+        Redactor {
+            patterns: self.patterns.clone(),
+            group_of: self.group_of,
+            ranges: self.ranges.clone(),
+            shared_prev: self.shared_prev.clone(),
+            start: self.start,
+            introducer: self.introducer,
+            min_len: self.min_len,
+            shift: self.shift,
+            offsets: self.offsets.clone(),
+            window: self.window,
+            carry: Vec::new(),
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.patterns.is_empty()
     }

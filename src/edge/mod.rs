@@ -115,7 +115,7 @@ async fn handle(mut req: Request, env: &Env, ctx: &Context, audit: &mut AuditRec
                 Ok(outbound) => outbound,
                 Err(e) => return Err(release(admitted, env, e).await),
             };
-            let redactor = Redactor::shared(outbound.take_redactions());
+            let redactor = outbound.take_filter();
             let source = body.as_deref().map_or(Body::Inbound(&req), Body::Bytes);
             let upstream = forward(source, env, &outbound, &redactor, timeout).await;
             let parts = Parts { outbound: &outbound, limits: &policy.limits, slot, ctx };
@@ -160,7 +160,7 @@ async fn handle(mut req: Request, env: &Env, ctx: &Context, audit: &mut AuditRec
                 McpOutbound::Refused { response, reason, .. } => return Ok(mcp_refusal(response, reason, audit)),
                 McpOutbound::Exchange(exchange) => exchange,
             };
-            let redactor = Redactor::shared(exchange.outbound.take_redactions());
+            let redactor = exchange.outbound.take_filter();
             let source = exchange.body.as_ref().map_or(Body::Inbound(&req), |b| Body::Bytes(b.as_bytes()));
             let upstream = forward(source, env, &exchange.outbound, &redactor, timeout).await?;
             finish_mcp(upstream, *exchange, redactor, &keys, &policy.limits, slot, ctx, audit).await

@@ -50,7 +50,7 @@ pub struct Received<'a> {
 /// a proof, an idempotency record or an approval.
 pub fn needs_body(gate: &Gate, received: &Received<'_>) -> Result<bool, Error> {
     let key = gate.idempotent() && idempotency_key(received.headers)?.is_some();
-    Ok(gate.needs_body(header(received.headers, proof::HEADER).is_some(), key))
+    Ok(gate.proof_required || header(received.headers, proof::HEADER).is_some() || gate.approval || key)
 }
 
 fn unexpected() -> Error {
@@ -380,10 +380,6 @@ pub struct Admitted {
 
 impl Admitted {
     /// The idempotency key this request claimed, whose answer must be stored.
-    pub fn claim(&self) -> Option<&Claim> {
-        self.claim.as_ref()
-    }
-
     pub fn into_claim(self) -> Option<Claim> {
         self.claim
     }

@@ -60,12 +60,6 @@ impl Gate {
         }
     }
 
-    /// Whether the body must be read whole before forwarding: it is
-    /// hashed for a proof, an idempotency record or an approval.
-    pub fn needs_body(&self, proof_presented: bool, idempotency_key: bool) -> bool {
-        self.proof_required || proof_presented || self.approval || (idempotency_key && self.idempotent())
-    }
-
     /// Whether an `Idempotency-Key` applies to this request.
     pub fn idempotent(&self) -> bool {
         self.level.is_some_and(|l| l >= Level::Write)
@@ -122,12 +116,6 @@ pub struct McpAuthorized<'p> {
     /// The decision on the POSTed message (`None` for GET and DELETE).
     pub(crate) verdict: Option<mcp::Verdict>,
     pub granted: Level,
-}
-
-impl McpAuthorized<'_> {
-    pub fn rules(&self) -> Option<&mcp::McpRules> {
-        self.permit.tool().mcp.as_ref()
-    }
 }
 
 /// Parse, authenticate and authorize an MCP request: the server, then the

@@ -106,7 +106,8 @@ impl McpError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Uninspectable {
     /// A `Content-Encoding` other than identity or exactly one decoded coding.
-    /// Holds the coding as Airlock read it (lower-case, at most 64 bytes).
+    /// Holds the codings as Airlock read them (lower-case, registered names
+    /// only, any other as `other`; at most 64 bytes).
     Encoding(String),
     /// A `206` from a credentialed origin of a tool without `allow_range`.
     PartialContent,

@@ -33,7 +33,7 @@ pub fn head(
     redactor: &Redactor,
     egress_location: impl Fn(&str) -> Option<String>,
 ) -> Result<Vec<(String, String)>, Error> {
-    if status >= 500 {
+    if status >= 500 && !rules.pass_server_errors {
         // The origin's own error body may describe its internals: the
         // sandbox gets Airlock's error, the status and a Retry-After that is
         // a number or a date and holds nothing Airlock injected.

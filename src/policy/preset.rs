@@ -8,8 +8,6 @@
 //! Presets only fill the raw policy in before validation, so a preset
 //! tool is checked exactly like one written out by hand.
 
-use std::collections::BTreeMap;
-
 use super::raw::{RawInject, RawRule, RawTool};
 use crate::level::Level;
 
@@ -23,7 +21,7 @@ struct Preset {
     header: Option<&'static str>,
     username: Option<&'static str>,
     forward_headers: &'static [&'static str],
-    rules: fn() -> Vec<RawRule>,
+    rules: &'static [PresetRule],
     timeout_ms: Option<u64>,
     idle_timeout_ms: Option<u64>,
     pass_server_errors: bool,
@@ -42,7 +40,7 @@ const PRESETS: &[Preset] = &[
         header: None,
         username: None,
         forward_headers: &["openai-beta", "openai-organization", "openai-project"],
-        rules: api_rules,
+        rules: API_RULES,
         timeout_ms: Some(MODEL_TIMEOUT_MS),
         idle_timeout_ms: Some(MODEL_IDLE_MS),
         pass_server_errors: true,
@@ -54,7 +52,7 @@ const PRESETS: &[Preset] = &[
         header: Some("x-api-key"),
         username: None,
         forward_headers: &["anthropic-version", "anthropic-beta"],
-        rules: api_rules,
+        rules: API_RULES,
         timeout_ms: Some(MODEL_TIMEOUT_MS),
         idle_timeout_ms: Some(MODEL_IDLE_MS),
         pass_server_errors: true,
@@ -66,7 +64,7 @@ const PRESETS: &[Preset] = &[
         header: Some("x-goog-api-key"),
         username: None,
         forward_headers: &["x-goog-api-client"],
-        rules: api_rules,
+        rules: API_RULES,
         timeout_ms: Some(MODEL_TIMEOUT_MS),
         idle_timeout_ms: Some(MODEL_IDLE_MS),
         pass_server_errors: true,
@@ -78,7 +76,7 @@ const PRESETS: &[Preset] = &[
         header: None,
         username: None,
         forward_headers: &["x-github-api-version"],
-        rules: api_rules,
+        rules: API_RULES,
         timeout_ms: None,
         idle_timeout_ms: None,
         pass_server_errors: false,
@@ -90,7 +88,7 @@ const PRESETS: &[Preset] = &[
         header: None,
         username: None,
         forward_headers: &["stripe-version", "stripe-account"],
-        rules: api_rules,
+        rules: API_RULES,
         timeout_ms: Some(80_000),
         idle_timeout_ms: None,
         pass_server_errors: true,
@@ -102,44 +100,33 @@ const PRESETS: &[Preset] = &[
         header: None,
         username: Some("x-access-token"),
         forward_headers: &["git-protocol"],
-        rules: git_rules,
+        rules: GIT_RULES,
         timeout_ms: Some(300_000),
         idle_timeout_ms: Some(120_000),
         pass_server_errors: false,
     },
 ];
 
-fn rule(methods: &[&str], path: &str, query: &[(&str, &str)], level: Level) -> RawRule {
-    RawRule {
-        methods: methods.iter().map(|m| m.to_string()).collect(),
-        path: path.to_string(),
-        query: query.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
-        level,
-        approval: false,
-    }
-}
+/// A preset rule: methods, path, a required query parameter, level.
+type PresetRule = (&'static [&'static str], &'static str, Option<(&'static str, &'static str)>, Level);
 
 /// Plain HTTP APIs: reading is `read`, creating and changing is `write`,
 /// deleting is `admin`.
-fn api_rules() -> Vec<RawRule> {
-    vec![
-        rule(&["GET", "HEAD"], "/**", &[], Level::Read),
-        rule(&["POST", "PUT", "PATCH"], "/**", &[], Level::Write),
-        rule(&["DELETE"], "/**", &[], Level::Admin),
-    ]
-}
+const API_RULES: &[PresetRule] = &[
+    (&["GET", "HEAD"], "/**", None, Level::Read),
+    (&["POST", "PUT", "PATCH"], "/**", None, Level::Write),
+    (&["DELETE"], "/**", None, Level::Admin),
+];
 
 /// Git smart HTTP (`/{owner}/{repo}[.git]/…`): fetching and cloning is
 /// `read` (the upload-pack service), pushing is `write` (receive-pack),
 /// told apart already at the ref advertisement by its `service` parameter.
-fn git_rules() -> Vec<RawRule> {
-    vec![
-        rule(&["GET"], "/*/*/info/refs", &[("service", "git-upload-pack")], Level::Read),
-        rule(&["POST"], "/*/*/git-upload-pack", &[], Level::Read),
-        rule(&["GET"], "/*/*/info/refs", &[("service", "git-receive-pack")], Level::Write),
-        rule(&["POST"], "/*/*/git-receive-pack", &[], Level::Write),
-    ]
-}
+const GIT_RULES: &[PresetRule] = &[
+    (&["GET"], "/*/*/info/refs", Some(("service", "git-upload-pack")), Level::Read),
+    (&["POST"], "/*/*/git-upload-pack", None, Level::Read),
+    (&["GET"], "/*/*/info/refs", Some(("service", "git-receive-pack")), Level::Write),
+    (&["POST"], "/*/*/git-receive-pack", None, Level::Write),
+];
 
 /// Fills `tool` in from the preset `name`; `None` if there is no such
 /// preset.
@@ -159,7 +146,17 @@ pub(super) fn apply(name: &str, tool: &mut RawTool) -> Option<&'static str> {
         }
     }
     if tool.rules.is_empty() && tool.mcp.is_none() {
-        tool.rules = (preset.rules)();
+        tool.rules = preset
+            .rules
+            .iter()
+            .map(|(methods, path, query, level)| RawRule {
+                methods: methods.iter().map(|m| m.to_string()).collect(),
+                path: path.to_string(),
+                query: query.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+                level: *level,
+                approval: false,
+            })
+            .collect();
     }
     tool.timeout_ms = tool.timeout_ms.or(preset.timeout_ms);
     tool.idle_timeout_ms = tool.idle_timeout_ms.or(preset.idle_timeout_ms);

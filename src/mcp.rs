@@ -282,16 +282,30 @@ fn fold(key: &str) -> String {
 /// is refused before serde sees it (a lenient decoder may skip the BOM or
 /// substitute the bytes).
 fn parse_strict(bytes: &[u8]) -> Result<Value, McpError> {
+    strict(bytes).map_err(|(why, _)| why.map_or(McpError::Parse, McpError::Invalid))
+}
+
+/// Strict JSON (as [`parse_strict`] reads it) for configuration: the error
+/// says why, with the line and column of a syntax error.
+pub(crate) fn strict_json(bytes: &[u8]) -> Result<Value, String> {
+    strict(bytes).map_err(|(why, syntax)| match why {
+        Some(why) => why.to_string(),
+        None => syntax,
+    })
+}
+
+/// Our refusal, or the parser's own description of a syntax error.
+fn strict(bytes: &[u8]) -> Result<Value, (Option<&'static str>, String)> {
     if bytes.starts_with(b"\xef\xbb\xbf") {
-        return Err(McpError::Invalid("a byte order mark is not allowed"));
+        return Err((Some("a byte order mark is not allowed"), String::new()));
     }
     if std::str::from_utf8(bytes).is_err() {
-        return Err(McpError::Invalid("the message is not UTF-8"));
+        return Err((Some("the message is not UTF-8"), String::new()));
     }
     let why = Cell::new(None);
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let parsed = Strict { why: &why }.deserialize(&mut de).and_then(|v| de.end().map(|()| v));
-    parsed.map_err(|_| why.get().map_or(McpError::Parse, McpError::Invalid))
+    parsed.map_err(|e| (why.get(), e.to_string()))
 }
 
 /// Escapes every non-ASCII character as `\uXXXX`, so the canonical bytes

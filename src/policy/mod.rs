@@ -317,7 +317,7 @@ impl Policy {
 
     /// Parses and validates a policy. The error names the offending field.
     pub fn parse(json: &str) -> Result<Policy, PolicyError> {
-        raw::parse_raw(json)?.validate()
+        raw::parse(json)
     }
 }
 

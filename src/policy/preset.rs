@@ -5,10 +5,11 @@
 //! replace the preset's), its timeouts; its `forward_headers` are added to
 //! the preset's.
 //!
-//! Presets only fill the raw policy in before validation, so a preset
+//! Presets only fill the tool's JSON in before it is read, so a preset
 //! tool is checked exactly like one written out by hand.
 
-use super::raw::{RawInject, RawRule, RawTool};
+use serde_json::{json, Map, Value};
+
 use crate::level::Level;
 
 pub(super) const UNKNOWN: &str = "unknown preset; use openai, anthropic, google-genai, github, stripe or git";
@@ -17,7 +18,7 @@ struct Preset {
     name: &'static str,
     origin: &'static str,
     /// The credential's placement: `(inject, header, username)`.
-    inject: RawInject,
+    inject: &'static str,
     header: Option<&'static str>,
     username: Option<&'static str>,
     forward_headers: &'static [&'static str],
@@ -36,7 +37,7 @@ const PRESETS: &[Preset] = &[
     Preset {
         name: "openai",
         origin: "https://api.openai.com",
-        inject: RawInject::Bearer,
+        inject: "bearer",
         header: None,
         username: None,
         forward_headers: &["openai-beta", "openai-organization", "openai-project"],
@@ -48,7 +49,7 @@ const PRESETS: &[Preset] = &[
     Preset {
         name: "anthropic",
         origin: "https://api.anthropic.com",
-        inject: RawInject::Header,
+        inject: "header",
         header: Some("x-api-key"),
         username: None,
         forward_headers: &["anthropic-version", "anthropic-beta"],
@@ -60,7 +61,7 @@ const PRESETS: &[Preset] = &[
     Preset {
         name: "google-genai",
         origin: "https://generativelanguage.googleapis.com",
-        inject: RawInject::Header,
+        inject: "header",
         header: Some("x-goog-api-key"),
         username: None,
         forward_headers: &["x-goog-api-client"],
@@ -72,7 +73,7 @@ const PRESETS: &[Preset] = &[
     Preset {
         name: "github",
         origin: "https://api.github.com",
-        inject: RawInject::Bearer,
+        inject: "bearer",
         header: None,
         username: None,
         forward_headers: &["x-github-api-version"],
@@ -84,7 +85,7 @@ const PRESETS: &[Preset] = &[
     Preset {
         name: "stripe",
         origin: "https://api.stripe.com",
-        inject: RawInject::Bearer,
+        inject: "bearer",
         header: None,
         username: None,
         forward_headers: &["stripe-version", "stripe-account"],
@@ -96,7 +97,7 @@ const PRESETS: &[Preset] = &[
     Preset {
         name: "git",
         origin: "https://github.com",
-        inject: RawInject::Basic,
+        inject: "basic",
         header: None,
         username: Some("x-access-token"),
         forward_headers: &["git-protocol"],
@@ -112,11 +113,8 @@ type PresetRule = (&'static [&'static str], &'static str, Option<(&'static str, 
 
 /// Plain HTTP APIs: reading is `read`, creating and changing is `write`,
 /// deleting is `admin`.
-const API_RULES: &[PresetRule] = &[
-    (&["GET", "HEAD"], "/**", None, Level::Read),
-    (&["POST", "PUT", "PATCH"], "/**", None, Level::Write),
-    (&["DELETE"], "/**", None, Level::Admin),
-];
+const API_RULES: &[PresetRule] =
+    &[(&["GET", "HEAD"], "/**", None, Level::Read), (&["POST", "PUT", "PATCH"], "/**", None, Level::Write), (&["DELETE"], "/**", None, Level::Admin)];
 
 /// Git smart HTTP (`/{owner}/{repo}[.git]/…`): fetching and cloning is
 /// `read` (the upload-pack service), pushing is `write` (receive-pack),
@@ -128,38 +126,54 @@ const GIT_RULES: &[PresetRule] = &[
     (&["POST"], "/*/*/git-receive-pack", None, Level::Write),
 ];
 
-/// Fills `tool` in from the preset `name`; `None` if there is no such
-/// preset.
-pub(super) fn apply(name: &str, tool: &mut RawTool) -> Option<&'static str> {
-    let preset = PRESETS.iter().find(|p| p.name == name)?;
-    if tool.origin.is_none() && tool.service.is_none() {
-        tool.origin = Some(preset.origin.to_string());
+/// The preset's own name, if there is one called `name`.
+pub(super) fn name(name: &str) -> Option<&'static str> {
+    PRESETS.iter().find(|p| p.name == name).map(|p| p.name)
+}
+
+/// Fills the tool's JSON in from the preset `name`; `false` if there is
+/// no such preset.
+pub(super) fn apply(name: &str, tool: &mut Map<String, Value>) -> bool {
+    let Some(preset) = PRESETS.iter().find(|p| p.name == name) else {
+        return false;
+    };
+    let absent = |tool: &Map<String, Value>, key: &str| tool.get(key).is_none_or(Value::is_null);
+    if absent(tool, "origin") && absent(tool, "service") {
+        tool.insert("origin".into(), preset.origin.into());
     }
-    if let Some(credential) = tool.credential.as_mut().filter(|c| c.inject.is_none()) {
-        credential.inject = Some(preset.inject);
-        credential.header = credential.header.take().or(preset.header.map(str::to_string));
-        credential.username = credential.username.take().or(preset.username.map(str::to_string));
-    }
-    for header in preset.forward_headers {
-        if !tool.forward_headers.iter().any(|h| h.eq_ignore_ascii_case(header)) {
-            tool.forward_headers.push(header.to_string());
+    if let Some(Value::Object(credential)) = tool.get_mut("credential") {
+        if absent(credential, "inject") {
+            credential.insert("inject".into(), preset.inject.into());
+            for (key, value) in [("header", preset.header), ("username", preset.username)] {
+                if let (Some(value), true) = (value, absent(credential, key)) {
+                    credential.insert(key.into(), value.into());
+                }
+            }
         }
     }
-    if tool.rules.is_empty() && tool.mcp.is_none() {
-        tool.rules = preset
-            .rules
-            .iter()
-            .map(|(methods, path, query, level)| RawRule {
-                methods: methods.iter().map(|m| m.to_string()).collect(),
-                path: path.to_string(),
-                query: query.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-                level: *level,
-                approval: false,
-            })
-            .collect();
+    if let Value::Array(headers) = tool.entry("forward_headers").or_insert_with(|| Value::Array(Vec::new())) {
+        for header in preset.forward_headers {
+            if !headers.iter().any(|h| h.as_str().is_some_and(|h| h.eq_ignore_ascii_case(header))) {
+                headers.push((*header).into());
+            }
+        }
     }
-    tool.timeout_ms = tool.timeout_ms.or(preset.timeout_ms);
-    tool.idle_timeout_ms = tool.idle_timeout_ms.or(preset.idle_timeout_ms);
-    tool.pass_server_errors = tool.pass_server_errors.or(Some(preset.pass_server_errors));
-    Some(preset.name)
+    if absent(tool, "rules") && absent(tool, "mcp") {
+        let rules = preset.rules.iter().map(|(methods, path, query, level)| {
+            let query: Map<String, Value> = query.iter().map(|(k, v)| (k.to_string(), Value::from(*v))).collect();
+            json!({ "methods": methods, "path": path, "query": query, "level": level.as_str() })
+        });
+        tool.insert("rules".into(), Value::Array(rules.collect()));
+    }
+    let defaults = [
+        ("timeout_ms", preset.timeout_ms.map(Value::from)),
+        ("idle_timeout_ms", preset.idle_timeout_ms.map(Value::from)),
+        ("pass_server_errors", Some(preset.pass_server_errors.into())),
+    ];
+    for (key, value) in defaults {
+        if let (Some(value), true) = (value, absent(tool, key)) {
+            tool.insert(key.into(), value);
+        }
+    }
+    true
 }

@@ -1,194 +1,174 @@
-//! The policy's JSON shape (`Raw*`, decoded by serde) and its validation
-//! into the typed [`Policy`](super::Policy): every field checked, every
-//! error naming its field.
+//! The policy's JSON, read field by field into the typed
+//! [`Policy`](super::Policy): every field checked, every error naming its
+//! field (`tools.github.rules[0].level`), in the worker and in `airlock
+//! policy check` alike.
+//!
+//! The JSON is read strictly first (as MCP messages are): a duplicate key
+//! anywhere is an error, never "the last one wins". Unknown fields are
+//! errors, and `null` is the same as leaving a field out.
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde_json::{Map, Value};
 
 use super::*;
 use crate::egress::{EgressRule, HostPattern};
 use crate::mcp::McpRules;
 
-/// Decodes the JSON shape, naming the field of a type error. The worker
-/// reports the line and column instead: tracking field paths costs tens of
-/// kilobytes of Wasm, and `airlock policy check` names the field before a
-/// policy is deployed.
-#[cfg(not(target_arch = "wasm32"))]
-pub(super) fn parse_raw(json: &str) -> Result<RawPolicy, PolicyError> {
-    let de = &mut serde_json::Deserializer::from_str(json);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        PolicyError { field: if path == "." { String::new() } else { path }, message: e.inner().to_string() }
-    })
-}
-
-#[cfg(target_arch = "wasm32")]
-pub(super) fn parse_raw(json: &str) -> Result<RawPolicy, PolicyError> {
-    serde_json::from_str(json).map_err(|e| PolicyError { field: String::new(), message: format!("{e} (`airlock policy check` names the field)") })
-}
-
-// ---- raw JSON shape ------------------------------------------------------
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawPolicy {
-    version: u32,
-    audience: String,
-    #[serde(default)]
-    limits: RawLimits,
-    tools: BTreeMap<String, RawTool>,
-    #[serde(default)]
-    egress: Option<RawEgress>,
-    #[serde(default)]
-    require_proof: bool,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawRate {
-    burst: u32,
-    per_second: f64,
-}
-
-impl RawRate {
-    fn validate(self, field: &str) -> Result<Rate, PolicyError> {
-        if self.burst == 0 || self.burst > 1_000_000 {
-            return Err(err(format!("{field}.burst"), "must be between 1 and 1000000"));
+/// Parses and validates a policy.
+pub(super) fn parse(json: &str) -> Result<Policy, PolicyError> {
+    let mut value = crate::mcp::strict_json(json.as_bytes()).map_err(|why| err("", format!("not valid policy JSON: {why}")))?;
+    // Presets fill in the JSON of their tools before anything is read, so
+    // a preset tool is checked exactly like one written out by hand.
+    if let Some(Value::Object(tools)) = value.get_mut("tools") {
+        for (name, tool) in tools.iter_mut() {
+            let Some(map) = tool.as_object_mut() else { continue };
+            let preset = match map.get("preset") {
+                None | Some(Value::Null) => continue,
+                Some(p) => p.as_str().unwrap_or_default().to_string(),
+            };
+            if !super::preset::apply(&preset, map) {
+                return Err(err(format!("tools.{name}.preset"), super::preset::UNKNOWN));
+            }
         }
-        if !(self.per_second.is_finite() && self.per_second > 0.0 && self.per_second <= 1_000_000.0) {
-            return Err(err(format!("{field}.per_second"), "must be a number above 0 and at most 1000000"));
+    }
+    read_policy(&value)
+}
+
+/// An object being read: its fields, its path for errors, and the names
+/// asked for, so that a field nobody asked for is refused as unknown.
+struct Obj<'a> {
+    map: &'a Map<String, Value>,
+    path: String,
+    asked: Vec<&'static str>,
+}
+
+impl<'a> Obj<'a> {
+    fn of(value: &'a Value, path: String) -> Result<Obj<'a>, PolicyError> {
+        match value {
+            Value::Object(map) => Ok(Obj { map, path, asked: Vec::new() }),
+            _ => Err(err(path, "must be an object")),
         }
-        Ok(Rate { capacity: self.burst, per_second: self.per_second })
+    }
+
+    fn field(&self, key: &str) -> String {
+        if self.path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{key}", self.path)
+        }
+    }
+
+    fn get(&mut self, key: &'static str) -> Option<&'a Value> {
+        self.asked.push(key);
+        self.map.get(key).filter(|v| !v.is_null())
+    }
+
+    fn wrong(&self, key: &str, what: &str) -> PolicyError {
+        err(self.field(key), format!("must be {what}"))
+    }
+
+    fn str(&mut self, key: &'static str) -> Result<Option<&'a str>, PolicyError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(self.wrong(key, "a string")),
+        }
+    }
+
+    fn required_str(&mut self, key: &'static str) -> Result<&'a str, PolicyError> {
+        self.str(key)?.ok_or_else(|| err(self.field(key), "is required"))
+    }
+
+    fn bool(&mut self, key: &'static str) -> Result<Option<bool>, PolicyError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(_) => Err(self.wrong(key, "true or false")),
+        }
+    }
+
+    fn flag(&mut self, key: &'static str) -> Result<bool, PolicyError> {
+        Ok(self.bool(key)?.unwrap_or(false))
+    }
+
+    fn u64(&mut self, key: &'static str) -> Result<Option<u64>, PolicyError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => v.as_u64().map(Some).ok_or_else(|| self.wrong(key, "a whole number of 0 or more")),
+        }
+    }
+
+    fn f64(&mut self, key: &'static str) -> Result<Option<f64>, PolicyError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => v.as_f64().map(Some).ok_or_else(|| self.wrong(key, "a number")),
+        }
+    }
+
+    fn obj(&mut self, key: &'static str) -> Result<Option<Obj<'a>>, PolicyError> {
+        self.get(key).map(|v| Obj::of(v, self.field(key))).transpose()
+    }
+
+    /// A list; missing means empty.
+    fn list(&mut self, key: &'static str) -> Result<&'a [Value], PolicyError> {
+        match self.get(key) {
+            None => Ok(&[]),
+            Some(Value::Array(items)) => Ok(items),
+            Some(_) => Err(self.wrong(key, "a list")),
+        }
+    }
+
+    /// A list of strings; missing means empty.
+    fn strings(&mut self, key: &'static str) -> Result<Vec<String>, PolicyError> {
+        let items = self.list(key)?;
+        let field = self.field(key);
+        items.iter().enumerate().map(|(i, v)| v.as_str().map(str::to_string).ok_or_else(|| err(format!("{field}[{i}]"), "must be a string"))).collect()
+    }
+
+    /// Every field was asked for: anything else is unknown.
+    fn done(self) -> Result<(), PolicyError> {
+        match self.map.keys().find(|k| !self.asked.contains(&k.as_str())) {
+            Some(key) => Err(err(self.field(key), "unknown field")),
+            None => Ok(()),
+        }
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawEgress {
-    hosts: Vec<RawEgressHost>,
+fn level(value: &Value, field: String) -> Result<Level, PolicyError> {
+    match value.as_str() {
+        Some("read") => Ok(Level::Read),
+        Some("write") => Ok(Level::Write),
+        Some("admin") => Ok(Level::Admin),
+        _ => Err(err(field, "must be \"read\", \"write\" or \"admin\"")),
+    }
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum RawEgressHost {
-    Name(String),
-    Entry(RawEgressEntry),
+/// A map of names to levels (MCP tools and prompts).
+fn levels(map: Option<Obj<'_>>) -> Result<BTreeMap<String, Level>, PolicyError> {
+    let Some(map) = map else { return Ok(BTreeMap::new()) };
+    let mut out = BTreeMap::new();
+    for (name, value) in map.map {
+        if name.is_empty() {
+            return Err(err(&map.path, "tool and prompt names must not be empty"));
+        }
+        out.insert(name.clone(), level(value, map.field(name))?);
+    }
+    Ok(out)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawEgressEntry {
-    host: String,
-    #[serde(default)]
-    http: bool,
-    #[serde(default)]
-    ports: Vec<u16>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawLimits {
-    max_session_ttl_seconds: Option<u64>,
-    max_request_body_bytes: Option<u64>,
-    upstream_timeout_ms: Option<u64>,
-    max_response_body_bytes: Option<u64>,
-    upstream_idle_timeout_ms: Option<u64>,
-    session_rate: Option<RawRate>,
-    proof_window_seconds: Option<u64>,
-    idempotency_ttl_seconds: Option<u64>,
-    idempotency_max_body_bytes: Option<u64>,
-    approval_ttl_seconds: Option<u64>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawTool {
-    pub(super) preset: Option<String>,
-    pub(super) origin: Option<String>,
-    pub(super) service: Option<String>,
-    #[serde(default)]
-    pub(super) allow_http: bool,
-    pub(super) credential: Option<RawCredential>,
-    #[serde(default)]
-    pub(super) forward_headers: Vec<String>,
-    #[serde(default)]
-    pub(super) allow_path_params: bool,
-    #[serde(default)]
-    pub(super) allow_method_override: bool,
-    #[serde(default)]
-    pub(super) allow_range: bool,
-    #[serde(default)]
-    pub(super) rules: Vec<RawRule>,
-    pub(super) mcp: Option<RawMcp>,
-    #[serde(default)]
-    pub(super) require_proof: bool,
-    pub(super) rate: Option<RawRate>,
-    pub(super) session_token: Option<RawTokenSlots>,
-    pub(super) timeout_ms: Option<u64>,
-    pub(super) idle_timeout_ms: Option<u64>,
-    pub(super) pass_server_errors: Option<bool>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawTokenSlots {
-    #[serde(default)]
-    headers: Vec<String>,
-    #[serde(default)]
-    query: Vec<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawMcp {
-    #[serde(default)]
-    tools: BTreeMap<String, Level>,
-    default_tool_level: Option<Level>,
-    #[serde(default)]
-    resources: Vec<RawMcpResource>,
-    #[serde(default)]
-    prompts: BTreeMap<String, Level>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawMcpResource {
-    prefix: String,
-    level: Level,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawCredential {
-    pub(super) secret: String,
-    /// Optional only when a preset gives the placement.
-    pub(super) inject: Option<RawInject>,
-    pub(super) header: Option<String>,
-    pub(super) format: Option<String>,
-    pub(super) username: Option<String>,
-    pub(super) param: Option<String>,
-}
-
-#[derive(Deserialize, Clone, Copy)]
-#[serde(rename_all = "lowercase")]
-pub(super) enum RawInject {
-    Bearer,
-    Header,
-    Basic,
-    Query,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawRule {
-    pub(super) methods: Vec<String>,
-    pub(super) path: String,
-    #[serde(default)]
-    pub(super) query: BTreeMap<String, String>,
-    pub(super) level: Level,
-    #[serde(default)]
-    pub(super) approval: bool,
+fn rate(obj: Option<Obj<'_>>) -> Result<Option<Rate>, PolicyError> {
+    let Some(mut o) = obj else { return Ok(None) };
+    let burst = o.u64("burst")?.ok_or_else(|| err(o.field("burst"), "is required"))?;
+    let per_second = o.f64("per_second")?.ok_or_else(|| err(o.field("per_second"), "is required"))?;
+    if burst == 0 || burst > 1_000_000 {
+        return Err(err(o.field("burst"), "must be between 1 and 1000000"));
+    }
+    if !(per_second.is_finite() && per_second > 0.0 && per_second <= 1_000_000.0) {
+        return Err(err(o.field("per_second"), "must be a number above 0 and at most 1000000"));
+    }
+    o.done()?;
+    Ok(Some(Rate { capacity: burst as u32, per_second }))
 }
 
 // ---- validation ----------------------------------------------------------
@@ -212,229 +192,321 @@ fn is_header_value_text(s: &str) -> bool {
     s.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
 }
 
-impl RawPolicy {
-    pub(super) fn validate(self) -> Result<Policy, PolicyError> {
-        if self.version != 1 {
-            return Err(err("version", "must be 1"));
-        }
-        if self.audience.is_empty() || self.audience.len() > 128 || !is_header_value_text(&self.audience) {
-            return Err(err("audience", "must be 1-128 printable characters"));
-        }
-        let d = Limits::default();
-        let limits = Limits {
-            max_session_ttl_seconds: self.limits.max_session_ttl_seconds.unwrap_or(d.max_session_ttl_seconds),
-            max_request_body_bytes: self.limits.max_request_body_bytes.unwrap_or(d.max_request_body_bytes),
-            upstream_timeout_ms: self.limits.upstream_timeout_ms.unwrap_or(d.upstream_timeout_ms),
-            max_response_body_bytes: self.limits.max_response_body_bytes.unwrap_or(d.max_response_body_bytes),
-            upstream_idle_timeout_ms: self.limits.upstream_idle_timeout_ms.unwrap_or(d.upstream_idle_timeout_ms),
-            session_rate: self.limits.session_rate.map(|r| r.validate("limits.session_rate")).transpose()?,
-            proof_window_seconds: self.limits.proof_window_seconds.unwrap_or(d.proof_window_seconds),
-            idempotency_ttl_seconds: self.limits.idempotency_ttl_seconds.unwrap_or(d.idempotency_ttl_seconds),
-            idempotency_max_body_bytes: self.limits.idempotency_max_body_bytes.unwrap_or(d.idempotency_max_body_bytes),
-            approval_ttl_seconds: self.limits.approval_ttl_seconds.unwrap_or(d.approval_ttl_seconds),
-        };
-        if !(1..=crate::proof::MAX_WINDOW_SECS).contains(&limits.proof_window_seconds) {
-            return Err(err("limits.proof_window_seconds", format!("must be between 1 and {}", crate::proof::MAX_WINDOW_SECS)));
-        }
-        if !(60..=7 * 86_400).contains(&limits.idempotency_ttl_seconds) {
-            return Err(err("limits.idempotency_ttl_seconds", "must be between 60 and 604800"));
-        }
-        if limits.idempotency_max_body_bytes > 1024 * 1024 {
-            return Err(err("limits.idempotency_max_body_bytes", "must be at most 1048576 (stored answers live in Durable Object rows)"));
-        }
-        if !(60..=7 * 86_400).contains(&limits.approval_ttl_seconds) {
-            return Err(err("limits.approval_ttl_seconds", "must be between 60 and 604800"));
-        }
-        if limits.max_response_body_bytes == 0 {
-            return Err(err("limits.max_response_body_bytes", "must be at least 1"));
-        }
-        if !(1_000..=300_000).contains(&limits.upstream_idle_timeout_ms) {
-            return Err(err("limits.upstream_idle_timeout_ms", "must be between 1000 and 300000"));
-        }
-        if !(1..=86_400).contains(&limits.max_session_ttl_seconds) {
-            return Err(err("limits.max_session_ttl_seconds", "must be between 1 and 86400"));
-        }
-        if !(1_000..=300_000).contains(&limits.upstream_timeout_ms) {
-            return Err(err("limits.upstream_timeout_ms", "must be between 1000 and 300000"));
-        }
-        if self.tools.is_empty() {
-            return Err(err("tools", "declare at least one tool"));
-        }
-        let mut tools = BTreeMap::new();
-        for (name, mut raw) in self.tools {
-            let field = format!("tools.{name}");
-            if !is_token_name(&name) {
-                return Err(err(field, "tool names are 1-64 of [a-z0-9_-], starting with a letter or digit"));
-            }
-            let preset = match raw.preset.take() {
-                Some(p) => Some(super::preset::apply(&p, &mut raw).ok_or_else(|| err(format!("{field}.preset"), super::preset::UNKNOWN))?),
-                None => None,
-            };
-            let mut tool = raw.validate(&name, &field)?;
-            tool.preset = preset;
-            tools.insert(name, tool);
-        }
-        let mut egress = Vec::new();
-        for (i, entry) in self.egress.map(|e| e.hosts).unwrap_or_default().into_iter().enumerate() {
-            let field = format!("egress.hosts[{i}]");
-            let (host, http, ports) = match entry {
-                RawEgressHost::Name(h) => (h, false, Vec::new()),
-                RawEgressHost::Entry(e) => (e.host, e.http, e.ports),
-            };
-            let pattern = HostPattern::parse(&host).map_err(|m| err(&field, m))?;
-            if ports.contains(&0) {
-                return Err(err(format!("{field}.ports"), "ports are 1-65535"));
-            }
-            egress.push(EgressRule { pattern, http, ports });
-        }
-        Ok(Policy { audience: self.audience, limits, require_proof: self.require_proof, tools, egress })
+fn read_policy(value: &Value) -> Result<Policy, PolicyError> {
+    let mut top = Obj::of(value, String::new())?;
+    match top.get("version") {
+        Some(v) if v.as_u64() == Some(1) => {}
+        _ => return Err(err("version", "must be 1")),
     }
+    let audience = top.required_str("audience")?;
+    if audience.is_empty() || audience.len() > 128 || !is_header_value_text(audience) {
+        return Err(err("audience", "must be 1-128 printable characters"));
+    }
+    let limits = read_limits(top.obj("limits")?)?;
+    let require_proof = top.flag("require_proof")?;
+    let mut tools = BTreeMap::new();
+    let Some(raw_tools) = top.obj("tools")? else {
+        return Err(err("tools", "is required"));
+    };
+    if raw_tools.map.is_empty() {
+        return Err(err("tools", "declare at least one tool"));
+    }
+    for (name, raw) in raw_tools.map {
+        let field = format!("tools.{name}");
+        if !is_token_name(name) {
+            return Err(err(field, "tool names are 1-64 of [a-z0-9_-], starting with a letter or digit"));
+        }
+        let tool = read_tool(Obj::of(raw, field)?, name)?;
+        tools.insert(name.clone(), tool);
+    }
+    let egress = match top.obj("egress")? {
+        Some(e) => read_egress(e)?,
+        None => Vec::new(),
+    };
+    top.done()?;
+    Ok(Policy { audience: audience.to_string(), limits, require_proof, tools, egress })
 }
 
-impl RawTool {
-    fn validate(self, name: &str, field: &str) -> Result<Tool, PolicyError> {
-        let session_token = validate_slots(self.session_token.unwrap_or_default(), &format!("{field}.session_token"))?;
-        for (key, value) in [("timeout_ms", self.timeout_ms), ("idle_timeout_ms", self.idle_timeout_ms)] {
-            if value.is_some_and(|v| !(1_000..=MAX_TOOL_TIMEOUT_MS).contains(&v)) {
-                return Err(err(format!("{field}.{key}"), format!("must be between 1000 and {MAX_TOOL_TIMEOUT_MS}")));
-            }
+fn read_limits(obj: Option<Obj<'_>>) -> Result<Limits, PolicyError> {
+    let d = Limits::default();
+    let Some(mut o) = obj else { return Ok(d) };
+    // Each limit: its name, the default, and the range it must be in.
+    let mut bounded = |key: &'static str, default: u64, min: u64, max: u64| -> Result<u64, PolicyError> {
+        let value = o.u64(key)?.unwrap_or(default);
+        if !(min..=max).contains(&value) {
+            return Err(err(o.field(key), format!("must be between {min} and {max}")));
         }
-        let origin = match (self.origin, self.service) {
-            (Some(url), None) => Origin { target: Target::Public, ..parse_origin(&url, self.allow_http, &format!("{field}.origin"))? },
-            (url, Some(binding)) => {
-                if !is_binding_name(&binding) {
-                    return Err(err(format!("{field}.service"), "must be a binding name ([A-Za-z_][A-Za-z0-9_]*)"));
-                }
-                let base = match url {
-                    Some(url) => parse_origin(&url, self.allow_http, &format!("{field}.origin"))?,
-                    // The private service sees this host; `.invalid` can never
-                    // resolve on the public internet.
-                    None => Origin { target: Target::Public, base: format!("https://{name}.airlock.invalid"), base_path: String::new() },
-                };
-                Origin { target: Target::Service { binding }, ..base }
-            }
-            (None, None) => return Err(err(field, "needs \"origin\" (https URL) or \"service\" (binding name)")),
-        };
-        let credential = self.credential.map(|c| c.validate(&format!("{field}.credential"))).transpose()?;
-        let mut forward_headers = Vec::new();
-        for (i, h) in self.forward_headers.into_iter().enumerate() {
-            let f = format!("{field}.forward_headers[{i}]");
-            let lower = h.to_ascii_lowercase();
-            if !is_header_name(&lower) {
-                return Err(err(f, "not a valid header name"));
-            }
-            if header_is_forbidden(&lower) {
-                return Err(err(f, format!("{lower:?} can never be forwarded from the sandbox")));
-            }
-            // Headers are bound by neither request proofs nor approvals, so
-            // an approved POST could come back as a DELETE; the query
-            // parameter (with `allow_method_override`) is bound by both.
-            if crate::authenticate::is_token_header(&lower, Some(&session_token)) {
-                return Err(err(f, "is a place for the session token and is never forwarded"));
-            }
-            if is_method_override_name(lower.as_bytes()) {
-                return Err(err(
-                    f,
-                    "is a method-override header and is never forwarded; use the real method, or the query parameter with \"allow_method_override\": true",
-                ));
-            }
-            if let Some(Credential { placement: Placement::Header { name, .. }, .. }) = &credential {
-                if *name == lower {
-                    return Err(err(f, "is the credential header; the sandbox may not send it"));
-                }
-            }
-            forward_headers.push(lower);
-        }
-        if self.rules.is_empty() && self.mcp.is_none() {
-            return Err(err(format!("{field}.rules"), "declare at least one rule (default is deny), or an \"mcp\" section"));
-        }
-        let mcp = match self.mcp {
-            Some(m) => {
-                for (i, r) in m.resources.iter().enumerate() {
-                    if r.prefix.is_empty() {
-                        return Err(err(format!("{field}.mcp.resources[{i}].prefix"), "must not be empty (name the URI scheme at least)"));
+        Ok(value)
+    };
+    let limits = Limits {
+        max_session_ttl_seconds: bounded("max_session_ttl_seconds", d.max_session_ttl_seconds, 1, 86_400)?,
+        max_request_body_bytes: bounded("max_request_body_bytes", d.max_request_body_bytes, 0, u64::MAX)?,
+        upstream_timeout_ms: bounded("upstream_timeout_ms", d.upstream_timeout_ms, 1_000, 300_000)?,
+        max_response_body_bytes: bounded("max_response_body_bytes", d.max_response_body_bytes, 1, u64::MAX)?,
+        upstream_idle_timeout_ms: bounded("upstream_idle_timeout_ms", d.upstream_idle_timeout_ms, 1_000, 300_000)?,
+        proof_window_seconds: bounded("proof_window_seconds", d.proof_window_seconds, 1, crate::proof::MAX_WINDOW_SECS)?,
+        idempotency_ttl_seconds: bounded("idempotency_ttl_seconds", d.idempotency_ttl_seconds, 60, 7 * 86_400)?,
+        // Stored answers live in Durable Object rows.
+        idempotency_max_body_bytes: bounded("idempotency_max_body_bytes", d.idempotency_max_body_bytes, 0, 1024 * 1024)?,
+        approval_ttl_seconds: bounded("approval_ttl_seconds", d.approval_ttl_seconds, 60, 7 * 86_400)?,
+        session_rate: None,
+    };
+    let session_rate = rate(o.obj("session_rate")?)?;
+    o.done()?;
+    Ok(Limits { session_rate, ..limits })
+}
+
+fn read_egress(mut e: Obj<'_>) -> Result<Vec<EgressRule>, PolicyError> {
+    let hosts = e.list("hosts")?;
+    let list_field = e.field("hosts");
+    e.done()?;
+    let mut egress = Vec::new();
+    for (i, entry) in hosts.iter().enumerate() {
+        let field = format!("{list_field}[{i}]");
+        let (host, http, ports) = match entry {
+            Value::String(h) => (h.as_str(), false, Vec::new()),
+            _ => {
+                let mut o = Obj::of(entry, field.clone())?;
+                let host = o.required_str("host")?;
+                let http = o.flag("http")?;
+                let mut ports = Vec::new();
+                for (j, p) in o.list("ports")?.iter().enumerate() {
+                    match p.as_u64() {
+                        Some(port @ 1..=65_535) => ports.push(port as u16),
+                        _ => return Err(err(format!("{field}.ports[{j}]"), "ports are 1-65535")),
                     }
                 }
-                if m.tools.keys().chain(m.prompts.keys()).any(|n| n.is_empty()) {
-                    return Err(err(format!("{field}.mcp"), "tool and prompt names must not be empty"));
-                }
-                Some(McpRules {
-                    tools: m.tools,
-                    default_tool: m.default_tool_level,
-                    resources: m.resources.into_iter().map(|r| (r.prefix, r.level)).collect(),
-                    prompts: m.prompts,
-                })
+                o.done()?;
+                (host, http, ports)
             }
-            None => None,
         };
-        let mut rules = Vec::new();
-        for (i, r) in self.rules.into_iter().enumerate() {
-            let f = format!("{field}.rules[{i}]");
-            if r.methods.is_empty() {
-                return Err(err(format!("{f}.methods"), "list at least one method"));
-            }
-            let mut methods = Vec::new();
-            for (j, m) in r.methods.iter().enumerate() {
-                let method = Method::parse(m).ok_or_else(|| {
-                    err(format!("{f}.methods[{j}]"), format!("unknown method {m:?}; use upper-case GET, HEAD, POST, PUT, PATCH, DELETE or OPTIONS"))
-                })?;
-                methods.push(method);
-            }
-            let path = PathPattern::parse(&r.path).map_err(|m| err(format!("{f}.path"), m))?;
-            for (name, value) in &r.query {
-                if name.is_empty() || is_method_override_name(name.as_bytes()) || session_token.query.contains(name) {
-                    return Err(err(format!("{f}.query"), format!("{name:?} cannot be matched")));
-                }
-                if value.bytes().any(|b| b.is_ascii_control()) {
-                    return Err(err(format!("{f}.query.{name}"), "must not contain control characters"));
-                }
-            }
-            let query = r.query.into_iter().collect();
-            rules.push(Rule { methods, path, query, level: r.level, approval: r.approval });
-        }
-        let rate = self.rate.map(|r| r.validate(&format!("{field}.rate"))).transpose()?;
-        Ok(Tool {
-            name: name.to_string(),
-            origin,
-            credential,
-            forward_headers,
-            allow_path_params: self.allow_path_params,
-            allow_method_override: self.allow_method_override,
-            allow_range: self.allow_range,
-            rules,
-            mcp,
-            require_proof: self.require_proof,
-            rate,
-            preset: None,
-            session_token,
-            timeout_ms: self.timeout_ms,
-            idle_timeout_ms: self.idle_timeout_ms,
-            pass_server_errors: self.pass_server_errors.unwrap_or(false),
-        })
+        let pattern = HostPattern::parse(host).map_err(|m| err(&field, m))?;
+        egress.push(EgressRule { pattern, http, ports });
     }
+    Ok(egress)
 }
 
 /// Longest per-tool upstream timeout: a long non-streaming model call.
 const MAX_TOOL_TIMEOUT_MS: u64 = 900_000;
 
+fn read_tool(mut t: Obj<'_>, name: &str) -> Result<Tool, PolicyError> {
+    let field = t.path.clone();
+    let preset = t.str("preset")?.and_then(super::preset::name);
+    let session_token = read_slots(t.obj("session_token")?)?;
+    let mut timeouts = [None, None];
+    for (slot, key) in timeouts.iter_mut().zip(["timeout_ms", "idle_timeout_ms"]) {
+        *slot = t.u64(key)?;
+        if slot.is_some_and(|v| !(1_000..=MAX_TOOL_TIMEOUT_MS).contains(&v)) {
+            return Err(err(t.field(key), format!("must be between 1000 and {MAX_TOOL_TIMEOUT_MS}")));
+        }
+    }
+    let allow_http = t.flag("allow_http")?;
+    let origin = match (t.str("origin")?, t.str("service")?) {
+        (Some(url), None) => Origin { target: Target::Public, ..parse_origin(url, allow_http, &t.field("origin"))? },
+        (url, Some(binding)) => {
+            if !is_binding_name(binding) {
+                return Err(err(t.field("service"), "must be a binding name ([A-Za-z_][A-Za-z0-9_]*)"));
+            }
+            let base = match url {
+                Some(url) => parse_origin(url, allow_http, &t.field("origin"))?,
+                // The private service sees this host; `.invalid` can never
+                // resolve on the public internet.
+                None => Origin { target: Target::Public, base: format!("https://{name}.airlock.invalid"), base_path: String::new() },
+            };
+            Origin { target: Target::Service { binding: binding.to_string() }, ..base }
+        }
+        (None, None) => return Err(err(field, "needs \"origin\" (https URL) or \"service\" (binding name)")),
+    };
+    let credential = t.obj("credential")?.map(read_credential).transpose()?;
+    let mut forward_headers = Vec::new();
+    for (i, h) in t.strings("forward_headers")?.into_iter().enumerate() {
+        let f = format!("{field}.forward_headers[{i}]");
+        let lower = h.to_ascii_lowercase();
+        if !is_header_name(&lower) {
+            return Err(err(f, "not a valid header name"));
+        }
+        if header_is_forbidden(&lower) {
+            return Err(err(f, format!("{lower:?} can never be forwarded from the sandbox")));
+        }
+        if crate::authenticate::is_token_header(&lower, Some(&session_token)) {
+            return Err(err(f, "is a place for the session token and is never forwarded"));
+        }
+        // Headers are bound by neither request proofs nor approvals, so
+        // an approved POST could come back as a DELETE; the query
+        // parameter (with `allow_method_override`) is bound by both.
+        if is_method_override_name(lower.as_bytes()) {
+            return Err(err(
+                f,
+                "is a method-override header and is never forwarded; use the real method, or the query parameter with \"allow_method_override\": true",
+            ));
+        }
+        if let Some(Credential { placement: Placement::Header { name, .. }, .. }) = &credential {
+            if *name == lower {
+                return Err(err(f, "is the credential header; the sandbox may not send it"));
+            }
+        }
+        forward_headers.push(lower);
+    }
+    let mcp = t.obj("mcp")?.map(read_mcp).transpose()?;
+    let raw_rules = t.list("rules")?;
+    if raw_rules.is_empty() && mcp.is_none() {
+        return Err(err(t.field("rules"), "declare at least one rule (default is deny), or an \"mcp\" section"));
+    }
+    let mut rules = Vec::new();
+    for (i, r) in raw_rules.iter().enumerate() {
+        rules.push(read_rule(Obj::of(r, format!("{field}.rules[{i}]"))?, &session_token)?);
+    }
+    let tool = Tool {
+        name: name.to_string(),
+        preset,
+        origin,
+        credential,
+        forward_headers,
+        allow_path_params: t.flag("allow_path_params")?,
+        allow_method_override: t.flag("allow_method_override")?,
+        allow_range: t.flag("allow_range")?,
+        rules,
+        mcp,
+        require_proof: t.flag("require_proof")?,
+        rate: rate(t.obj("rate")?)?,
+        session_token,
+        timeout_ms: timeouts[0],
+        idle_timeout_ms: timeouts[1],
+        pass_server_errors: t.flag("pass_server_errors")?,
+    };
+    t.done()?;
+    Ok(tool)
+}
+
+fn read_rule(mut r: Obj<'_>, slots: &TokenSlots) -> Result<Rule, PolicyError> {
+    let names = r.strings("methods")?;
+    if names.is_empty() {
+        return Err(err(r.field("methods"), "list at least one method"));
+    }
+    let mut methods = Vec::new();
+    for (j, m) in names.iter().enumerate() {
+        let method = Method::parse(m).ok_or_else(|| {
+            err(format!("{}.methods[{j}]", r.path), format!("unknown method {m:?}; use upper-case GET, HEAD, POST, PUT, PATCH, DELETE or OPTIONS"))
+        })?;
+        methods.push(method);
+    }
+    let path = PathPattern::parse(r.required_str("path")?).map_err(|m| err(r.field("path"), m))?;
+    let mut query = Vec::new();
+    if let Some(q) = r.obj("query")? {
+        for (name, value) in q.map {
+            let Some(value) = value.as_str() else {
+                return Err(err(q.field(name), "must be a string"));
+            };
+            if name.is_empty() || is_method_override_name(name.as_bytes()) || slots.query.contains(name) {
+                return Err(err(&q.path, format!("{name:?} cannot be matched")));
+            }
+            if value.bytes().any(|b| b.is_ascii_control()) {
+                return Err(err(q.field(name), "must not contain control characters"));
+            }
+            query.push((name.clone(), value.to_string()));
+        }
+    }
+    let level = level(r.get("level").unwrap_or(&Value::Null), r.field("level"))?;
+    let approval = r.flag("approval")?;
+    r.done()?;
+    Ok(Rule { methods, path, query, level, approval })
+}
+
+fn read_mcp(mut m: Obj<'_>) -> Result<McpRules, PolicyError> {
+    let tools = levels(m.obj("tools")?)?;
+    let prompts = levels(m.obj("prompts")?)?;
+    let default_tool = m.get("default_tool_level").map(|v| level(v, m.field("default_tool_level"))).transpose()?;
+    let mut resources = Vec::new();
+    for (i, r) in m.list("resources")?.iter().enumerate() {
+        let mut o = Obj::of(r, format!("{}.resources[{i}]", m.path))?;
+        let prefix = o.required_str("prefix")?;
+        if prefix.is_empty() {
+            return Err(err(o.field("prefix"), "must not be empty (name the URI scheme at least)"));
+        }
+        let level = level(o.get("level").unwrap_or(&Value::Null), o.field("level"))?;
+        o.done()?;
+        resources.push((prefix.to_string(), level));
+    }
+    m.done()?;
+    Ok(McpRules { tools, default_tool, resources, prompts })
+}
+
 /// A tool's extra places for the session token: header names that are not
 /// otherwise forwarded or forbidden, and query parameter names.
-fn validate_slots(raw: RawTokenSlots, field: &str) -> Result<TokenSlots, PolicyError> {
+fn read_slots(obj: Option<Obj<'_>>) -> Result<TokenSlots, PolicyError> {
+    let Some(mut o) = obj else { return Ok(TokenSlots::default()) };
     let mut headers = Vec::new();
-    for (i, h) in raw.headers.into_iter().enumerate() {
+    for (i, h) in o.strings("headers")?.into_iter().enumerate() {
         let lower = h.to_ascii_lowercase();
         let builtin = crate::inject::FORWARDED_HEADERS.contains(&lower.as_str()) || crate::inject::MCP_HEADERS.contains(&lower.as_str());
         if !is_header_name(&lower) || header_is_forbidden(&lower) || builtin {
-            return Err(err(format!("{field}.headers[{i}]"), format!("{lower:?} cannot carry the session token")));
+            return Err(err(format!("{}.headers[{i}]", o.path), format!("{lower:?} cannot carry the session token")));
         }
         headers.push(lower);
     }
-    for (i, q) in raw.query.iter().enumerate() {
+    let query = o.strings("query")?;
+    for (i, q) in query.iter().enumerate() {
         if q.is_empty() || !q.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b)) || is_method_override_name(q.as_bytes()) {
-            return Err(err(format!("{field}.query[{i}]"), "must be 1+ of [A-Za-z0-9-_.~] and not a method override"));
+            return Err(err(format!("{}.query[{i}]", o.path), "must be 1+ of [A-Za-z0-9-_.~] and not a method override"));
         }
     }
-    Ok(TokenSlots { headers, query: raw.query })
+    o.done()?;
+    Ok(TokenSlots { headers, query })
+}
+
+fn read_credential(mut c: Obj<'_>) -> Result<Credential, PolicyError> {
+    let secret = c.required_str("secret")?;
+    if !is_binding_name(secret) {
+        return Err(err(c.field("secret"), "must be a secret binding name ([A-Za-z_][A-Za-z0-9_]*)"));
+    }
+    let inject = c.required_str("inject").map_err(|_| err(c.field("inject"), "required: bearer, header, basic or query (or a tool \"preset\")"))?;
+    let header = c.str("header")?;
+    let format = c.str("format")?;
+    let username = c.str("username")?;
+    let param = c.str("param")?;
+    let path = c.path.clone();
+    c.done()?;
+    // The fields each mode takes; any other that is set is an error.
+    let (placement, takes): (Placement, &[&str]) = match inject {
+        "bearer" => (Placement::Bearer, &[]),
+        "header" => {
+            let name = header.ok_or_else(|| err(format!("{path}.header"), "required when inject is \"header\""))?.to_ascii_lowercase();
+            if !is_header_name(&name) {
+                return Err(err(format!("{path}.header"), "not a valid header name"));
+            }
+            if name != "authorization" && header_is_forbidden(&name) {
+                return Err(err(format!("{path}.header"), format!("{name:?} cannot carry a credential")));
+            }
+            let format = format.unwrap_or("{secret}");
+            let (prefix, suffix) = format.split_once("{secret}").ok_or_else(|| err(format!("{path}.format"), "must contain {secret} once"))?;
+            if suffix.contains("{secret}") || !is_header_value_text(format) {
+                return Err(err(format!("{path}.format"), "must contain {secret} once and only printable characters"));
+            }
+            (Placement::Header { name, prefix: prefix.to_string(), suffix: suffix.to_string() }, &["header", "format"])
+        }
+        "basic" => {
+            if let Some(u) = username {
+                if u.contains(':') || !is_header_value_text(u) {
+                    return Err(err(format!("{path}.username"), "must not contain ':' or control characters"));
+                }
+            }
+            (Placement::Basic { username: username.map(str::to_string) }, &["username"])
+        }
+        "query" => {
+            let param = param.ok_or_else(|| err(format!("{path}.param"), "required when inject is \"query\""))?;
+            if param.is_empty() || !param.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b)) {
+                return Err(err(format!("{path}.param"), "must be 1+ of [A-Za-z0-9-_.~]"));
+            }
+            (Placement::Query { param: param.to_string() }, &["param"])
+        }
+        _ => return Err(err(format!("{path}.inject"), "must be \"bearer\", \"header\", \"basic\" or \"query\"")),
+    };
+    for (key, set) in [("header", header.is_some()), ("format", format.is_some()), ("username", username.is_some()), ("param", param.is_some())] {
+        if set && !takes.contains(&key) {
+            return Err(err(format!("{path}.{key}"), "does not apply to this \"inject\" mode"));
+        }
+    }
+    Ok(Credential { secret: secret.to_string(), placement })
 }
 
 fn parse_origin(raw: &str, allow_http: bool, field: &str) -> Result<Origin, PolicyError> {
@@ -463,68 +535,4 @@ fn parse_origin(raw: &str, allow_http: bool, field: &str) -> Result<Origin, Poli
     };
     let base_path = url.path().trim_end_matches('/').to_string();
     Ok(Origin { target: Target::Public, base, base_path })
-}
-
-impl RawCredential {
-    fn validate(self, field: &str) -> Result<Credential, PolicyError> {
-        if !is_binding_name(&self.secret) {
-            return Err(err(format!("{field}.secret"), "must be a secret binding name ([A-Za-z_][A-Za-z0-9_]*)"));
-        }
-        let unexpected = |name: &str, present: bool| -> Result<(), PolicyError> {
-            if present {
-                Err(err(format!("{field}.{name}"), "does not apply to this \"inject\" mode"))
-            } else {
-                Ok(())
-            }
-        };
-        let inject = self.inject.ok_or_else(|| err(format!("{field}.inject"), "required: bearer, header, basic or query (or a tool \"preset\")"))?;
-        let placement = match inject {
-            RawInject::Bearer => {
-                unexpected("header", self.header.is_some())?;
-                unexpected("format", self.format.is_some())?;
-                unexpected("username", self.username.is_some())?;
-                unexpected("param", self.param.is_some())?;
-                Placement::Bearer
-            }
-            RawInject::Header => {
-                unexpected("username", self.username.is_some())?;
-                unexpected("param", self.param.is_some())?;
-                let name = self.header.ok_or_else(|| err(format!("{field}.header"), "required when inject is \"header\""))?.to_ascii_lowercase();
-                if !is_header_name(&name) {
-                    return Err(err(format!("{field}.header"), "not a valid header name"));
-                }
-                if name != "authorization" && header_is_forbidden(&name) {
-                    return Err(err(format!("{field}.header"), format!("{name:?} cannot carry a credential")));
-                }
-                let format = self.format.unwrap_or_else(|| "{secret}".to_string());
-                let (prefix, suffix) = format.split_once("{secret}").ok_or_else(|| err(format!("{field}.format"), "must contain {secret} once"))?;
-                if suffix.contains("{secret}") || !is_header_value_text(&format) {
-                    return Err(err(format!("{field}.format"), "must contain {secret} once and only printable characters"));
-                }
-                Placement::Header { name, prefix: prefix.to_string(), suffix: suffix.to_string() }
-            }
-            RawInject::Basic => {
-                unexpected("header", self.header.is_some())?;
-                unexpected("format", self.format.is_some())?;
-                unexpected("param", self.param.is_some())?;
-                if let Some(u) = &self.username {
-                    if u.contains(':') || !is_header_value_text(u) {
-                        return Err(err(format!("{field}.username"), "must not contain ':' or control characters"));
-                    }
-                }
-                Placement::Basic { username: self.username }
-            }
-            RawInject::Query => {
-                unexpected("header", self.header.is_some())?;
-                unexpected("format", self.format.is_some())?;
-                unexpected("username", self.username.is_some())?;
-                let param = self.param.ok_or_else(|| err(format!("{field}.param"), "required when inject is \"query\""))?;
-                if param.is_empty() || !param.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b)) {
-                    return Err(err(format!("{field}.param"), "must be 1+ of [A-Za-z0-9-_.~]"));
-                }
-                Placement::Query { param }
-            }
-        };
-        Ok(Credential { secret: self.secret, placement })
-    }
 }

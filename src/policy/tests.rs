@@ -425,3 +425,33 @@ fn levels_are_ordered() {
     assert_eq!(serde_json::to_string(&Level::Admin).unwrap(), "\"admin\"");
     assert!(Method::parse("get").is_none() && Method::parse("CONNECT").is_none() && Method::parse("TRACE").is_none());
 }
+
+#[test]
+fn the_policy_json_is_read_strictly() {
+    // A duplicate key is an error, not "the last one wins": a reviewer
+    // reading the first `level` must see the one that applies.
+    let dup = r#"{"version":1,"audience":"a","tools":{"x":{"origin":"https://a.example",
+        "rules":[{"methods":["GET"],"path":"/**","level":"read","level":"admin"}]}}}"#;
+    let e = Policy::parse(dup).unwrap_err();
+    assert!(e.message.contains("duplicate key"), "{e}");
+    let e = Policy::parse("{\"version\":1,").unwrap_err();
+    assert!(e.message.contains("line 1"), "a syntax error says where: {e}");
+    // `null` is the same as leaving a field out.
+    let p = tool_json(serde_json::json!({ "origin": "https://a.example", "credential": null, "rules": [ { "methods": ["GET"], "path": "/", "level": "read", "approval": null } ] }));
+    assert!(p.unwrap().tool("x").unwrap().credential.is_none());
+    // Wrong types name their field.
+    let table = [
+        (serde_json::json!({ "origin": 1, "rules": [] }), "tools.x.origin"),
+        (serde_json::json!({ "origin": "https://a.example", "rules": {} }), "tools.x.rules"),
+        (serde_json::json!({ "origin": "https://a.example", "rules": [ { "methods": "GET", "path": "/", "level": "read" } ] }), "tools.x.rules[0].methods"),
+        (serde_json::json!({ "origin": "https://a.example", "rules": [ { "methods": [1], "path": "/", "level": "read" } ] }), "tools.x.rules[0].methods[0]"),
+        (serde_json::json!({ "origin": "https://a.example", "rules": [ { "methods": ["GET"], "path": "/", "level": "read", "query": { "a": 1 } } ] }), "tools.x.rules[0].query.a"),
+        (serde_json::json!({ "origin": "https://a.example", "rate": { "burst": -1, "per_second": 1 }, "rules": [ { "methods": ["GET"], "path": "/", "level": "read" } ] }), "tools.x.rate.burst"),
+        (serde_json::json!({ "origin": "https://a.example", "credential": { "secret": "K", "inject": "bearer", "extra": 1 } }), "tools.x.credential.extra"),
+        (serde_json::json!({ "origin": "https://a.example", "mcp": { "tools": { "t": "root" } } }), "tools.x.mcp.tools.t"),
+    ];
+    for (tool, field) in table {
+        let e = tool_json(tool.clone()).expect_err(&tool.to_string());
+        assert_eq!(e.field, field, "{tool}: {e}");
+    }
+}

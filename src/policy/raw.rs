@@ -84,6 +84,8 @@ struct RawEgressEntry {
     http: bool,
     #[serde(default)]
     ports: Vec<u16>,
+    #[serde(default)]
+    package_index: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -255,15 +257,15 @@ impl RawPolicy {
         let mut egress = Vec::new();
         for (i, entry) in self.egress.map(|e| e.hosts).unwrap_or_default().into_iter().enumerate() {
             let field = format!("egress.hosts[{i}]");
-            let (host, http, ports) = match entry {
-                RawEgressHost::Name(h) => (h, false, Vec::new()),
-                RawEgressHost::Entry(e) => (e.host, e.http, e.ports),
+            let (host, http, ports, package_index) = match entry {
+                RawEgressHost::Name(h) => (h, false, Vec::new(), false),
+                RawEgressHost::Entry(e) => (e.host, e.http, e.ports, e.package_index),
             };
             let pattern = HostPattern::parse(&host).map_err(|m| err(&field, m))?;
             if ports.contains(&0) {
                 return Err(err(format!("{field}.ports"), "ports are 1-65535"));
             }
-            egress.push(EgressRule { pattern, http, ports });
+            egress.push(EgressRule { pattern, http, ports, package_index });
         }
         Ok(Policy { audience: self.audience, limits, require_proof: self.require_proof, tools, egress })
     }

@@ -281,7 +281,7 @@ fn fold(key: &str) -> String {
 /// Parses strict UTF-8 JSON with [`Strict`]; a BOM or invalid UTF-8 anywhere
 /// is refused before serde sees it (a lenient decoder may skip the BOM or
 /// substitute the bytes).
-pub fn parse_strict(bytes: &[u8]) -> Result<Value, McpError> {
+pub(crate) fn parse_strict(bytes: &[u8]) -> Result<Value, McpError> {
     if bytes.starts_with(b"\xef\xbb\xbf") {
         return Err(McpError::Invalid("a byte order mark is not allowed"));
     }

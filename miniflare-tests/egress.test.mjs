@@ -219,6 +219,18 @@ describe("allowed hosts", () => {
     t.diagnostic(`mirror.example.com:8080 forwarded as ${rec2.url}`);
   });
 
+  test("a port separator quoted as %3A (pip quotes every path it follows) means the port", async () => {
+    for (const spelling of ["mirror.example.com%3A8080", "mirror.example.com%3a8080"]) {
+      const [r, rec] = await expectOneOutbound(() => egressRaw(`${spelling}/simple/`), spelling);
+      assert.equal(r.status, 200, r.text);
+      assert.equal(rec.host, "mirror.example.com:8080");
+    }
+    // Only the colon: any other escape in the host is still malformed, and
+    // the port is checked against the list as usual.
+    assertError(await expectNoOutbound(() => egressRaw("pypi.org%3A8080%2f/x"), "%2f"), 400, "invalid_host");
+    assertEgressNotAllowed(await expectNoOutbound(() => egressRaw("pypi.org%3a8080/x"), "unlisted port"), "pypi.org%3a8080");
+  });
+
   test("POST body and content-type are forwarded", async () => {
     const body = JSON.stringify({ name: "pkg", version: "1.0", note: "✓" });
     const [r, rec] = await expectOneOutbound(
@@ -474,7 +486,6 @@ describe("malformed hosts -> 400 invalid_host, nothing sent", () => {
     ["pypi.org@evil.example", "host after @"],
     ["%70ypi.org", "percent-encoded letter"],
     ["pypi%2eorg", "percent-encoded dot"],
-    ["pypi.org%3a8080", "percent-encoded colon"],
     ["pypi.org%2f@evil.example", "percent-encoded slash"],
     ["b%C3%BCcher.de", "non-ASCII IDN, percent-encoded"],
     ["pypi.org:0", "port 0"],

@@ -67,6 +67,18 @@ const METADATA_NAMES: &[&str] = &[
 /// Parses the `{host}` or `{host}:{port}` segment of an egress path, raw
 /// from the request URL.
 pub fn parse_authority(raw: &str) -> Result<Destination, HostError> {
+    // pip quotes the path of every link it follows (urllib's `quote`, which
+    // escapes `:`), so `/e/host:8080/…` comes back as `/e/host%3A8080/…`.
+    // That one escape is read as the port separator it stands for; every
+    // other escape is still refused below.
+    let unescaped;
+    let raw = match raw.contains("%3") {
+        true => {
+            unescaped = raw.replace("%3A", ":").replace("%3a", ":");
+            unescaped.as_str()
+        }
+        false => raw,
+    };
     if raw.is_empty() {
         return Err(HostError::Empty);
     }
@@ -170,6 +182,9 @@ pub struct EgressRule {
     pub http: bool,
     /// Non-default ports the sandbox may name.
     pub ports: Vec<u16>,
+    /// The host serves package indexes whose links are rewritten onto the
+    /// egress route (see [`crate::index`]).
+    pub package_index: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -241,13 +256,20 @@ pub fn authorize(rules: &[EgressRule], session: VerifiedSession, dest: &Destinat
 /// Rewrites a redirect's `Location` (absolute or relative to `request_url`)
 /// to the egress route when its target is allowed; `None` removes it.
 pub fn rewrite_location(location: &str, request_url: &str, rules: &[EgressRule], own_host: Option<&str>) -> Option<String> {
+    route(location, &url::Url::parse(request_url).ok()?, rules, own_host).map(|(route, _)| route)
+}
+
+/// The egress route (`/e/{authority}{path}?{query}`) of a link resolved
+/// against `base`, with the URL it resolved to, when its target is allowed
+/// (host, scheme, port, no userinfo); `None` when it is not.
+pub fn route(link: &str, base: &url::Url, rules: &[EgressRule], own_host: Option<&str>) -> Option<(String, url::Url)> {
     // Punycode labels are decoded by the URL parser's IDNA step, which has
     // debug assertions reachable from crafted labels: an origin-chosen
-    // Location with one is removed rather than parsed.
-    if has_punycode(location) {
+    // link with one is removed rather than parsed.
+    if has_punycode(link) {
         return None;
     }
-    let target = url::Url::parse(request_url).ok()?.join(location).ok()?;
+    let target = base.join(link).ok()?;
     let host = target.host_str()?;
     let authority = match target.port() {
         Some(p) => format!("{host}:{p}"),
@@ -256,17 +278,18 @@ pub fn rewrite_location(location: &str, request_url: &str, rules: &[EgressRule],
     let dest = parse_authority(&authority).ok()?;
     let allowed = decide(rules, &dest, own_host).ok()?;
     // The route re-derives the scheme from the rule: only rewrite when the
-    // redirect asks for exactly that scheme.
+    // link asks for exactly that scheme.
     if !allowed.base.starts_with(&format!("{}://", target.scheme())) || !target.username().is_empty() || target.password().is_some() {
         return None;
     }
     let path = crate::path::normalize(target.path()).ok()?;
+    let authority = allowed.base.split_once("://")?.1;
     let mut out = format!("/e/{authority}{}", path.encoded());
     if let Some(q) = target.query() {
         out.push('?');
         out.push_str(q);
     }
-    Some(out)
+    Some((out, target))
 }
 
 /// Whether text contains a punycode (`xn--`) label anywhere, as a URL
@@ -284,10 +307,15 @@ pub fn decide(rules: &[EgressRule], dest: &Destination, own_host: Option<&str>) 
     allowlisted(rules, dest)
 }
 
+/// The rule that decides a (normalized) host: the first that matches.
+pub fn rule_for<'a>(rules: &'a [EgressRule], host: &str) -> Option<&'a EgressRule> {
+    rules.iter().find(|r| r.pattern.matches(host))
+}
+
 /// The allowlist's answer for a destination already known to be reachable.
 fn allowlisted(rules: &[EgressRule], dest: &Destination) -> Result<EgressTarget, Error> {
     let not_allowed = || Error::EgressNotAllowed { host: dest.host.clone() };
-    let rule = rules.iter().find(|r| r.pattern.matches(&dest.host)).ok_or_else(not_allowed)?;
+    let rule = rule_for(rules, &dest.host).ok_or_else(not_allowed)?;
     let scheme = if rule.http { "http" } else { "https" };
     let base = match dest.port {
         None => format!("{scheme}://{}", dest.host),
@@ -308,6 +336,8 @@ mod tests {
             ("PyPI.ORG", "pypi.org", None),
             ("pypi.org.", "pypi.org", None),
             ("files.pythonhosted.org:8443", "files.pythonhosted.org", Some(8443)),
+            ("files.pythonhosted.org%3A8443", "files.pythonhosted.org", Some(8443)),
+            ("files.pythonhosted.org%3a8443", "files.pythonhosted.org", Some(8443)),
             ("xn--bcher-kva.de", "xn--bcher-kva.de", None),
             ("123.example.com", "123.example.com", None),
             ("a-b.example.com", "a-b.example.com", None),
@@ -331,6 +361,10 @@ mod tests {
             ("userinfo with password", "u:p@pypi.org", Userinfo),
             ("percent-encoded", "pypi%2eorg", Encoded),
             ("encoded at", "evil.com%40pypi.org", Encoded),
+            ("encoded colon and at", "evil.com%3A%40pypi.org", Encoded),
+            ("two encoded colons", "pypi.org%3A80%3A80", BadPort),
+            ("encoded IPv6", "%3A%3A1", IpLiteral),
+            ("encoded 3", "pypi.org%33", Encoded),
             ("unicode IDN", "bücher.de", NonAscii),
             ("fullwidth dot", "pypi\u{ff0e}org", NonAscii),
             ("underscore", "a_b.example.com", BadCharacter),
@@ -413,9 +447,9 @@ mod tests {
 
     fn rules() -> Vec<EgressRule> {
         vec![
-            EgressRule { pattern: HostPattern::parse("pypi.org").unwrap(), http: false, ports: vec![] },
-            EgressRule { pattern: HostPattern::parse("*.pythonhosted.org").unwrap(), http: false, ports: vec![] },
-            EgressRule { pattern: HostPattern::parse("mirror.example.com").unwrap(), http: true, ports: vec![8080] },
+            EgressRule { pattern: HostPattern::parse("pypi.org").unwrap(), http: false, ports: vec![], package_index: false },
+            EgressRule { pattern: HostPattern::parse("*.pythonhosted.org").unwrap(), http: false, ports: vec![], package_index: false },
+            EgressRule { pattern: HostPattern::parse("mirror.example.com").unwrap(), http: true, ports: vec![8080], package_index: false },
         ]
     }
 
@@ -491,7 +525,7 @@ mod tests {
             assert!(HostPattern::parse(bad).is_err(), "{bad}");
         }
         // …and the worker's own host is refused even if a rule matches it.
-        let rules = vec![EgressRule { pattern: HostPattern::parse("*.workers.dev").unwrap(), http: false, ports: vec![] }];
+        let rules = vec![EgressRule { pattern: HostPattern::parse("*.workers.dev").unwrap(), http: false, ports: vec![], package_index: false }];
         let dest = parse_authority("airlock.acme.workers.dev").unwrap();
         assert_eq!(decide(&rules, &dest, Some("airlock.acme.workers.dev")).unwrap_err().code(), "host_forbidden");
         assert!(decide(&rules, &parse_authority("other.acme.workers.dev").unwrap(), Some("airlock.acme.workers.dev")).is_ok());

@@ -124,6 +124,9 @@ pub enum Uninspectable {
     Encoding(String),
     /// A `206` from a credentialed origin of a tool without `allow_range`.
     PartialContent,
+    /// A package index document that could not be read whole and rewritten
+    /// (see [`crate::index`]); names what was refused.
+    Index(&'static str),
 }
 
 /// Where a failure came from, so an origin outage is never blamed on the agent.
@@ -275,6 +278,7 @@ impl Error {
             Error::UpstreamError { .. } => "upstream_error",
             Error::UpstreamUninspectable { why: Uninspectable::Encoding(_), .. } => "upstream_encoding_refused",
             Error::UpstreamUninspectable { why: Uninspectable::PartialContent, .. } => "upstream_partial_content",
+            Error::UpstreamUninspectable { why: Uninspectable::Index(_), .. } => "upstream_index_unreadable",
             Error::PolicyInvalid(_) => "policy_invalid",
             Error::SessionRevoked => "session_revoked",
             Error::SessionNotFound => "session_not_found",
@@ -372,6 +376,7 @@ impl Error {
             Error::UpstreamUninspectable { why: Uninspectable::PartialContent, .. } => {
                 "the tool's origin answered with a partial body, which Airlock cannot inspect".into()
             }
+            Error::UpstreamUninspectable { why: Uninspectable::Index(_), .. } => "the package index could not be read and rewritten".into(),
             Error::PolicyInvalid(_) => "Airlock's policy is invalid; every request is refused until it is fixed".into(),
             Error::Misconfigured(_) => "Airlock is misconfigured for this request".into(),
             Error::Internal(_) => "internal error".into(),

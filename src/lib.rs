@@ -12,7 +12,7 @@
 //! | admit | [`admit`], [`proof`], [`state`] | `Admitted` | `edge/admit.rs`, `edge/state.rs` |
 //! | inject | [`inject`] (reads the credential) | `Outbound` | `edge/config.rs` (secrets) |
 //! | forward | — | — | `edge/forward.rs` |
-//! | filter response | [`respond`], [`redact`], [`mcp`] (lists), [`sse`] | — | `edge/respond.rs`, `edge/body.rs` |
+//! | filter response | [`respond`], [`redact`], [`mcp`] (lists), [`sse`], [`index`] (package index links) | — | `edge/respond.rs`, `edge/body.rs` |
 //! | audit | [`audit`] | one record per request | `edge/audit.rs` |
 //!
 //! Beside the phases: [`mint`] (session tokens for the control plane),
@@ -56,6 +56,7 @@ pub mod state;
 
 pub mod inject;
 
+pub mod index;
 pub mod redact;
 pub mod respond;
 

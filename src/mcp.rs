@@ -281,7 +281,7 @@ fn fold(key: &str) -> String {
 /// Parses strict UTF-8 JSON with [`Strict`]; a BOM or invalid UTF-8 anywhere
 /// is refused before serde sees it (a lenient decoder may skip the BOM or
 /// substitute the bytes).
-fn parse_strict(bytes: &[u8]) -> Result<Value, McpError> {
+pub(crate) fn parse_strict(bytes: &[u8]) -> Result<Value, McpError> {
     strict(bytes).map_err(|(why, _)| why.map_or(McpError::Parse, McpError::Invalid))
 }
 

@@ -60,6 +60,36 @@ pub async fn body_bytes(response: &Response) -> Result<Vec<u8>, ()> {
     Ok(js_sys::Uint8Array::new(&buffer).to_vec())
 }
 
+/// An origin body read whole, to be rewritten: `Ok(None)` past `cap`
+/// bytes, `Err` when it failed or a read stalled past `idle_ms`.
+pub async fn read_whole(upstream: &Response, cap: u64, idle_ms: u64) -> Result<Option<Vec<u8>>, ()> {
+    let ResponseBody::Stream(raw) = upstream.body() else {
+        return body_bytes(upstream).await.map(|b| Some(b).filter(|b| b.len() as u64 <= cap));
+    };
+    let mut source = Source::new(raw.clone());
+    let (mut buf, mut out) = (Vec::new(), Vec::new());
+    loop {
+        let n = {
+            let read = source.read(&mut buf);
+            let idle = Delay::from(Duration::from_millis(idle_ms));
+            futures_util::pin_mut!(read);
+            futures_util::pin_mut!(idle);
+            match select(read, idle).await {
+                Either::Left((Ok(n), _)) => n,
+                _ => return Err(()),
+            }
+        };
+        let piece = buf.get(..n).ok_or(())?;
+        if piece.is_empty() {
+            return Ok(Some(out));
+        }
+        if (out.len() + n) as u64 > cap {
+            return Ok(None);
+        }
+        out.extend_from_slice(piece);
+    }
+}
+
 /// Reads a small control-plane body, refusing more than `cap` bytes
 /// whether or not a length was declared.
 pub async fn read_capped(req: &mut Request, cap: usize) -> Result<Vec<u8>, Error> {

@@ -14,13 +14,14 @@
 //! | admit | `admit` | `admit`, `state` |
 //! | inject | `inject` | `config` (credentials) |
 //! | forward | — | `forward` |
-//! | filter response | `respond`, `redact`, `mcp` | `respond`, `body` |
+//! | filter response | `respond`, `redact`, `mcp`, `index` | `respond`, `body` |
 //! | audit | `audit` | `audit` |
 //!
 //! Must never: return an `Err` to the runtime (its text would reach the
 //! client), panic on input, log a secret, or buffer a body it does not have
 //! to: only bodies that must be hashed (proofs, idempotency keys, approvals,
-//! capped by the policy) or stored for replay (capped) are read whole.
+//! capped by the policy), stored for replay (capped) or rewritten (a
+//! package index's pages, capped) are read whole.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -42,13 +43,14 @@ use self::audit::{AuditSlot, SharedAudit};
 use self::config::{load_keys, load_policy, random_bytes, read_credential};
 use self::forward::{forward, Body};
 use self::http::{error_response, REQUEST_ID_HEADER};
-use self::respond::{finish_mcp, finish_response, finish_tool, mcp_refusal, response_head, Parts};
+use self::respond::{finish_mcp, finish_response, finish_tool, index_page, mcp_refusal, response_head, Parts};
 use crate::admit::{Gated, Received};
 use crate::audit::AuditRecord;
 use crate::authorize;
 use crate::egress;
 use crate::error::Error;
 use crate::hex::hex;
+use crate::index;
 use crate::inject::{self, McpOutbound};
 use crate::mcp;
 use crate::redact::Redactor;
@@ -141,6 +143,12 @@ async fn handle(mut req: Request, env: &Env, ctx: &Context, audit: &mut AuditRec
             // rewritten to the egress route or dropped.
             let relocate = |location: &str| egress::rewrite_location(location, outbound.url(), &policy.egress, own_host.as_deref());
             let (status, headers, upstream) = response_head(upstream, &outbound, &redactor, relocate, audit)?;
+            // A package index's pages have their links rewritten onto the
+            // egress route, or are refused.
+            let upstream = match index::Links::new(outbound.url(), &url, &policy.egress, own_host.as_deref()) {
+                Some(links) => index_page(upstream, (status, &headers), &method, &links, &policy.limits).await?,
+                None => upstream,
+            };
             finish_response(upstream, status, headers, &outbound, Box::new(redactor), &policy.limits, audit, slot, ctx).await
         }
         Route::Mcp { server } => {

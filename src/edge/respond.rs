@@ -15,10 +15,11 @@ use worker::{Context, Delay, Env, Headers, Response};
 
 use super::admit::{store, store_error};
 use super::audit::{audit_watchdog, SharedAudit};
-use super::body::{body_bytes, filtered_body, filtered_source, BodyLimits, Source};
+use super::body::{body_bytes, filtered_body, filtered_source, read_whole, BodyLimits, Source};
 use crate::admit::Claim;
 use crate::audit::AuditRecord;
-use crate::error::Error;
+use crate::error::{Error, Uninspectable};
+use crate::index::{self, Links};
 use crate::inject::{McpExchange, Outbound};
 use crate::mcp;
 use crate::policy::Limits;
@@ -140,6 +141,30 @@ pub async fn finish_mcp(
     }
     audit.allow(Some(status));
     Ok(Response::builder().with_status(status).with_headers(out).fixed(filtered))
+}
+
+/// Filter response for a package index's page: an index document is read
+/// whole (capped), its links rewritten onto the egress route, and answered
+/// in place of the origin's body; it is refused rather than passed when it
+/// cannot be read or rewritten. Any other answer is returned as it is.
+pub async fn index_page(
+    upstream: Response,
+    (status, headers): (u16, &[(String, String)]),
+    method: &str,
+    links: &Links<'_>,
+    limits: &Limits,
+) -> Result<Response, Error> {
+    let rewritten = async {
+        let Some(format) = index::format(method, status, headers)? else {
+            return Ok(upstream);
+        };
+        let cap = index::MAX_BODY.min(limits.max_response_body_bytes);
+        let body = read_whole(&upstream, cap, limits.upstream_idle_timeout_ms).await.map_err(|_| Uninspectable::Index("body failed or stalled"))?;
+        let mut out = links.rewrite(format, &body.ok_or(Uninspectable::Index("larger than the cap"))?)?;
+        let page = web_sys::Response::new_with_opt_u8_array(Some(&mut out)).map_err(|_| Uninspectable::Index("unbuildable"))?;
+        Ok(Response::from(page))
+    };
+    rewritten.await.map_err(|why| Error::UpstreamUninspectable { status, why })
 }
 
 /// Bodies up to this declared length are read whole instead of streamed.

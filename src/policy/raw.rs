@@ -263,8 +263,8 @@ fn read_egress(mut e: Obj<'_>) -> Result<Vec<EgressRule>, PolicyError> {
     let mut egress = Vec::new();
     for (i, entry) in hosts.iter().enumerate() {
         let field = format!("{list_field}[{i}]");
-        let (host, http, ports) = match entry {
-            Value::String(h) => (h.as_str(), false, Vec::new()),
+        let (host, http, ports, package_index) = match entry {
+            Value::String(h) => (h.as_str(), false, Vec::new(), false),
             _ => {
                 let mut o = Obj::of(entry, field.clone())?;
                 let host = o.required_str("host")?;
@@ -276,12 +276,13 @@ fn read_egress(mut e: Obj<'_>) -> Result<Vec<EgressRule>, PolicyError> {
                         _ => return Err(err(format!("{field}.ports[{j}]"), "ports are 1-65535")),
                     }
                 }
+                let package_index = o.flag("package_index")?;
                 o.done()?;
-                (host, http, ports)
+                (host, http, ports, package_index)
             }
         };
         let pattern = HostPattern::parse(host).map_err(|m| err(&field, m))?;
-        egress.push(EgressRule { pattern, http, ports });
+        egress.push(EgressRule { pattern, http, ports, package_index });
     }
     Ok(egress)
 }

@@ -93,7 +93,7 @@ pub fn plan(gate: &Gate, received: &Received<'_>, body: &[u8], keys: &KeyRing, l
         let verified = proof::verify(presented, &signed, &proof_key, now_s, window).map_err(Error::Proof)?;
         nonce = Some(NonceCheck { digest: hex(&verified.nonce_digest), ts: verified.ts, window });
     }
-    let binding = binding.then(|| Binding { digest: gate.request_digest(received.method, received.query, &body_sha256), body_sha256 });
+    let binding = binding.then(|| Binding { digest: gate.request_digest(received.method, &gate.query, &body_sha256), body_sha256 });
     Ok(Plan {
         object: session_object(&gate.session_id),
         proved: nonce.is_some(),
@@ -254,7 +254,7 @@ impl Admitting {
             tool: gate.tool.clone().unwrap_or_default(),
             method: received.method.to_string(),
             path: gate.path.clone(),
-            query: received.query.to_string(),
+            query: gate.query.clone(),
             body_sha256: binding.body_sha256.clone(),
             digest: binding.digest.clone(),
             created_at: now_s,

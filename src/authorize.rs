@@ -18,7 +18,7 @@ use crate::egress::{self, EgressPermit};
 use crate::error::Error;
 use crate::mcp;
 use crate::path::{self, NormalizedPath, PathError};
-use crate::policy::{is_method_override_name, Level, Method, Policy, Rule, Tool};
+use crate::policy::{is_method_override_name, query_pairs, Level, Method, Policy, Rule, Tool};
 use crate::request::{declared_length, header, EgressRequest, McpRequest, ToolRequest};
 use crate::state::bucket::Rate;
 use crate::token::{KeyRing, VerifiedSession};
@@ -42,6 +42,9 @@ pub struct Gate {
     pub approval: bool,
     /// The normalized path, as forwarded (request digests use it).
     pub path: String,
+    /// The raw query without the session token's parameters: what
+    /// approvals record and request digests bind.
+    pub query: String,
 }
 
 impl Gate {
@@ -57,6 +60,7 @@ impl Gate {
             level: None,
             approval: false,
             path,
+            query: String::new(),
         }
     }
 
@@ -92,7 +96,8 @@ pub fn tool<'p>(policy: &'p Policy, keys: &KeyRing, req: &ToolRequest<'_>, now: 
     audit.path = Some(path.encoded());
 
     // authenticate
-    let session = authenticate(policy, keys, req.headers, now, audit)?;
+    let slots = policy.tool(req.tool).map(|t| &t.session_token);
+    let session = authenticate(policy, keys, req.headers, req.query, slots, now, audit)?;
 
     // authorize (the method-override parameters of the query included)
     let permit = authorize_request(policy, session, req.tool, req.method, path, req.query)?;
@@ -105,6 +110,7 @@ pub fn tool<'p>(policy: &'p Policy, keys: &KeyRing, req: &ToolRequest<'_>, now: 
     let mut gate = Gate::new(policy, permit.session(), Some(permit.tool()), permit.path().encoded());
     gate.level = permit.rule().map(|r| r.level);
     gate.approval = permit.approval();
+    gate.query = crate::authenticate::without_token_params(req.query, Some(&permit.tool().session_token));
     Ok(Authorized { permit, gate, declared_length, body_limit })
 }
 
@@ -125,7 +131,8 @@ pub fn mcp<'p>(policy: &'p Policy, keys: &KeyRing, req: &McpRequest<'_>, now: u6
     audit.tool = Some(req.server.chars().take(64).collect());
 
     // authenticate
-    let session = authenticate(policy, keys, req.headers, now, audit)?;
+    let slots = policy.tool(req.server).map(|t| &t.session_token);
+    let session = authenticate(policy, keys, req.headers, None, slots, now, audit)?;
 
     // authorize: the server, then the message
     let (permit, granted) = authorize_mcp(policy, session, req.server, req.method)?;
@@ -186,7 +193,7 @@ pub fn egress(
     audit.path = Some(path.encoded());
 
     // authenticate
-    let session = authenticate(policy, keys, req.headers, now, audit)?;
+    let session = authenticate(policy, keys, req.headers, None, None, now, audit)?;
     let dest = parsed.map_err(|e| e.into_error(req.authority))?;
     audit.host = Some(dest.host.clone());
 
@@ -259,17 +266,18 @@ pub fn authorize_request<'p>(
     let (Some(tool), Some(granted)) = (policy.tool(tool_name), session.level_for(tool_name)) else {
         return Err(Error::ToolNotAllowed { tool: tool_name.to_string() });
     };
-    let overrides = method_overrides(query);
+    let pairs = query_pairs(query);
+    let overrides = method_overrides(&pairs);
     if !overrides.is_empty() && !tool.allow_method_override {
         return Err(Error::MethodOverride { tool: tool_name.to_string() });
     }
     let real = Method::parse(method).ok_or_else(|| Error::RouteNotAllowed { tool: tool_name.to_string(), method: method.to_string() })?;
-    let mut chosen = allowing_rule(tool, granted, real, path.segments())?;
+    let mut chosen = allowing_rule(tool, granted, real, path.segments(), &pairs)?;
     let mut approval = chosen.approval;
     for value in overrides {
         // The value is not named in the error: it is the sandbox's text.
         let overridden = value.ok_or_else(|| Error::RouteNotAllowed { tool: tool_name.to_string(), method: "(unrecognized method override)".into() })?;
-        let rule = allowing_rule(tool, granted, overridden, path.segments())?;
+        let rule = allowing_rule(tool, granted, overridden, path.segments(), &pairs)?;
         approval |= rule.approval;
         if rule.level > chosen.level {
             chosen = rule;
@@ -279,9 +287,9 @@ pub fn authorize_request<'p>(
 }
 
 /// The first rule that allows `method` on `path` at the `granted` level.
-fn allowing_rule<'p>(tool: &'p Tool, granted: Level, method: Method, path: &[String]) -> Result<&'p Rule, Error> {
+fn allowing_rule<'p>(tool: &'p Tool, granted: Level, method: Method, path: &[String], query: &[(Vec<u8>, Vec<u8>)]) -> Result<&'p Rule, Error> {
     let mut needed = None;
-    for rule in tool.rules.iter().filter(|r| r.matches(method, path)) {
+    for rule in tool.rules.iter().filter(|r| r.matches(method, path, query)) {
         if rule.level <= granted {
             return Ok(rule);
         }
@@ -293,24 +301,19 @@ fn allowing_rule<'p>(tool: &'p Tool, granted: Level, method: Method, path: &[Str
     }
 }
 
-/// The method-override parameters of a raw query, read the way a form
-/// decoder reads them (`+` is a space, then `%XX`); `;` separates pairs as
-/// well as `&` (older Rack and Python parsers split on both). Each value is
-/// the method it names (upper-cased, as frameworks do before using it), or
-/// `None` when it names none Airlock knows.
-fn method_overrides(query: Option<&str>) -> Vec<Option<Method>> {
-    let form_decode = |s: &str| crate::path::percent_decode_lenient(s.replace('+', " ").as_bytes());
-    query
-        .unwrap_or_default()
-        .split(['&', ';'])
-        .filter_map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            is_method_override_name(&form_decode(key)).then(|| {
-                let value = form_decode(value);
-                let value = String::from_utf8_lossy(&value);
-                let upper: String = value.trim().chars().map(|c| if c == '\u{131}' { 'I' } else { c.to_ascii_uppercase() }).collect();
-                Method::parse(&upper)
-            })
+/// The method-override parameters among a query's decoded pairs
+/// ([`query_pairs`] splits on `;` as well as `&`, as older Rack and Python
+/// parsers do). Each value is the method it names (upper-cased, as
+/// frameworks do before using it), or `None` when it names none Airlock
+/// knows.
+fn method_overrides(pairs: &[(Vec<u8>, Vec<u8>)]) -> Vec<Option<Method>> {
+    pairs
+        .iter()
+        .filter(|(key, _)| is_method_override_name(key))
+        .map(|(_, value)| {
+            let value = String::from_utf8_lossy(value);
+            let upper: String = value.trim().chars().map(|c| if c == '\u{131}' { 'I' } else { c.to_ascii_uppercase() }).collect();
+            Method::parse(&upper)
         })
         .collect()
 }

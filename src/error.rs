@@ -9,16 +9,29 @@
 
 use crate::level::Level;
 
+/// The challenge of a `401` for a missing or invalid session: Basic (the
+/// token as the password) and Bearer.
+pub const CHALLENGE: &str = "Basic realm=\"airlock\", Bearer realm=\"airlock\"";
+
 /// Why a token was refused. Never shown to the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenError {
     Missing,
     Malformed,
+    /// Two different tokens in one request (two headers, a header and a
+    /// query parameter, or one parameter twice).
+    Conflicting,
     UnknownKey,
     BadMac,
     BadClaims,
-    Expired { exp: u64, now: u64 },
-    NotYetValid { iat: u64, now: u64 },
+    Expired {
+        exp: u64,
+        now: u64,
+    },
+    NotYetValid {
+        iat: u64,
+        now: u64,
+    },
     WrongAudience,
 }
 
@@ -444,8 +457,18 @@ impl Error {
             Error::RateLimited { retry_after_s, .. } => vec![("retry-after", (*retry_after_s).min(86_400).to_string())],
             Error::IdempotencyNotStored { status } => vec![("x-airlock-original-status", status.to_string())],
             Error::ApprovalRequired { id } => vec![("x-airlock-approval-id", id.clone())],
+            // Clients that keep credentials in the URL or a helper (git,
+            // pip, curl --anyauth) send them only after a challenge.
+            Error::InvalidSession(_) | Error::SessionRevoked => vec![("www-authenticate", CHALLENGE.into())],
             _ => Vec::new(),
         }
+    }
+
+    /// The plain-text wire body for clients that show only text to their
+    /// user (git prints a `text/plain` error body as `remote: …` lines):
+    /// the same code and message as the JSON body.
+    pub fn text_body(&self) -> String {
+        format!("airlock: {}: {}\n", self.code(), self.public_message())
     }
 
     /// The JSON wire body: `{"error":{"code":"…","message":"…"}}`, or for
@@ -462,14 +485,43 @@ impl Error {
     }
 }
 
+/// Whether a client reads errors as text only: git (`User-Agent:
+/// git/…`) shows a `text/plain` body to its user and nothing of a JSON one.
+pub fn wants_text(user_agent: Option<&str>) -> bool {
+    user_agent.is_some_and(|ua| ua.starts_with("git/"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
+    fn a_missing_or_invalid_session_is_challenged() {
+        for e in [Error::InvalidSession(TokenError::Missing), Error::InvalidSession(TokenError::Conflicting), Error::SessionRevoked] {
+            assert!(e.headers().contains(&("www-authenticate", CHALLENGE.to_string())), "{e:?}");
+        }
+        assert_eq!(CHALLENGE, r#"Basic realm="airlock", Bearer realm="airlock""#);
+        for e in [Error::AdminKeyInvalid, Error::NotFound, Error::Proof(ProofError::Missing)] {
+            assert!(e.headers().iter().all(|(n, _)| *n != "www-authenticate"), "{e:?}");
+        }
+    }
+
+    #[test]
+    fn git_gets_the_error_as_text() {
+        assert!(wants_text(Some("git/2.47.3")));
+        assert!(!wants_text(Some("curl/8.0")));
+        assert!(!wants_text(None));
+        let e = Error::LevelInsufficient { tool: "git".into(), required: Level::Write, granted: Level::Read };
+        let text = e.text_body();
+        assert!(text.starts_with(&format!("airlock: {}: ", e.code())), "{text}");
+        assert!(text.ends_with('\n'));
+    }
+
+    #[test]
     fn every_token_failure_has_the_same_wire_body() {
         let bodies: Vec<String> = [
             TokenError::Malformed,
+            TokenError::Conflicting,
             TokenError::UnknownKey,
             TokenError::BadMac,
             TokenError::BadClaims,

@@ -19,6 +19,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use crate::admit::Admitted;
+use crate::authenticate::{is_token_header, without_token_params};
 use crate::authorize::{Authorized, EgressAuthorized, McpAuthorized, Permit};
 use crate::error::Error;
 use crate::mcp::{self, Call, CanonicalBody, McpRules};
@@ -74,6 +75,9 @@ pub struct Outbound {
     declared_length: Option<u64>,
     /// The policy's request body cap.
     body_limit: u64,
+    /// The tool's upstream timeouts, when it sets its own.
+    timeout_ms: Option<u64>,
+    idle_timeout_ms: Option<u64>,
     response: ResponseRules,
 }
 
@@ -106,6 +110,15 @@ impl Outbound {
     pub fn response(&self) -> &ResponseRules {
         &self.response
     }
+    /// How long to wait for the origin's answer: the tool's own timeout,
+    /// else `default` (the policy's).
+    pub fn timeout_ms(&self, default: u64) -> u64 {
+        self.timeout_ms.unwrap_or(default)
+    }
+    /// How long the origin's body may stay silent.
+    pub fn idle_timeout_ms(&self, default: u64) -> u64 {
+        self.idle_timeout_ms.unwrap_or(default)
+    }
 }
 
 /// What the response phase applies to the origin's answer, decided with the
@@ -120,6 +133,8 @@ pub struct ResponseRules {
     pub credentialed: bool,
     pub allow_range: bool,
     pub relocate: Relocate,
+    /// An origin `5xx` keeps its status and scrubbed body.
+    pub pass_server_errors: bool,
 }
 
 /// What becomes of a redirect's `Location`.
@@ -205,7 +220,16 @@ pub fn egress(authorized: EgressAuthorized, _admitted: &Admitted, req: &EgressRe
         filter: Redactor::new(Vec::new()),
         declared_length: authorized.declared_length,
         body_limit: authorized.body_limit,
-        response: ResponseRules { drop_cookies: true, inspect: false, credentialed: false, allow_range: true, relocate: Relocate::Egress },
+        response: ResponseRules {
+            drop_cookies: true,
+            inspect: false,
+            credentialed: false,
+            allow_range: true,
+            relocate: Relocate::Egress,
+            pass_server_errors: false,
+        },
+        timeout_ms: None,
+        idle_timeout_ms: None,
     }
 }
 
@@ -218,7 +242,9 @@ pub fn tool(
     secret: impl FnOnce(&str) -> Option<Rc<PreparedCredential>>,
 ) -> Result<Outbound, Error> {
     let credential = read_credential(&authorized.permit, secret)?;
-    let outbound = build(&authorized.permit, req.headers, req.query, credential.as_deref())?;
+    // The session token's own parameters never reach the origin.
+    let query = without_token_params(req.query, Some(&authorized.permit.tool().session_token));
+    let outbound = build(&authorized.permit, req.headers, Some(&query), credential.as_deref())?;
     Ok(Outbound { declared_length: authorized.declared_length, body_limit: authorized.body_limit, ..outbound })
 }
 
@@ -371,6 +397,9 @@ fn build(permit: &Permit<'_>, headers: &[(String, String)], query: Option<&str>,
         extra.extend(MCP_HEADERS.iter().map(|h| h.to_string()));
     }
     let mut out_headers = forwardable_headers(headers, &extra);
+    // The places of the session token are never forwarded (the policy
+    // cannot list them; this is the second wall).
+    out_headers.retain(|(n, _)| !is_token_header(n, Some(&tool.session_token)));
     if tool.credential.is_some() || tool.mcp.is_some() {
         // Slices of an echoed body, each shorter than the credential, would
         // pass the redactor and reassemble it: no ranges unless opted in.
@@ -476,11 +505,14 @@ fn build(permit: &Permit<'_>, headers: &[(String, String)], query: Option<&str>,
         filter: filter.unwrap_or_else(|| Redactor::new(Vec::new())),
         declared_length: None,
         body_limit: u64::MAX,
+        timeout_ms: tool.timeout_ms,
+        idle_timeout_ms: tool.idle_timeout_ms,
         response: ResponseRules {
             drop_cookies: tool.credential.is_some(),
             inspect: tool.credential.is_some() || tool.mcp.is_some(),
             credentialed: tool.credential.is_some(),
             allow_range: tool.allow_range,
+            pass_server_errors: tool.pass_server_errors,
             relocate: match tool.mcp {
                 Some(_) => Relocate::Drop,
                 None => Relocate::Tool { base: tool.origin.base.clone(), base_path: tool.origin.base_path.clone(), name: tool.name.clone() },

@@ -33,7 +33,7 @@ pub fn head(
     redactor: &Redactor,
     egress_location: impl Fn(&str) -> Option<String>,
 ) -> Result<Vec<(String, String)>, Error> {
-    if status >= 500 {
+    if status >= 500 && !rules.pass_server_errors {
         // The origin's own error body may describe its internals: the
         // sandbox gets Airlock's error, the status and a Retry-After that is
         // a number or a date and holds nothing Airlock injected.
@@ -171,6 +171,21 @@ fn is_http_date(v: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_origin_5xx_passes_only_when_the_tool_says_so_and_scrubbed() {
+        let secret = crate::secret::Secret::new(b"sk-live-credential-42".to_vec());
+        let redactor = Redactor::new(vec![secret]);
+        let headers = vec![("x-should-retry".to_string(), "true".to_string()), ("x-debug".to_string(), "key sk-live-credential-42".to_string())];
+        let mut rules =
+            ResponseRules { drop_cookies: true, inspect: true, credentialed: true, allow_range: false, relocate: Relocate::Drop, pass_server_errors: false };
+        let refused = head(529, headers.clone(), &rules, "https://a.example/x", &redactor, |_| None).unwrap_err();
+        assert_eq!(refused.code(), "upstream_error");
+        rules.pass_server_errors = true;
+        let passed = head(529, headers, &rules, "https://a.example/x", &redactor, |_| None).unwrap();
+        assert!(passed.contains(&("x-should-retry".to_string(), "true".to_string())));
+        assert!(passed.iter().all(|(_, v)| !v.contains("sk-live-credential-42")), "{passed:?}");
+    }
 
     #[test]
     fn tool_redirects() {

@@ -290,25 +290,8 @@ pub fn bearer(header: Option<&str>) -> Option<&str> {
 /// A space or comma: two values joined by the platform. Scanned as bytes
 /// (both are ASCII); a `[char]` pattern would decode the whole token as
 /// UTF-8, which was a seventh of the per-request core.
-fn joined(value: &str) -> bool {
+pub(crate) fn joined(value: &str) -> bool {
     value.bytes().any(|b| b == b' ' || b == b',')
-}
-
-/// The session token a sandbox presented: `Authorization: Bearer <token>`,
-/// or `Authorization: Basic base64(<any user>:<token>)` for clients that
-/// only speak basic auth (pip and git index credentials). The token is
-/// verified the same way whichever form carried it.
-pub fn presented(header: Option<&str>) -> Option<String> {
-    if let Some(token) = bearer(header) {
-        return Some(token.to_string());
-    }
-    let (scheme, rest) = header?.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") || joined(rest) {
-        return None;
-    }
-    let decoded = String::from_utf8(STANDARD.decode(rest).ok()?).ok()?;
-    let (_, token) = decoded.split_once(':')?;
-    (!token.is_empty()).then(|| token.to_string())
 }
 
 #[cfg(test)]
@@ -460,18 +443,6 @@ mod tests {
         // Errors never carry key material.
         let msg = KeyRing::parse(short).err().unwrap().to_string();
         assert!(!msg.contains("c2hvcnQ"));
-    }
-
-    #[test]
-    fn presented_token_forms() {
-        let basic = |s: &str| format!("Basic {}", STANDARD.encode(s));
-        assert_eq!(presented(Some("Bearer al1.x")).as_deref(), Some("al1.x"));
-        assert_eq!(presented(Some(&basic("session:al1.x"))).as_deref(), Some("al1.x"));
-        assert_eq!(presented(Some(&basic(":al1.x"))).as_deref(), Some("al1.x"));
-        assert_eq!(presented(Some(&basic("a:b:c"))).as_deref(), Some("b:c"), "the password is everything after the first colon");
-        for bad in [basic("session:"), basic("no-colon"), "Basic !!!".into(), "Basic".into(), "Basic a b".into(), format!("{}, Bearer x", basic("u:t"))] {
-            assert_eq!(presented(Some(&bad)), None, "{bad}");
-        }
     }
 
     #[test]

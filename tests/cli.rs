@@ -24,6 +24,30 @@ fn the_shipped_demo_policy_is_valid() {
 }
 
 #[test]
+fn policy_check_shows_the_tool_after_its_preset() {
+    let file = temp(
+        "preset.json",
+        r#"{"version":1,"audience":"a","tools":{
+            "claude":{"preset":"anthropic","credential":{"secret":"ANTHROPIC_KEY"}},
+            "repo":{"preset":"git","credential":{"secret":"GH_TOKEN"},"session_token":{"query":["key"]}}}}"#,
+    );
+    let (code, out, err) = airlock(&["policy", "check", &file]);
+    assert_eq!(code, 0, "{out}{err}");
+    for want in [
+        "claude (preset anthropic): https://api.anthropic.com, secret ANTHROPIC_KEY as x-api-key: <secret>",
+        "POST,PUT,PATCH /** -> write",
+        "forwards anthropic-version, anthropic-beta",
+        "timeout 600000 ms",
+        "origin 5xx answers passed through",
+        "repo (preset git): https://github.com, secret GH_TOKEN as Authorization: Basic x-access-token:<secret>",
+        "GET /*/*/info/refs?service=git-receive-pack -> write",
+        "session token also in ?key=",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
+}
+
+#[test]
 fn an_invalid_policy_names_the_field() {
     let file = temp(
         "bad.json",

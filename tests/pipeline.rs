@@ -6,6 +6,9 @@
 
 mod common;
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+
 use airlock::audit::Decision;
 use airlock::mint::mint;
 use airlock::policy::Policy;
@@ -55,8 +58,10 @@ fn allowed_call_sets_the_credential_and_drops_the_session_token() {
 #[test]
 fn private_tool_uses_its_binding_and_header() {
     let f = Fixture::new();
-    let auth = format!("Bearer {}", f.token(r#"{"private":"read"}"#, 60));
-    let Run { result: out, .. } = f.run("private", "GET", "/status", None, &[("authorization", &auth), ("x-api-key", "mine")], NOW);
+    // The token in the very header the credential goes into (as an SDK
+    // built for this API sends it): replaced, never forwarded.
+    let token = f.token(r#"{"private":"read"}"#, 60);
+    let Run { result: out, .. } = f.run("private", "GET", "/status", None, &[("x-api-key", &token)], NOW);
     let out = out.unwrap();
     assert_eq!(out.target(), &airlock::policy::Target::Service { binding: "PRIVATE_ORIGIN".into() });
     assert_eq!(out.url(), "https://private.airlock.invalid/status");
@@ -157,4 +162,55 @@ fn missing_credential_secret_fails_closed() {
     assert_eq!(result.err().map(|e| e.code()), Some("misconfigured"));
     assert!(read);
     assert_eq!(audit.decision, Decision::Error);
+}
+
+#[test]
+fn a_token_in_a_query_parameter_is_read_and_never_forwarded() {
+    let f = Fixture::new();
+    let token = f.token(r#"{"gemini":"write"}"#, 60);
+    for query in [format!("key={token}&alt=sse"), format!("alt=sse;key={token}"), format!("k%65y={token}&alt=sse")] {
+        let run = f.run("gemini", "POST", "/v1beta/models/m:generateContent", Some(&query), &[], NOW);
+        let out = run.result.unwrap_or_else(|e| panic!("{query}: {e:?}"));
+        let url = out.url();
+        assert!(url.starts_with("https://generativelanguage.googleapis.com/v1beta/models/m:generateContent?alt=sse"), "{url}");
+        assert!(!url.contains(&token) && !url.contains("key="), "{url}");
+        assert!(out.headers().contains(&("x-goog-api-key".to_string(), ECHO_SECRET.to_string())));
+        assert!(!run.audit.to_json().contains(&token));
+    }
+}
+
+#[test]
+fn git_smart_http_reads_with_read_and_pushes_with_write() {
+    let f = Fixture::new();
+    let read = f.token(r#"{"git":"read"}"#, 60);
+    let write = f.token(r#"{"git":"write"}"#, 60);
+    let basic = |t: &str| format!("Basic {}", STANDARD.encode(format!("x:{t}")));
+    let (read, write) = (basic(&read), basic(&write));
+    let ok = [
+        (&read, "GET", "/acme/app.git/info/refs", Some("service=git-upload-pack")),
+        (&read, "POST", "/acme/app.git/git-upload-pack", None),
+        (&write, "GET", "/acme/app/info/refs", Some("service=git-receive-pack")),
+        (&write, "POST", "/acme/app.git/git-receive-pack", None),
+        (&write, "GET", "/acme/app.git/info/refs", Some("service=git-upload-pack")),
+    ];
+    for (auth, method, path, query) in ok {
+        let run = f.run("git", method, path, query, &[("authorization", auth), ("git-protocol", "version=2")], NOW);
+        let out = run.result.unwrap_or_else(|e| panic!("{method} {path}: {e:?}"));
+        let expected = format!("Basic {}", STANDARD.encode(format!("x-access-token:{ECHO_SECRET}")));
+        assert!(out.headers().contains(&("authorization".to_string(), expected)), "{method} {path}");
+        assert!(out.headers().contains(&("git-protocol".to_string(), "version=2".to_string())), "{method} {path}");
+    }
+    let refused = [
+        (&read, "GET", "/acme/app.git/info/refs", Some("service=git-receive-pack"), "level_insufficient"),
+        (&read, "POST", "/acme/app.git/git-receive-pack", None, "level_insufficient"),
+        (&read, "GET", "/acme/app.git/info/refs", None, "route_not_allowed"),
+        (&read, "GET", "/acme/app.git/info/refs", Some("service=git-upload-pack&service=git-receive-pack"), "route_not_allowed"),
+        (&write, "GET", "/acme/app.git/info/refs", Some("service=git-upload-pack;service=git-receive-pack"), "route_not_allowed"),
+    ];
+    for (auth, method, path, query, code) in refused {
+        let run = f.run("git", method, path, query, &[("authorization", auth)], NOW);
+        let e = run.result.err().unwrap_or_else(|| panic!("{method} {path} {query:?}: allowed"));
+        assert_eq!(e.code(), code, "{method} {path} {query:?}");
+        assert!(!run.secret_read, "{method} {path} {query:?}: the credential was read");
+    }
 }

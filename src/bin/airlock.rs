@@ -23,7 +23,7 @@ fn main() -> ExitCode {
 mod cli {
     use std::process::ExitCode;
 
-    use airlock::policy::{Policy, Target};
+    use airlock::policy::{Placement, Policy, Target, Tool};
     use base64::engine::general_purpose::STANDARD;
     use base64::Engine;
 
@@ -75,22 +75,7 @@ mod cli {
             Ok(policy) => {
                 println!("{file}: policy OK (audience {:?})", policy.audience);
                 for tool in policy.tools() {
-                    let target = match &tool.origin.target {
-                        Target::Public => format!("{}{}", tool.origin.base, tool.origin.base_path),
-                        Target::Service { binding } => format!("service {binding}"),
-                    };
-                    let secret = tool.credential.as_ref().map_or("no credential".to_string(), |c| format!("secret {}", c.secret));
-                    let what = match &tool.mcp {
-                        Some(m) => format!(
-                            "MCP server at /mcp/{} ({} tool(s), {} prompt(s), {} resource prefix(es))",
-                            tool.name,
-                            m.tools.len(),
-                            m.prompts.len(),
-                            m.resources.len()
-                        ),
-                        None => format!("{} rule(s)", tool.rules.len()),
-                    };
-                    println!("  {:<16} {target}, {secret}, {what}", tool.name);
+                    print_tool(tool);
                 }
                 ExitCode::SUCCESS
             }
@@ -98,6 +83,60 @@ mod cli {
                 eprintln!("{file}: invalid policy: {e}");
                 ExitCode::FAILURE
             }
+        }
+    }
+
+    /// One tool as Airlock will run it: after its preset is applied.
+    fn print_tool(tool: &Tool) {
+        let target = match &tool.origin.target {
+            Target::Public => format!("{}{}", tool.origin.base, tool.origin.base_path),
+            Target::Service { binding } => format!("service {binding}"),
+        };
+        let preset = tool.preset.map_or(String::new(), |p| format!(" (preset {p})"));
+        let secret = match &tool.credential {
+            None => "no credential".to_string(),
+            Some(c) => {
+                let place = match &c.placement {
+                    Placement::Bearer => "Authorization: Bearer <secret>".to_string(),
+                    Placement::Header { name, prefix, suffix } => format!("{name}: {prefix}<secret>{suffix}"),
+                    Placement::Basic { username: Some(u) } => format!("Authorization: Basic {u}:<secret>"),
+                    Placement::Basic { username: None } => "Authorization: Basic <secret>:".to_string(),
+                    Placement::Query { param } => format!("?{param}=<secret>"),
+                };
+                format!("secret {} as {place}", c.secret)
+            }
+        };
+        println!("  {}{preset}: {target}, {secret}", tool.name);
+        if let Some(m) = &tool.mcp {
+            println!(
+                "      MCP server at /mcp/{} ({} tool(s), {} prompt(s), {} resource prefix(es))",
+                tool.name,
+                m.tools.len(),
+                m.prompts.len(),
+                m.resources.len()
+            );
+        }
+        for rule in &tool.rules {
+            let methods: Vec<&str> = rule.methods.iter().map(|m| m.as_str()).collect();
+            let query: String = rule.query.iter().map(|(k, v)| format!("{}{k}={v}", if k == &rule.query[0].0 { "?" } else { "&" })).collect();
+            let approval = if rule.approval { ", approval" } else { "" };
+            println!("      {} {}{query} -> {}{approval}", methods.join(","), rule.path.as_str(), rule.level.as_str());
+        }
+        if !tool.forward_headers.is_empty() {
+            println!("      forwards {}", tool.forward_headers.join(", "));
+        }
+        let slots: Vec<String> = tool.session_token.headers.iter().cloned().chain(tool.session_token.query.iter().map(|q| format!("?{q}="))).collect();
+        if !slots.is_empty() {
+            println!("      session token also in {}", slots.join(", "));
+        }
+        if let Some(ms) = tool.timeout_ms {
+            println!("      timeout {ms} ms");
+        }
+        if let Some(ms) = tool.idle_timeout_ms {
+            println!("      idle timeout {ms} ms");
+        }
+        if tool.pass_server_errors {
+            println!("      origin 5xx answers passed through (scrubbed)");
         }
     }
 

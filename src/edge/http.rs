@@ -19,8 +19,17 @@ pub fn json_response(status: u16, body: String) -> Response {
     Response::builder().with_status(status).with_headers(headers).fixed(body.into_bytes())
 }
 
-pub fn error_response(error: &Error) -> Response {
-    let response = json_response(error.status(), error.wire_body());
+/// The wire form of `error`: JSON, or text for clients that only show
+/// text (`text`, see [`crate::error::wants_text`]).
+pub fn error_response(error: &Error, text: bool) -> Response {
+    let response = if text {
+        let headers = Headers::new();
+        let _ = headers.set("content-type", "text/plain; charset=utf-8");
+        let _ = headers.set("cache-control", "no-store");
+        Response::builder().with_status(error.status()).with_headers(headers).fixed(error.text_body().into_bytes())
+    } else {
+        json_response(error.status(), error.wire_body())
+    };
     for (name, value) in error.headers() {
         let _ = response.headers().set(name, &value);
     }

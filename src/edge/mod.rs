@@ -63,6 +63,7 @@ pub async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Respo
         Ok(b) => (hex(&b), None),
         Err(e) => (format!("t{started}"), Some(e)),
     };
+    let text_errors = crate::error::wants_text(req.headers().get("user-agent").ok().flatten().as_deref());
     let slot: SharedAudit = Rc::new(RefCell::new(AuditSlot::new(started)));
     let mut audit = AuditRecord::new(request_id.clone(), &method, started);
     let result = match id_error {
@@ -73,7 +74,7 @@ pub async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Respo
         Ok(response) => response,
         Err(error) => {
             audit.fail(&error);
-            error_response(&error)
+            error_response(&error, text_errors)
         }
     };
     let _ = response.headers_mut().set(REQUEST_ID_HEADER, &request_id);
@@ -117,7 +118,7 @@ async fn handle(mut req: Request, env: &Env, ctx: &Context, audit: &mut AuditRec
             };
             let redactor = outbound.take_filter();
             let source = body.as_deref().map_or(Body::Inbound(&req), Body::Bytes);
-            let upstream = forward(source, env, &outbound, &redactor, timeout).await;
+            let upstream = forward(source, env, &outbound, &redactor, outbound.timeout_ms(timeout)).await;
             let parts = Parts { outbound: &outbound, limits: &policy.limits, slot, ctx };
             finish_tool(upstream, redactor, parts, admitted.into_claim(), env, audit).await
         }
@@ -135,7 +136,7 @@ async fn handle(mut req: Request, env: &Env, ctx: &Context, audit: &mut AuditRec
             let outbound = inject::egress(authorized, &admitted, &request);
             let redactor = Redactor::new(Vec::new());
             let source = body.as_deref().map_or(Body::Inbound(&req), Body::Bytes);
-            let upstream = forward(source, env, &outbound, &redactor, timeout).await?;
+            let upstream = forward(source, env, &outbound, &redactor, outbound.timeout_ms(timeout)).await?;
             // Egress answers never carry cookies back, and redirects are
             // rewritten to the egress route or dropped.
             let relocate = |location: &str| egress::rewrite_location(location, outbound.url(), &policy.egress, own_host.as_deref());
@@ -162,7 +163,7 @@ async fn handle(mut req: Request, env: &Env, ctx: &Context, audit: &mut AuditRec
             };
             let redactor = exchange.outbound.take_filter();
             let source = exchange.body.as_ref().map_or(Body::Inbound(&req), |b| Body::Bytes(b.as_bytes()));
-            let upstream = forward(source, env, &exchange.outbound, &redactor, timeout).await?;
+            let upstream = forward(source, env, &exchange.outbound, &redactor, exchange.outbound.timeout_ms(timeout)).await?;
             finish_mcp(upstream, *exchange, redactor, &keys, &policy.limits, slot, ctx, audit).await
         }
         Route::NotFound => Err(Error::NotFound),

@@ -178,6 +178,7 @@ pub async fn finish_response(
         // A value the runtime refuses is dropped rather than failing the call.
         let _ = headers.append(name, value);
     }
+    let idle_ms = outbound.idle_timeout_ms(limits.upstream_idle_timeout_ms);
     let null_body = outbound.method().as_str() == "HEAD" || matches!(status, 101 | 204 | 205 | 304);
     let small = upstream
         .headers()
@@ -191,7 +192,7 @@ pub async fn finish_response(
         _ if streamed && !null_body && small.is_some() => {
             // A small body of declared length is read in one call and
             // scrubbed whole: a stream costs more than the body itself.
-            let bytes = read_small(&upstream, limits.upstream_idle_timeout_ms).await;
+            let bytes = read_small(&upstream, idle_ms).await;
             let mut filter = filter;
             let out = match bytes.map(|b| {
                 filter.push(&b).map(|mut out| {
@@ -211,7 +212,7 @@ pub async fn finish_response(
         }
         worker::ResponseBody::Stream(body) if !null_body => {
             let body = body.clone();
-            let limits = BodyLimits { max_bytes: limits.max_response_body_bytes, idle_ms: limits.upstream_idle_timeout_ms };
+            let limits = BodyLimits { max_bytes: limits.max_response_body_bytes, idle_ms };
             ctx.wait_until(audit_watchdog(Rc::downgrade(slot), limits.idle_ms));
             Response::from_stream(filtered_body(body, filter, limits, slot.clone())).map_err(|_| Error::Internal("building response stream".into()))?
         }
@@ -259,7 +260,7 @@ pub async fn finish_idempotent(
         return Ok(Response::builder().with_status(status).with_headers(headers).empty());
     };
     let cap = claim.max_body;
-    let limits = BodyLimits { max_bytes: parts.limits.max_response_body_bytes, idle_ms: parts.limits.upstream_idle_timeout_ms };
+    let limits = BodyLimits { max_bytes: parts.limits.max_response_body_bytes, idle_ms: parts.outbound.idle_timeout_ms(parts.limits.upstream_idle_timeout_ms) };
     let mut source = Source::new(raw);
     let mut buf = Vec::new();
     let mut out = Vec::new();

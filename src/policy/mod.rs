@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 use crate::egress::EgressRule;
 
+mod preset;
 mod raw;
 #[cfg(test)]
 mod tests;
@@ -140,15 +141,42 @@ impl PathPattern {
 pub struct Rule {
     pub methods: Vec<Method>,
     pub path: PathPattern,
+    /// Query parameters the request must carry, each exactly once and with
+    /// exactly this (form-decoded) value: `service=git-upload-pack`.
+    pub query: Vec<(String, String)>,
     pub level: Level,
     /// A human must approve each matching request before it is forwarded.
     pub approval: bool,
 }
 
 impl Rule {
-    pub fn matches<S: AsRef<str>>(&self, method: Method, path: &[S]) -> bool {
-        self.methods.contains(&method) && self.path.matches(path)
+    /// `query` is the request's query as decoded pairs
+    /// ([`query_pairs`]); only read when the rule names parameters.
+    pub fn matches<S: AsRef<str>>(&self, method: Method, path: &[S], query: &[(Vec<u8>, Vec<u8>)]) -> bool {
+        self.methods.contains(&method)
+            && self.path.matches(path)
+            && self.query.iter().all(|(name, value)| {
+                let mut found = query.iter().filter(|(k, _)| k == name.as_bytes());
+                matches!((found.next(), found.next()), (Some((_, v)), None) if v == value.as_bytes())
+            })
     }
+}
+
+/// A raw query (without `?`) as a form decoder reads it: pairs split on
+/// `&` and on `;` (which older Rack and Python parsers also split on, so a
+/// parameter hidden behind a `;` still counts), `+` as a space, then
+/// `%XX`.
+pub fn query_pairs(query: Option<&str>) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let form_decode = |s: &str| crate::path::percent_decode_lenient(s.replace('+', " ").as_bytes());
+    query
+        .unwrap_or_default()
+        .split(['&', ';'])
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (form_decode(key), form_decode(value))
+        })
+        .collect()
 }
 
 /// Where a tool's requests go. The sandbox never chooses any part of it.
@@ -190,9 +218,20 @@ pub struct Credential {
     pub placement: Placement,
 }
 
+/// Places beyond [`crate::authenticate::TOKEN_HEADERS`] where a tool
+/// accepts the session token (lower-case header names, query parameter
+/// names). None of them is ever forwarded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TokenSlots {
+    pub headers: Vec<String>,
+    pub query: Vec<String>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tool {
     pub name: String,
+    /// The vendor preset the tool was filled in from, if any.
+    pub preset: Option<&'static str>,
     pub origin: Origin,
     pub credential: Option<Credential>,
     /// Extra request headers forwarded on top of the built-in allowlist (lower-case).
@@ -213,6 +252,13 @@ pub struct Tool {
     pub require_proof: bool,
     /// Rate limit per (session, tool).
     pub rate: Option<Rate>,
+    pub session_token: TokenSlots,
+    /// Upstream timeouts of this tool; the policy's limits when unset.
+    pub timeout_ms: Option<u64>,
+    pub idle_timeout_ms: Option<u64>,
+    /// An origin `5xx` keeps its status and its (scrubbed) body, for public
+    /// APIs whose SDKs read error bodies to decide retries.
+    pub pass_server_errors: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -46,7 +46,7 @@ pub(super) struct RawPolicy {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawRate {
+pub(super) struct RawRate {
     burst: u32,
     per_second: f64,
 }
@@ -103,31 +103,45 @@ struct RawLimits {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawTool {
-    origin: Option<String>,
-    service: Option<String>,
+pub(super) struct RawTool {
+    pub(super) preset: Option<String>,
+    pub(super) origin: Option<String>,
+    pub(super) service: Option<String>,
     #[serde(default)]
-    allow_http: bool,
-    credential: Option<RawCredential>,
+    pub(super) allow_http: bool,
+    pub(super) credential: Option<RawCredential>,
     #[serde(default)]
-    forward_headers: Vec<String>,
+    pub(super) forward_headers: Vec<String>,
     #[serde(default)]
-    allow_path_params: bool,
+    pub(super) allow_path_params: bool,
     #[serde(default)]
-    allow_method_override: bool,
+    pub(super) allow_method_override: bool,
     #[serde(default)]
-    allow_range: bool,
+    pub(super) allow_range: bool,
     #[serde(default)]
-    rules: Vec<RawRule>,
-    mcp: Option<RawMcp>,
+    pub(super) rules: Vec<RawRule>,
+    pub(super) mcp: Option<RawMcp>,
     #[serde(default)]
-    require_proof: bool,
-    rate: Option<RawRate>,
+    pub(super) require_proof: bool,
+    pub(super) rate: Option<RawRate>,
+    pub(super) session_token: Option<RawTokenSlots>,
+    pub(super) timeout_ms: Option<u64>,
+    pub(super) idle_timeout_ms: Option<u64>,
+    pub(super) pass_server_errors: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTokenSlots {
+    #[serde(default)]
+    headers: Vec<String>,
+    #[serde(default)]
+    query: Vec<String>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawMcp {
+pub(super) struct RawMcp {
     #[serde(default)]
     tools: BTreeMap<String, Level>,
     default_tool_level: Option<Level>,
@@ -146,18 +160,19 @@ struct RawMcpResource {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawCredential {
-    secret: String,
-    inject: RawInject,
-    header: Option<String>,
-    format: Option<String>,
-    username: Option<String>,
-    param: Option<String>,
+pub(super) struct RawCredential {
+    pub(super) secret: String,
+    /// Optional only when a preset gives the placement.
+    pub(super) inject: Option<RawInject>,
+    pub(super) header: Option<String>,
+    pub(super) format: Option<String>,
+    pub(super) username: Option<String>,
+    pub(super) param: Option<String>,
 }
 
 #[derive(Deserialize, Clone, Copy)]
 #[serde(rename_all = "lowercase")]
-enum RawInject {
+pub(super) enum RawInject {
     Bearer,
     Header,
     Basic,
@@ -166,12 +181,14 @@ enum RawInject {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawRule {
-    methods: Vec<String>,
-    path: String,
-    level: Level,
+pub(super) struct RawRule {
+    pub(super) methods: Vec<String>,
+    pub(super) path: String,
     #[serde(default)]
-    approval: bool,
+    pub(super) query: BTreeMap<String, String>,
+    pub(super) level: Level,
+    #[serde(default)]
+    pub(super) approval: bool,
 }
 
 // ---- validation ----------------------------------------------------------
@@ -244,12 +261,17 @@ impl RawPolicy {
             return Err(err("tools", "declare at least one tool"));
         }
         let mut tools = BTreeMap::new();
-        for (name, raw) in self.tools {
+        for (name, mut raw) in self.tools {
             let field = format!("tools.{name}");
             if !is_token_name(&name) {
                 return Err(err(field, "tool names are 1-64 of [a-z0-9_-], starting with a letter or digit"));
             }
-            let tool = raw.validate(&name, &field)?;
+            let preset = match raw.preset.take() {
+                Some(p) => Some(super::preset::apply(&p, &mut raw).ok_or_else(|| err(format!("{field}.preset"), super::preset::UNKNOWN))?),
+                None => None,
+            };
+            let mut tool = raw.validate(&name, &field)?;
+            tool.preset = preset;
             tools.insert(name, tool);
         }
         let mut egress = Vec::new();
@@ -271,6 +293,12 @@ impl RawPolicy {
 
 impl RawTool {
     fn validate(self, name: &str, field: &str) -> Result<Tool, PolicyError> {
+        let session_token = validate_slots(self.session_token.unwrap_or_default(), &format!("{field}.session_token"))?;
+        for (key, value) in [("timeout_ms", self.timeout_ms), ("idle_timeout_ms", self.idle_timeout_ms)] {
+            if value.is_some_and(|v| !(1_000..=MAX_TOOL_TIMEOUT_MS).contains(&v)) {
+                return Err(err(format!("{field}.{key}"), format!("must be between 1000 and {MAX_TOOL_TIMEOUT_MS}")));
+            }
+        }
         let origin = match (self.origin, self.service) {
             (Some(url), None) => Origin { target: Target::Public, ..parse_origin(&url, self.allow_http, &format!("{field}.origin"))? },
             (url, Some(binding)) => {
@@ -301,6 +329,9 @@ impl RawTool {
             // Headers are bound by neither request proofs nor approvals, so
             // an approved POST could come back as a DELETE; the query
             // parameter (with `allow_method_override`) is bound by both.
+            if crate::authenticate::is_token_header(&lower, Some(&session_token)) {
+                return Err(err(f, "is a place for the session token and is never forwarded"));
+            }
             if is_method_override_name(lower.as_bytes()) {
                 return Err(err(
                     f,
@@ -350,7 +381,16 @@ impl RawTool {
                 methods.push(method);
             }
             let path = PathPattern::parse(&r.path).map_err(|m| err(format!("{f}.path"), m))?;
-            rules.push(Rule { methods, path, level: r.level, approval: r.approval });
+            for (name, value) in &r.query {
+                if name.is_empty() || is_method_override_name(name.as_bytes()) || session_token.query.contains(name) {
+                    return Err(err(format!("{f}.query"), format!("{name:?} cannot be matched")));
+                }
+                if value.bytes().any(|b| b.is_ascii_control()) {
+                    return Err(err(format!("{f}.query.{name}"), "must not contain control characters"));
+                }
+            }
+            let query = r.query.into_iter().collect();
+            rules.push(Rule { methods, path, query, level: r.level, approval: r.approval });
         }
         let rate = self.rate.map(|r| r.validate(&format!("{field}.rate"))).transpose()?;
         Ok(Tool {
@@ -365,8 +405,36 @@ impl RawTool {
             mcp,
             require_proof: self.require_proof,
             rate,
+            preset: None,
+            session_token,
+            timeout_ms: self.timeout_ms,
+            idle_timeout_ms: self.idle_timeout_ms,
+            pass_server_errors: self.pass_server_errors.unwrap_or(false),
         })
     }
+}
+
+/// Longest per-tool upstream timeout: a long non-streaming model call.
+const MAX_TOOL_TIMEOUT_MS: u64 = 900_000;
+
+/// A tool's extra places for the session token: header names that are not
+/// otherwise forwarded or forbidden, and query parameter names.
+fn validate_slots(raw: RawTokenSlots, field: &str) -> Result<TokenSlots, PolicyError> {
+    let mut headers = Vec::new();
+    for (i, h) in raw.headers.into_iter().enumerate() {
+        let lower = h.to_ascii_lowercase();
+        let builtin = crate::inject::FORWARDED_HEADERS.contains(&lower.as_str()) || crate::inject::MCP_HEADERS.contains(&lower.as_str());
+        if !is_header_name(&lower) || header_is_forbidden(&lower) || builtin {
+            return Err(err(format!("{field}.headers[{i}]"), format!("{lower:?} cannot carry the session token")));
+        }
+        headers.push(lower);
+    }
+    for (i, q) in raw.query.iter().enumerate() {
+        if q.is_empty() || !q.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b)) || is_method_override_name(q.as_bytes()) {
+            return Err(err(format!("{field}.query[{i}]"), "must be 1+ of [A-Za-z0-9-_.~] and not a method override"));
+        }
+    }
+    Ok(TokenSlots { headers, query: raw.query })
 }
 
 fn parse_origin(raw: &str, allow_http: bool, field: &str) -> Result<Origin, PolicyError> {
@@ -409,7 +477,8 @@ impl RawCredential {
                 Ok(())
             }
         };
-        let placement = match self.inject {
+        let inject = self.inject.ok_or_else(|| err(format!("{field}.inject"), "required: bearer, header, basic or query (or a tool \"preset\")"))?;
+        let placement = match inject {
             RawInject::Bearer => {
                 unexpected("header", self.header.is_some())?;
                 unexpected("format", self.format.is_some())?;

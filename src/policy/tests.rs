@@ -286,11 +286,137 @@ fn pattern_matching_table() {
 
 #[test]
 fn rule_matches_method_and_path() {
-    let r = Rule { methods: vec![Method::Get, Method::Head], path: PathPattern::parse("/a/*").unwrap(), level: Level::Read, approval: false };
-    assert!(r.matches(Method::Get, &["a", "x"]));
-    assert!(r.matches(Method::Head, &["a", "x"]));
-    assert!(!r.matches(Method::Post, &["a", "x"]));
-    assert!(!r.matches(Method::Get, &["b", "x"]));
+    let r = Rule { methods: vec![Method::Get, Method::Head], path: PathPattern::parse("/a/*").unwrap(), query: vec![], level: Level::Read, approval: false };
+    assert!(r.matches(Method::Get, &["a", "x"], &[]));
+    assert!(r.matches(Method::Head, &["a", "x"], &query_pairs(Some("anything=1"))));
+    assert!(!r.matches(Method::Post, &["a", "x"], &[]));
+    assert!(!r.matches(Method::Get, &["b", "x"], &[]));
+}
+
+#[test]
+fn rule_query_parameters_match_once_and_exactly() {
+    let r = Rule {
+        methods: vec![Method::Get],
+        path: PathPattern::parse("/*/*/info/refs").unwrap(),
+        query: vec![("service".into(), "git-upload-pack".into())],
+        level: Level::Read,
+        approval: false,
+    };
+    let path = ["acme", "app.git", "info", "refs"];
+    let table = [
+        ("service=git-upload-pack", true),
+        ("a=1&service=git-upload-pack", true),
+        ("service=git%2Dupload%2Dpack", true),
+        ("ser%76ice=git-upload-pack", true),
+        ("", false),
+        ("service=git-receive-pack", false),
+        ("service=git-upload-pack&service=git-receive-pack", false),
+        ("service=git-upload-pack;service=git-receive-pack", false),
+        ("service=git-upload-pack&service=git-upload-pack", false),
+        ("service=git-upload-pack+", false),
+        ("Service=git-upload-pack", false),
+        ("service", false),
+    ];
+    for (query, want) in table {
+        assert_eq!(r.matches(Method::Get, &path, &query_pairs(Some(query))), want, "{query}");
+    }
+}
+
+fn tool_json(tool: serde_json::Value) -> Result<Policy, PolicyError> {
+    Policy::parse(&serde_json::json!({ "version": 1, "audience": "t", "tools": { "x": tool } }).to_string())
+}
+
+#[test]
+fn presets_fill_in_what_the_tool_does_not_say() {
+    let p = tool_json(serde_json::json!({ "preset": "anthropic", "credential": { "secret": "ANTHROPIC_KEY" } })).unwrap();
+    let t = p.tool("x").unwrap();
+    assert_eq!(t.preset, Some("anthropic"));
+    assert_eq!(t.origin.base, "https://api.anthropic.com");
+    assert_eq!(t.credential.as_ref().unwrap().placement, Placement::Header { name: "x-api-key".into(), prefix: String::new(), suffix: String::new() });
+    assert_eq!(t.forward_headers, vec!["anthropic-version", "anthropic-beta"]);
+    assert_eq!((t.timeout_ms, t.idle_timeout_ms, t.pass_server_errors), (Some(600_000), Some(300_000), true));
+    let levels: Vec<(Method, Level)> = t.rules.iter().flat_map(|r| r.methods.iter().map(move |m| (*m, r.level))).collect();
+    assert!(levels.contains(&(Method::Get, Level::Read)) && levels.contains(&(Method::Post, Level::Write)) && levels.contains(&(Method::Delete, Level::Admin)));
+
+    let cases = [
+        ("openai", "https://api.openai.com", Placement::Bearer),
+        (
+            "google-genai",
+            "https://generativelanguage.googleapis.com",
+            Placement::Header { name: "x-goog-api-key".into(), prefix: String::new(), suffix: String::new() },
+        ),
+        ("github", "https://api.github.com", Placement::Bearer),
+        ("stripe", "https://api.stripe.com", Placement::Bearer),
+        ("git", "https://github.com", Placement::Basic { username: Some("x-access-token".into()) }),
+    ];
+    for (preset, origin, placement) in cases {
+        let p = tool_json(serde_json::json!({ "preset": preset, "credential": { "secret": "K" } })).unwrap();
+        let t = p.tool("x").unwrap();
+        assert_eq!((t.origin.base.as_str(), &t.credential.as_ref().unwrap().placement), (origin, &placement), "{preset}");
+    }
+    let git = tool_json(serde_json::json!({ "preset": "git", "credential": { "secret": "K" } })).unwrap();
+    let git = git.tool("x").unwrap();
+    assert!(git.forward_headers.contains(&"git-protocol".to_string()));
+    let push = git.rules.iter().find(|r| r.query == vec![("service".to_string(), "git-receive-pack".to_string())]).unwrap();
+    assert_eq!(push.level, Level::Write);
+}
+
+#[test]
+fn what_the_tool_states_wins_over_its_preset() {
+    let p = tool_json(serde_json::json!({
+        "preset": "openai",
+        "origin": "http://127.0.0.1:9000/v1",
+        "allow_http": true,
+        "credential": { "secret": "K", "inject": "header", "header": "api-key" },
+        "forward_headers": ["x-extra"],
+        "rules": [ { "methods": ["GET"], "path": "/models", "level": "read" } ],
+        "timeout_ms": 5000,
+        "pass_server_errors": false
+    }))
+    .unwrap();
+    let t = p.tool("x").unwrap();
+    assert_eq!((t.origin.base.as_str(), t.origin.base_path.as_str()), ("http://127.0.0.1:9000", "/v1"));
+    assert_eq!(t.credential.as_ref().unwrap().placement, Placement::Header { name: "api-key".into(), prefix: String::new(), suffix: String::new() });
+    assert_eq!(t.forward_headers, vec!["x-extra", "openai-beta", "openai-organization", "openai-project"]);
+    assert_eq!(t.rules.len(), 1);
+    assert_eq!((t.timeout_ms, t.idle_timeout_ms, t.pass_server_errors), (Some(5000), Some(300_000), false));
+    // A service binding replaces the preset's origin too.
+    let p = tool_json(serde_json::json!({ "preset": "github", "service": "GH_TUNNEL" })).unwrap();
+    assert_eq!(p.tool("x").unwrap().origin.target, Target::Service { binding: "GH_TUNNEL".into() });
+}
+
+#[test]
+fn preset_and_token_place_errors_name_the_field() {
+    let table = [
+        (serde_json::json!({ "preset": "nope", "rules": [] }), "tools.x.preset"),
+        (serde_json::json!({ "origin": "https://a.example", "credential": { "secret": "K" }, "rules": [] }), "tools.x.credential.inject"),
+        (serde_json::json!({ "preset": "openai", "forward_headers": ["x-api-key"] }), "tools.x.forward_headers[0]"),
+        (serde_json::json!({ "preset": "openai", "forward_headers": ["Api-Key"] }), "tools.x.forward_headers[0]"),
+        (serde_json::json!({ "preset": "openai", "session_token": { "headers": ["x-mine"] }, "forward_headers": ["x-mine"] }), "tools.x.forward_headers[0]"),
+        (serde_json::json!({ "preset": "openai", "session_token": { "headers": ["accept"] } }), "tools.x.session_token.headers[0]"),
+        (serde_json::json!({ "preset": "openai", "session_token": { "headers": ["cookie"] } }), "tools.x.session_token.headers[0]"),
+        (serde_json::json!({ "preset": "openai", "session_token": { "query": ["a b"] } }), "tools.x.session_token.query[0]"),
+        (serde_json::json!({ "preset": "openai", "session_token": { "query": ["_method"] } }), "tools.x.session_token.query[0]"),
+        (serde_json::json!({ "preset": "openai", "timeout_ms": 999 }), "tools.x.timeout_ms"),
+        (serde_json::json!({ "preset": "openai", "idle_timeout_ms": 900001 }), "tools.x.idle_timeout_ms"),
+        (
+            serde_json::json!({ "origin": "https://a.example", "rules": [ { "methods": ["GET"], "path": "/", "query": { "_method": "x" }, "level": "read" } ] }),
+            "tools.x.rules[0].query",
+        ),
+        (
+            serde_json::json!({ "origin": "https://a.example", "session_token": { "query": ["key"] }, "rules": [ { "methods": ["GET"], "path": "/", "query": { "key": "x" }, "level": "read" } ] }),
+            "tools.x.rules[0].query",
+        ),
+    ];
+    for (tool, field) in table {
+        let e = tool_json(tool.clone()).expect_err(&tool.to_string());
+        assert_eq!(e.field, field, "{tool}: {e}");
+    }
+    let ok = tool_json(
+        serde_json::json!({ "preset": "google-genai", "credential": { "secret": "K" }, "session_token": { "headers": ["x-mine"], "query": ["key"] } }),
+    )
+    .unwrap();
+    assert_eq!(ok.tool("x").unwrap().session_token, TokenSlots { headers: vec!["x-mine".into()], query: vec!["key".into()] });
 }
 
 #[test]

@@ -48,6 +48,16 @@ pub const POLICY: &str = r#"{
         "prompts": { "summarize": "read" }
       }
     },
+    "gemini": {
+      "preset": "google-genai",
+      "credential": { "secret": "ECHO_TOKEN" },
+      "session_token": { "query": ["key"] }
+    },
+    "git": {
+      "preset": "git",
+      "origin": "https://git.example.com",
+      "credential": { "secret": "ECHO_TOKEN" }
+    },
     "private": {
       "service": "PRIVATE_ORIGIN",
       "credential": { "secret": "PRIVATE_KEY", "inject": "header", "header": "x-api-key", "format": "Key {secret}" },

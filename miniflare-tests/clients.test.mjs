@@ -19,7 +19,7 @@
 import assert from "node:assert/strict";
 import { execFile, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -87,6 +87,8 @@ const fakeSessionToken = () =>
 let origins; // kind -> origin
 let gitRoot; // temp dir: the origin's bare repositories, and the clients' HOME and work trees
 let closedProxy; // a proxy URL where nothing listens
+let git; // the git origin
+let gitEnv; // the environment of every git command
 
 async function closedPortUrl() {
   const s = http.createServer();
@@ -131,7 +133,7 @@ function run(file, args, { env = clientEnv(), cwd = gitRoot, input } = {}) {
         resolve({ code: err ? err.code : 0, stdout, stderr });
       },
     );
-    if (input !== undefined) child.stdin.end(input);
+    child.stdin.end(input); // no client waits on a terminal or a pipe
   });
 }
 
@@ -152,11 +154,12 @@ function assertNoCredential(text, cred, label) {
   for (const w of secretWindows(cred)) assert.ok(!text.includes(w), `${label}: holds part of the credential`);
 }
 
-/** The origin's requests since `since`: all answered 2xx, none holding the session token. */
-function originRequests(origin, since, token) {
+/** The origin's requests since `since`: all answered 2xx (or `status`), none holding the session token. */
+function originRequests(origin, since, token, { status } = {}) {
   const recs = origin.requests.slice(since);
   for (const rec of recs) {
-    assert.ok(rec.status >= 200 && rec.status < 300, `${origin.kind} answered ${rec.status} to ${rec.method} ${rec.url}${rec.error ? `: ${rec.error}` : ""}`);
+    const good = status === undefined ? rec.status >= 200 && rec.status < 300 : rec.status === status;
+    assert.ok(good, `${origin.kind} answered ${rec.status} to ${rec.method} ${rec.url}${rec.error ? `: ${rec.error}` : ""}`);
     const all = everythingReceived(rec);
     assert.ok(!all.includes(token), `${origin.kind} received the session token (${rec.method} ${rec.url})`);
     for (const w of secretWindows(token, 24)) {
@@ -168,6 +171,12 @@ function originRequests(origin, since, token) {
 
 const summaryOf = (recs) => recs.map((r) => `${r.method} ${r.path}`);
 
+/** Run git with the clients' environment (and extra env). */
+const runGit = (args, { cwd = gitRoot, env = {} } = {}) => run("git", args, { cwd, env: { ...gitEnv, ...env } });
+
+const originHead = async () =>
+  (await runGit(["--git-dir", join(git.root, "acme", "app.git"), "rev-parse", "main"])).stdout.trim();
+
 before(async () => {
   gitRoot = mkdtempSync(join(tmpdir(), "airlock-clients-"));
   closedProxy = await closedPortUrl();
@@ -176,6 +185,31 @@ before(async () => {
     origins[t.origin] = await startApiOrigin(t.origin, { credential: SECRETS[t.secret] });
     origins[t.origin].tool = tool;
   }
+  // The git origin: acme/app.git with `main` and 24 topic branches (distinct
+  // commits, so a clone's fetch request is over 1 KiB and git gzips it).
+  const reposDir = join(gitRoot, "repos");
+  gitEnv = clientEnv({
+    GIT_TERMINAL_PROMPT: "0",
+    GIT_CONFIG_NOSYSTEM: "1",
+    GIT_AUTHOR_NAME: "Agent",
+    GIT_AUTHOR_EMAIL: "agent@example.com",
+    GIT_COMMITTER_NAME: "Agent",
+    GIT_COMMITTER_EMAIL: "agent@example.com",
+  });
+  const bare = join(reposDir, "acme", "app.git");
+  let r = await run("git", ["init", "--quiet", "--bare", "--initial-branch=main", bare], { env: gitEnv });
+  assert.equal(r.code, 0, r.stderr);
+  let stream = "";
+  const blob = (text) => `data ${Buffer.byteLength(text)}\n${text}\n`;
+  stream += `commit refs/heads/main\nmark :1\ncommitter Origin <origin@example.com> 1767225600 +0000\n${blob("initial")}M 644 inline README.md\n${blob("hello from the origin")}\n`;
+  for (let i = 0; i < 24; i++) {
+    stream += `commit refs/heads/topic-${String(i).padStart(2, "0")}\ncommitter Origin <origin@example.com> ${1767225600 + i + 1} +0000\n${blob(`topic ${i}`)}from :1\nM 644 inline topic.txt\n${blob(`topic ${i}`)}\n`;
+  }
+  mkdirSync(join(gitRoot, "home"));
+  r = await run("git", ["fast-import", "--quiet"], { cwd: bare, env: gitEnv, input: stream });
+  assert.equal(r.code, 0, r.stderr);
+  git = await startGitOrigin({ credential: SECRETS.GIT_TOKEN, root: reposDir });
+  origins.git = git;
 });
 
 after(async () => {
@@ -196,6 +230,15 @@ const PY_CASES = [
     slot: "Authorization: Bearer",
     calls: ["GET /v1/models", "POST /v1/chat/completions"],
     result: { models: ["gpt-test", "gpt-test-mini"], id: "chatcmpl-airlocktest", content: "pong", total_tokens: 6 },
+  },
+  {
+    // pass_server_errors (openai preset): the SDK sees the origin's 503 and its error body, not a 502
+    client: "openai-overloaded",
+    tool: "openai",
+    slot: "Authorization: Bearer",
+    calls: ["POST /v1/chat/completions"],
+    originStatus: 503,
+    result: { status: 503, type: "InternalServerError", error_type: "server_error" },
   },
   {
     client: "httpx",
@@ -297,8 +340,42 @@ describe("controls: each origin checks the credential like the real API (no Airl
     const ok = new Octokit({ auth: origin.credential, baseUrl: origin.url, request: { retries: 0 } });
     const { data } = await ok.rest.users.getAuthenticated();
     assert.equal(data.login, "octocat");
-    const bad = new Octokit({ auth: fakeSessionToken(), baseUrl: origin.url });
+    const quiet = { debug() {}, info() {}, warn() {}, error() {} };
+    const bad = new Octokit({ auth: fakeSessionToken(), baseUrl: origin.url, log: quiet });
     await assert.rejects(bad.rest.repos.get({ owner: "acme", repo: "app" }), (e) => e.status === 401);
+  });
+
+  test("git -> git origin directly: x-access-token:<credential> clones (gzip request included) and pushes, a session token is refused", async () => {
+    const url = (password) => {
+      const u = new URL(`${git.url}/acme/app.git`);
+      u.username = "x-access-token";
+      u.password = password;
+      return u.href;
+    };
+    const dir = join(gitRoot, "control-clone");
+    const since = git.requests.length;
+    let out = await runGit(["clone", "--quiet", url(git.credential), dir]);
+    assert.equal(out.code, 0, `${out.stdout}\n${out.stderr}`);
+    assert.ok(git.requests.slice(since).some((r) => r.headers["content-encoding"] === "gzip"), "a gzip request body was unpacked");
+    writeFileSync(join(dir, "control.txt"), "control\n");
+    await runGit(["-C", dir, "add", "control.txt"]);
+    await runGit(["-C", dir, "commit", "--quiet", "-m", "control push"]);
+    out = await runGit(["-C", dir, "push", "--quiet", "origin", "main"]);
+    assert.equal(out.code, 0, out.stderr);
+    assert.equal(await originHead(), (await runGit(["-C", dir, "rev-parse", "HEAD"])).stdout.trim());
+
+    out = await runGit(["clone", "--quiet", url(fakeSessionToken()), join(gitRoot, "control-refused")]);
+    assert.notEqual(out.code, 0);
+    assert.match(out.stderr, /Authentication failed|401/, out.stderr);
+  });
+
+  test("curl --anyauth -> git origin directly: answers the origin's Basic challenge", { skip: !HAVE_CURL && "curl is not installed" }, async () => {
+    const out = await run("curl", [
+      "-sS", "--fail-with-body", "--anyauth", "-u", `x-access-token:${git.credential}`,
+      `${git.url}/acme/app.git/info/refs?service=git-upload-pack`,
+    ]);
+    assert.equal(out.code, 0, `${out.stdout}\n${out.stderr}`);
+    assert.match(out.stdout, /# service=git-upload-pack/);
   });
 });
 
@@ -307,40 +384,10 @@ describe("real clients through Airlock", () => {
   let api; // write on every API tool, read on git
   let gitRead;
   let gitWrite;
-  let git; // the git origin
-  let gitEnv;
 
   const toolUrl = (tool) => new URL(`/t/${tool}`, h.url).href;
 
-  /** Run git in `cwd` with the clients' environment (and extra env). */
-  const runGit = (args, { cwd = gitRoot, env = {} } = {}) => run("git", args, { cwd, env: { ...gitEnv, ...env } });
-
   before(async () => {
-    // The git origin: acme/app.git with `main` and 24 topic branches (distinct
-    // commits, so a clone's fetch request is over 1 KiB and git gzips it).
-    const reposDir = join(gitRoot, "repos");
-    gitEnv = clientEnv({
-      GIT_TERMINAL_PROMPT: "0",
-      GIT_CONFIG_NOSYSTEM: "1",
-      GIT_AUTHOR_NAME: "Agent",
-      GIT_AUTHOR_EMAIL: "agent@example.com",
-      GIT_COMMITTER_NAME: "Agent",
-      GIT_COMMITTER_EMAIL: "agent@example.com",
-    });
-    const bare = join(reposDir, "acme", "app.git");
-    let r = await run("git", ["init", "--quiet", "--bare", "--initial-branch=main", bare], { env: gitEnv });
-    assert.equal(r.code, 0, r.stderr);
-    let stream = "";
-    const blob = (text) => `data ${Buffer.byteLength(text)}\n${text}\n`;
-    stream += `commit refs/heads/main\nmark :1\ncommitter Origin <origin@example.com> 1767225600 +0000\n${blob("initial")}M 644 inline README.md\n${blob("hello from the origin")}\n`;
-    for (let i = 0; i < 24; i++) {
-      stream += `commit refs/heads/topic-${String(i).padStart(2, "0")}\ncommitter Origin <origin@example.com> ${1767225600 + i + 1} +0000\n${blob(`topic ${i}`)}from :1\nM 644 inline topic.txt\n${blob(`topic ${i}`)}\n`;
-    }
-    r = await run("git", ["fast-import", "--quiet"], { cwd: bare, env: gitEnv, input: stream });
-    assert.equal(r.code, 0, r.stderr);
-    git = await startGitOrigin({ credential: SECRETS.GIT_TOKEN, root: reposDir });
-    origins.git = git;
-
     h = await startAirlock({
       policy: (echoUrl) =>
         testPolicy(echoUrl, {
@@ -357,13 +404,21 @@ describe("real clients through Airlock", () => {
                 },
               ]),
             ),
+            // Google's ?key= as the tool's own token place
+            gemini_key: {
+              preset: "google-genai",
+              origin: origins.google.url,
+              allow_http: true,
+              credential: { secret: "GOOGLE_KEY" },
+              session_token: { query: ["key"] },
+            },
             git: { preset: "git", origin: git.url, allow_http: true, credential: { secret: "GIT_TOKEN" } },
           },
         }),
       secrets: SECRETS,
     });
     api = await h.mint(
-      { openai: "write", anthropic: "write", gemini: "write", stripe: "write", github: "read", git: "read" },
+      { openai: "write", anthropic: "write", gemini: "write", gemini_key: "write", stripe: "write", github: "read", git: "read" },
       { agent: "agent-clients", user: "user-clients" },
     );
     gitRead = await h.mint({ git: "read" }, { agent: "agent-git-read" });
@@ -384,7 +439,7 @@ describe("real clients through Airlock", () => {
       assert.equal(out.summary.ok, true, `${out.stdout}\n${out.stderr}\n${JSON.stringify(h.audit.slice(-3))}`);
       assert.deepEqual(out.summary.result, c.result);
 
-      const recs = originRequests(origin, since, api.token);
+      const recs = originRequests(origin, since, api.token, { status: c.originStatus });
       assert.deepEqual(summaryOf(recs), c.calls);
       for (const rec of recs) SAW_CREDENTIAL[t.origin](rec, origin.credential);
       c.body?.(recs);
@@ -421,6 +476,24 @@ describe("real clients through Airlock", () => {
     assert.deepEqual(summaryOf(recs), ["GET /v1/models"]);
     SAW_CREDENTIAL.openai(recs[0], origin.credential);
     assert.equal(recs[0].headers["api-key"], undefined);
+    assertNoCredential(text, origin.credential, "response");
+  });
+
+  test("Node fetch: session token in ?key= (a tool's own session_token query parameter)", async () => {
+    const origin = origins.google;
+    const since = origin.requests.length;
+    const resp = await fetch(`${toolUrl("gemini_key")}/v1beta/models/gemini-test:generateContent?key=${api.token}&alt=json`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ contents: [{ role: "user", parts: [{ text: "ping" }] }] }),
+    });
+    const text = await resp.text();
+    assert.equal(resp.status, 200, text);
+    assert.equal(JSON.parse(text).candidates[0].content.parts[0].text, "pong");
+    const recs = originRequests(origin, since, api.token);
+    assert.deepEqual(summaryOf(recs), ["POST /v1beta/models/gemini-test:generateContent"]);
+    SAW_CREDENTIAL.google(recs[0], origin.credential);
+    assert.equal(recs[0].query.toString(), "alt=json", "the key parameter is not forwarded; the others are");
     assertNoCredential(text, origin.credential, "response");
   });
 
@@ -483,9 +556,6 @@ describe("real clients through Airlock", () => {
     return (await runGit(["-C", work, "rev-parse", "HEAD"])).stdout.trim();
   }
 
-  const originHead = async () =>
-    (await runGit(["--git-dir", join(git.root, "acme", "app.git"), "rev-parse", "main"])).stdout.trim();
-
   /** Git output and every origin request of a git case, checked for the credential and the token. */
   function checkGitCase(out, since, token) {
     const recs = originRequests(git, since, token);
@@ -535,7 +605,7 @@ describe("real clients through Airlock", () => {
     assert.ok(!readFileSync(join(dir, ".git", "config"), "utf8").includes(gitRead.token));
   });
 
-  test("git push with a read session is refused at the advertisement, with Airlock's message shown by git", async () => {
+  test("git push with a read session is refused at the advertisement, with Airlock's message shown by git", async (t) => {
     const dir = join(gitRoot, "clone-read-push");
     let out = await runGit([...HELPER, "clone", "--quiet", gitUrl(), dir], { env: { AIRLOCK_TOKEN: gitRead.token } });
     assert.equal(out.code, 0, out.stderr);
@@ -547,6 +617,7 @@ describe("real clients through Airlock", () => {
     out = await runGit([...HELPER, "-C", dir, "push", "origin", "main"], { env: { AIRLOCK_TOKEN: gitRead.token } });
     assert.notEqual(out.code, 0, "push must fail");
     assert.match(out.stderr, /airlock: level_insufficient/, out.stderr);
+    t.diagnostic(`git: ${out.stderr.trim().split("\n").join(" | ")}`);
     assert.deepEqual(summaryOf(git.requests.slice(since)), [], "no receive-pack request reached the origin");
     assert.equal(await originHead(), before);
     assertNoCredential(out.stdout + out.stderr, git.credential, "git output");
@@ -589,6 +660,7 @@ describe("real clients through Airlock", () => {
       ["Authorization: token A + x-goog-api-key: B", (a, b) => ({ authorization: `token ${a}`, "x-goog-api-key": b })],
       ["x-api-key: A + x-goog-api-key: B", (a, b) => ({ "x-api-key": a, "x-goog-api-key": b })],
       ["Basic x:A + api-key: B", (a, b) => ({ authorization: basic("x", a), "api-key": b })],
+      ["Authorization: Bearer A + x-api-key: a value that is no token", (a) => ({ authorization: `Bearer ${a}`, "x-api-key": `sk-ant-api03-${hex(20)}` })],
     ];
 
     for (const [label, headers] of conflicting) {
@@ -653,13 +725,15 @@ describe("token headers named in forward_headers never reach the origin", () => 
     await h?.close();
   });
 
-  test("either the policy is refused, or the slots are dropped", async () => {
+  test("either the policy is refused, or the slots are dropped", async (t) => {
     const health = await h.fetch("/v1/health");
     if (health.status === 500) {
       // The policy may not name them at all.
       assertError(health, 500, "policy_invalid", "policy naming token headers");
+      t.diagnostic("a policy naming token headers in forward_headers is refused");
       return;
     }
+    t.diagnostic("a policy naming token headers in forward_headers is accepted; the headers are dropped");
     assert.equal(health.status, 200, health.text);
     const s = await h.mint({ leaky: "read" });
     for (const slot of SLOTS) {

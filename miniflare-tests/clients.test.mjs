@@ -255,6 +255,13 @@ const PY_CASES = [
     result: { id: "msg_airlocktest", text: "pong", stop_reason: "end_turn", output_tokens: 1 },
   },
   {
+    client: "anthropic-legacy",
+    tool: "anthropic",
+    slot: "api_key= (x-api-key in anthropic before 2.x)",
+    calls: ["POST /v1/messages"],
+    result: { id: "msg_airlocktest", text: "pong", stop_reason: "end_turn", output_tokens: 1 },
+  },
+  {
     client: "anthropic-bearer",
     tool: "anthropic",
     slot: "auth_token= (Authorization: Bearer)",

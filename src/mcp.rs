@@ -265,17 +265,46 @@ fn invisible(c: char) -> bool {
         || matches!(c, '\u{00ad}' | '\u{034f}' | '\u{061c}' | '\u{180e}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{206f}' | '\u{feff}' | '\u{fff9}'..='\u{fffb}')
 }
 
-/// A key as a case-insensitive reader matches it: fullwidth forms to ASCII,
-/// then full case folding (`ſ` → `s`, KELVIN SIGN → `k`, `ß` → `ss`).
+/// A key as a case-insensitive reader matches it (Go's `EqualFold`, Java's
+/// and .NET's ignore-case, Python's `casefold`): fullwidth forms to ASCII,
+/// then lower case, with the letters whose upper case lowers to another
+/// letter spelled out (KELVIN SIGN → `k` comes from lower case; LONG S →
+/// `s`, final sigma → `σ`, dotless ı → `i`, MICRO SIGN → `μ`, the Greek
+/// symbol forms) and the full foldings into ASCII (`ß`/`ẞ` → `ss`, the
+/// Latin ligatures `ﬀ`…`ﬆ`). Lower case alone keeps the Wasm 7 KB smaller
+/// than upper-then-lower case, whose tables are mostly these letters.
 fn fold(key: &str) -> String {
-    key.chars()
-        .map(|c| match c {
+    let mut out = String::with_capacity(key.len());
+    for c in key.chars() {
+        let c = match c {
             '\u{ff01}'..='\u{ff5e}' => char::from_u32(c as u32 - 0xfee0).unwrap_or(c),
             _ => c,
-        })
-        .flat_map(char::to_uppercase)
-        .flat_map(char::to_lowercase)
-        .collect()
+        };
+        match c {
+            '\u{17f}' => out.push('s'),
+            '\u{130}' | '\u{131}' => out.push('i'),
+            '\u{3c2}' => out.push('\u{3c3}'),
+            '\u{b5}' => out.push('\u{3bc}'),
+            '\u{3d0}' => out.push('\u{3b2}'),
+            '\u{3d1}' => out.push('\u{3b8}'),
+            '\u{3d5}' => out.push('\u{3c6}'),
+            '\u{3d6}' => out.push('\u{3c0}'),
+            '\u{3f0}' => out.push('\u{3ba}'),
+            '\u{3f1}' => out.push('\u{3c1}'),
+            '\u{3f5}' => out.push('\u{3b5}'),
+            '\u{1e9b}' => out.push('\u{1e61}'),
+            '\u{1fbe}' => out.push('\u{3b9}'),
+            '\u{df}' | '\u{1e9e}' => out.push_str("ss"),
+            '\u{fb00}' => out.push_str("ff"),
+            '\u{fb01}' => out.push_str("fi"),
+            '\u{fb02}' => out.push_str("fl"),
+            '\u{fb03}' => out.push_str("ffi"),
+            '\u{fb04}' => out.push_str("ffl"),
+            '\u{fb05}' | '\u{fb06}' => out.push_str("st"),
+            c => out.extend(c.to_lowercase()),
+        }
+    }
+    out
 }
 
 /// Parses strict UTF-8 JSON with [`Strict`]; a BOM or invalid UTF-8 anywhere
@@ -1088,6 +1117,30 @@ mod differential_tests {
             (
                 "LONG S siblings in arguments",
                 "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"search\",\"arguments\":{\"user\":1,\"u\u{17f}er\":2}}}",
+            ),
+            (
+                "sharp s siblings in arguments",
+                "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"search\",\"arguments\":{\"class\":1,\"cla\u{df}\":2}}}",
+            ),
+            (
+                "ligature siblings in arguments",
+                "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"search\",\"arguments\":{\"file\":1,\"\u{fb01}le\":2}}}",
+            ),
+            (
+                "dotless i siblings in arguments",
+                "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"search\",\"arguments\":{\"id2\":1,\"\u{131}d2\":2}}}",
+            ),
+            (
+                "final sigma siblings in arguments",
+                "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"search\",\"arguments\":{\"\u{3c3}\":1,\"\u{3c2}\":2}}}",
+            ),
+            (
+                "Greek capital and small siblings in arguments",
+                "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"search\",\"arguments\":{\"\u{3a3}\":1,\"\u{3c3}\":2}}}",
+            ),
+            (
+                "micro sign siblings in arguments",
+                "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"search\",\"arguments\":{\"\u{b5}s\":1,\"\u{3bc}s\":2}}}",
             ),
             (
                 "fullwidth siblings in arguments",

@@ -151,7 +151,10 @@ pub(super) fn apply(name: &str, tool: &mut Map<String, Value>) -> bool {
             }
         }
     }
-    if let Value::Array(headers) = tool.entry("forward_headers").or_insert_with(|| Value::Array(Vec::new())) {
+    if absent(tool, "forward_headers") {
+        tool.insert("forward_headers".into(), Value::Array(Vec::new()));
+    }
+    if let Some(Value::Array(headers)) = tool.get_mut("forward_headers") {
         for header in preset.forward_headers {
             if !headers.iter().any(|h| h.as_str().is_some_and(|h| h.eq_ignore_ascii_case(header))) {
                 headers.push((*header).into());

@@ -380,6 +380,10 @@ fn what_the_tool_states_wins_over_its_preset() {
     assert_eq!(t.forward_headers, vec!["x-extra", "openai-beta", "openai-organization", "openai-project"]);
     assert_eq!(t.rules.len(), 1);
     assert_eq!((t.timeout_ms, t.idle_timeout_ms, t.pass_server_errors), (Some(5000), Some(300_000), false));
+    // `null` is the same as leaving a field out, for presets too.
+    let p = tool_json(serde_json::json!({ "preset": "stripe", "credential": { "secret": "K" }, "forward_headers": null, "timeout_ms": null })).unwrap();
+    assert_eq!(p.tool("x").unwrap().forward_headers, vec!["stripe-version", "stripe-account"]);
+    assert_eq!(p.tool("x").unwrap().timeout_ms, Some(80_000));
     // A service binding replaces the preset's origin too.
     let p = tool_json(serde_json::json!({ "preset": "github", "service": "GH_TUNNEL" })).unwrap();
     assert_eq!(p.tool("x").unwrap().origin.target, Target::Service { binding: "GH_TUNNEL".into() });

@@ -18,15 +18,9 @@ use base64::Engine;
 use crate::audit::AuditRecord;
 use crate::error::Error;
 use crate::path::percent_decode_lenient;
-use crate::policy::{Policy, TokenSlots};
+pub use crate::policy::TOKEN_HEADERS;
+use crate::policy::{is_token_header, Policy, TokenSlots};
 use crate::token::{self, joined, KeyRing, TokenError, VerifiedSession};
-
-/// Headers in which clients put their API key, where a session token is
-/// accepted with no policy change: `Authorization` (`Bearer`, `token` as
-/// GitHub clients send it, or `Basic` with the token as the password),
-/// `x-api-key` (Anthropic), `x-goog-api-key` (Google), `api-key` (Azure
-/// OpenAI).
-pub const TOKEN_HEADERS: &[&str] = &["authorization", "x-api-key", "x-goog-api-key", "api-key"];
 
 /// Verifies the session token of a request and names its session, agent
 /// and user in the audit record. `slots` are the tool's own extra places.
@@ -45,11 +39,6 @@ pub fn authenticate(
     audit.agent = Some(session.claims().agt.clone());
     audit.user = Some(session.claims().usr.clone());
     Ok(session)
-}
-
-/// Whether `name` (a header, any case) is a place for the session token.
-pub fn is_token_header(name: &str, slots: Option<&TokenSlots>) -> bool {
-    TOKEN_HEADERS.iter().any(|h| name.eq_ignore_ascii_case(h)) || slots.is_some_and(|s| s.headers.iter().any(|h| name.eq_ignore_ascii_case(h)))
 }
 
 /// Whether a raw query pair (`key=value`, still encoded) is a place for

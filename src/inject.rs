@@ -19,11 +19,12 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use crate::admit::Admitted;
-use crate::authenticate::{is_token_header, without_token_params};
+use crate::authenticate::without_token_params;
 use crate::authorize::{Authorized, EgressAuthorized, McpAuthorized, Permit};
 use crate::error::Error;
 use crate::mcp::{self, Call, CanonicalBody, McpRules};
-use crate::policy::{header_is_forbidden, Level, Method, Placement, Target};
+use crate::policy::{header_is_forbidden, is_token_header, Level, Method, Placement, Target};
+pub use crate::policy::{FORWARDED_HEADERS, MCP_HEADERS};
 use crate::redact::Redactor;
 use crate::request::{header, EgressRequest, McpRequest, ToolRequest};
 use crate::secret::Secret;
@@ -34,24 +35,6 @@ use crate::token::KeyRing;
 /// [`crate::respond::check_encoding`]). The sandbox's own `Accept-Encoding`
 /// is never forwarded.
 pub const ACCEPT_ENCODING: &str = "gzip, br";
-
-/// Request headers forwarded from the sandbox to any origin.
-pub const FORWARDED_HEADERS: &[&str] = &[
-    "accept",
-    "accept-language",
-    "cache-control",
-    "content-encoding",
-    "content-language",
-    "content-type",
-    "idempotency-key",
-    "if-match",
-    "if-modified-since",
-    "if-none-match",
-    "if-range",
-    "if-unmodified-since",
-    "range",
-    "user-agent",
-];
 
 /// Request headers that ask for a slice of the body.
 const RANGE_HEADERS: &[&str] = &["range", "if-range"];
@@ -179,10 +162,6 @@ pub fn encodings_of(secret: &[u8]) -> Vec<Vec<u8>> {
     out.dedup();
     out
 }
-
-/// Request headers of the MCP Streamable HTTP transport, forwarded to MCP
-/// servers only (`mcp-session-id` after it was unbound by the pipeline).
-pub const MCP_HEADERS: &[&str] = &["mcp-session-id", "mcp-protocol-version", "last-event-id"];
 
 /// The sandbox's request headers that may be forwarded: the built-in
 /// allowlist plus `extra`, minus anything forbidden and minus every header

@@ -17,7 +17,7 @@
 //!
 //! Beside the phases: [`mint`] (session tokens for the control plane),
 //! [`policy`] (the deploy-time configuration), [`error`] (every refusal and
-//! its one wire mapping), [`secret`], [`level`] and [`hex`] (leaves).
+//! its one wire mapping), [`secret`], [`level`], [`hex`] and [`json`] (leaves).
 //!
 //! The deciding modules are plain Rust with no platform types; they compile
 //! and are tested natively. Only `edge` (built for `wasm32`) touches the
@@ -34,6 +34,7 @@
 
 pub mod error;
 pub mod hex;
+pub mod json;
 pub mod level;
 pub mod secret;
 

@@ -10,7 +10,9 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+
+use crate::json::{self, FieldError, Obj};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -46,17 +48,35 @@ pub fn check_admin(authorization: Option<&str>, admin_key: &Secret) -> Result<()
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A mint request body: `{"agent", "user", "tools", "ttl_seconds",
+/// "egress"}`, read strictly (duplicate and unknown keys refused).
+#[derive(Debug)]
 pub struct MintRequest {
     pub agent: String,
     pub user: String,
-    #[serde(default)]
     pub tools: BTreeMap<String, Level>,
     pub ttl_seconds: u64,
     /// Whether the session may use the credential-free egress route.
-    #[serde(default)]
     pub egress: bool,
+}
+
+impl MintRequest {
+    pub fn parse(body: &[u8]) -> Result<MintRequest, FieldError> {
+        let value = crate::mcp::strict_json(body).map_err(|why| json::err("", why))?;
+        let mut o = Obj::of(&value, String::new())?;
+        let agent = o.required_str("agent")?.to_string();
+        let user = o.required_str("user")?.to_string();
+        let mut tools = BTreeMap::new();
+        if let Some(t) = o.obj("tools")? {
+            for (name, v) in t.map {
+                tools.insert(name.clone(), json::level(v, t.field(name))?);
+            }
+        }
+        let ttl_seconds = o.u64("ttl_seconds")?.ok_or_else(|| json::err("ttl_seconds", "is required"))?;
+        let egress = o.flag("egress")?;
+        o.done()?;
+        Ok(MintRequest { agent, user, tools, ttl_seconds, egress })
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -79,18 +99,19 @@ fn check_name(field: &str, value: &str) -> Result<(), Error> {
     Ok(())
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Decision {
-    approver: String,
-}
-
 /// Parses an approval decision body `{"approver": "..."}`: who decided,
 /// recorded with the approval and in the audit record.
 pub fn approver(body: &[u8]) -> Result<String, Error> {
-    let d: Decision = serde_json::from_slice(body).map_err(|e| Error::InvalidRequest(format!("invalid decision (expected {{\"approver\": \"...\"}}): {e}")))?;
-    check_name("approver", &d.approver)?;
-    Ok(d.approver)
+    let read = || -> Result<String, FieldError> {
+        let value = crate::mcp::strict_json(body).map_err(|why| json::err("", why))?;
+        let mut o = Obj::of(&value, String::new())?;
+        let approver = o.required_str("approver")?.to_string();
+        o.done()?;
+        Ok(approver)
+    };
+    let approver = read().map_err(|e| Error::InvalidRequest(format!("invalid decision (expected {{\"approver\": \"...\"}}): {e}")))?;
+    check_name("approver", &approver)?;
+    Ok(approver)
 }
 
 /// Parses a mint request body and signs a session token for it.
@@ -98,10 +119,8 @@ pub fn mint(body: &[u8], policy: &Policy, ring: &KeyRing, now: u64, session_id: 
     if body.len() > MAX_MINT_BODY {
         return Err(Error::InvalidRequest(format!("body larger than {MAX_MINT_BODY} bytes")));
     }
-    let req: MintRequest = serde_json::from_slice(body).map_err(|e| {
-        // serde's message names the field and position, not values.
-        Error::InvalidRequest(format!("invalid session request: {e}"))
-    })?;
+    // The message names the field, never its value.
+    let req = MintRequest::parse(body).map_err(|e| Error::InvalidRequest(format!("invalid session request: {e}")))?;
     check_name("agent", &req.agent)?;
     check_name("user", &req.user)?;
     if (req.tools.is_empty() && !req.egress) || req.tools.len() > MAX_TOOLS {

@@ -218,7 +218,7 @@ pub struct Credential {
     pub placement: Placement,
 }
 
-/// Places beyond [`crate::authenticate::TOKEN_HEADERS`] where a tool
+/// Places beyond [`TOKEN_HEADERS`] where a tool
 /// accepts the session token (lower-case header names, query parameter
 /// names). None of them is ever forwarded.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -322,25 +322,9 @@ impl Policy {
 }
 
 /// A policy error: the field path and what is wrong with it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PolicyError {
-    pub field: String,
-    pub message: String,
-}
+pub type PolicyError = crate::json::FieldError;
 
-impl std::fmt::Display for PolicyError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.field.is_empty() {
-            write!(f, "{}", self.message)
-        } else {
-            write!(f, "{}: {}", self.field, self.message)
-        }
-    }
-}
-
-pub(crate) fn err(field: impl Into<String>, message: impl Into<String>) -> PolicyError {
-    PolicyError { field: field.into(), message: message.into() }
-}
+pub(crate) use crate::json::err;
 
 /// Request headers the policy may never name: they carry the sandbox's own
 /// authority, routing, or framing, and forwarding or overwriting them would
@@ -367,6 +351,40 @@ pub const FORBIDDEN_HEADER_PREFIXES: &[&str] = &["x-forwarded-", "proxy-", "cf-"
 
 pub fn header_is_forbidden(name: &str) -> bool {
     FORBIDDEN_HEADERS.contains(&name) || FORBIDDEN_HEADER_PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
+/// Request headers forwarded from the sandbox to any origin.
+pub const FORWARDED_HEADERS: &[&str] = &[
+    "accept",
+    "accept-language",
+    "cache-control",
+    "content-encoding",
+    "content-language",
+    "content-type",
+    "idempotency-key",
+    "if-match",
+    "if-modified-since",
+    "if-none-match",
+    "if-range",
+    "if-unmodified-since",
+    "range",
+    "user-agent",
+];
+
+/// Request headers of the MCP Streamable HTTP transport, forwarded to MCP
+/// servers only (`mcp-session-id` after it was unbound by the pipeline).
+pub const MCP_HEADERS: &[&str] = &["mcp-session-id", "mcp-protocol-version", "last-event-id"];
+
+/// Headers in which clients put their API key, where a session token is
+/// accepted with no policy change: `Authorization` (`Bearer`, `token` as
+/// GitHub clients send it, or `Basic` with the token as the password),
+/// `x-api-key` (Anthropic), `x-goog-api-key` (Google), `api-key` (Azure
+/// OpenAI).
+pub const TOKEN_HEADERS: &[&str] = &["authorization", "x-api-key", "x-goog-api-key", "api-key"];
+
+/// Whether `name` (a header, any case) is a place for the session token.
+pub fn is_token_header(name: &str, slots: Option<&TokenSlots>) -> bool {
+    TOKEN_HEADERS.iter().any(|h| name.eq_ignore_ascii_case(h)) || slots.is_some_and(|s| s.headers.iter().any(|h| name.eq_ignore_ascii_case(h)))
 }
 
 /// Names under which frameworks take a method override from the query or a

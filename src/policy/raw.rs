@@ -9,10 +9,11 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::*;
 use crate::egress::{EgressRule, HostPattern};
+use crate::json::{level, Obj};
 use crate::mcp::McpRules;
 
 /// Parses and validates a policy.
@@ -33,115 +34,6 @@ pub(super) fn parse(json: &str) -> Result<Policy, PolicyError> {
         }
     }
     read_policy(&value)
-}
-
-/// An object being read: its fields, its path for errors, and the names
-/// asked for, so that a field nobody asked for is refused as unknown.
-struct Obj<'a> {
-    map: &'a Map<String, Value>,
-    path: String,
-    asked: Vec<&'static str>,
-}
-
-impl<'a> Obj<'a> {
-    fn of(value: &'a Value, path: String) -> Result<Obj<'a>, PolicyError> {
-        match value {
-            Value::Object(map) => Ok(Obj { map, path, asked: Vec::new() }),
-            _ => Err(err(path, "must be an object")),
-        }
-    }
-
-    fn field(&self, key: &str) -> String {
-        if self.path.is_empty() {
-            key.to_string()
-        } else {
-            format!("{}.{key}", self.path)
-        }
-    }
-
-    fn get(&mut self, key: &'static str) -> Option<&'a Value> {
-        self.asked.push(key);
-        self.map.get(key).filter(|v| !v.is_null())
-    }
-
-    fn wrong(&self, key: &str, what: &str) -> PolicyError {
-        err(self.field(key), format!("must be {what}"))
-    }
-
-    fn str(&mut self, key: &'static str) -> Result<Option<&'a str>, PolicyError> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s)),
-            Some(_) => Err(self.wrong(key, "a string")),
-        }
-    }
-
-    fn required_str(&mut self, key: &'static str) -> Result<&'a str, PolicyError> {
-        self.str(key)?.ok_or_else(|| err(self.field(key), "is required"))
-    }
-
-    fn bool(&mut self, key: &'static str) -> Result<Option<bool>, PolicyError> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(Value::Bool(b)) => Ok(Some(*b)),
-            Some(_) => Err(self.wrong(key, "true or false")),
-        }
-    }
-
-    fn flag(&mut self, key: &'static str) -> Result<bool, PolicyError> {
-        Ok(self.bool(key)?.unwrap_or(false))
-    }
-
-    fn u64(&mut self, key: &'static str) -> Result<Option<u64>, PolicyError> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(v) => v.as_u64().map(Some).ok_or_else(|| self.wrong(key, "a whole number of 0 or more")),
-        }
-    }
-
-    fn f64(&mut self, key: &'static str) -> Result<Option<f64>, PolicyError> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(v) => v.as_f64().map(Some).ok_or_else(|| self.wrong(key, "a number")),
-        }
-    }
-
-    fn obj(&mut self, key: &'static str) -> Result<Option<Obj<'a>>, PolicyError> {
-        self.get(key).map(|v| Obj::of(v, self.field(key))).transpose()
-    }
-
-    /// A list; missing means empty.
-    fn list(&mut self, key: &'static str) -> Result<&'a [Value], PolicyError> {
-        match self.get(key) {
-            None => Ok(&[]),
-            Some(Value::Array(items)) => Ok(items),
-            Some(_) => Err(self.wrong(key, "a list")),
-        }
-    }
-
-    /// A list of strings; missing means empty.
-    fn strings(&mut self, key: &'static str) -> Result<Vec<String>, PolicyError> {
-        let items = self.list(key)?;
-        let field = self.field(key);
-        items.iter().enumerate().map(|(i, v)| v.as_str().map(str::to_string).ok_or_else(|| err(format!("{field}[{i}]"), "must be a string"))).collect()
-    }
-
-    /// Every field was asked for: anything else is unknown.
-    fn done(self) -> Result<(), PolicyError> {
-        match self.map.keys().find(|k| !self.asked.contains(&k.as_str())) {
-            Some(key) => Err(err(self.field(key), "unknown field")),
-            None => Ok(()),
-        }
-    }
-}
-
-fn level(value: &Value, field: String) -> Result<Level, PolicyError> {
-    match value.as_str() {
-        Some("read") => Ok(Level::Read),
-        Some("write") => Ok(Level::Write),
-        Some("admin") => Ok(Level::Admin),
-        _ => Err(err(field, "must be \"read\", \"write\" or \"admin\"")),
-    }
 }
 
 /// A map of names to levels (MCP tools and prompts).
@@ -329,7 +221,7 @@ fn read_tool(mut t: Obj<'_>, name: &str) -> Result<Tool, PolicyError> {
         if header_is_forbidden(&lower) {
             return Err(err(f, format!("{lower:?} can never be forwarded from the sandbox")));
         }
-        if crate::authenticate::is_token_header(&lower, Some(&session_token)) {
+        if is_token_header(&lower, Some(&session_token)) {
             return Err(err(f, "is a place for the session token and is never forwarded"));
         }
         // Headers are bound by neither request proofs nor approvals, so
@@ -439,7 +331,7 @@ fn read_slots(obj: Option<Obj<'_>>) -> Result<TokenSlots, PolicyError> {
     let mut headers = Vec::new();
     for (i, h) in o.strings("headers")?.into_iter().enumerate() {
         let lower = h.to_ascii_lowercase();
-        let builtin = crate::inject::FORWARDED_HEADERS.contains(&lower.as_str()) || crate::inject::MCP_HEADERS.contains(&lower.as_str());
+        let builtin = FORWARDED_HEADERS.contains(&lower.as_str()) || MCP_HEADERS.contains(&lower.as_str());
         if !is_header_name(&lower) || header_is_forbidden(&lower) || builtin {
             return Err(err(format!("{}.headers[{i}]", o.path), format!("{lower:?} cannot carry the session token")));
         }

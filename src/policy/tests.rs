@@ -437,7 +437,9 @@ fn the_policy_json_is_read_strictly() {
     let e = Policy::parse("{\"version\":1,").unwrap_err();
     assert!(e.message.contains("line 1"), "a syntax error says where: {e}");
     // `null` is the same as leaving a field out.
-    let p = tool_json(serde_json::json!({ "origin": "https://a.example", "credential": null, "rules": [ { "methods": ["GET"], "path": "/", "level": "read", "approval": null } ] }));
+    let p = tool_json(
+        serde_json::json!({ "origin": "https://a.example", "credential": null, "rules": [ { "methods": ["GET"], "path": "/", "level": "read", "approval": null } ] }),
+    );
     assert!(p.unwrap().tool("x").unwrap().credential.is_none());
     // Wrong types name their field.
     let table = [
@@ -445,8 +447,14 @@ fn the_policy_json_is_read_strictly() {
         (serde_json::json!({ "origin": "https://a.example", "rules": {} }), "tools.x.rules"),
         (serde_json::json!({ "origin": "https://a.example", "rules": [ { "methods": "GET", "path": "/", "level": "read" } ] }), "tools.x.rules[0].methods"),
         (serde_json::json!({ "origin": "https://a.example", "rules": [ { "methods": [1], "path": "/", "level": "read" } ] }), "tools.x.rules[0].methods[0]"),
-        (serde_json::json!({ "origin": "https://a.example", "rules": [ { "methods": ["GET"], "path": "/", "level": "read", "query": { "a": 1 } } ] }), "tools.x.rules[0].query.a"),
-        (serde_json::json!({ "origin": "https://a.example", "rate": { "burst": -1, "per_second": 1 }, "rules": [ { "methods": ["GET"], "path": "/", "level": "read" } ] }), "tools.x.rate.burst"),
+        (
+            serde_json::json!({ "origin": "https://a.example", "rules": [ { "methods": ["GET"], "path": "/", "level": "read", "query": { "a": 1 } } ] }),
+            "tools.x.rules[0].query.a",
+        ),
+        (
+            serde_json::json!({ "origin": "https://a.example", "rate": { "burst": -1, "per_second": 1 }, "rules": [ { "methods": ["GET"], "path": "/", "level": "read" } ] }),
+            "tools.x.rate.burst",
+        ),
         (serde_json::json!({ "origin": "https://a.example", "credential": { "secret": "K", "inject": "bearer", "extra": 1 } }), "tools.x.credential.extra"),
         (serde_json::json!({ "origin": "https://a.example", "mcp": { "tools": { "t": "root" } } }), "tools.x.mcp.tools.t"),
     ];

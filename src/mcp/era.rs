@@ -125,12 +125,8 @@ fn renders_as(value: &Value, header: &str) -> bool {
         Value::Bool(b) => header == if *b { "true" } else { "false" },
         Value::Number(n) => {
             let whole = header.split_once('.').filter(|(_, f)| !f.is_empty() && f.bytes().all(|b| b == b'0')).map_or(header, |(w, _)| w);
-            let int = n
-                .as_i64()
-                .map(i128::from)
-                .or(n.as_u64().map(i128::from))
-                .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15).map(|f| f as i128));
-            int.is_some_and(|i| i.to_string() == whole)
+            let int = n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15).map(|f| f as i64));
+            int.map_or(n.as_u64().is_some_and(|u| u.to_string() == whole), |i| i.to_string() == whole)
         }
         _ => false,
     }

@@ -594,7 +594,7 @@ pub fn inspect_request(body: &[u8], headers: &[(String, String)], rules: &McpRul
             // Updates about a resource the session may not read are not
             // asked for: its URI is dropped from the filter (the stream is
             // filtered too).
-            if let Some(Value::Array(uris)) = value.pointer_mut("/params/notifications/resourceSubscriptions") {
+            if let Some(Value::Array(uris)) = subscriptions(&mut value) {
                 uris.retain(|u| u.as_str().is_some_and(|u| rules.resource_allowed(u, granted)));
             }
             Ok(Verdict::Forward { call, body: CanonicalBody(canonical(&value)) })
@@ -692,6 +692,12 @@ fn filter_shape(msg: &mut Value, rules: &McpRules, granted: Level) -> bool {
     found
 }
 
+/// `params.notifications.resourceSubscriptions` of a listen request or its
+/// acknowledgement.
+fn subscriptions(msg: &mut Value) -> Option<&mut Value> {
+    msg.get_mut("params")?.get_mut("notifications")?.get_mut("resourceSubscriptions")
+}
+
 /// What filtering made of one origin message.
 enum Outcome {
     /// Pass it; `true` when it was changed (re-serialize).
@@ -715,9 +721,9 @@ fn filter_one(msg: &mut Value, stateless: Option<&str>, rules: &McpRules, grante
     match msg.get("method").and_then(Value::as_str) {
         // An update names a resource: one the session may not read is not
         // its business, not even that it changed.
-        Some("notifications/resources/updated") if !msg.pointer("/params/uri").is_some_and(uri_allowed) => return Outcome::Drop,
+        Some("notifications/resources/updated") if !msg.get("params").and_then(|p| p.get("uri")).is_some_and(uri_allowed) => return Outcome::Drop,
         Some("notifications/subscriptions/acknowledged") => {
-            if let Some(Value::Array(uris)) = msg.pointer_mut("/params/notifications/resourceSubscriptions") {
+            if let Some(Value::Array(uris)) = subscriptions(msg) {
                 let n = uris.len();
                 uris.retain(uri_allowed);
                 changed |= uris.len() != n;
@@ -752,14 +758,21 @@ fn filter_one(msg: &mut Value, stateless: Option<&str>, rules: &McpRules, grante
         // anything it does not know) is not offered.
         let (t, p, r) = (rules.any_tool(granted), rules.any_prompt(granted), rules.any_resource(granted));
         if let Some(Value::Object(caps)) = result.get_mut("capabilities") {
-            caps.retain(|k, _| match k.as_str() {
-                "tools" => t,
-                "prompts" => p,
-                "resources" => r,
-                "completions" => p || r,
-                "logging" => true,
-                _ => false,
-            });
+            let hidden: Vec<String> = caps
+                .keys()
+                .filter(|k| match k.as_str() {
+                    "tools" => !t,
+                    "prompts" => !p,
+                    "resources" => !r,
+                    "completions" => !(p || r),
+                    "logging" => false,
+                    _ => true,
+                })
+                .cloned()
+                .collect();
+            for k in hidden {
+                caps.remove(&k);
+            }
         }
         if let Some(Value::Array(versions)) = result.get_mut("supportedVersions") {
             versions.retain(|v| v.as_str().is_some_and(|v| v <= era::STATELESS));

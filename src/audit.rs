@@ -41,6 +41,9 @@ pub struct AuditRecord {
     pub mcp_method: Option<String>,
     pub mcp_target: Option<String>,
     pub mcp_args: Option<Vec<String>>,
+    /// MCP: the protocol era the request declared, `2025-11-25` (the
+    /// handshake era) or `2026-07-28` (stateless).
+    pub mcp_era: Option<&'static str>,
     pub decision: Decision,
     pub reason: &'static str,
     pub upstream_status: Option<u16>,
@@ -84,6 +87,7 @@ impl AuditRecord {
             mcp_method: None,
             mcp_target: None,
             mcp_args: None,
+            mcp_era: None,
             decision: Decision::Error,
             reason: "internal",
             upstream_status: None,

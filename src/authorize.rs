@@ -145,14 +145,23 @@ pub fn mcp<'p>(policy: &'p Policy, keys: &KeyRing, req: &McpRequest<'_>, now: u6
             // A charset the origin would honour and serde would not
             // (utf-7, latin1) means the sandbox meant other text.
             mcp::check_content_type(header(req.headers, "content-type")).map_err(Error::McpInvalid)?;
-            let verdict = mcp::inspect(body, rules, granted).map_err(Error::McpInvalid)?;
+            let verdict = mcp::inspect_request(body, req.headers, rules, granted).map_err(Error::McpInvalid)?;
             let call = verdict.call();
+            audit.mcp_era = Some(call.era.as_str());
             audit.mcp_method = call.method.clone();
             audit.mcp_target = call.target.clone();
             audit.mcp_args = (!call.arg_names.is_empty()).then(|| call.arg_names.clone());
             Some(verdict)
         }
-        None => None,
+        None => {
+            // 2026-07-28 has no GET stream and no session to DELETE.
+            let era = mcp::era::header_era(req.headers);
+            audit.mcp_era = Some(era.as_str());
+            if era == mcp::Era::Stateless {
+                return Err(Error::MethodNotAllowed);
+            }
+            None
+        }
     };
     Ok(McpAuthorized { permit, gate, verdict, granted })
 }

@@ -242,6 +242,7 @@ pub enum McpOutbound<'p> {
         call: Call,
         response: Vec<u8>,
         reason: &'static str,
+        status: u16,
     },
     Exchange(Box<McpExchange<'p>>),
 }
@@ -269,7 +270,7 @@ pub fn mcp<'p>(
     secret: impl FnOnce(&str) -> Option<Rc<PreparedCredential>>,
 ) -> Result<McpOutbound<'p>, Error> {
     let (call, body) = match authorized.verdict {
-        Some(mcp::Verdict::Refuse { call, response, reason }) => return Ok(McpOutbound::Refused { call, response, reason }),
+        Some(mcp::Verdict::Refuse { call, response, reason, status }) => return Ok(McpOutbound::Refused { call, response, reason, status }),
         Some(mcp::Verdict::Forward { call, body }) => (Some(call), Some(body)),
         None => (None, None),
     };
@@ -280,19 +281,28 @@ pub fn mcp<'p>(
     // The canonical body goes out as plain UTF-8 JSON: the sandbox's own
     // Content-Type (and any encoding) described other bytes. The origin's
     // MCP session id passes only if it was bound to this session.
+    // In 2026-07-28 there are no sessions and no resumption, and the
+    // request metadata goes out as Airlock's own spelling of the body.
+    let stateless = call.as_ref().is_some_and(|c| c.era == mcp::Era::Stateless);
     let replaced = |n: &str| {
-        n.eq_ignore_ascii_case("mcp-session-id") || (body.is_some() && (n.eq_ignore_ascii_case("content-type") || n.eq_ignore_ascii_case("content-encoding")))
+        n.eq_ignore_ascii_case("mcp-session-id")
+            || (stateless && MCP_HEADERS.iter().any(|h| n.eq_ignore_ascii_case(h)))
+            || (body.is_some() && (n.eq_ignore_ascii_case("content-type") || n.eq_ignore_ascii_case("content-encoding")))
     };
     let mut headers: Vec<(String, String)> = req.headers.iter().filter(|(n, _)| !replaced(n)).cloned().collect();
     if body.is_some() {
         headers.push(("content-type".into(), mcp::CANONICAL_CONTENT_TYPE.into()));
     }
-    if let Some(presented) = header(req.headers, "mcp-session-id") {
+    let presented = header(req.headers, "mcp-session-id").filter(|_| !stateless);
+    if let Some(presented) = presented {
         let origin_sid = mcp::unbind_session_id(presented, &session_id, keys).ok_or(Error::McpSessionInvalid)?;
         headers.push(("mcp-session-id".into(), origin_sid));
     }
     let credential = read_credential(&authorized.permit, secret)?;
-    let outbound = build(&authorized.permit, &headers, None, credential.as_deref())?;
+    let mut outbound = build(&authorized.permit, &headers, None, credential.as_deref())?;
+    // Added after the allowlist: `mcp-method`, `mcp-name`, `mcp-param-*`
+    // are never the sandbox's, only these values checked against the body.
+    outbound.headers.extend(call.iter().flat_map(|c| c.headers.iter().cloned()));
     Ok(McpOutbound::Exchange(Box::new(McpExchange { outbound, body, call, rules, granted: authorized.granted, session_id })))
 }
 

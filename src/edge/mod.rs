@@ -166,7 +166,7 @@ async fn handle(mut req: Request, env: &Env, ctx: &Context, audit: &mut AuditRec
                 (Gated::Replay(_), _) => return Err(Error::Internal("idempotent replay on the MCP route".into())),
             };
             let mut exchange = match inject::mcp(authorized, &admitted, &request, &keys, |name| read_credential(env, name))? {
-                McpOutbound::Refused { response, reason, .. } => return Ok(mcp_refusal(response, reason, audit)),
+                McpOutbound::Refused { response, reason, status, .. } => return Ok(mcp_refusal(response, reason, status, audit)),
                 McpOutbound::Exchange(exchange) => exchange,
             };
             let redactor = exchange.outbound.take_filter();

@@ -77,11 +77,11 @@ pub async fn finish_tool(
 
 /// A refused MCP message, answered by Airlock as the JSON-RPC error an MCP
 /// client expects; the origin sees nothing.
-pub fn mcp_refusal(response: Vec<u8>, reason: &'static str, audit: &mut AuditRecord) -> Response {
+pub fn mcp_refusal(response: Vec<u8>, reason: &'static str, status: u16, audit: &mut AuditRecord) -> Response {
     audit.deny_mcp(reason);
     let headers = Headers::new();
     let _ = headers.set("content-type", "application/json");
-    Response::builder().with_status(200).with_headers(headers).fixed(response)
+    Response::builder().with_status(status).with_headers(headers).fixed(response)
 }
 
 /// Filter response for an MCP exchange: the origin's session id handed out
@@ -101,11 +101,15 @@ pub async fn finish_mcp(
     audit: &mut AuditRecord,
 ) -> Result<Response, Error> {
     let (status, mut headers, upstream) = response_head(upstream, &exchange.outbound, &redactor, |_| None, audit)?;
+    let stateless = exchange.call.as_ref().is_some_and(|c| c.era == mcp::Era::Stateless);
+    // 2026-07-28 has no sessions: an origin's id is not handed out.
     if let Some(i) = headers.iter().position(|(n, _)| n == "mcp-session-id") {
         let (_, origin_sid) = headers.remove(i);
-        let bound = mcp::bind_session_id(&origin_sid, &exchange.session_id, keys)
-            .ok_or_else(|| Error::UpstreamUnavailable { detail: "origin sent an unusable Mcp-Session-Id".into() })?;
-        headers.push(("mcp-session-id".into(), bound));
+        if !stateless {
+            let bound = mcp::bind_session_id(&origin_sid, &exchange.session_id, keys)
+                .ok_or_else(|| Error::UpstreamUnavailable { detail: "origin sent an unusable Mcp-Session-Id".into() })?;
+            headers.push(("mcp-session-id".into(), bound));
+        }
     }
     let content_type = headers.iter().find(|(n, _)| n == "content-type").map(|(_, v)| v.to_ascii_lowercase()).unwrap_or_default();
     let McpExchange { outbound, call, rules, granted, .. } = exchange;
@@ -128,8 +132,10 @@ pub async fn finish_mcp(
             body.extend_from_slice(&chunk);
         }
     }
-    let id = call.as_ref().and_then(|c| c.id.as_ref());
-    let filtered = redactor.redact(&mcp::filter_origin_message(&body, id, rules, granted));
+    let filtered = redactor.redact(&match &call {
+        Some(call) => mcp::filter_message(&body, call, rules, granted),
+        None => mcp::filter_origin_message(&body, None, rules, granted),
+    });
     let out = Headers::new();
     for (name, value) in &headers {
         // The filtered body is UTF-8 JSON whatever charset the origin named.

@@ -40,6 +40,10 @@ use crate::redact::{BodyFilter, Redactor};
 use crate::sse::{self, EventSplitter};
 use crate::token::KeyRing;
 
+pub mod era;
+
+pub use era::Era;
+
 /// Largest JSON-RPC message inspected or filtered (1 MiB).
 pub const MAX_MESSAGE: usize = 1024 * 1024;
 
@@ -63,6 +67,20 @@ fn allowed(needed: Option<Level>, granted: Level) -> bool {
 impl McpRules {
     pub fn tool_allowed(&self, name: &str, granted: Level) -> bool {
         allowed(self.tools.get(name).copied().or(self.default_tool), granted)
+    }
+
+    /// Whether the session can use any tool, prompt or resource at all
+    /// (what `server/discover` may advertise).
+    pub fn any_tool(&self, granted: Level) -> bool {
+        self.default_tool.is_some_and(|l| l <= granted) || self.tools.values().any(|l| *l <= granted)
+    }
+
+    pub fn any_prompt(&self, granted: Level) -> bool {
+        self.prompts.values().any(|l| *l <= granted)
+    }
+
+    pub fn any_resource(&self, granted: Level) -> bool {
+        self.resources.iter().any(|(_, l)| *l <= granted)
     }
 
     pub fn prompt_allowed(&self, name: &str, granted: Level) -> bool {
@@ -117,6 +135,10 @@ pub struct Call {
     /// Names (never values) of a tool call's arguments.
     pub arg_names: Vec<String>,
     pub list: Option<ListKind>,
+    pub era: Era,
+    /// The request metadata headers Airlock sends upstream (2026-07-28:
+    /// its own spelling of the values checked against the body).
+    pub headers: Vec<(String, String)>,
 }
 
 /// The bytes to send to the origin: the canonical serialization of exactly
@@ -147,7 +169,9 @@ pub enum Verdict {
     /// upstream must read exactly what was authorized.
     Forward { call: Call, body: CanonicalBody },
     /// Answer with this JSON-RPC error response; the origin sees nothing.
-    Refuse { call: Call, response: Vec<u8>, reason: &'static str },
+    /// `status` is the HTTP status to answer with (200 in the handshake
+    /// era, the 2026-07-28 transport's status for the code otherwise).
+    Refuse { call: Call, response: Vec<u8>, reason: &'static str, status: u16 },
 }
 
 impl Verdict {
@@ -374,8 +398,28 @@ pub fn canonical(value: &Value) -> Vec<u8> {
 
 /// Keys the protocol gives meaning to at its own levels (the message,
 /// `params`, `params.ref`, `params._meta`).
-const PROTOCOL_KEYS: &[&str] =
-    &["jsonrpc", "method", "id", "params", "result", "error", "name", "uri", "arguments", "ref", "type", "_meta", "cursor", "argument", "progressToken"];
+const PROTOCOL_KEYS: &[&str] = &[
+    "jsonrpc",
+    "method",
+    "id",
+    "params",
+    "result",
+    "error",
+    "name",
+    "uri",
+    "arguments",
+    "ref",
+    "type",
+    "_meta",
+    "cursor",
+    "argument",
+    "progressToken",
+    era::VERSION_META,
+    "inputResponses",
+    "requestState",
+    "notifications",
+    "resourceSubscriptions",
+];
 
 /// Refuses, at a protocol level, any key a case-insensitive reader would
 /// take for a protocol key it is not (`Method`, `NAME`, `ſ`/KELVIN SIGN or
@@ -443,13 +487,33 @@ fn str_param<'a>(params: Option<&'a Map<String, Value>>, key: &str) -> Option<&'
 }
 
 /// Inspects one message from the sandbox against the server's rules and
-/// the session's level for the server. A forwarded message comes with its
-/// canonical bytes, which the edge sends instead of `body`.
+/// the session's level for the server, with no request metadata headers
+/// (a handshake-era message; see [`inspect_request`]).
 pub fn inspect(body: &[u8], rules: &McpRules, granted: Level) -> Result<Verdict, McpError> {
+    inspect_request(body, &[], rules, granted)
+}
+
+/// HTTP status of a 2026-07-28 refusal, by its JSON-RPC code (the
+/// transport's table); handshake-era refusals are answered with 200.
+fn stateless_status(code: i64) -> u16 {
+    if code == -32601 {
+        404
+    } else {
+        400
+    }
+}
+
+/// Inspects one message from the sandbox with the request's headers: its
+/// era (declared by `MCP-Protocol-Version` and `_meta`, which must agree),
+/// in 2026-07-28 its request metadata headers against the body, then the
+/// method and target against the server's rules and the session's level.
+/// A forwarded message comes with its canonical bytes, which the edge sends
+/// instead of `body`, and (2026-07-28) the headers Airlock sends with it.
+pub fn inspect_request(body: &[u8], headers: &[(String, String)], rules: &McpRules, granted: Level) -> Result<Verdict, McpError> {
     if body.len() > MAX_MESSAGE {
         return Err(McpError::TooLarge);
     }
-    let value = parse_strict(body)?;
+    let mut value = parse_strict(body)?;
     let msg = match &value {
         Value::Object(m) => m,
         Value::Array(_) => return Err(McpError::Batch),
@@ -460,6 +524,7 @@ pub fn inspect(body: &[u8], rules: &McpRules, granted: Level) -> Result<Verdict,
         check_protocol_keys(Some(params))?;
         check_protocol_keys(params.get("ref"))?;
         check_protocol_keys(params.get("_meta"))?;
+        check_protocol_keys(params.get("notifications"))?;
     }
     if msg.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
         return Err(McpError::Invalid("jsonrpc must be \"2.0\""));
@@ -474,61 +539,96 @@ pub fn inspect(body: &[u8], rules: &McpRules, granted: Level) -> Result<Verdict,
         Some(Value::Object(p)) => Some(p),
         Some(_) => return Err(McpError::Invalid("params must be an object")),
     };
-    let forward = |call: Call| Ok(Verdict::Forward { call, body: CanonicalBody(canonical(&value)) });
-    let Some(method) = msg.get("method") else {
-        // A response to a server request (sampling, elicitation, roots).
-        if id.is_some() && (msg.contains_key("result") || msg.contains_key("error")) {
-            return forward(Call { method: None, id, target: None, arg_names: Vec::new(), list: None });
+    let method = match msg.get("method") {
+        None => None,
+        Some(m) => Some(m.as_str().ok_or(McpError::Invalid("method must be a string"))?.to_string()),
+    };
+    let mut call = Call { method: method.clone(), id: id.clone(), target: None, arg_names: Vec::new(), list: None, era: Era::Handshake, headers: Vec::new() };
+    let answer_id = id.clone().unwrap_or(Value::Null);
+    let refuse = |call: Call, code: i64, message: &str, reason: &'static str| {
+        let status = if call.era == Era::Stateless { stateless_status(code) } else { 200 };
+        Ok(Verdict::Refuse { response: error_response(&answer_id, code, message), call, reason, status })
+    };
+    let meta_version = params.and_then(|p| p.get("_meta")).and_then(|m| m.get(era::VERSION_META));
+    call.era = match era::detect(headers, meta_version) {
+        Ok(e) => e,
+        Err(fault) => return refuse_fault(Call { era: Era::Stateless, ..call }, fault, &answer_id),
+    };
+    let Some(method) = method else {
+        // A response to a server request (sampling, elicitation, roots):
+        // the handshake era only; 2026-07-28 clients send none.
+        if call.era == Era::Handshake && id.is_some() && (msg.contains_key("result") || msg.contains_key("error")) {
+            return Ok(Verdict::Forward { call, body: CanonicalBody(canonical(&value)) });
         }
         return Err(McpError::Invalid("neither a request, a notification nor a response"));
     };
-    let method = method.as_str().ok_or(McpError::Invalid("method must be a string"))?.to_string();
-    let mut call = Call { method: Some(method.clone()), id: id.clone(), target: None, arg_names: Vec::new(), list: None };
-    let Some(id) = id else {
-        // Notifications carry no answer; only the protocol's own pass.
-        if method.starts_with("notifications/") {
-            return forward(call);
+    if call.era == Era::Stateless {
+        let name_key = match method.as_str() {
+            "tools/call" | "prompts/get" => Some("name"),
+            "resources/read" => Some("uri"),
+            _ => None,
+        };
+        call.headers = match era::check_headers(headers, &method, params, name_key) {
+            Ok(h) => h,
+            Err(fault) => return refuse_fault(call, fault, &answer_id),
+        };
+    }
+    if id.is_none() {
+        // Notifications carry no answer; only the protocol's own pass, and
+        // 2026-07-28 defines none a client sends over HTTP.
+        if method.starts_with("notifications/") && call.era == Era::Handshake {
+            return Ok(Verdict::Forward { call, body: CanonicalBody(canonical(&value)) });
         }
         return Err(McpError::Invalid("unknown notification"));
+    }
+    let stateless = call.era == Era::Stateless;
+    let decided = |call: Call, allowed: bool, code: i64, message: &str, reason: &'static str| {
+        if allowed {
+            Ok(Verdict::Forward { call, body: CanonicalBody(canonical(&value)) })
+        } else {
+            refuse(call, code, message, reason)
+        }
     };
-    let refuse =
-        |call: Call, code: i64, message: &str, reason: &'static str| Ok(Verdict::Refuse { response: error_response(&id, code, message), call, reason });
-    match method.as_str() {
-        "initialize" | "ping" | "logging/setLevel" => forward(call),
-        "tools/list" => forward(Call { list: Some(ListKind::Tools), ..call }),
-        "resources/list" => forward(Call { list: Some(ListKind::Resources), ..call }),
-        "resources/templates/list" => forward(Call { list: Some(ListKind::ResourceTemplates), ..call }),
-        "prompts/list" => forward(Call { list: Some(ListKind::Prompts), ..call }),
-        "tools/call" => {
+    match (method.as_str(), stateless) {
+        // Removed in 2026-07-28: the handshake, ping, the log level request
+        // and resource subscriptions (now subscriptions/listen).
+        ("initialize" | "ping" | "logging/setLevel", false) => decided(call, true, 0, "", ""),
+        ("server/discover", true) => decided(call, true, 0, "", ""),
+        ("tools/list", _) => decided(Call { list: Some(ListKind::Tools), ..call }, true, 0, "", ""),
+        ("resources/list", _) => decided(Call { list: Some(ListKind::Resources), ..call }, true, 0, "", ""),
+        ("resources/templates/list", _) => decided(Call { list: Some(ListKind::ResourceTemplates), ..call }, true, 0, "", ""),
+        ("prompts/list", _) => decided(Call { list: Some(ListKind::Prompts), ..call }, true, 0, "", ""),
+        ("tools/call", _) => {
             let name = str_param(params, "name").unwrap_or_default().to_string();
             call.arg_names = params.and_then(|p| p.get("arguments")).and_then(Value::as_object).map(|a| a.keys().cloned().collect()).unwrap_or_default();
             call.target = Some(name.clone());
-            if rules.tool_allowed(&name, granted) {
-                forward(call)
-            } else {
-                // The same answer for a tool that exists and one that does not.
-                refuse(call, -32602, "Tool not found", "mcp_tool_not_allowed")
-            }
+            // The same answer for a tool that exists and one that does not.
+            // A multi round-trip retry (inputResponses, requestState) is a
+            // new call and decided like one.
+            decided(call, rules.tool_allowed(&name, granted), -32602, "Tool not found", "mcp_tool_not_allowed")
         }
-        "prompts/get" => {
+        ("prompts/get", _) => {
             let name = str_param(params, "name").unwrap_or_default().to_string();
             call.target = Some(name.clone());
-            if rules.prompt_allowed(&name, granted) {
-                forward(call)
-            } else {
-                refuse(call, -32602, "Prompt not found", "mcp_prompt_not_allowed")
-            }
+            decided(call, rules.prompt_allowed(&name, granted), -32602, "Prompt not found", "mcp_prompt_not_allowed")
         }
-        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+        ("resources/read", _) | ("resources/subscribe" | "resources/unsubscribe", false) => {
             let uri = str_param(params, "uri").unwrap_or_default().to_string();
             call.target = Some(uri.clone());
-            if rules.resource_allowed(&uri, granted) {
-                forward(call)
-            } else {
-                refuse(call, -32002, "Resource not found", "mcp_resource_not_allowed")
-            }
+            // Resource not found is -32602 from 2026-07-28 on.
+            let code = if stateless { -32602 } else { -32002 };
+            decided(call, rules.resource_allowed(&uri, granted), code, "Resource not found", "mcp_resource_not_allowed")
         }
-        "completion/complete" => {
+        ("subscriptions/listen", true) => {
+            // Updates about a resource the session may not read are not
+            // asked for: its URI is dropped from the filter (the stream is
+            // filtered too).
+            if let Some(Value::Array(uris)) = subscriptions(&mut value) {
+                uris.retain(|u| u.as_str().is_some_and(|u| rules.resource_allowed(u, granted)));
+            }
+            Ok(Verdict::Forward { call, body: CanonicalBody(canonical(&value)) })
+        }
+        ("completion/complete", _) => {
             let reference = params.and_then(|p| p.get("ref")).and_then(Value::as_object);
             let kind = reference.and_then(|r| r.get("type")).and_then(Value::as_str);
             let ok = match kind {
@@ -544,14 +644,24 @@ pub fn inspect(body: &[u8], rules: &McpRules, granted: Level) -> Result<Verdict,
                 }
                 _ => false,
             };
-            if ok {
-                forward(call)
-            } else {
-                refuse(call, -32602, "Reference not found", "mcp_completion_not_allowed")
-            }
+            decided(call, ok, -32602, "Reference not found", "mcp_completion_not_allowed")
         }
         _ => refuse(call, -32601, "Method not found", "mcp_method_not_allowed"),
     }
+}
+
+/// A refusal of the request metadata: HTTP 400 with `-32020`
+/// (HeaderMismatch) or `-32022` (UnsupportedProtocolVersion, naming the
+/// one version Airlock inspects besides the handshake era's).
+fn refuse_fault(call: Call, fault: era::Fault, id: &Value) -> Result<Verdict, McpError> {
+    let response = match fault {
+        era::Fault::Mismatch(why) => error_response(id, -32020, why),
+        era::Fault::Unsupported => canonical(
+            &json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32022, "message": "Unsupported protocol version", "data": {"supported": [era::STATELESS]}}}),
+        ),
+    };
+    let reason = if matches!(fault, era::Fault::Mismatch(_)) { "mcp_header_mismatch" } else { "mcp_version_unsupported" };
+    Ok(Verdict::Refuse { call, response, reason, status: 400 })
 }
 
 // ---- the origin's messages -------------------------------------------------
@@ -611,42 +721,166 @@ fn filter_shape(msg: &mut Value, rules: &McpRules, granted: Level) -> bool {
     found
 }
 
+/// `params.notifications.resourceSubscriptions` of a listen request or its
+/// acknowledgement.
+fn subscriptions(msg: &mut Value) -> Option<&mut Value> {
+    msg.get_mut("params")?.get_mut("notifications")?.get_mut("resourceSubscriptions")
+}
+
+/// What filtering made of one origin message.
+enum Outcome {
+    /// Pass it; `true` when it was changed (re-serialize).
+    Keep(bool),
+    /// Drop it: a notification about something the session may not see.
+    Drop,
+    /// Replace it by an error: nothing a client should act on.
+    Malformed,
+}
+
+/// Keys of a 2026-07-28 result whose respellings a lenient client could
+/// read as the real thing.
+const STATELESS_KEYS: &[&str] = &["result", "resultType", "inputRequests", "capabilities", "cacheScope", "supportedVersions"];
+
+/// Filters one parsed origin message: lists by shape, notifications about
+/// resources the session may not read, and for the response to a
+/// 2026-07-28 request (`stateless` = its method) the result's metadata.
+fn filter_one(msg: &mut Value, stateless: Option<&str>, rules: &McpRules, granted: Level) -> Outcome {
+    let mut changed = filter_shape(msg, rules, granted);
+    let uri_allowed = |u: &Value| u.as_str().is_some_and(|u| rules.resource_allowed(u, granted));
+    match msg.get("method").and_then(Value::as_str) {
+        // An update names a resource: one the session may not read is not
+        // its business, not even that it changed.
+        Some("notifications/resources/updated") if !msg.get("params").and_then(|p| p.get("uri")).is_some_and(uri_allowed) => return Outcome::Drop,
+        Some("notifications/subscriptions/acknowledged") => {
+            if let Some(Value::Array(uris)) = subscriptions(msg) {
+                let n = uris.len();
+                uris.retain(uri_allowed);
+                changed |= uris.len() != n;
+            }
+        }
+        _ => {}
+    }
+    let Some(method) = stateless else {
+        return Outcome::Keep(changed);
+    };
+    let Value::Object(m) = msg else {
+        return Outcome::Keep(changed);
+    };
+    let respelled = |o: &Map<String, Value>| o.keys().any(|k| STATELESS_KEYS.iter().any(|p| *p != k && fold(p) == fold(k)));
+    if respelled(m) || m.get("result").and_then(Value::as_object).is_some_and(respelled) {
+        return Outcome::Malformed;
+    }
+    let Some(Value::Object(result)) = m.get_mut("result") else {
+        return Outcome::Keep(changed);
+    };
+    if result.get("resultType").and_then(Value::as_str) == Some("input_required") {
+        // Multi round-trip: only on the three methods that may ask, and
+        // only for input a client gives (elicitation, sampling, roots).
+        let asks = |q: &Value| matches!(q.get("method").and_then(Value::as_str), Some("elicitation/create" | "sampling/createMessage" | "roots/list"));
+        let ok = matches!(method, "tools/call" | "prompts/get" | "resources/read")
+            && result.get("inputRequests").is_none_or(|r| r.as_object().is_some_and(|r| r.values().all(asks)));
+        return if ok { Outcome::Keep(changed) } else { Outcome::Malformed };
+    }
+    if method == "server/discover" {
+        // Advertise only what the session can use: a capability whose
+        // every method Airlock would refuse (extensions, experimental and
+        // anything it does not know) is not offered.
+        let (t, p, r) = (rules.any_tool(granted), rules.any_prompt(granted), rules.any_resource(granted));
+        if let Some(Value::Object(caps)) = result.get_mut("capabilities") {
+            let hidden: Vec<String> = caps
+                .keys()
+                .filter(|k| match k.as_str() {
+                    "tools" => !t,
+                    "prompts" => !p,
+                    "resources" => !r,
+                    "completions" => !(p || r),
+                    "logging" => false,
+                    _ => true,
+                })
+                .cloned()
+                .collect();
+            for k in hidden {
+                caps.remove(&k);
+            }
+        }
+        if let Some(Value::Array(versions)) = result.get_mut("supportedVersions") {
+            versions.retain(|v| v.as_str().is_some_and(|v| v <= era::STATELESS));
+        }
+    } else if !matches!(method, "tools/list" | "prompts/list" | "resources/list" | "resources/templates/list" | "resources/read") {
+        return Outcome::Keep(changed);
+    }
+    // Filtered for this session (or read under its authorization): a
+    // shared cache must never serve it to another.
+    result.insert("cacheScope".into(), Value::String("private".into()));
+    Outcome::Keep(true)
+}
+
+/// Filters one message from the origin (see [`filter_origin_message`]):
+/// `None` when it must not reach the sandbox at all.
+fn filter_inner(message: &[u8], id: Option<&Value>, stateless: Option<&str>, rules: &McpRules, granted: Level) -> Option<Vec<u8>> {
+    let malformed = || Some(error_response(id.unwrap_or(&Value::Null), -32603, "malformed response"));
+    if message.iter().all(u8::is_ascii_whitespace) {
+        // Empty data: a resumable server's priming event.
+        return Some(message.to_vec());
+    }
+    let mut value = match parse_strict(message) {
+        Ok(v) => v,
+        // Text that holds no brace or bracket cannot be read as a list by
+        // any client; anything else might be, by a more lenient parser.
+        Err(_) if !message.iter().any(|b| matches!(b, b'{' | b'[')) => return Some(message.to_vec()),
+        Err(_) => return malformed(),
+    };
+    let mut changed = false;
+    let items = match &mut value {
+        // A batch of responses: each is filtered.
+        Value::Array(items) => items.iter_mut().collect::<Vec<_>>(),
+        other => vec![other],
+    };
+    let single = items.len() == 1 && !message.starts_with(b"[");
+    let mut drop = Vec::new();
+    for (i, item) in items.into_iter().enumerate() {
+        match filter_one(item, stateless, rules, granted) {
+            Outcome::Keep(c) => changed |= c,
+            Outcome::Drop if single => return None,
+            Outcome::Drop => drop.push(i),
+            Outcome::Malformed => return malformed(),
+        }
+    }
+    if let Value::Array(items) = &mut value {
+        for i in drop.iter().rev() {
+            items.remove(*i);
+            changed = true;
+        }
+    }
+    Some(if changed { canonical(&value) } else { message.to_vec() })
+}
+
 /// Filters one message from the origin on any stream of the session, with
 /// or without a request to match it to (a resumed GET stream has none):
 /// every list result is filtered by its shape, not by its id, since an id
 /// can be respelled (`1.0` for `1`) or absent. Messages holding no list pass
 /// byte for byte; a filtered one is re-serialized canonically; one that
 /// could be an object but is not strict JSON (or has duplicate or folded
-/// keys) is replaced by a JSON-RPC error, never passed.
+/// keys) is replaced by a JSON-RPC error, never passed, and so is a whole
+/// body that is only a notification the session may not see.
 pub fn filter_origin_message(message: &[u8], id: Option<&Value>, rules: &McpRules, granted: Level) -> Vec<u8> {
-    let malformed = || error_response(id.unwrap_or(&Value::Null), -32603, "malformed response");
-    if message.iter().all(u8::is_ascii_whitespace) {
-        // Empty data: a resumable server's priming event.
-        return message.to_vec();
-    }
-    let mut value = match parse_strict(message) {
-        Ok(v) => v,
-        // Text that holds no brace or bracket cannot be read as a list by
-        // any client; anything else might be, by a more lenient parser.
-        Err(_) if !message.iter().any(|b| matches!(b, b'{' | b'[')) => return message.to_vec(),
-        Err(_) => return malformed(),
-    };
-    let changed = match &mut value {
-        // A batch of responses: each is filtered.
-        Value::Array(items) => items.iter_mut().fold(false, |acc, m| filter_shape(m, rules, granted) | acc),
-        other => filter_shape(other, rules, granted),
-    };
-    if changed {
-        canonical(&value)
-    } else {
-        message.to_vec()
-    }
+    filter_response(message, id, None, rules, granted)
 }
 
-/// Filters one message from the origin answering `call` (see
-/// [`filter_origin_message`]; the call's id only labels an error reply).
+/// [`filter_origin_message`] for the response to `call`: in 2026-07-28 the
+/// result's metadata too (discovered capabilities, `cacheScope`, multi
+/// round-trip requests).
 pub fn filter_message(message: &[u8], call: &Call, rules: &McpRules, granted: Level) -> Vec<u8> {
-    filter_origin_message(message, call.id.as_ref(), rules, granted)
+    filter_response(message, call.id.as_ref(), stateless_method(Some(call)), rules, granted)
+}
+
+fn filter_response(message: &[u8], id: Option<&Value>, stateless: Option<&str>, rules: &McpRules, granted: Level) -> Vec<u8> {
+    filter_inner(message, id, stateless, rules, granted).unwrap_or_else(|| error_response(id.unwrap_or(&Value::Null), -32603, "malformed response"))
+}
+
+/// The method of a 2026-07-28 call, whose response is filtered by it.
+fn stateless_method(call: Option<&Call>) -> Option<&str> {
+    call.filter(|c| c.era == Era::Stateless).and_then(|c| c.method.as_deref())
 }
 
 /// An MCP event stream as the sandbox receives it: cut into whole events;
@@ -672,10 +906,17 @@ impl EventFilter {
         // request that opened the stream: a resumed GET stream replays
         // responses Airlock never saw the request of.
         let id = self.call.as_ref().and_then(|c| c.id.as_ref());
-        let rewritten = sse::data(event).and_then(|data| {
-            let filtered = filter_origin_message(&data, id, &self.rules, self.granted);
-            (filtered != data).then(|| sse::with_data(event, &filtered))
+        let mut dropped = false;
+        let rewritten = sse::data(event).and_then(|data| match filter_inner(&data, id, stateless_method(self.call.as_ref()), &self.rules, self.granted) {
+            Some(filtered) => (filtered != data).then(|| sse::with_data(event, &filtered)),
+            None => {
+                dropped = true;
+                None
+            }
         });
+        if dropped {
+            return Vec::new();
+        }
         self.redactor.redact(rewritten.as_deref().unwrap_or(event))
     }
 }
@@ -1332,5 +1573,184 @@ mod differential_tests {
                 "split {i}: {text}"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod stateless_tests {
+    //! The 2026-07-28 era: request metadata checked before any decision,
+    //! the era's methods, and its results filtered per session.
+    use super::*;
+    use Level::*;
+
+    fn rules() -> McpRules {
+        McpRules {
+            tools: [("search".to_string(), Read), ("delete_repo".to_string(), Admin)].into_iter().collect(),
+            default_tool: None,
+            resources: vec![("docs://public/".into(), Read), ("docs://private/".into(), Admin)],
+            prompts: [("summarize".to_string(), Admin)].into_iter().collect(),
+        }
+    }
+
+    const META: &str = r#""_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}"#;
+
+    fn msg(method: &str, params: &str) -> String {
+        let sep = if params.is_empty() { "" } else { "," };
+        format!(r#"{{"jsonrpc":"2.0","id":7,"method":"{method}","params":{{{params}{sep}{META}}}}}"#)
+    }
+
+    fn headers(method: &str, name: Option<&str>) -> Vec<(String, String)> {
+        let mut h = vec![("MCP-Protocol-Version".to_string(), era::STATELESS.to_string()), ("Mcp-Method".to_string(), method.to_string())];
+        h.extend(name.map(|n| ("Mcp-Name".to_string(), n.to_string())));
+        h
+    }
+
+    /// (HTTP status, JSON-RPC code) of a refusal; panics on a forward.
+    fn refused(body: &str, h: &[(String, String)], granted: Level) -> (u16, i64) {
+        match inspect_request(body.as_bytes(), h, &rules(), granted) {
+            Ok(Verdict::Refuse { response, status, .. }) => (status, serde_json::from_slice::<Value>(&response).unwrap()["error"]["code"].as_i64().unwrap()),
+            other => panic!("not refused: {other:?} for {body}"),
+        }
+    }
+
+    fn forwarded(body: &str, h: &[(String, String)], granted: Level) -> (Call, Value) {
+        match inspect_request(body.as_bytes(), h, &rules(), granted) {
+            Ok(Verdict::Forward { call, body }) => (call, serde_json::from_slice(body.as_bytes()).unwrap()),
+            other => panic!("not forwarded: {other:?} for {body}"),
+        }
+    }
+
+    #[test]
+    fn methods_of_the_era() {
+        let (call, _) = forwarded(&msg("server/discover", ""), &headers("server/discover", None), Read);
+        assert_eq!(
+            (call.era, call.headers),
+            (Era::Stateless, vec![("mcp-protocol-version".into(), "2026-07-28".into()), ("mcp-method".into(), "server/discover".into())])
+        );
+        let (call, _) = forwarded(&msg("tools/call", r#""name":"search","arguments":{"q":"x"}"#), &headers("tools/call", Some("search")), Read);
+        assert_eq!(call.headers.last(), Some(&("mcp-name".to_string(), "search".to_string())));
+        // A multi round-trip retry is decided again, like a new call.
+        let retry = r#""name":"search","arguments":{"q":"x"},"inputResponses":{"confirm":{"action":"accept"}},"requestState":"opaque""#;
+        forwarded(&msg("tools/call", retry), &headers("tools/call", Some("search")), Read);
+        let retry = r#""name":"delete_repo","inputResponses":{},"requestState":"opaque""#;
+        assert_eq!(refused(&msg("tools/call", retry), &headers("tools/call", Some("delete_repo")), Read), (400, -32602));
+        // Resource not found is -32602 in this era, -32002 before.
+        assert_eq!(refused(&msg("resources/read", r#""uri":"docs://private/x""#), &headers("resources/read", Some("docs://private/x")), Read), (400, -32602));
+        let old = r#"{"jsonrpc":"2.0","id":7,"method":"resources/read","params":{"uri":"docs://private/x"}}"#;
+        assert_eq!(refused(old, &[("mcp-protocol-version".into(), "2025-11-25".into())], Read), (200, -32002));
+        // Removed in the era: refused before the origin sees them.
+        for m in ["initialize", "ping", "logging/setLevel", "resources/subscribe", "resources/unsubscribe", "tasks/get", "tasks/list"] {
+            assert_eq!(refused(&msg(m, ""), &headers(m, None), Admin), (404, -32601), "{m}");
+        }
+        // The era's own methods are unknown to the handshake era.
+        for m in ["server/discover", "subscriptions/listen"] {
+            let old = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"{m}"}}"#);
+            assert_eq!(refused(&old, &[], Admin), (200, -32601), "{m}");
+        }
+        // No client notifications and no client responses in this era.
+        let n = format!(r#"{{"jsonrpc":"2.0","method":"notifications/initialized","params":{{{META}}}}}"#);
+        assert!(inspect_request(n.as_bytes(), &headers("notifications/initialized", None), &rules(), Admin).is_err());
+        let r = r#"{"jsonrpc":"2.0","id":1,"result":{}}"#;
+        assert_eq!(refused(r, &headers("x", None), Admin), (400, -32020));
+    }
+
+    #[test]
+    fn metadata_must_agree_before_anything_is_decided() {
+        let body = msg("tools/call", r#""name":"search""#);
+        // (what, headers, expected code): each refused with HTTP 400.
+        type Row = (&'static str, Vec<(String, String)>, i64);
+        let rows: &[Row] = &[
+            ("no headers at all", vec![], -32020),
+            ("no Mcp-Method", headers("tools/call", Some("search")).into_iter().filter(|(n, _)| n != "Mcp-Method").collect(), -32020),
+            ("Mcp-Name of an allowed tool, body another", headers("tools/call", Some("delete_repo")), -32020),
+            ("Mcp-Method list, body call", headers("tools/list", Some("search")), -32020),
+            (
+                "handshake version header",
+                vec![("mcp-protocol-version".into(), "2025-11-25".into()), ("mcp-method".into(), "tools/call".into()), ("mcp-name".into(), "search".into())],
+                -32020,
+            ),
+        ];
+        for (what, h, code) in rows {
+            assert_eq!(refused(&body, h, Admin), (400, *code), "{what}");
+        }
+        // A body version Airlock does not inspect, agreeing with the header.
+        let future = body.replace("2026-07-28", "2027-01-01");
+        let mut h = headers("tools/call", Some("search"));
+        h[0].1 = "2027-01-01".into();
+        assert_eq!(refused(&future, &h, Admin), (400, -32022));
+        // A 2026-07-28 header on a handshake-era body.
+        let old = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search"}}"#;
+        assert_eq!(refused(old, &headers("tools/call", Some("search")), Admin), (400, -32020));
+        // The version key respelled is refused as a message.
+        let respelled = body.replace("io.modelcontextprotocol/protocolVersion", "io.modelcontextprotocol/protocolversion");
+        assert!(inspect_request(respelled.as_bytes(), &headers("tools/call", Some("search")), &rules(), Admin).is_err());
+    }
+
+    #[test]
+    fn listen_asks_only_for_what_the_session_may_read() {
+        let body = msg("subscriptions/listen", r#""notifications":{"toolsListChanged":true,"resourceSubscriptions":["docs://public/a","docs://private/b",7]}"#);
+        let (_, sent) = forwarded(&body, &headers("subscriptions/listen", None), Read);
+        assert_eq!(sent["params"]["notifications"], json!({"toolsListChanged": true, "resourceSubscriptions": ["docs://public/a"]}));
+        let (call, _) = forwarded(&body, &headers("subscriptions/listen", None), Read);
+        let stream: &[u8] = b"data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/subscriptions/acknowledged\",\"params\":{\"notifications\":{\"resourceSubscriptions\":[\"docs://public/a\",\"docs://private/b\"]}}}\n\n\
+data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/resources/updated\",\"params\":{\"uri\":\"docs://private/b\"}}\n\n\
+data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/resources/updated\",\"params\":{\"uri\":\"docs://public/a\"}}\n\n\
+data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n\n";
+        for i in 0..=stream.len() {
+            let mut f = EventFilter::new(Redactor::new(Vec::new()), Some(call.clone()), rules(), Read);
+            let mut out = f.push(&stream[..i]).unwrap();
+            out.extend(f.push(&stream[i..]).unwrap());
+            out.extend(f.finish());
+            let text = String::from_utf8(out).unwrap();
+            assert!(!text.contains("private"), "split {i}: {text}");
+            assert_eq!(text.matches("data: ").count(), 3, "split {i}: {text}");
+        }
+    }
+
+    #[test]
+    fn results_are_marked_private_and_discovery_filtered() {
+        let call = |method: &str, name: Option<&str>, granted| {
+            forwarded(&msg(method, name.map(|_| r#""name":"search""#).unwrap_or_default()), &headers(method, name), granted).0
+        };
+        let out = |c: &Call, response: &str, granted| serde_json::from_slice::<Value>(&filter_message(response.as_bytes(), c, &rules(), granted)).unwrap();
+        let discover = r#"{"jsonrpc":"2.0","id":7,"result":{"resultType":"complete","supportedVersions":["2026-07-28","2099-01-01"],"capabilities":{"tools":{"listChanged":true},"prompts":{},"resources":{"subscribe":true},"completions":{},"logging":{},"extensions":{"io.modelcontextprotocol/tasks":{}},"experimental":{}},"cacheScope":"public","ttlMs":60000}}"#;
+        let v = out(&call("server/discover", None, Read), discover, Read);
+        assert_eq!(v["result"]["capabilities"], json!({"tools": {"listChanged": true}, "resources": {"subscribe": true}, "completions": {}, "logging": {}}));
+        assert_eq!((&v["result"]["cacheScope"], &v["result"]["supportedVersions"]), (&json!("private"), &json!(["2026-07-28"])));
+        let v = out(&call("server/discover", None, Admin), discover, Admin);
+        assert!(v["result"]["capabilities"]["prompts"].is_object());
+        let nothing = McpRules::default();
+        let c = call("server/discover", None, Read);
+        let v: Value = serde_json::from_slice(&filter_message(discover.as_bytes(), &c, &nothing, Read)).unwrap();
+        assert_eq!(v["result"]["capabilities"], json!({"logging": {}}), "a session that can use nothing is offered nothing");
+        // Lists: filtered as before, and private.
+        let list =
+            r#"{"jsonrpc":"2.0","id":7,"result":{"resultType":"complete","tools":[{"name":"search"},{"name":"delete_repo"}],"cacheScope":"public","ttlMs":5}}"#;
+        let v = out(&call("tools/list", None, Read), list, Read);
+        assert_eq!((v["result"]["tools"].clone(), v["result"]["cacheScope"].clone()), (json!([{"name": "search"}]), json!("private")));
+        // The handshake era's lists are not marked.
+        let old = inspect(br#"{"jsonrpc":"2.0","id":7,"method":"tools/list"}"#, &rules(), Read).unwrap();
+        let v = out(old.call(), list, Read);
+        assert_eq!(v["result"]["cacheScope"], "public");
+        // Respelled metadata a lenient client would read is not passed.
+        for bad in [
+            r#"{"jsonrpc":"2.0","id":7,"result":{"tools":[],"cacheScope":"private","CacheScope":"public"}}"#,
+            r#"{"jsonrpc":"2.0","id":7,"result":{"tools":[],"ResultType":"input_required"}}"#,
+        ] {
+            assert_eq!(out(&call("tools/list", None, Read), bad, Read)["error"]["code"], -32603, "{bad}");
+        }
+    }
+
+    #[test]
+    fn input_required_passes_only_where_the_era_allows_it() {
+        let c = forwarded(&msg("tools/call", r#""name":"search""#), &headers("tools/call", Some("search")), Read).0;
+        let ask = r#"{"jsonrpc":"2.0","id":7,"result":{"resultType":"input_required","inputRequests":{"confirm":{"method":"elicitation/create","params":{"mode":"form","message":"ok?","requestedSchema":{"type":"object"}}}},"requestState":"server-state"}}"#;
+        assert_eq!(filter_message(ask.as_bytes(), &c, &rules(), Read), ask.as_bytes().to_vec(), "passes byte for byte (then scrubbed)");
+        let odd = ask.replace("elicitation/create", "tools/call");
+        let v: Value = serde_json::from_slice(&filter_message(odd.as_bytes(), &c, &rules(), Read)).unwrap();
+        assert_eq!(v["error"]["code"], -32603, "a request the client does not serve");
+        let list = forwarded(&msg("tools/list", ""), &headers("tools/list", None), Read).0;
+        let v: Value = serde_json::from_slice(&filter_message(ask.as_bytes(), &list, &rules(), Read)).unwrap();
+        assert_eq!(v["error"]["code"], -32603, "not on a list");
     }
 }

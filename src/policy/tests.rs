@@ -286,7 +286,14 @@ fn pattern_matching_table() {
 
 #[test]
 fn rule_matches_method_and_path() {
-    let r = Rule { methods: vec![Method::Get, Method::Head], path: PathPattern::parse("/a/*").unwrap(), query: vec![], level: Level::Read, approval: false };
+    let r = Rule {
+        methods: vec![Method::Get, Method::Head],
+        path: PathPattern::parse("/a/*").unwrap(),
+        query: vec![],
+        level: Level::Read,
+        approval: false,
+        approval_wait_s: 0,
+    };
     assert!(r.matches(Method::Get, &["a", "x"], &[]));
     assert!(r.matches(Method::Head, &["a", "x"], &query_pairs(Some("anything=1"))));
     assert!(!r.matches(Method::Post, &["a", "x"], &[]));
@@ -301,6 +308,7 @@ fn rule_query_parameters_match_once_and_exactly() {
         query: vec![("service".into(), "git-upload-pack".into())],
         level: Level::Read,
         approval: false,
+        approval_wait_s: 0,
     };
     let path = ["acme", "app.git", "info", "refs"];
     let table = [

@@ -120,25 +120,26 @@ pub fn check_decision(key: &LinkKey, token: &str, form: &[u8], from: &PostOrigin
     if from.fetch_site.is_some_and(|s| !matches!(s, "same-origin" | "none")) {
         return Err(csrf("cross-site fetch"));
     }
+    // Both values are plain ASCII (base64url, a word): no decoding, so a
+    // percent-encoded field is simply wrong.
     let (mut decision, mut presented) = (None, None);
-    for (name, value) in url::form_urlencoded::parse(form) {
-        let slot = match name.as_ref() {
-            "decision" => &mut decision,
-            "csrf" => &mut presented,
+    for pair in form.split(|b| *b == b'&') {
+        let (slot, value) = match pair.split_at(pair.iter().position(|b| *b == b'=').unwrap_or(pair.len())) {
+            (b"decision", v) => (&mut decision, v),
+            (b"csrf", v) => (&mut presented, v),
             _ => continue,
         };
-        if slot.replace(value.into_owned()).is_some() {
+        if slot.replace(value.get(1..).unwrap_or_default()).is_some() {
             return Err(Error::InvalidRequest("a decision field was sent twice".into()));
         }
     }
     let presented = presented.ok_or(csrf("token missing"))?;
-    let want = csrf_token(key, token);
-    if !bool::from(subtle::ConstantTimeEq::ct_eq(presented.as_bytes(), want.as_bytes())) {
+    if !bool::from(subtle::ConstantTimeEq::ct_eq(presented, csrf_token(key, token).as_bytes())) {
         return Err(csrf("token wrong"));
     }
-    match decision.as_deref() {
-        Some("approve") => Ok(true),
-        Some("deny") => Ok(false),
+    match decision {
+        Some(b"approve") => Ok(true),
+        Some(b"deny") => Ok(false),
         _ => Err(Error::InvalidRequest("decision must be approve or deny".into())),
     }
 }
@@ -171,6 +172,13 @@ pub fn shown_body(body: &[u8]) -> (Option<String>, bool) {
         return (None, false);
     }
     (Some(text.to_string()), cut)
+}
+
+/// The origin (`scheme://authority`) of an absolute URL.
+pub fn origin_of(url: &str) -> Option<&str> {
+    let start = url.find("://")? + 3;
+    let end = url[start..].find(['/', '?', '#']).map_or(url.len(), |i| start + i);
+    Some(&url[..end])
 }
 
 /// Escapes text for HTML element content and quoted attribute values.
@@ -253,12 +261,11 @@ pub fn outcome_page(a: Option<&Approval>, error: Option<&Error>) -> String {
             format!("Request {}", if a.status == Status::Approved { "approved" } else { "denied" }),
             format!("Decided by {}.", a.decided_by.as_deref().unwrap_or("")),
         ),
-        (_, Some(Error::ApprovalDecided { status })) => (format!("Already {status}"), "This approval was already decided; nothing changed.".into()),
-        (_, Some(Error::ApprovalLinkExpired { .. })) => ("Link expired".into(), "This approval link has expired; nothing changed.".into()),
-        (_, Some(Error::ApprovalCsrf { .. })) => ("Not accepted".into(), "Open the approval link again and decide from its page; nothing changed.".into()),
-        (_, Some(Error::ApprovalLinkInvalid)) => ("Invalid link".into(), "This approval link is not valid; nothing changed.".into()),
-        (_, Some(e)) => ("Not available".into(), format!("{}; nothing changed.", e.public_message())),
-        (None, None) => ("Not available".into(), String::new()),
+        (_, Some(Error::ApprovalDecided { status })) => (format!("Already {status}"), "Nothing changed.".into()),
+        (_, Some(Error::ApprovalLinkExpired { .. })) => ("Link expired".into(), "Nothing changed.".into()),
+        (_, Some(Error::ApprovalCsrf { .. })) => ("Not accepted".into(), "Decide from the approval page. Nothing changed.".into()),
+        (_, Some(Error::ApprovalLinkInvalid)) => ("Invalid link".into(), "Nothing changed.".into()),
+        (_, e) => ("Not available".into(), e.map_or(String::new(), Error::public_message)),
     };
     shell(&title, &format!("<p id=outcome>{}</p>", escape(&text)))
 }
@@ -395,6 +402,9 @@ mod tests {
         assert_eq!(approver(None), PAGE_APPROVER);
         assert_eq!(approver(Some("a b")), PAGE_APPROVER);
         assert_eq!(approver(Some("")), PAGE_APPROVER);
+        assert_eq!(origin_of("https://a.example:8443/approve/x?y"), Some("https://a.example:8443"));
+        assert_eq!(origin_of("http://127.0.0.1:8787"), Some("http://127.0.0.1:8787"));
+        assert_eq!(origin_of("nonsense"), None);
         assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
         assert_eq!(utc(1_765_072_000), "2025-12-07 01:46:40 UTC");
         assert_eq!(utc(951_782_400), "2000-02-29 00:00:00 UTC");

@@ -158,20 +158,19 @@ pub fn approver(access_email: Option<&str>) -> String {
 /// empty or binary body. The flag says whether it was cut.
 pub fn shown_body(body: &[u8]) -> (Option<String>, bool) {
     let cut = body.len() > MAX_SHOWN_BODY;
-    let mut head = &body[..body.len().min(MAX_SHOWN_BODY)];
-    let text = match std::str::from_utf8(head) {
-        Ok(t) => t,
-        // A multi-byte character cut by the cap: drop its start.
-        Err(e) if cut && e.error_len().is_none() => {
-            head = &head[..e.valid_up_to()];
-            std::str::from_utf8(head).unwrap_or_default()
-        }
+    let head = &body[..body.len().min(MAX_SHOWN_BODY)];
+    // A multi-byte character cut by the cap loses its start; anything else
+    // that is not UTF-8 is binary.
+    let valid = match std::str::from_utf8(head) {
+        Ok(_) => head.len(),
+        Err(e) if cut && e.error_len().is_none() => e.valid_up_to(),
         Err(_) => return (None, false),
     };
-    if text.is_empty() || text.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
+    let text = String::from_utf8_lossy(&head[..valid]);
+    if text.is_empty() || text.bytes().any(|b| b < 0x20 && !b"\n\r\t".contains(&b) || b == 0x7f) {
         return (None, false);
     }
-    (Some(text.to_string()), cut)
+    (Some(text.into_owned()), cut)
 }
 
 /// The origin (`scheme://authority`) of an absolute URL.
@@ -197,33 +196,17 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-/// `2026-12-07 02:06:17 UTC` for a unix time.
-pub fn utc(unix_s: u64) -> String {
-    let (days, secs) = (unix_s / 86_400, unix_s % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC", secs / 3600, secs / 60 % 60, secs % 60)
-}
-
 fn shell(title: &str, inner: &str) -> String {
     format!(
         "<!doctype html><html lang=en><head><meta charset=utf-8><meta name=viewport content=\"width=device-width\">\
-         <meta name=referrer content=no-referrer><title>Airlock: {t}</title></head><body><h1>{t}</h1>{inner}</body></html>",
+         <meta name=referrer content=same-origin><title>Airlock: {t}</title></head><body><h1>{t}</h1>{inner}</body></html>",
         t = escape(title)
     )
 }
 
 /// The decision page of a pending approval; `csrf` is [`csrf_token`] of
-/// its link.
-pub fn page(a: &Approval, csrf: &str) -> String {
+/// its link, `times` its creation and expiry as the edge formats them.
+pub fn page(a: &Approval, csrf: &str, times: [&str; 2]) -> String {
     let row = |k: &str, v: &str| format!("<tr><th>{k}</th><td><code>{}</code></td></tr>", escape(v));
     let mut rows = String::new();
     for (k, v) in [
@@ -233,8 +216,8 @@ pub fn page(a: &Approval, csrf: &str) -> String {
         ("Method", &a.method),
         ("Path", &a.path),
         ("Query", &a.query),
-        ("Requested", &utc(a.created_at)),
-        ("Expires", &utc(a.expires_at)),
+        ("Requested", times[0]),
+        ("Expires", times[1]),
         ("Body SHA-256", &a.body_sha256),
         ("Approval", &a.approval_id),
     ] {
@@ -374,7 +357,7 @@ mod tests {
             body_truncated: false,
             webhook: None,
         };
-        let html = page(&a, "tok\"en");
+        let html = page(&a, "tok\"en", ["t0", "t1<"]);
         assert_eq!(html.matches("<script").count(), 0, "{html}");
         assert!(!html.contains("<b>") && !html.contains("<i>"));
         assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
@@ -405,8 +388,5 @@ mod tests {
         assert_eq!(origin_of("https://a.example:8443/approve/x?y"), Some("https://a.example:8443"));
         assert_eq!(origin_of("http://127.0.0.1:8787"), Some("http://127.0.0.1:8787"));
         assert_eq!(origin_of("nonsense"), None);
-        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
-        assert_eq!(utc(1_765_072_000), "2025-12-07 01:46:40 UTC");
-        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00 UTC");
     }
 }

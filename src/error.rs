@@ -419,7 +419,7 @@ impl Error {
             Error::ApprovalDecided { status } => format!("approval already {status}"),
             Error::ApprovalLinkInvalid => "approval link not valid".into(),
             Error::ApprovalLinkExpired { .. } => "approval link expired".into(),
-            Error::ApprovalCsrf { .. } => "decision not accepted: post it from the approval page".into(),
+            Error::ApprovalCsrf { .. } => "decision not accepted".into(),
             Error::ClientClosed => "client closed the connection".into(),
             Error::StateUnavailable(_) => "session state unavailable; the request was refused".into(),
         }

@@ -67,11 +67,12 @@ impl StateCalls for EdgeState<'_> {
 
     fn notify(&self, id: &str, expires_at: u64) -> Option<Notify> {
         let a = &self.policy.approvals;
+        let dest = a.webhook.clone()?;
         // Without AIRLOCK_APPROVAL_KEY the event has no page link.
         let key = read_secret(self.env, KEY_SECRET).ok().and_then(|k| LinkKey::parse(&String::from_utf8_lossy(k.expose())));
         let base = a.page_url.as_deref().unwrap_or(self.own_origin);
         let page = key.map(|k| format!("{base}{PAGE_PREFIX}{}", mint_link(&k, id, expires_at)));
-        Some(Notify { dest: a.webhook.clone()?, secret: a.webhook_secret.clone(), page })
+        Some(Notify { dest, secret: a.webhook_secret.clone(), page })
     }
 
     fn client_gone(&self) -> bool {

@@ -39,8 +39,10 @@ pub async fn page(mut req: Request, env: &Env, policy: &Policy, token: &str, aud
         ("content-security-policy", CSP),
         ("x-frame-options", "DENY"),
         ("x-content-type-options", "nosniff"),
-        // The link is a capability: it never leaves in a Referer.
-        ("referrer-policy", "no-referrer"),
+        // The link is a capability: it never leaves in a Referer to another
+        // site (`no-referrer` would make browsers send `Origin: null` on the
+        // page's own POST).
+        ("referrer-policy", "same-origin"),
         ("cache-control", "no-store"),
     ] {
         let _ = headers.set(name, value);
@@ -52,7 +54,7 @@ async fn run(req: &mut Request, env: &Env, policy: &Policy, token: &str, audit: 
     let key = read_secret(env, KEY_SECRET)
         .ok()
         .and_then(|k| LinkKey::parse(&String::from_utf8_lossy(k.expose())))
-        .ok_or_else(|| Error::Misconfigured(format!("secret {KEY_SECRET} is not set to base64 of 32 bytes")))?;
+        .ok_or_else(|| Error::Misconfigured("secret AIRLOCK_APPROVAL_KEY is not base64 of 32 bytes".into()))?;
     let link = approval::verify_link(&key, token, now_s)?;
     let id = link.approval_id;
     audit.approval_id = Some(id.clone());
@@ -68,7 +70,9 @@ async fn run(req: &mut Request, env: &Env, policy: &Policy, token: &str, audit: 
             if a.status != Status::Pending {
                 return Err(Error::ApprovalDecided { status: a.status.as_str() });
             }
-            Ok(approval::page(&a, &approval::csrf_token(&key, token)))
+            // The runtime's clock formats the times (ISO 8601, UTC).
+            let iso = |s: u64| String::from(js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(s as f64 * 1000.0)).to_iso_string());
+            Ok(approval::page(&a, &approval::csrf_token(&key, token), [&iso(a.created_at), &iso(a.expires_at)]))
         }
         "POST" => {
             let form = read_capped(req, 4096).await?;

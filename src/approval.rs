@@ -306,7 +306,8 @@ mod tests {
         assert_eq!(check_decision(&k, &link, &form("approve", &good), &from(Some("https://airlock.example"), Some("same-origin"))), Ok(true));
         assert_eq!(check_decision(&k, &link, &form("deny", &good), &from(None, None)), Ok(false));
         let other_link = mint_link(&k, "ap_ffffffffffffffffffffffffffffffff", 2_000);
-        let table: &[(&str, Vec<u8>, Option<&str>, Option<&str>, &str)] = &[
+        type Row<'a> = (&'a str, Vec<u8>, Option<&'a str>, Option<&'a str>, &'a str);
+        let table: &[Row] = &[
             ("no token", b"decision=approve".to_vec(), None, None, "approval_csrf_failed"),
             ("wrong token", form("approve", "AAAA"), None, None, "approval_csrf_failed"),
             ("token of another link", form("approve", &csrf_token(&k, &other_link)), None, None, "approval_csrf_failed"),

@@ -18,6 +18,9 @@ use serde::{Deserialize, Serialize};
 use store::{Store, StoreError};
 
 /// One typed command, as the edge sends it to a state object.
+// A command is built once per call and serialized at once: boxing the
+// held approval would only add code.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Command {

@@ -51,6 +51,16 @@ export const COMPATIBILITY_DATE = (() => {
   return "2026-07-01";
 })();
 
+// The Airlock worker's compatibility flags, as in wrangler.toml.
+export const COMPATIBILITY_FLAGS = (() => {
+  try {
+    const toml = readFileSync(join(REPO_ROOT, "wrangler.toml"), "utf8");
+    const m = /^\s*compatibility_flags\s*=\s*\[([^\]]*)\]/m.exec(toml);
+    if (m) return [...m[1].matchAll(/"([^"]+)"/g)].map((x) => x[1]);
+  } catch {}
+  return [];
+})();
+
 export const AUDIENCE = "airlock-test";
 export const REDACTED = "[REDACTED]";
 export const AUDIT_FIELDS = [
@@ -275,6 +285,7 @@ export async function startAirlock(o = {}) {
         modulesRoot: dirname(WORKER_SCRIPT),
         modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"] }],
         compatibilityDate: COMPATIBILITY_DATE,
+        compatibilityFlags: COMPATIBILITY_FLAGS,
         bindings: { AIRLOCK_POLICY: h.policyText, ...h.secrets },
         serviceBindings: { PRIVATE_ORIGIN: PRIVATE_WORKER_NAME },
         ...stateOptions(),
@@ -296,6 +307,10 @@ export async function startAirlock(o = {}) {
               modulesRoot: dirname(STATE_SCRIPT),
               modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"] }],
               compatibilityDate: COMPATIBILITY_DATE,
+              // o.stateBindings / o.stateServiceBindings: the webhook
+              // secret and destination binding of the approvals object.
+              ...(o.stateBindings ? { bindings: o.stateBindings } : {}),
+              ...(o.stateServiceBindings ? { serviceBindings: o.stateServiceBindings } : {}),
             },
           ]
         : []),

@@ -22,7 +22,8 @@ use crate::hex::hex;
 use crate::policy::Limits;
 use crate::proof::{self, Signed};
 use crate::request::{header, idempotency_key};
-use crate::state::approvals::{self, Approval};
+use crate::state::approvals::{self, Approval, Status};
+use crate::state::outbox::Notify;
 use crate::state::session::{Admission, IdemBegin, NonceCheck, Refusal, StoredAnswer};
 use crate::state::{Command, Reply};
 use crate::token::{KeyRing, TokenError};
@@ -227,12 +228,17 @@ impl Admitting {
     }
 
     /// The approval step, if the matched rule holds requests for a human:
-    /// consume the presented approval, or hold a new one under `new_id`.
+    /// consume the presented approval, or hold a new one under `new_id`
+    /// (with `body`, the request body, kept as text for the approval page,
+    /// and `notify`, where its events go).
+    #[allow(clippy::too_many_arguments)]
     pub fn approval_command(
         &self,
         gate: &Gate,
         received: &Received<'_>,
         new_id: &str,
+        body: &[u8],
+        notify: Option<Notify>,
         limits: &Limits,
         now_s: u64,
         audit: &mut AuditRecord,
@@ -261,8 +267,43 @@ impl Admitting {
             expires_at: now_s + limits.approval_ttl_seconds,
             decided_by: None,
             decided_at: None,
+            body: None,
+            body_truncated: false,
+            webhook: None,
         };
-        Some(Command::Hold { approval: held })
+        let (body, body_truncated) = crate::approval::shown_body(body);
+        Some(Command::Hold { approval: Approval { body, body_truncated, ..held }, notify })
+    }
+
+    /// Hold-open: for a rule with `wait_seconds`, the next call after the
+    /// hold answered: wait for the decision of a pending approval, or
+    /// consume one a human already approved (the unchanged request sent
+    /// again after a timeout). `None`: answer as without hold-open.
+    pub fn hold_open(&self, gate: &Gate, reply: &Reply) -> Option<Command> {
+        let binding = self.binding.as_ref().filter(|_| self.approval && gate.approval_wait_s > 0)?;
+        let Reply::Approval { approval: Some(a) } = reply else { return None };
+        match a.status {
+            Status::Pending => Some(Command::Wait { id: a.approval_id.clone(), wait_s: gate.approval_wait_s }),
+            Status::Approved => Some(Command::Consume { id: a.approval_id.clone(), digest: binding.digest.clone() }),
+            _ => None,
+        }
+    }
+
+    /// The approvals object's answer once the wait ended: an approved
+    /// request is consumed (once, like any approval); a denied one is
+    /// refused; one still pending gets today's `approval_required`, so an
+    /// Airlock-aware client can present the id later.
+    pub fn on_wait(&self, reply: Reply, audit: &mut AuditRecord) -> Result<Command, Error> {
+        let (Some(binding), Reply::Approval { approval: Some(a) }) = (self.binding.as_ref(), reply) else {
+            return Err(unexpected());
+        };
+        audit.approval_id = Some(a.approval_id.clone());
+        match a.status {
+            Status::Approved => Ok(Command::Consume { id: a.approval_id, digest: binding.digest.clone() }),
+            Status::Denied => Err(Error::ApprovalDenied),
+            Status::Pending => Err(Error::ApprovalRequired { id: a.approval_id }),
+            Status::Used | Status::Expired => Err(Error::ApprovalInvalid),
+        }
     }
 
     /// The approvals object's answer to [`Admitting::approval_command`]:
@@ -313,6 +354,14 @@ pub trait StateCalls {
     async fn wait(&self) -> bool;
     /// A fresh approval id.
     fn approval_id(&self) -> Result<String, Error>;
+    /// Where the events of a new approval `id` (valid until `expires_at`) go.
+    fn notify(&self, _id: &str, _expires_at: u64) -> Option<Notify> {
+        None
+    }
+    /// Whether the client hung up (a held request is then not forwarded).
+    fn client_gone(&self) -> bool {
+        false
+    }
 }
 
 /// The outcome of admission.
@@ -356,11 +405,12 @@ pub async fn run(
     }
     // approval gate
     let id = if gate.approval && header(received.headers, APPROVAL_HEADER).is_none() { state.approval_id()? } else { String::new() };
-    let Some(command) = admitting.approval_command(gate, received, &id, limits, now_s, audit) else {
+    let notify = if id.is_empty() { None } else { state.notify(&id, now_s + limits.approval_ttl_seconds) };
+    let Some(command) = admitting.approval_command(gate, received, &id, body, notify, limits, now_s, audit) else {
         return admitting.admit().map(Gated::Admitted);
     };
     let claim = admitting.claim().cloned();
-    let decided = match state.call(APPROVALS_OBJECT, &command).await {
+    let decided = match approval_reply(state, &admitting, gate, &command, audit).await {
         Ok(reply) => admitting.on_approval(reply, audit),
         Err(e) => Err(e),
     };
@@ -369,6 +419,23 @@ pub async fn run(
         let _ = state.call(&claim.object, &claim.abort()).await;
     }
     decided.map(Gated::Admitted)
+}
+
+/// The approvals object's answer to the approval step, held open for a
+/// rule with `wait_seconds` (see [`Admitting::hold_open`]).
+async fn approval_reply(state: &impl StateCalls, admitting: &Admitting, gate: &Gate, command: &Command, audit: &mut AuditRecord) -> Result<Reply, Error> {
+    let reply = state.call(APPROVALS_OBJECT, command).await?;
+    let next = match admitting.hold_open(gate, &reply) {
+        None => return Ok(reply),
+        Some(wait @ Command::Wait { .. }) => admitting.on_wait(state.call(APPROVALS_OBJECT, &wait).await?, audit)?,
+        Some(consume) => consume,
+    };
+    // A client that hung up while held gets nothing forwarded, and the
+    // approval stays usable for its retry.
+    if state.client_gone() {
+        return Err(Error::ClientClosed);
+    }
+    state.call(APPROVALS_OBJECT, &next).await
 }
 
 /// Proof that the session state admitted this request. Only admission
@@ -489,5 +556,97 @@ mod tests {
             let got = a.on_idem(Reply::Idem { outcome: outcome.clone() }, &limits, 900, &mut audit).err().map(|e| e.code());
             assert_eq!(got, Some(*code), "{outcome:?}");
         }
+    }
+
+    /// The approvals object in memory; `decision` is what a human does
+    /// while a request waits, `gone` a client that hung up meanwhile.
+    struct Fake {
+        store: std::cell::RefCell<crate::state::store::MemStore>,
+        decision: Option<bool>,
+        gone: bool,
+        calls: std::cell::RefCell<Vec<&'static str>>,
+    }
+
+    impl StateCalls for Fake {
+        async fn call(&self, _object: &str, command: &Command) -> Result<Reply, Error> {
+            let name = match command {
+                Command::Admit { .. } => "admit",
+                Command::Hold { .. } => "hold",
+                Command::Wait { .. } => "wait",
+                Command::Consume { .. } => "consume",
+                _ => "other",
+            };
+            self.calls.borrow_mut().push(name);
+            if name == "admit" {
+                return Ok(Reply::Admitted { refusal: None });
+            }
+            let mut store = self.store.borrow_mut();
+            if let (Command::Wait { id, .. }, Some(approve)) = (command, self.decision) {
+                crate::state::run(&mut *store, Command::Decide { id: id.clone(), approve, approver: "alice".into() }, 900_000);
+            }
+            Ok(crate::state::run(&mut *store, command.clone(), 900_000))
+        }
+        async fn wait(&self) -> bool {
+            false
+        }
+        fn approval_id(&self) -> Result<String, Error> {
+            Ok(format!("ap_{}", self.calls.borrow().len()))
+        }
+        fn client_gone(&self) -> bool {
+            self.gone
+        }
+    }
+
+    /// Runs a future that never waits (the fake state answers at once).
+    fn now<F: std::future::Future>(f: F) -> F::Output {
+        let mut f = std::pin::pin!(f);
+        match f.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
+            std::task::Poll::Ready(v) => v,
+            std::task::Poll::Pending => panic!("the fake state never waits"),
+        }
+    }
+
+    #[test]
+    fn hold_open_forwards_once_on_approval_and_refuses_otherwise() {
+        let (keys, limits) = setup();
+        let mut g = gate(true, Some(crate::level::Level::Admin));
+        g.approval_wait_s = 60;
+        let fake = |decision, gone| Fake { store: Default::default(), decision, gone, calls: Default::default() };
+        let go = |f: &Fake, g: &Gate| {
+            let mut audit = AuditRecord::new("r".into(), "POST", 0);
+            now(run(f, g, &received(&[]), b"<b>body</b>", &keys, &limits, 900, &mut audit)).map(|_| ()).map_err(|e| e.code())
+        };
+        // Approved while held: admitted after one consume.
+        let f = fake(Some(true), false);
+        assert_eq!(go(&f, &g), Ok(()));
+        assert_eq!(*f.calls.borrow(), ["admit", "hold", "wait", "consume"]);
+        let id = "ap_1";
+        assert_eq!(approvals::get(&*f.store.borrow(), id, 900).unwrap().unwrap().status, Status::Used);
+        assert_eq!(approvals::get(&*f.store.borrow(), id, 900).unwrap().unwrap().body.as_deref(), Some("<b>body</b>"));
+        // The same request again needs a new approval.
+        let f2 = Fake { decision: None, ..fake(None, false) };
+        *f2.store.borrow_mut() = f.store.borrow().clone();
+        assert_eq!(go(&f2, &g), Err("approval_required"));
+
+        // Denied while held; timed out.
+        assert_eq!(go(&fake(Some(false), false), &g), Err("approval_denied"));
+        let f = fake(None, false);
+        assert_eq!(go(&f, &g), Err("approval_required"));
+        assert_eq!(*f.calls.borrow(), ["admit", "hold", "wait"]);
+
+        // The client hung up: nothing consumed; its unchanged retry passes once.
+        let f = fake(Some(true), true);
+        assert_eq!(go(&f, &g), Err("client_closed"));
+        assert_eq!(approvals::get(&*f.store.borrow(), "ap_1", 900).unwrap().unwrap().status, Status::Approved);
+        let retry = Fake { decision: None, gone: false, ..fake(None, false) };
+        *retry.store.borrow_mut() = f.store.borrow().clone();
+        assert_eq!(go(&retry, &g), Ok(()));
+        assert_eq!(*retry.calls.borrow(), ["admit", "hold", "consume"]);
+
+        // Without wait_seconds: today's answer at once, no wait.
+        g.approval_wait_s = 0;
+        let f = fake(Some(true), false);
+        assert_eq!(go(&f, &g), Err("approval_required"));
+        assert_eq!(*f.calls.borrow(), ["admit", "hold"]);
     }
 }

@@ -40,6 +40,8 @@ pub struct Gate {
     /// and above.
     pub level: Option<Level>,
     pub approval: bool,
+    /// How long a held request waits open for the decision.
+    pub approval_wait_s: u64,
     /// The normalized path, as forwarded (request digests use it).
     pub path: String,
     /// The raw query without the session token's parameters: what
@@ -59,6 +61,7 @@ impl Gate {
             tool_rate: tool.and_then(|t| t.rate),
             level: None,
             approval: false,
+            approval_wait_s: 0,
             path,
             query: String::new(),
         }
@@ -110,6 +113,7 @@ pub fn tool<'p>(policy: &'p Policy, keys: &KeyRing, req: &ToolRequest<'_>, now: 
     let mut gate = Gate::new(policy, permit.session(), Some(permit.tool()), permit.path().encoded());
     gate.level = permit.rule().map(|r| r.level);
     gate.approval = permit.approval();
+    gate.approval_wait_s = permit.rule().map_or(0, |r| r.approval_wait_s);
     gate.query = crate::authenticate::without_token_params(req.query, Some(&permit.tool().session_token));
     Ok(Authorized { permit, gate, declared_length, body_limit })
 }

@@ -244,6 +244,19 @@ pub enum Error {
     ApprovalDecided {
         status: &'static str,
     },
+    /// An approval-page link that is malformed, forged or tampered with, or
+    /// names no approval: one answer for all.
+    ApprovalLinkInvalid,
+    ApprovalLinkExpired {
+        exp: u64,
+        now: u64,
+    },
+    /// A decision POST without the page's CSRF token or from another origin.
+    ApprovalCsrf {
+        why: &'static str,
+    },
+    /// The client hung up while its request was held; nothing was forwarded.
+    ClientClosed,
     /// The session state (Durable Object) could not be reached or failed.
     StateUnavailable(String),
     /// A secret, binding or signing key the request needs is missing or unusable.
@@ -296,6 +309,10 @@ impl Error {
             Error::ApprovalInvalid => "approval_invalid",
             Error::ApprovalNotFound => "approval_not_found",
             Error::ApprovalDecided { .. } => "approval_decided",
+            Error::ApprovalLinkInvalid => "approval_link_invalid",
+            Error::ApprovalLinkExpired { .. } => "approval_link_expired",
+            Error::ApprovalCsrf { .. } => "approval_csrf_failed",
+            Error::ClientClosed => "client_closed",
             Error::StateUnavailable(_) => "state_unavailable",
             Error::Misconfigured(_) => "misconfigured",
             Error::Internal(_) => "internal",
@@ -305,8 +322,11 @@ impl Error {
     pub fn status(&self) -> u16 {
         match self {
             Error::InvalidSession(_) | Error::AdminKeyInvalid | Error::SessionRevoked | Error::Proof(_) => 401,
-            Error::ApprovalRequired { .. } | Error::ApprovalPending | Error::ApprovalDenied | Error::ApprovalInvalid => 403,
-            Error::SessionNotFound | Error::ApprovalNotFound => 404,
+            Error::ApprovalRequired { .. } | Error::ApprovalPending | Error::ApprovalDenied | Error::ApprovalInvalid | Error::ApprovalCsrf { .. } => 403,
+            Error::SessionNotFound | Error::ApprovalNotFound | Error::ApprovalLinkInvalid => 404,
+            Error::ApprovalLinkExpired { .. } => 410,
+            // Nobody reads it: the status nginx logs for a client that left.
+            Error::ClientClosed => 499,
             Error::IdempotencyInFlight | Error::IdempotencyNotStored { .. } | Error::ApprovalDecided { .. } => 409,
             Error::IdempotencyKeyReused => 422,
             Error::RateLimited { .. } => 429,
@@ -397,6 +417,10 @@ impl Error {
             Error::ApprovalInvalid => "approval unknown, expired, already used or for another request".into(),
             Error::ApprovalNotFound => "no such approval".into(),
             Error::ApprovalDecided { status } => format!("approval already {status}"),
+            Error::ApprovalLinkInvalid => "approval link not valid".into(),
+            Error::ApprovalLinkExpired { .. } => "approval link expired".into(),
+            Error::ApprovalCsrf { .. } => "decision not accepted".into(),
+            Error::ClientClosed => "client closed the connection".into(),
             Error::StateUnavailable(_) => "session state unavailable; the request was refused".into(),
         }
     }
@@ -444,6 +468,8 @@ impl Error {
             Error::IdempotencyNotStored { status } => format!("first answer was {status}, body not stored"),
             Error::ApprovalRequired { id } => format!("held as {id}"),
             Error::ApprovalDecided { status } => format!("already {status}"),
+            Error::ApprovalLinkExpired { exp, now } => format!("link expired at {exp}, now {now}"),
+            Error::ApprovalCsrf { why } => format!("csrf: {why}"),
             other => other.public_message(),
         }
     }
@@ -574,6 +600,20 @@ mod tests {
         let p = Error::InvalidPath(PathError::CompatibilityForm);
         assert_eq!((p.code(), p.status()), ("invalid_path", 400));
         assert_eq!(p.wire_body(), Error::InvalidPath(PathError::DotSegment).wire_body());
+    }
+
+    #[test]
+    fn approval_page_refusals_have_stable_codes() {
+        let table: &[(Error, u16, &str)] = &[
+            (Error::ApprovalLinkInvalid, 404, "approval_link_invalid"),
+            (Error::ApprovalLinkExpired { exp: 1, now: 2 }, 410, "approval_link_expired"),
+            (Error::ApprovalCsrf { why: "token wrong" }, 403, "approval_csrf_failed"),
+            (Error::ClientClosed, 499, "client_closed"),
+        ];
+        for (e, status, code) in table {
+            assert_eq!((e.status(), e.code(), e.source()), (*status, *code, Source::Client));
+            assert!(!e.wire_body().contains("token wrong"));
+        }
     }
 
     #[test]

@@ -16,6 +16,8 @@
 //! | audit | [`audit`] | one record per request | `edge/audit.rs` |
 //!
 //! Beside the phases: [`mint`] (session tokens for the control plane),
+//! [`approval`] (the approval page and its links), [`webhook`] (approval
+//! events),
 //! [`policy`] (the deploy-time configuration), [`error`] (every refusal and
 //! its one wire mapping), [`secret`], [`level`], [`hex`] and [`json`] (leaves).
 //!
@@ -64,6 +66,9 @@ pub mod respond;
 pub mod audit;
 
 pub mod mint;
+
+pub mod approval;
+pub mod webhook;
 
 // The platform's macros (`#[event]`, `#[durable_object]`, wasm-bindgen)
 // generate unsafe glue; the deciding modules above may not.

@@ -19,6 +19,11 @@ pub enum Route<'a> {
         id: &'a str,
         action: Option<bool>,
     },
+    /// `/approve/{link}`: the approval page; `link` is checked by
+    /// [`crate::approval::verify_link`].
+    ApprovalPage {
+        link: &'a str,
+    },
     /// `/t/{tool}/{rest}`: `rest` starts with `/` and is still percent-encoded.
     Tool {
         tool: &'a str,
@@ -58,6 +63,10 @@ pub fn route(path: &str) -> Route<'_> {
             Some(hex) if is_hex_id(hex) => Route::Approval { id, action },
             _ => Route::NotFound,
         };
+    }
+    if let Some(link) = path.strip_prefix("/approve/") {
+        let ok = !link.is_empty() && link.len() <= 256 && link.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        return if ok { Route::ApprovalPage { link } } else { Route::NotFound };
     }
     if let Some(server) = path.strip_prefix("/mcp/") {
         return if server.is_empty() || server.contains('/') { Route::NotFound } else { Route::Mcp { server } };
@@ -162,6 +171,10 @@ mod tests {
             ("/e/pypi.org:8443", Route::Egress { authority: "pypi.org:8443", rest: "/" }),
             ("/e/", Route::Egress { authority: "", rest: "/" }),
             ("/e//simple/", Route::Egress { authority: "", rest: "/simple/" }),
+            ("/approve/ap1.ap_0a.99.AbC-_x", Route::ApprovalPage { link: "ap1.ap_0a.99.AbC-_x" }),
+            ("/approve/", Route::NotFound),
+            ("/approve/a/b", Route::NotFound),
+            ("/approve/a%2fb", Route::NotFound),
             ("/mcp/crm", Route::Mcp { server: "crm" }),
             ("/mcp/crm/", Route::NotFound),
             ("/mcp/", Route::NotFound),

@@ -13,14 +13,16 @@ use base64::Engine;
 use worker::{Date, Delay, Env, Headers, Request, Response};
 
 use super::body::read_body;
-use super::config::random_bytes;
+use super::config::{random_bytes, read_secret};
 use super::state::call;
 use crate::admit::{self, Admitted, Claim, Gated, Received, StateCalls};
+use crate::approval::{mint_link, LinkKey, KEY_SECRET, PAGE_PREFIX};
 use crate::audit::AuditRecord;
 use crate::authorize::Gate;
 use crate::error::Error;
 use crate::hex::hex;
 use crate::policy::Policy;
+use crate::state::outbox::Notify;
 use crate::state::session::StoredAnswer;
 use crate::state::{Command, Reply};
 use crate::token::KeyRing;
@@ -35,6 +37,11 @@ struct EdgeState<'a> {
     deadline_ms: u64,
     /// Time spent waiting on the state, for the audit record.
     spent_ms: std::cell::Cell<Option<u64>>,
+    policy: &'a Policy,
+    /// The worker's own origin, the base of approval-page links by default.
+    own_origin: &'a str,
+    /// Aborts when the client hangs up (`enable_request_signal`).
+    signal: web_sys::AbortSignal,
 }
 
 impl StateCalls for EdgeState<'_> {
@@ -56,6 +63,20 @@ impl StateCalls for EdgeState<'_> {
 
     fn approval_id(&self) -> Result<String, Error> {
         Ok(format!("ap_{}", hex(&random_bytes::<16>()?)))
+    }
+
+    fn notify(&self, id: &str, expires_at: u64) -> Option<Notify> {
+        let a = &self.policy.approvals;
+        let dest = a.webhook.clone()?;
+        // Without AIRLOCK_APPROVAL_KEY the event has no page link.
+        let key = read_secret(self.env, KEY_SECRET).ok().and_then(|k| LinkKey::parse(&String::from_utf8_lossy(k.expose())));
+        let base = a.page_url.as_deref().unwrap_or(self.own_origin);
+        let page = key.map(|k| format!("{base}{PAGE_PREFIX}{}", mint_link(&k, id, expires_at)));
+        Some(Notify { dest, secret: a.webhook_secret.clone(), page })
+    }
+
+    fn client_gone(&self) -> bool {
+        self.signal.aborted()
     }
 }
 
@@ -79,7 +100,16 @@ pub async fn admit(
         _ => None,
     };
     let body = known_body.or(read.as_deref()).unwrap_or_default();
-    let state = EdgeState { env, deadline_ms: now_ms + policy.limits.upstream_timeout_ms + 5_000, spent_ms: std::cell::Cell::new(None) };
+    let url = req.inner().url();
+    let own_origin = crate::approval::origin_of(&url).unwrap_or_default();
+    let state = EdgeState {
+        env,
+        deadline_ms: now_ms + policy.limits.upstream_timeout_ms + 5_000,
+        spent_ms: std::cell::Cell::new(None),
+        policy,
+        own_origin,
+        signal: req.inner().signal(),
+    };
     let gated = admit::run(&state, gate, received, body, keys, &policy.limits, now_ms / 1000, audit).await;
     if let Some(spent) = state.spent_ms.get() {
         audit.state_ms = Some(audit.state_ms.unwrap_or(0) + spent);

@@ -29,6 +29,7 @@ use std::rc::Rc;
 use worker::{event, Context, Date, Env, Request, Response};
 
 mod admit;
+mod approve;
 mod audit;
 mod body;
 mod config;
@@ -104,6 +105,7 @@ async fn handle(mut req: Request, env: &Env, ctx: &Context, audit: &mut AuditRec
         Route::Session { id } => control::session(&req, env, id, audit).await,
         Route::Approvals => control::approvals(&req, env, audit).await,
         Route::Approval { id, action } => control::approval(req, env, id, action, audit).await,
+        Route::ApprovalPage { link } => approve::page(req, env, &policy, link, audit, now_s).await,
         Route::Tool { tool, rest } => {
             audit.route = "tool";
             let keys = load_keys(env)?;

@@ -6,13 +6,32 @@
 //! [`crate::state::run`] against its SQLite table in one synchronous step
 //! (SQL calls do not yield, so commands never interleave) and returns the
 //! [`Reply`]. Everything that decides lives in `crate::state`.
+//!
+//! The `approvals` object also keeps held requests' calls open until their
+//! decision ([`Command::Wait`]: a waker per waiting call, woken by the
+//! decision, with a timer for the timeout; no polling), and delivers the
+//! webhook outbox from its alarm ([`crate::state::outbox`]), logging one
+//! `airlock.webhook` line per attempt.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context as TaskContext, Poll, Waker};
+use std::time::Duration;
 
-use worker::{durable_object, event, Context, DurableObject, Env, Request, Response, State};
+use futures_util::future::{select, Either};
+use worker::{console_log, durable_object, event, Context, Delay, DurableObject, Env, Fetch, Headers, Method, Request, RequestInit, Response, State};
 
+use crate::policy::{WebhookDest, MAX_APPROVAL_WAIT_S};
+use crate::state::approvals::{Decided, Status};
+use crate::state::outbox::{self, Delivery, Entry};
 use crate::state::store::{Store, StoreError};
 use crate::state::{run, Command, Reply};
+use crate::webhook::{signature, SIGNATURE_HEADER};
+
+/// How long one webhook delivery may take before it counts as failed.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The script has no routes of its own: it is reached only through the
 /// Durable Object binding of the Airlock worker.
@@ -25,14 +44,17 @@ pub async fn fetch(_req: Request, _env: Env, _ctx: Context) -> worker::Result<Re
 #[durable_object]
 pub struct AirlockState {
     state: State,
+    env: Env,
+    /// Held requests waiting for a decision: approval id and waiter.
+    waiters: RefCell<Vec<(String, Rc<Waiter>)>>,
     ready: Cell<bool>,
     /// The second of this instance's last purge (see [`SqlStore::purge`]).
     purged_s: Cell<u64>,
 }
 
 impl DurableObject for AirlockState {
-    fn new(state: State, _env: Env) -> Self {
-        AirlockState { state, ready: Cell::new(false), purged_s: Cell::new(0) }
+    fn new(state: State, env: Env) -> Self {
+        AirlockState { state, env, waiters: RefCell::new(Vec::new()), ready: Cell::new(false), purged_s: Cell::new(0) }
     }
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
@@ -44,14 +66,31 @@ impl DurableObject for AirlockState {
             Command::Create { record } => Some(record.expires_at.saturating_add(crate::state::session::RECORD_RETENTION_S)),
             _ => None,
         };
-        let now_ms = worker::Date::now().as_millis();
-        let reply = match self.store() {
-            Ok(mut store) => run(&mut store, command, now_ms),
-            Err(StoreError) => Reply::Failed,
+        let wait = match &command {
+            Command::Wait { id, wait_s } => Some((id.clone(), (*wait_s).min(MAX_APPROVAL_WAIT_S))),
+            _ => None,
         };
+        let decide = match &command {
+            Command::Decide { id, .. } => Some(id.clone()),
+            _ => None,
+        };
+        let queues = decide.is_some() || matches!(&command, Command::Hold { notify: Some(_), .. });
+        let mut reply = self.run(command);
+        if let (Some((id, wait_s)), Reply::Approval { approval: Some(a) }) = (wait, &reply) {
+            if a.status == Status::Pending {
+                self.wait_for(&id, wait_s).await;
+                reply = self.run(Command::Approval { id });
+            }
+        }
+        if let (Some(id), Reply::Decided { decided: Decided::Done(_) }) = (decide, &reply) {
+            self.wake(&id);
+        }
+        if queues && self.arm_outbox().await.is_err() {
+            return Response::error("alarm", 500);
+        }
         // A session's object deletes itself once its record is past retention.
         if let (Some(at), Reply::Created { created: true }) = (arm_at, &reply) {
-            if self.state.storage().set_alarm(at.saturating_mul(1000) as i64).await.is_err() {
+            if self.state.storage().set_alarm(at_ms(at.saturating_mul(1000))).await.is_err() {
                 return Response::error("alarm", 500);
             }
         }
@@ -60,7 +99,28 @@ impl DurableObject for AirlockState {
     }
 
     async fn alarm(&self) -> worker::Result<Response> {
-        let now_s = worker::Date::now().as_millis() / 1000;
+        let now_ms = worker::Date::now().as_millis();
+        let due = self.store().and_then(|s| outbox::due(&s, now_ms)).unwrap_or_default();
+        for entry in due {
+            let (ok, status) = self.deliver(&entry, now_ms).await;
+            let now_ms = worker::Date::now().as_millis();
+            let outcome = self.store().and_then(|mut s| outbox::record(&mut s, &entry, ok, now_ms));
+            let (result, next_at_ms) = match outcome {
+                Ok(Delivery::Delivered) => ("delivered", None),
+                Ok(Delivery::Retry { at_ms }) => ("retrying", Some(at_ms)),
+                Ok(Delivery::GaveUp) => ("failed", None),
+                Err(StoreError) => ("store_failed", None),
+            };
+            let line = serde_json::json!({
+                "kind": "airlock.webhook", "ts": now_ms, "event_id": entry.id, "approval_id": entry.approval_id,
+                "attempt": entry.failed + 1, "status": status, "result": result, "next_at_ms": next_at_ms,
+            });
+            console_log!("{line}");
+        }
+        if self.arm_outbox().await? {
+            return Response::ok("");
+        }
+        let now_s = now_ms / 1000;
         if let Ok(mut store) = self.store() {
             let _ = store.purge(now_s);
             if store.is_empty() {
@@ -74,7 +134,96 @@ impl DurableObject for AirlockState {
     }
 }
 
+/// An alarm time as a date: workers-rs reads a bare `i64` as an offset
+/// from now, not as a time.
+fn at_ms(ms: u64) -> worker::ScheduledTime {
+    worker::ScheduledTime::new(js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(ms as f64)))
+}
+
+/// One held request's call, woken by the decision of its approval.
+#[derive(Default)]
+struct Waiter {
+    woken: Cell<bool>,
+    waker: RefCell<Option<Waker>>,
+}
+
+struct Woken(Rc<Waiter>);
+
+impl Future for Woken {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
+        if self.0.woken.get() {
+            return Poll::Ready(());
+        }
+        *self.0.waker.borrow_mut() = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
 impl AirlockState {
+    fn run(&self, command: Command) -> Reply {
+        match self.store() {
+            Ok(mut store) => run(&mut store, command, worker::Date::now().as_millis()),
+            Err(StoreError) => Reply::Failed,
+        }
+    }
+
+    /// Until approval `id` is decided or `wait_s` seconds passed. Costs a
+    /// waker and a timer, no CPU while waiting.
+    async fn wait_for(&self, id: &str, wait_s: u64) {
+        let waiter = Rc::new(Waiter::default());
+        self.waiters.borrow_mut().push((id.to_string(), waiter.clone()));
+        let woken = Woken(waiter.clone());
+        let timer = Delay::from(Duration::from_secs(wait_s));
+        futures_util::pin_mut!(woken);
+        futures_util::pin_mut!(timer);
+        select(woken, timer).await;
+        self.waiters.borrow_mut().retain(|(_, w)| !Rc::ptr_eq(w, &waiter));
+    }
+
+    fn wake(&self, id: &str) {
+        for (_, w) in self.waiters.borrow().iter().filter(|(i, _)| i == id) {
+            w.woken.set(true);
+            if let Some(waker) = w.waker.borrow_mut().take() {
+                waker.wake();
+            }
+        }
+    }
+
+    /// Sets the alarm for the next queued webhook event; `false` when none is queued.
+    async fn arm_outbox(&self) -> worker::Result<bool> {
+        let next = self.store().and_then(|s| outbox::next_at(&s)).map_err(|_| worker::Error::RustError("outbox".into()))?;
+        match next {
+            Some(at) => self.state.storage().set_alarm(at_ms(at)).await.map(|_| true),
+            None => Ok(false),
+        }
+    }
+
+    /// One delivery attempt: whether the receiver took it (2xx), and its status.
+    async fn deliver(&self, entry: &Entry, now_ms: u64) -> (bool, Option<u16>) {
+        // The secret is read at every attempt, so a rotated one signs retries.
+        let Ok(secret) = self.env.var(&entry.secret).map(|v| v.to_string()) else { return (false, None) };
+        let headers = Headers::new();
+        let _ = headers.set("content-type", "application/json");
+        let _ = headers.set(SIGNATURE_HEADER, &signature(secret.as_bytes(), now_ms / 1000, &entry.body));
+        let _ = headers.set("user-agent", "airlock-webhook");
+        let mut init = RequestInit::new();
+        init.with_method(Method::Post).with_headers(headers).with_body(Some(entry.body.clone().into()));
+        let send = async {
+            match &entry.dest {
+                WebhookDest::Url(url) => Fetch::Request(Request::new_with_init(url, &init)?).send().await,
+                WebhookDest::Service(name) => self.env.service(name)?.fetch_request(Request::new_with_init("https://airlock-webhook.invalid/", &init)?).await,
+            }
+        };
+        let timer = Delay::from(DELIVERY_TIMEOUT);
+        futures_util::pin_mut!(send);
+        futures_util::pin_mut!(timer);
+        match select(send, timer).await {
+            Either::Left((Ok(r), _)) => ((200..300).contains(&r.status_code()), Some(r.status_code())),
+            _ => (false, None),
+        }
+    }
+
     fn store(&self) -> Result<SqlStore<'_>, StoreError> {
         let sql = self.state.storage().sql();
         if !self.ready.get() {

@@ -36,7 +36,12 @@ pub async fn call(env: &Env, name: &str, command: &Command) -> Result<Reply, Err
         let body = super::body::body_bytes(&response).await.map_err(|_| unavailable("answer unreadable"))?;
         serde_json::from_slice::<Reply>(&body).map_err(|_| unavailable("answer undecodable"))
     };
-    let timeout = worker::Delay::from(CALL_TIMEOUT);
+    // A held request's wait runs as long as its rule says, then some.
+    let timeout = match command {
+        Command::Wait { wait_s, .. } => CALL_TIMEOUT + Duration::from_secs(*wait_s),
+        _ => CALL_TIMEOUT,
+    };
+    let timeout = worker::Delay::from(timeout);
     futures_util::pin_mut!(exchange);
     futures_util::pin_mut!(timeout);
     match select(exchange, timeout).await {

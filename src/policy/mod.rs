@@ -147,6 +147,9 @@ pub struct Rule {
     pub level: Level,
     /// A human must approve each matching request before it is forwarded.
     pub approval: bool,
+    /// How long a held request waits open for the decision (0: answered
+    /// `approval_required` at once).
+    pub approval_wait_s: u64,
 }
 
 impl Rule {
@@ -304,7 +307,31 @@ pub struct Policy {
     tools: BTreeMap<String, Tool>,
     /// Hosts reachable through `/e/` without credentials; empty means none.
     pub egress: Vec<EgressRule>,
+    /// Where held requests are announced (`approvals`).
+    pub approvals: Approvals,
 }
+
+/// The policy's `approvals` object: how a held request reaches a human.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Approvals {
+    pub webhook: Option<WebhookDest>,
+    /// The name of the platform secret that keys the webhook signatures.
+    pub webhook_secret: String,
+    /// The worker's public base URL, for the links in events (else the
+    /// request's own origin).
+    pub page_url: Option<String>,
+}
+
+/// Where approval events are POSTed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookDest {
+    Url(String),
+    Service(String),
+}
+
+/// The longest a rule may hold a request open.
+pub const MAX_APPROVAL_WAIT_S: u64 = 300;
 
 impl Policy {
     pub fn tool(&self, name: &str) -> Option<&Tool> {

@@ -115,8 +115,41 @@ fn read_policy(value: &Value) -> Result<Policy, PolicyError> {
         Some(e) => read_egress(e)?,
         None => Vec::new(),
     };
+    let approvals = read_approvals(top.obj("approvals")?)?;
     top.done()?;
-    Ok(Policy { audience: audience.to_string(), limits, require_proof, tools, egress })
+    Ok(Policy { audience: audience.to_string(), limits, require_proof, tools, egress, approvals })
+}
+
+fn read_approvals(obj: Option<Obj<'_>>) -> Result<Approvals, PolicyError> {
+    let Some(mut o) = obj else { return Ok(Approvals::default()) };
+    let webhook = match o.obj("webhook")? {
+        None => None,
+        Some(mut w) => {
+            let dest = match (w.str("url")?, w.str("service")?) {
+                (Some(url), None) if url.starts_with("https://") && url.len() <= 2048 && is_header_value_text(url) && !url.contains(' ') => {
+                    WebhookDest::Url(url.to_string())
+                }
+                (Some(_), None) => return Err(err(w.field("url"), "must be an https:// URL")),
+                (None, Some(name)) if is_binding_name(name) => WebhookDest::Service(name.to_string()),
+                (None, Some(_)) => return Err(err(w.field("service"), "must be a binding name")),
+                _ => return Err(err(&w.path, "needs exactly one of url and service")),
+            };
+            w.done()?;
+            Some(dest)
+        }
+    };
+    let secret = o.str("webhook_secret")?.unwrap_or("AIRLOCK_WEBHOOK_SECRET");
+    if !is_binding_name(secret) {
+        return Err(err(o.field("webhook_secret"), "must be a secret name"));
+    }
+    let page_url = o.str("page_url")?;
+    if let Some(u) = page_url {
+        if !(u.starts_with("https://") || u.starts_with("http://")) || u.len() > 512 || !is_header_value_text(u) || u.contains(['"', '<', '>', ' ']) {
+            return Err(err(o.field("page_url"), "must be the worker's http(s) base URL"));
+        }
+    }
+    o.done()?;
+    Ok(Approvals { webhook, webhook_secret: secret.to_string(), page_url: page_url.map(|u| u.trim_end_matches('/').to_string()) })
 }
 
 fn read_limits(obj: Option<Obj<'_>>) -> Result<Limits, PolicyError> {
@@ -300,9 +333,22 @@ fn read_rule(mut r: Obj<'_>, slots: &TokenSlots) -> Result<Rule, PolicyError> {
         }
     }
     let level = level(r.get("level").unwrap_or(&Value::Null), r.field("level"))?;
-    let approval = r.flag("approval")?;
+    // `true`, or `{"wait_seconds": N}` to hold the request open.
+    let (approval, approval_wait_s) = match r.get("approval") {
+        None | Some(Value::Bool(false)) => (false, 0),
+        Some(Value::Bool(true)) => (true, 0),
+        Some(v) => {
+            let mut o = Obj::of(v, r.field("approval"))?;
+            let wait = o.u64("wait_seconds")?.unwrap_or(0);
+            if wait > MAX_APPROVAL_WAIT_S {
+                return Err(err(o.field("wait_seconds"), format!("must be between 0 and {MAX_APPROVAL_WAIT_S}")));
+            }
+            o.done()?;
+            (true, wait)
+        }
+    };
     r.done()?;
-    Ok(Rule { methods, path, query, level, approval })
+    Ok(Rule { methods, path, query, level, approval, approval_wait_s })
 }
 
 fn read_mcp(mut m: Obj<'_>) -> Result<McpRules, PolicyError> {

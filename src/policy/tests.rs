@@ -67,6 +67,15 @@ fn errors_name_the_field() {
         ("missing audience", with(&["audience"], serde_json::Value::Null), ""),
         ("bad level", with(&["tools", "github", "rules", "0", "level"], json!("superuser")), "tools.github.rules[0].level"),
         ("unknown rule field", with(&["tools", "github", "rules", "1", "approve"], json!(true)), "tools.github.rules[1]"),
+        ("wait above 300", with(&["tools", "github", "rules", "1", "approval"], json!({"wait_seconds": 301})), "tools.github.rules[1].approval.wait_seconds"),
+        ("unknown approval field", with(&["tools", "github", "rules", "1", "approval"], json!({"wait": 3})), "tools.github.rules[1].approval.wait"),
+        ("approval not a flag", with(&["tools", "github", "rules", "1", "approval"], json!("yes")), "tools.github.rules[1].approval"),
+        ("http webhook", with(&["approvals"], json!({"webhook": {"url": "http://hooks.example/x"}})), "approvals.webhook.url"),
+        ("two destinations", with(&["approvals"], json!({"webhook": {"url": "https://h.example", "service": "HOOK"}})), "approvals.webhook"),
+        ("bad binding", with(&["approvals"], json!({"webhook": {"service": "a-b"}})), "approvals.webhook.service"),
+        ("bad secret name", with(&["approvals"], json!({"webhook_secret": "x y"})), "approvals.webhook_secret"),
+        ("markup in page_url", with(&["approvals"], json!({"page_url": "https://a.example/\"><x"})), "approvals.page_url"),
+        ("unknown approvals field", with(&["approvals"], json!({"hook": 1})), "approvals.hook"),
         ("lower-case method", with(&["tools", "github", "rules", "0", "methods"], json!(["get"])), "tools.github.rules[0].methods[0]"),
         ("no methods", with(&["tools", "github", "rules", "0", "methods"], json!([])), "tools.github.rules[0].methods"),
         ("relative path", with(&["tools", "github", "rules", "0", "path"], json!("repos/*")), "tools.github.rules[0].path"),
@@ -286,7 +295,14 @@ fn pattern_matching_table() {
 
 #[test]
 fn rule_matches_method_and_path() {
-    let r = Rule { methods: vec![Method::Get, Method::Head], path: PathPattern::parse("/a/*").unwrap(), query: vec![], level: Level::Read, approval: false };
+    let r = Rule {
+        methods: vec![Method::Get, Method::Head],
+        path: PathPattern::parse("/a/*").unwrap(),
+        query: vec![],
+        level: Level::Read,
+        approval: false,
+        approval_wait_s: 0,
+    };
     assert!(r.matches(Method::Get, &["a", "x"], &[]));
     assert!(r.matches(Method::Head, &["a", "x"], &query_pairs(Some("anything=1"))));
     assert!(!r.matches(Method::Post, &["a", "x"], &[]));
@@ -301,6 +317,7 @@ fn rule_query_parameters_match_once_and_exactly() {
         query: vec![("service".into(), "git-upload-pack".into())],
         level: Level::Read,
         approval: false,
+        approval_wait_s: 0,
     };
     let path = ["acme", "app.git", "info", "refs"];
     let table = [
@@ -466,4 +483,19 @@ fn the_policy_json_is_read_strictly() {
         let e = tool_json(tool.clone()).expect_err(&tool.to_string());
         assert_eq!(e.field, field, "{tool}: {e}");
     }
+}
+
+#[test]
+fn approvals_and_hold_open_parse() {
+    use serde_json::json;
+    let p = Policy::parse(&with(&["tools", "github", "rules", "1", "approval"], json!({"wait_seconds": 60}))).unwrap();
+    let rule = &p.tool("github").unwrap().rules[1];
+    assert_eq!((rule.approval, rule.approval_wait_s), (true, 60));
+    let p = Policy::parse(&with(&["tools", "github", "rules", "1", "approval"], json!(true))).unwrap();
+    assert_eq!((p.tool("github").unwrap().rules[1].approval, p.tool("github").unwrap().rules[1].approval_wait_s), (true, 0));
+    assert_eq!(p.approvals, Approvals::default());
+    let p = Policy::parse(&with(&["approvals"], json!({"webhook": {"service": "HOOK"}, "page_url": "https://a.example/"}))).unwrap();
+    assert_eq!(p.approvals.webhook, Some(WebhookDest::Service("HOOK".into())));
+    assert_eq!(p.approvals.webhook_secret, "AIRLOCK_WEBHOOK_SECRET");
+    assert_eq!(p.approvals.page_url.as_deref(), Some("https://a.example"));
 }

@@ -56,6 +56,17 @@ pub struct Approval {
     pub expires_at: u64,
     pub decided_by: Option<String>,
     pub decided_at: Option<u64>,
+    /// The request body as text, for the approval page (see
+    /// [`crate::approval::shown_body`]); the sandbox's body, before any
+    /// credential was injected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub body_truncated: bool,
+    /// The delivery state of the latest webhook event: `pending`,
+    /// `delivered`, `retrying` or `failed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<String>,
 }
 
 impl Approval {
@@ -89,6 +100,14 @@ fn by_digest(digest: &str) -> String {
 
 fn save(store: &mut impl Store, a: &Approval) -> Result<(), StoreError> {
     put_json(store, &key(&a.approval_id), a, a.expires_at.saturating_add(RETENTION_S))
+}
+
+/// Records the delivery state of an approval's latest webhook event.
+pub(super) fn set_webhook(store: &mut impl Store, id: &str, state: &str) -> Result<(), StoreError> {
+    match get_json::<Approval>(store, &key(id))? {
+        Some(a) => save(store, &Approval { webhook: Some(state.to_string()), ..a }),
+        None => Ok(()),
+    }
 }
 
 /// Holds a request for approval. The same request held again while its
@@ -188,6 +207,9 @@ mod tests {
             expires_at: 4_600,
             decided_by: None,
             decided_at: None,
+            body: None,
+            body_truncated: false,
+            webhook: None,
         }
     }
 

@@ -9,6 +9,7 @@
 pub mod approvals;
 pub mod bucket;
 pub mod nonces;
+pub mod outbox;
 pub mod session;
 pub mod store;
 
@@ -17,21 +18,62 @@ use serde::{Deserialize, Serialize};
 use store::{Store, StoreError};
 
 /// One typed command, as the edge sends it to a state object.
+// A command is built once per call and serialized at once: boxing the
+// held approval would only add code.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Command {
-    Create { record: session::SessionRecord },
+    Create {
+        record: session::SessionRecord,
+    },
     Get,
     Revoke,
-    Admit { admission: session::Admission },
-    IdemBegin { key: String, digest: String, expires_s: u64 },
-    IdemComplete { key: String, digest: String, answer: session::StoredAnswer, expires_s: u64 },
-    IdemAbort { key: String, digest: String },
-    Hold { approval: approvals::Approval },
-    Consume { id: String, digest: String },
-    Approval { id: String },
+    Admit {
+        admission: session::Admission,
+    },
+    IdemBegin {
+        key: String,
+        digest: String,
+        expires_s: u64,
+    },
+    IdemComplete {
+        key: String,
+        digest: String,
+        answer: session::StoredAnswer,
+        expires_s: u64,
+    },
+    IdemAbort {
+        key: String,
+        digest: String,
+    },
+    /// Holds a request; `notify` (when the policy has a webhook) queues
+    /// its events.
+    Hold {
+        approval: approvals::Approval,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        notify: Option<outbox::Notify>,
+    },
+    /// The approval `id` once it is decided or after `wait_s` seconds,
+    /// whichever comes first (the object keeps the call open; as a pure
+    /// step it answers at once, like [`Command::Approval`]).
+    Wait {
+        id: String,
+        wait_s: u64,
+    },
+    Consume {
+        id: String,
+        digest: String,
+    },
+    Approval {
+        id: String,
+    },
     Pending,
-    Decide { id: String, approve: bool, approver: String },
+    Decide {
+        id: String,
+        approve: bool,
+        approver: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -88,11 +130,25 @@ fn step(store: &mut impl Store, command: Command, now_ms: u64) -> Result<Reply, 
             session::idem_abort(store, &key, &digest)?;
             Reply::Done
         }
-        Command::Hold { approval } => Reply::Approval { approval: Some(approvals::hold(store, approval, now_s)?) },
+        Command::Hold { approval, notify } => {
+            let new_id = approval.approval_id.clone();
+            let held = approvals::hold(store, approval, now_s)?;
+            if let (Some(notify), true) = (notify, held.approval_id == new_id) {
+                outbox::on_hold(store, &held, &notify, now_ms)?;
+            }
+            Reply::Approval { approval: approvals::get(store, &held.approval_id, now_s)? }
+        }
+        Command::Wait { id, .. } => Reply::Approval { approval: approvals::get(store, &id, now_s)? },
         Command::Consume { id, digest } => Reply::Consumed { result: approvals::consume(store, &id, &digest, now_s)? },
         Command::Approval { id } => Reply::Approval { approval: approvals::get(store, &id, now_s)? },
         Command::Pending => Reply::Pending { approvals: approvals::pending(store, now_s)? },
-        Command::Decide { id, approve, approver } => Reply::Decided { decided: approvals::decide(store, &id, approve, &approver, now_s)? },
+        Command::Decide { id, approve, approver } => {
+            let decided = approvals::decide(store, &id, approve, &approver, now_s)?;
+            if let approvals::Decided::Done(a) = &decided {
+                outbox::on_decided(store, a, now_ms)?;
+            }
+            Reply::Decided { decided }
+        }
     })
 }
 

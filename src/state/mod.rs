@@ -10,7 +10,9 @@ pub mod approvals;
 pub mod bucket;
 pub mod nonces;
 pub mod session;
+pub mod sessions_index;
 pub mod store;
+pub mod trail;
 
 use serde::{Deserialize, Serialize};
 
@@ -20,18 +22,60 @@ use store::{Store, StoreError};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Command {
-    Create { record: session::SessionRecord },
+    Create {
+        record: session::SessionRecord,
+    },
     Get,
     Revoke,
-    Admit { admission: session::Admission },
-    IdemBegin { key: String, digest: String, expires_s: u64 },
-    IdemComplete { key: String, digest: String, answer: session::StoredAnswer, expires_s: u64 },
-    IdemAbort { key: String, digest: String },
-    Hold { approval: approvals::Approval },
-    Consume { id: String, digest: String },
-    Approval { id: String },
+    Admit {
+        admission: session::Admission,
+    },
+    IdemBegin {
+        key: String,
+        digest: String,
+        expires_s: u64,
+    },
+    IdemComplete {
+        key: String,
+        digest: String,
+        answer: session::StoredAnswer,
+        expires_s: u64,
+    },
+    IdemAbort {
+        key: String,
+        digest: String,
+    },
+    Hold {
+        approval: approvals::Approval,
+    },
+    Consume {
+        id: String,
+        digest: String,
+    },
+    Approval {
+        id: String,
+    },
     Pending,
-    Decide { id: String, approve: bool, approver: String },
+    Decide {
+        id: String,
+        approve: bool,
+        approver: String,
+    },
+    /// The sessions index (object [`sessions_index::INDEX_OBJECT`]).
+    IndexPut {
+        row: sessions_index::IndexRow,
+    },
+    IndexList {
+        query: sessions_index::ListQuery,
+    },
+    IndexRevoked {
+        revoked: Vec<sessions_index::Revoked>,
+    },
+    /// A session's audit trail.
+    Append {
+        line: String,
+    },
+    Trail,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -61,6 +105,12 @@ pub enum Reply {
     },
     Decided {
         decided: approvals::Decided,
+    },
+    Page {
+        page: sessions_index::Page,
+    },
+    Trail {
+        trail: Option<trail::Trail>,
     },
     /// The store failed: the caller must refuse the request.
     Failed,
@@ -93,6 +143,20 @@ fn step(store: &mut impl Store, command: Command, now_ms: u64) -> Result<Reply, 
         Command::Approval { id } => Reply::Approval { approval: approvals::get(store, &id, now_s)? },
         Command::Pending => Reply::Pending { approvals: approvals::pending(store, now_s)? },
         Command::Decide { id, approve, approver } => Reply::Decided { decided: approvals::decide(store, &id, approve, &approver, now_s)? },
+        Command::IndexPut { row } => {
+            sessions_index::put(store, &row)?;
+            Reply::Done
+        }
+        Command::IndexList { query } => Reply::Page { page: sessions_index::list(store, &query, now_s)? },
+        Command::IndexRevoked { revoked } => {
+            sessions_index::revoked(store, &revoked)?;
+            Reply::Done
+        }
+        Command::Append { line } => {
+            trail::append(store, &line)?;
+            Reply::Done
+        }
+        Command::Trail => Reply::Trail { trail: trail::read(store)? },
     })
 }
 

@@ -64,29 +64,38 @@ impl Drop for AuditSlot {
     }
 }
 
+/// What the request's `waitUntil` runs after the answer: one type for every
+/// call site, so the runtime glue is compiled once.
+pub type AfterAnswer = std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
+
+/// Appends the record waiting in `outbox` (if any) to its session's trail.
+pub fn append_trail(env: Env, outbox: Outbox) -> AfterAnswer {
+    Box::pin(async move {
+        let Some((id, line)) = outbox.borrow_mut().take() else { return };
+        if !matches!(call(&env, &session_object(&id), &Command::Append(line)).await, Ok(Reply::Done)) {
+            console_log!(r#"{{"kind":"airlock.audit_trail","session_id":"{id}","error":"append_failed"}}"#);
+        }
+    })
+}
+
 /// Keeps the request alive (`waitUntil`) until its audit record is written.
 /// A body stream the client abandoned may never be dropped by the runtime;
 /// when the stream makes no progress for longer than the idle timeout (which
 /// would have ended a stalled origin), the record is written as `cancelled`.
 /// Holds the slot weakly, so it never delays the normal write.
-/// Appends the record waiting in `outbox` (if any) to its session's trail.
-pub async fn append_trail(env: Env, outbox: Outbox) {
-    let Some((id, line)) = outbox.borrow_mut().take() else { return };
-    if !matches!(call(&env, &session_object(&id), &Command::Append { line }).await, Ok(Reply::Done)) {
-        console_log!(r#"{{"kind":"airlock.audit_trail","session_id":"{id}","error":"append_failed"}}"#);
-    }
-}
-
-pub async fn audit_watchdog(slot: std::rc::Weak<RefCell<AuditSlot>>, idle_ms: u64) {
+/// Then appends the record to the session's trail.
+pub fn audit_watchdog(slot: std::rc::Weak<RefCell<AuditSlot>>, idle_ms: u64) -> AfterAnswer {
     // The trail append waits for the record, which this keeps alive.
     let trail = slot.upgrade().and_then(|s| {
         let s = s.borrow();
-        s.env.clone().map(|env| (env, s.outbox.clone()))
+        s.env.clone().map(|env| append_trail(env, s.outbox.clone()))
     });
-    watch(slot, idle_ms).await;
-    if let Some((env, outbox)) = trail {
-        append_trail(env, outbox).await;
-    }
+    Box::pin(async move {
+        watch(slot, idle_ms).await;
+        if let Some(append) = trail {
+            append.await;
+        }
+    })
 }
 
 async fn watch(slot: std::rc::Weak<RefCell<AuditSlot>>, idle_ms: u64) {

@@ -15,7 +15,7 @@ use crate::error::Error;
 use crate::mint;
 use crate::policy::Policy;
 use crate::state::approvals::Decided;
-use crate::state::sessions_index::{IndexRow, ListQuery, Revoked, Status, INDEX_OBJECT};
+use crate::state::sessions_index::INDEX_OBJECT;
 use crate::state::{Command, Reply};
 
 fn admin(req: &Request, env: &Env) -> Result<(), Error> {
@@ -56,31 +56,33 @@ pub async fn mint_session(mut req: Request, env: &Env, policy: &Policy, audit: &
         Reply::Created { created: true } => {}
         _ => return Err(Error::StateUnavailable("session record not created".into())),
     }
-    // Listed before the token exists: a session minted is listed at once.
-    if !matches!(state::call(env, INDEX_OBJECT, &Command::IndexPut { row: IndexRow::of(&minted.record) }).await?, Reply::Done) {
+    let body = serde_json::to_string(&minted).map_err(|_| Error::Internal("encoding mint answer".into()))?;
+    // Listed before the token leaves: a session minted is listed at once.
+    if !matches!(state::call(env, INDEX_OBJECT, &Command::IndexPut(minted.record)).await?, Reply::Done) {
         return Err(Error::StateUnavailable("sessions index not written".into()));
     }
     audit.allow(None);
-    let body = serde_json::to_string(&minted).map_err(|_| Error::Internal("encoding mint answer".into()))?;
     Ok(json_response(201, body))
 }
 
-/// `GET` / `DELETE /v1/sessions/{id}`: inspect or revoke one session.
-pub async fn session(req: &Request, env: &Env, id: &str, audit: &mut AuditRecord) -> Result<Response, Error> {
-    audit.route = "session";
+/// `GET` / `DELETE /v1/sessions/{id}`: inspect or revoke one session;
+/// `GET /v1/sessions/{id}/audit` (`trail`): its audit trail and chain head.
+pub async fn session(req: &Request, env: &Env, id: &str, trail: bool, audit: &mut AuditRecord) -> Result<Response, Error> {
+    audit.route = if trail { "session_audit" } else { "session" };
     audit.session_id = Some(id.to_string());
     admin(req, env)?;
-    let command = match req.inner().method().as_str() {
-        "GET" => Command::Get,
-        "DELETE" => Command::Revoke,
+    let command = match (req.inner().method().as_str(), trail) {
+        ("GET", false) => Command::Get,
+        ("DELETE", false) => Command::Revoke,
+        ("GET", true) => Command::Trail,
         _ => return Err(Error::MethodNotAllowed),
     };
     let revoke = matches!(command, Command::Revoke);
     match state::call(env, &session_object(id), &command).await? {
         Reply::Session { session: Some(view) } => {
             if let (true, Some(revoked_at)) = (revoke, view.revoked_at) {
-                let revoked = vec![Revoked { session_id: view.session_id.clone(), created_at: view.created_at, revoked_at }];
-                if !matches!(state::call(env, INDEX_OBJECT, &Command::IndexRevoked { revoked }).await, Ok(Reply::Done)) {
+                let revoked = vec![(view.session_id.clone(), view.created_at, revoked_at)];
+                if !matches!(state::call(env, INDEX_OBJECT, &Command::IndexRevoked(revoked)).await, Ok(Reply::Done)) {
                     // Revoked where requests look; the listing is stale, so say so and let the caller retry.
                     return Err(Error::StateUnavailable("session revoked; the sessions index was not updated".into()));
                 }
@@ -88,98 +90,62 @@ pub async fn session(req: &Request, env: &Env, id: &str, audit: &mut AuditRecord
             audit.allow(None);
             Ok(json_response(200, to_json(&view)?))
         }
-        Reply::Session { session: None } => Err(Error::SessionNotFound),
+        Reply::Listed(json) if json != "null" => {
+            audit.allow(None);
+            Ok(json_response(200, json))
+        }
+        Reply::Session { session: None } | Reply::Listed(_) => Err(Error::SessionNotFound),
         _ => Err(unexpected()),
     }
 }
 
-/// Most sessions one `DELETE /v1/sessions?agent=` revokes; the answer says
-/// `"more": true` when the caller must repeat it.
-const MAX_AGENT_REVOKE: usize = 500;
-
 /// `GET /v1/sessions?…`: a page of the sessions index; `DELETE
-/// /v1/sessions?agent=NAME`: revoke all of an agent's active sessions.
+/// /v1/sessions?agent=NAME`: revoke all of an agent's active sessions (at
+/// most 500 a call; `"more": true` says to call again). The state object
+/// parses the query and renders the page.
 pub async fn sessions(req: &Request, env: &Env, query: &str, audit: &mut AuditRecord) -> Result<Response, Error> {
     audit.route = "sessions";
     admin(req, env)?;
-    match req.inner().method().as_str() {
-        "GET" => {
-            let query = ListQuery::parse(query).map_err(Error::InvalidRequest)?;
-            let page = list(env, query).await?;
-            audit.allow(None);
-            Ok(json_response(200, to_json(&page)?))
+    let query = query.to_string();
+    let command = match req.inner().method().as_str() {
+        "GET" => Command::IndexList(query),
+        "DELETE" => Command::IndexAgent(query),
+        _ => return Err(Error::MethodNotAllowed),
+    };
+    let body = match state::call(env, INDEX_OBJECT, &command).await? {
+        Reply::Listed(json) => json,
+        Reply::Agent(agent, sessions, more) => {
+            audit.agent = Some(agent);
+            revoke_agent(env, &sessions, audit).await?;
+            format!(r#"{{"revoked":{},"more":{more}}}"#, sessions.len())
         }
-        "DELETE" => revoke_agent(env, query, audit).await,
-        _ => Err(Error::MethodNotAllowed),
-    }
+        Reply::Refused(fault) => return Err(Error::InvalidRequest(fault)),
+        _ => return Err(unexpected()),
+    };
+    audit.allow(None);
+    Ok(json_response(200, body))
 }
 
-async fn list(env: &Env, query: ListQuery) -> Result<crate::state::sessions_index::Page, Error> {
-    match state::call(env, INDEX_OBJECT, &Command::IndexList { query }).await? {
-        Reply::Page { page } => Ok(page),
-        _ => Err(unexpected()),
-    }
-}
-
-/// Each session is revoked in its own object (where requests are checked),
-/// then marked in the index. Fails closed: if any revocation fails the
-/// answer is 503, and the audit detail says how many succeeded.
-async fn revoke_agent(env: &Env, query: &str, audit: &mut AuditRecord) -> Result<Response, Error> {
-    let agent = match ListQuery::parse(query).map_err(Error::InvalidRequest)? {
-        ListQuery { agent: Some(agent), user: None, status: None, cursor: None, .. } => agent,
-        _ => return Err(Error::InvalidRequest("DELETE /v1/sessions takes exactly ?agent=NAME".into())),
-    };
-    audit.agent = Some(agent.clone());
-    let mut rows = Vec::new();
-    let mut query = ListQuery { agent: Some(agent), status: Some(Status::Active), limit: 200, ..Default::default() };
-    let more = loop {
-        let page = list(env, query.clone()).await?;
-        rows.extend(page.sessions);
-        match page.next_cursor {
-            Some(c) if rows.len() < MAX_AGENT_REVOKE => query.cursor = Some(c),
-            next => break next.is_some(),
-        }
-    };
-    rows.truncate(MAX_AGENT_REVOKE);
+/// Each session is revoked in its own object (what requests check), then
+/// marked in the index. Fails closed: if any revocation fails the answer is
+/// 503, and the audit detail says how many succeeded.
+async fn revoke_agent(env: &Env, sessions: &[(String, u64)], audit: &mut AuditRecord) -> Result<(), Error> {
     let mut revoked = Vec::new();
-    for row in &rows {
-        let id = &row.row.session_id;
+    for (id, created_at) in sessions {
         if let Ok(Reply::Session { session }) = state::call(env, &session_object(id), &Command::Revoke).await {
-            revoked.push(Revoked {
-                session_id: id.clone(),
-                created_at: row.row.created_at,
-                // No record left: nothing accepts the session any more.
-                revoked_at: session.and_then(|v| v.revoked_at).unwrap_or(audit.ts / 1000),
-            });
+            // No record left: nothing accepts the session any more.
+            revoked.push((id.clone(), *created_at, session.and_then(|v| v.revoked_at).unwrap_or(audit.ts / 1000)));
         }
     }
     let count = revoked.len();
-    let indexed = revoked.is_empty() || matches!(state::call(env, INDEX_OBJECT, &Command::IndexRevoked { revoked }).await, Ok(Reply::Done));
-    if count < rows.len() || !indexed {
-        let index = if indexed { "" } else { "; the sessions index was not updated" };
-        return Err(Error::StateUnavailable(format!("agent revoke: {count} of {} sessions revoked{index}", rows.len())));
+    let indexed = count == 0 || matches!(state::call(env, INDEX_OBJECT, &Command::IndexRevoked(revoked)).await, Ok(Reply::Done));
+    let index = if indexed { "" } else { "; the sessions index was not updated" };
+    let detail = format!("revoked {count} of {} sessions{index}", sessions.len());
+    if count < sessions.len() || !indexed {
+        return Err(Error::StateUnavailable(detail));
     }
-    audit.detail = Some(format!("revoked {count} sessions"));
-    audit.allow(None);
-    Ok(json_response(200, to_json(&serde_json::json!({ "revoked": count, "more": more }))?))
-}
-
-/// `GET /v1/sessions/{id}/audit`: the session's audit trail and its head.
-pub async fn session_audit(req: &Request, env: &Env, id: &str, audit: &mut AuditRecord) -> Result<Response, Error> {
-    audit.route = "session_audit";
-    audit.session_id = Some(id.to_string());
-    admin(req, env)?;
-    if req.inner().method() != "GET" {
-        return Err(Error::MethodNotAllowed);
-    }
-    match state::call(env, &session_object(id), &Command::Trail).await? {
-        Reply::Trail { trail: Some(trail) } => {
-            audit.allow(None);
-            Ok(json_response(200, to_json(&trail)?))
-        }
-        Reply::Trail { trail: None } => Err(Error::SessionNotFound),
-        _ => Err(unexpected()),
-    }
+    audit.detail = Some(detail);
+    Ok(())
 }
 
 /// `GET /v1/approvals`: every pending approval.

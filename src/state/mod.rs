@@ -61,20 +61,15 @@ pub enum Command {
         approve: bool,
         approver: String,
     },
-    /// The sessions index (object [`sessions_index::INDEX_OBJECT`]).
-    IndexPut {
-        row: sessions_index::IndexRow,
-    },
-    IndexList {
-        query: sessions_index::ListQuery,
-    },
-    IndexRevoked {
-        revoked: Vec<sessions_index::Revoked>,
-    },
-    /// A session's audit trail.
-    Append {
-        line: String,
-    },
+    /// The sessions index (object [`sessions_index::INDEX_OBJECT`]): a new
+    /// session's row; a page, and an agent's active sessions, for the raw
+    /// query (parsed here); rows to mark revoked.
+    IndexPut(session::SessionRecord),
+    IndexList(String),
+    IndexAgent(String),
+    IndexRevoked(Vec<sessions_index::Revoked>),
+    /// A session's audit trail: append one logged line; read it.
+    Append(String),
     Trail,
 }
 
@@ -106,12 +101,15 @@ pub enum Reply {
     Decided {
         decided: approvals::Decided,
     },
-    Page {
-        page: sessions_index::Page,
-    },
-    Trail {
-        trail: Option<trail::Trail>,
-    },
+    /// A control-plane answer rendered here as JSON, passed on as is by the
+    /// worker (which never parses it): a page of the index, or a trail
+    /// (`null` for an unknown session).
+    Listed(String),
+    /// The control-plane request's own fault (400), in words.
+    Refused(String),
+    /// An agent (its name, its active sessions as (session id, created_at),
+    /// at most [`sessions_index::MAX_AGENT_REVOKE`], and whether there are more).
+    Agent(String, Vec<(String, u64)>, bool),
     /// The store failed: the caller must refuse the request.
     Failed,
 }
@@ -143,20 +141,21 @@ fn step(store: &mut impl Store, command: Command, now_ms: u64) -> Result<Reply, 
         Command::Approval { id } => Reply::Approval { approval: approvals::get(store, &id, now_s)? },
         Command::Pending => Reply::Pending { approvals: approvals::pending(store, now_s)? },
         Command::Decide { id, approve, approver } => Reply::Decided { decided: approvals::decide(store, &id, approve, &approver, now_s)? },
-        Command::IndexPut { row } => {
-            sessions_index::put(store, &row)?;
+        Command::IndexPut(record) => {
+            sessions_index::put(store, &sessions_index::IndexRow::of(&record))?;
             Reply::Done
         }
-        Command::IndexList { query } => Reply::Page { page: sessions_index::list(store, &query, now_s)? },
-        Command::IndexRevoked { revoked } => {
+        Command::IndexList(query) => sessions_index::list_query(store, &query, now_s)?,
+        Command::IndexAgent(query) => sessions_index::agent_active(store, &query, now_s)?,
+        Command::IndexRevoked(revoked) => {
             sessions_index::revoked(store, &revoked)?;
             Reply::Done
         }
-        Command::Append { line } => {
+        Command::Append(line) => {
             trail::append(store, &line)?;
             Reply::Done
         }
-        Command::Trail => Reply::Trail { trail: trail::read(store)? },
+        Command::Trail => Reply::Listed(serde_json::to_string(&trail::read(store)?).map_err(|_| StoreError)?),
     })
 }
 

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::session::{SessionRecord, RECORD_RETENTION_S};
 use super::store::{get_json, put_json, Store, StoreError};
+use super::Reply;
 use crate::level::Level;
 
 /// The state object that holds the index.
@@ -93,8 +94,9 @@ pub enum Status {
     Expired,
 }
 
-/// A listing request, parsed from the query of `GET /v1/sessions`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A listing request, parsed from the query of `GET /v1/sessions` (by the
+/// state object: the worker passes the raw query on).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListQuery {
     pub agent: Option<String>,
     pub user: Option<String>,
@@ -168,12 +170,46 @@ pub struct Page {
     pub next_cursor: Option<String>,
 }
 
-/// A revocation the session's own object confirmed, for its row.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Revoked {
-    pub session_id: String,
-    pub created_at: u64,
-    pub revoked_at: u64,
+/// A revocation the session's own object confirmed, for its row:
+/// (session id, created_at, revoked_at).
+pub type Revoked = (String, u64, u64);
+
+/// Most sessions one agent-wide revocation takes on; the answer says when
+/// there are more.
+pub const MAX_AGENT_REVOKE: usize = 500;
+/// Most pages one agent-wide lookup reads (each at most [`MAX_SCAN`] rows).
+const MAX_AGENT_PAGES: usize = 20;
+
+/// `GET /v1/sessions?{query}`: one page, as JSON, or the query's fault.
+pub fn list_query(store: &impl Store, query: &str, now_s: u64) -> Result<Reply, StoreError> {
+    match ListQuery::parse(query) {
+        Ok(q) => Ok(Reply::Listed(serde_json::to_string(&list(store, &q, now_s)?).map_err(|_| StoreError)?)),
+        Err(fault) => Ok(Reply::Refused(fault)),
+    }
+}
+
+/// `DELETE /v1/sessions?agent=NAME`: the agent's active sessions.
+pub fn agent_active(store: &impl Store, query: &str, now_s: u64) -> Result<Reply, StoreError> {
+    let agent = match ListQuery::parse(query) {
+        Ok(ListQuery { agent: Some(agent), user: None, status: None, cursor: None, .. }) => agent,
+        Ok(_) => return Ok(Reply::Refused("DELETE /v1/sessions takes exactly ?agent=NAME".into())),
+        Err(fault) => return Ok(Reply::Refused(fault)),
+    };
+    let mut q = ListQuery { agent: Some(agent.clone()), status: Some(Status::Active), limit: MAX_LIMIT, ..Default::default() };
+    let mut sessions = Vec::new();
+    let mut pages = 0;
+    let more = loop {
+        let page = list(store, &q, now_s)?;
+        pages += 1;
+        sessions.extend(page.sessions.into_iter().map(|v| (v.row.session_id, v.row.created_at)));
+        match page.next_cursor {
+            Some(c) if sessions.len() < MAX_AGENT_REVOKE && pages < MAX_AGENT_PAGES => q.cursor = Some(c),
+            next => break next.is_some(),
+        }
+    };
+    let more = more || sessions.len() > MAX_AGENT_REVOKE;
+    sessions.truncate(MAX_AGENT_REVOKE);
+    Ok(Reply::Agent(agent, sessions, more))
 }
 
 fn expiry(row: &IndexRow) -> u64 {
@@ -188,11 +224,11 @@ pub fn put(store: &mut impl Store, row: &IndexRow) -> Result<(), StoreError> {
 /// Marks sessions revoked; the first revocation time is kept, and a row
 /// that is gone (purged) stays gone.
 pub fn revoked(store: &mut impl Store, revoked: &[Revoked]) -> Result<(), StoreError> {
-    for r in revoked {
-        let k = key(r.created_at, &r.session_id);
+    for (session_id, created_at, revoked_at) in revoked {
+        let k = key(*created_at, session_id);
         if let Some(mut row) = get_json::<IndexRow>(store, &k)? {
             if row.revoked_at.is_none() {
-                row.revoked_at = Some(r.revoked_at);
+                row.revoked_at = Some(*revoked_at);
                 put_json(store, &k, &row, expiry(&row))?;
             }
         }
@@ -298,7 +334,7 @@ mod tests {
         for n in 0..12 {
             put(&mut s, &row(n, if n % 2 == 0 { "even" } else { "odd" }, if n < 6 { "u1" } else { "u2" })).unwrap();
         }
-        revoked(&mut s, &[Revoked { session_id: format!("{:032x}", 4), created_at: row(4, "", "").created_at, revoked_at: 1_100 }]).unwrap();
+        revoked(&mut s, &[(format!("{:032x}", 4), row(4, "", "").created_at, 1_100)]).unwrap();
         let q = |agent: Option<&str>, user: Option<&str>, status| ListQuery {
             agent: agent.map(Into::into),
             user: user.map(Into::into),
@@ -321,9 +357,9 @@ mod tests {
     fn revocation_keeps_the_first_time_and_ignores_purged_rows() {
         let mut s = MemStore::new();
         put(&mut s, &row(1, "a", "u")).unwrap();
-        let r = |at| Revoked { session_id: format!("{:032x}", 1), created_at: row(1, "", "").created_at, revoked_at: at };
+        let r = |at| (format!("{:032x}", 1), row(1, "", "").created_at, at);
         revoked(&mut s, &[r(1_200)]).unwrap();
-        revoked(&mut s, &[r(1_300), Revoked { session_id: format!("{:032x}", 7), created_at: 5, revoked_at: 1 }]).unwrap();
+        revoked(&mut s, &[r(1_300), (format!("{:032x}", 7), 5, 1)]).unwrap();
         let page = list(&s, &ListQuery::default(), 1_500).unwrap();
         assert_eq!((page.sessions.len(), page.sessions[0].row.revoked_at), (1, Some(1_200)));
         // Rows live as long as session records, then are purged.
@@ -363,6 +399,38 @@ mod tests {
             let e = ListQuery::parse(bad).unwrap_err();
             assert!(e.contains(names), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn the_control_plane_answers_pages_and_an_agents_active_sessions() {
+        let mut s = MemStore::new();
+        for n in 0..7 {
+            put(&mut s, &row(n, if n < 5 { "a" } else { "b" }, "u")).unwrap();
+        }
+        revoked(&mut s, &[(format!("{:032x}", 1), row(1, "", "").created_at, 1_100)]).unwrap();
+        let Reply::Listed(json) = list_query(&s, "agent=a&limit=2", 1_500).unwrap() else { panic!() };
+        let page: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(page["sessions"].as_array().unwrap().len(), 2);
+        assert_eq!(page["sessions"][0]["status"], "active");
+        assert_eq!(page["sessions"][0]["agent"], "a");
+        assert!(page["next_cursor"].is_string());
+        assert!(matches!(list_query(&s, "status=x", 1_500), Ok(Reply::Refused(_))));
+        let Reply::Agent(agent, sessions, more) = agent_active(&s, "agent=a", 1_500).unwrap() else { panic!() };
+        let want: Vec<(String, u64)> = [0, 2, 3, 4].into_iter().map(|n| (format!("{n:032x}"), row(n, "", "").created_at)).collect();
+        assert_eq!((agent.as_str(), sessions, more), ("a", want, false));
+        for bad in ["", "user=u", "agent=a&status=active", "agent=a&agent=b"] {
+            assert!(matches!(agent_active(&s, bad, 1_500), Ok(Reply::Refused(_))), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn an_agent_revoke_takes_at_most_its_cap_and_says_there_is_more() {
+        let mut s = MemStore::new();
+        for n in 0..(MAX_AGENT_REVOKE as u64 + 3) {
+            put(&mut s, &row(n, "a", "u")).unwrap();
+        }
+        let Reply::Agent(_, sessions, more) = agent_active(&s, "agent=a", 1_500).unwrap() else { panic!() };
+        assert_eq!((sessions.len(), more), (MAX_AGENT_REVOKE, true));
     }
 
     #[test]

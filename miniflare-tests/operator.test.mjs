@@ -236,6 +236,21 @@ describe("audit trail", () => {
     assert.match(ok.stderr, new RegExp(`audit chain verified: 5 record\\(s\\), head ${trail.head}`));
   });
 
+  test("a streamed answer's record is appended once its stream ended", async () => {
+    const s = await h.mint({ echo: "read" }, { agent: `streamer-${tag()}` });
+    const a = await h.call("echo", "/stream/x", { token: s.token });
+    const b = await h.call("echo", "/random/300000", { token: s.token });
+    assert.equal(a.status, 200);
+    assert.equal(b.status, 200);
+    const trail = await trailOf(s.session_id, 2);
+    const parsed = trail.records.map((r) => JSON.parse(r));
+    assert.deepEqual(parsed.map((p) => p.request_id), [a.headers["x-airlock-request-id"], b.headers["x-airlock-request-id"]]);
+    for (const p of parsed) assert.equal(p.decision, "allow");
+    assert.equal(parsed[1].stream, "complete");
+    assert.equal(parsed[1].bytes_out, 300000);
+    assert.equal(await verifyChain(trail.records), trail.head);
+  });
+
   test("a removed, altered or reordered record is detected by the verifiers", async () => {
     const s = await h.mint({ echo: "read" }, { agent: `tampered-${tag()}` });
     for (let i = 0; i < 4; i++) await h.call("echo", `/items/${i}`, { token: s.token });

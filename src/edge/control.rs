@@ -81,7 +81,7 @@ pub async fn session(req: &Request, env: &Env, id: &str, trail: bool, audit: &mu
     match state::call(env, &session_object(id), &command).await? {
         Reply::Session { session: Some(view) } => {
             if let (true, Some(revoked_at)) = (revoke, view.revoked_at) {
-                let revoked = vec![(view.session_id.clone(), view.created_at, revoked_at)];
+                let revoked = vec![(view.session_id.clone(), format!("{}:{revoked_at}", view.created_at))];
                 if !matches!(state::call(env, INDEX_OBJECT, &Command::IndexRevoked(revoked)).await, Ok(Reply::Done)) {
                     // Revoked where requests look; the listing is stale, so say so and let the caller retry.
                     return Err(Error::StateUnavailable("session revoked; the sessions index was not updated".into()));
@@ -129,12 +129,13 @@ pub async fn sessions(req: &Request, env: &Env, query: &str, audit: &mut AuditRe
 /// Each session is revoked in its own object (what requests check), then
 /// marked in the index. Fails closed: if any revocation fails the answer is
 /// 503, and the audit detail says how many succeeded.
-async fn revoke_agent(env: &Env, sessions: &[(String, u64)], audit: &mut AuditRecord) -> Result<(), Error> {
+async fn revoke_agent(env: &Env, sessions: &[(String, String)], audit: &mut AuditRecord) -> Result<(), Error> {
     let mut revoked = Vec::new();
     for (id, created_at) in sessions {
         if let Ok(Reply::Session { session }) = state::call(env, &session_object(id), &Command::Revoke).await {
             // No record left: nothing accepts the session any more.
-            revoked.push((id.clone(), *created_at, session.and_then(|v| v.revoked_at).unwrap_or(audit.ts / 1000)));
+            let at = session.and_then(|v| v.revoked_at).unwrap_or(audit.ts / 1000);
+            revoked.push((id.clone(), format!("{created_at}:{at}")));
         }
     }
     let count = revoked.len();

@@ -107,9 +107,10 @@ pub enum Reply {
     Listed(String),
     /// The control-plane request's own fault (400), in words.
     Refused(String),
-    /// An agent (its name, its active sessions as (session id, created_at),
-    /// at most [`sessions_index::MAX_AGENT_REVOKE`], and whether there are more).
-    Agent(String, Vec<(String, u64)>, bool),
+    /// An agent (its name, its active sessions as (session id, created_at in
+    /// decimal), at most [`sessions_index::MAX_AGENT_REVOKE`], and whether
+    /// there are more). Pairs of strings: the worker already decodes those.
+    Agent(String, Vec<(String, String)>, bool),
     /// The store failed: the caller must refuse the request.
     Failed,
 }

@@ -171,8 +171,9 @@ pub struct Page {
 }
 
 /// A revocation the session's own object confirmed, for its row:
-/// (session id, created_at, revoked_at).
-pub type Revoked = (String, u64, u64);
+/// (session id, `"<created_at>:<revoked_at>"`), strings as the worker sends
+/// pairs already.
+pub type Revoked = (String, String);
 
 /// Most sessions one agent-wide revocation takes on; the answer says when
 /// there are more.
@@ -201,7 +202,7 @@ pub fn agent_active(store: &impl Store, query: &str, now_s: u64) -> Result<Reply
     let more = loop {
         let page = list(store, &q, now_s)?;
         pages += 1;
-        sessions.extend(page.sessions.into_iter().map(|v| (v.row.session_id, v.row.created_at)));
+        sessions.extend(page.sessions.into_iter().map(|v| (v.row.session_id, v.row.created_at.to_string())));
         match page.next_cursor {
             Some(c) if sessions.len() < MAX_AGENT_REVOKE && pages < MAX_AGENT_PAGES => q.cursor = Some(c),
             next => break next.is_some(),
@@ -224,11 +225,12 @@ pub fn put(store: &mut impl Store, row: &IndexRow) -> Result<(), StoreError> {
 /// Marks sessions revoked; the first revocation time is kept, and a row
 /// that is gone (purged) stays gone.
 pub fn revoked(store: &mut impl Store, revoked: &[Revoked]) -> Result<(), StoreError> {
-    for (session_id, created_at, revoked_at) in revoked {
-        let k = key(*created_at, session_id);
+    for (session_id, times) in revoked {
+        let Some((created_at, revoked_at)) = times.split_once(':').and_then(|(c, r)| Some((c.parse().ok()?, r.parse().ok()?))) else { continue };
+        let k = key(created_at, session_id);
         if let Some(mut row) = get_json::<IndexRow>(store, &k)? {
             if row.revoked_at.is_none() {
-                row.revoked_at = Some(*revoked_at);
+                row.revoked_at = Some(revoked_at);
                 put_json(store, &k, &row, expiry(&row))?;
             }
         }
@@ -334,7 +336,7 @@ mod tests {
         for n in 0..12 {
             put(&mut s, &row(n, if n % 2 == 0 { "even" } else { "odd" }, if n < 6 { "u1" } else { "u2" })).unwrap();
         }
-        revoked(&mut s, &[(format!("{:032x}", 4), row(4, "", "").created_at, 1_100)]).unwrap();
+        revoked(&mut s, &[(format!("{:032x}", 4), format!("{}:1100", row(4, "", "").created_at))]).unwrap();
         let q = |agent: Option<&str>, user: Option<&str>, status| ListQuery {
             agent: agent.map(Into::into),
             user: user.map(Into::into),
@@ -357,9 +359,9 @@ mod tests {
     fn revocation_keeps_the_first_time_and_ignores_purged_rows() {
         let mut s = MemStore::new();
         put(&mut s, &row(1, "a", "u")).unwrap();
-        let r = |at| (format!("{:032x}", 1), row(1, "", "").created_at, at);
+        let r = |at| (format!("{:032x}", 1), format!("{}:{at}", row(1, "", "").created_at));
         revoked(&mut s, &[r(1_200)]).unwrap();
-        revoked(&mut s, &[r(1_300), (format!("{:032x}", 7), 5, 1)]).unwrap();
+        revoked(&mut s, &[r(1_300), (format!("{:032x}", 7), "5:1".into()), (format!("{:032x}", 1), "x".into())]).unwrap();
         let page = list(&s, &ListQuery::default(), 1_500).unwrap();
         assert_eq!((page.sessions.len(), page.sessions[0].row.revoked_at), (1, Some(1_200)));
         // Rows live as long as session records, then are purged.
@@ -407,7 +409,7 @@ mod tests {
         for n in 0..7 {
             put(&mut s, &row(n, if n < 5 { "a" } else { "b" }, "u")).unwrap();
         }
-        revoked(&mut s, &[(format!("{:032x}", 1), row(1, "", "").created_at, 1_100)]).unwrap();
+        revoked(&mut s, &[(format!("{:032x}", 1), format!("{}:1100", row(1, "", "").created_at))]).unwrap();
         let Reply::Listed(json) = list_query(&s, "agent=a&limit=2", 1_500).unwrap() else { panic!() };
         let page: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(page["sessions"].as_array().unwrap().len(), 2);
@@ -416,7 +418,7 @@ mod tests {
         assert!(page["next_cursor"].is_string());
         assert!(matches!(list_query(&s, "status=x", 1_500), Ok(Reply::Refused(_))));
         let Reply::Agent(agent, sessions, more) = agent_active(&s, "agent=a", 1_500).unwrap() else { panic!() };
-        let want: Vec<(String, u64)> = [0, 2, 3, 4].into_iter().map(|n| (format!("{n:032x}"), row(n, "", "").created_at)).collect();
+        let want: Vec<(String, String)> = [0, 2, 3, 4].into_iter().map(|n| (format!("{n:032x}"), row(n, "", "").created_at.to_string())).collect();
         assert_eq!((agent.as_str(), sessions, more), ("a", want, false));
         for bad in ["", "user=u", "agent=a&status=active", "agent=a&agent=b"] {
             assert!(matches!(agent_active(&s, bad, 1_500), Ok(Reply::Refused(_))), "{bad:?}");

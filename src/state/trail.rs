@@ -25,6 +25,9 @@ const PREFIX: &str = "audit:";
 struct Head {
     seq: u64,
     hash: String,
+    /// When the trail expires: with the session record (read once, at the
+    /// first append, so later appends do not read the record).
+    expires: u64,
 }
 
 /// The trail as the control plane reads it.
@@ -43,16 +46,16 @@ fn key(seq: u64) -> String {
 /// Appends one audit line (a JSON object); `false` when the session has no
 /// record here (never minted here, or purged) or the line is not an object.
 pub fn append(store: &mut impl Store, line: &str) -> Result<bool, StoreError> {
-    let Some(view) = session::get(store, 0)? else { return Ok(false) };
-    let head: Option<Head> = get_json(store, HEAD)?;
-    let (seq, prev) = match head {
-        Some(h) => (h.seq.saturating_add(1), h.hash),
-        None => (0, GENESIS.to_string()),
+    let (seq, prev, expires) = match get_json::<Head>(store, HEAD)? {
+        Some(h) => (h.seq.saturating_add(1), h.hash, h.expires),
+        None => match session::get(store, 0)? {
+            Some(view) => (0, GENESIS.to_string(), view.expires_at.saturating_add(RECORD_RETENTION_S)),
+            None => return Ok(false),
+        },
     };
     let Some(stored) = chain_link(line, seq, &prev) else { return Ok(false) };
-    let expires = view.expires_at.saturating_add(RECORD_RETENTION_S);
     store.put(&key(seq), &stored, expires)?;
-    put_json(store, HEAD, &Head { seq, hash: chain_hash(&stored) }, expires)?;
+    put_json(store, HEAD, &Head { seq, hash: chain_hash(&stored), expires }, expires)?;
     if seq >= TRAIL_MAX {
         store.delete(&key(seq - TRAIL_MAX))?;
     }

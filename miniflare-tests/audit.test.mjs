@@ -143,7 +143,7 @@ describe("one audit line per request", () => {
     ["no rule", () => h.call("echo", "/nope", { token: writer.token, method: "POST", body: BODY_MARK }), 403, "route_not_allowed"],
     ["invalid path", () => h.raw({ path: `/t/echo/a%2fb?q=${QUERY_MARK}`, headers: { authorization: `Bearer ${writer.token}` } }), 400, "invalid_path"],
     ["not found", () => h.fetch("/nowhere"), 404, "not_found"],
-    ["method not allowed", () => h.fetch("/v1/sessions"), 405, "method_not_allowed"],
+    ["method not allowed", () => h.fetch("/v1/sessions", { method: "PUT" }), 405, "method_not_allowed"],
     ["method not allowed on health", () => h.fetch("/v1/health", { method: "POST", body: "{}" }), 405, "method_not_allowed"],
   ];
   for (const [label, send, status, code] of denials) {

@@ -226,7 +226,7 @@ describe("control plane", () => {
     for (const path of ["/", "/nope", "/v1", "/v1/nope", "/v2/sessions"]) {
       assertError(await h.fetch(path), 404, "not_found", path);
     }
-    assertError(await h.fetch("/v1/sessions"), 405, "method_not_allowed", "GET /v1/sessions");
+    assertError(await h.fetch("/v1/sessions", { method: "PUT" }), 405, "method_not_allowed", "PUT /v1/sessions");
     assertError(
       await h.fetch("/v1/health", { method: "POST", body: "{}" }),
       405,

@@ -5,6 +5,9 @@
 //!   statuses and durations. It has no field for query values, bodies,
 //!   tokens or credentials, so they cannot be logged through it.
 //! - `detail` is Airlock's own text from [`crate::error::Error::detail`].
+//! - A session's trail (`state::trail`) stores each record as logged, with
+//!   `seq` and `prev` (SHA-256 of the record before it) added, so
+//!   [`verify_chain`] finds a removed, altered or moved record.
 
 use serde::Serialize;
 
@@ -160,6 +163,54 @@ pub fn rfc3339_ms(ms: u64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z", rem / 3600, (rem % 3600) / 60, rem % 60, ms % 1000)
 }
 
+/// The `prev` of a trail's first record: no record came before it.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Hex SHA-256 of a stored trail record's bytes: what its successor's
+/// `prev` holds and, for the last one, the chain head.
+pub fn chain_hash(stored: &str) -> String {
+    use sha2::{Digest, Sha256};
+    crate::hex::hex(&Sha256::digest(stored.as_bytes()))
+}
+
+/// The stored form of an audit line in a session's trail: the line as
+/// logged, with `"seq"` (its position in the trail) and `"prev"` (the hash
+/// of the record before it) added as the last members. `None` unless the
+/// line is a non-empty JSON object without those members.
+pub fn chain_link(line: &str, seq: u64, prev: &str) -> Option<String> {
+    let fields: serde_json::Map<String, serde_json::Value> = serde_json::from_str(line).ok()?;
+    if fields.is_empty() || fields.contains_key("seq") || fields.contains_key("prev") || !line.ends_with('}') {
+        return None;
+    }
+    Some(format!("{},\"seq\":{seq},\"prev\":\"{prev}\"}}", &line[..line.len() - 1]))
+}
+
+/// Verifies a trail as returned by `GET /v1/sessions/{id}/audit`: every
+/// record's `seq` follows its predecessor's and its `prev` is the hash of
+/// its predecessor's bytes, and a trail that starts at `seq` 0 starts from
+/// [`GENESIS`]. Returns the head (hash of the last record; `None` for an
+/// empty trail) or the index of the first record whose link fails: a record
+/// removed, altered (the break shows at its successor, or as a head that
+/// differs from the one the trail was served with) or moved.
+pub fn verify_chain<S: AsRef<str>>(records: &[S]) -> Result<Option<String>, usize> {
+    let mut last: Option<(u64, String)> = None;
+    for (i, stored) in records.iter().enumerate() {
+        let stored = stored.as_ref();
+        let fields: serde_json::Map<String, serde_json::Value> = serde_json::from_str(stored).map_err(|_| i)?;
+        let seq = fields.get("seq").and_then(serde_json::Value::as_u64).ok_or(i)?;
+        let prev = fields.get("prev").and_then(serde_json::Value::as_str).ok_or(i)?;
+        let linked = match &last {
+            Some((s, hash)) => s.checked_add(1) == Some(seq) && prev == hash,
+            None => seq > 0 || prev == GENESIS,
+        };
+        if !linked {
+            return Err(i);
+        }
+        last = Some((seq, chain_hash(stored)));
+    }
+    Ok(last.map(|(_, hash)| hash))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,5 +248,58 @@ mod tests {
         assert_eq!(r.decision, Decision::Error);
         r.allow(Some(201));
         assert_eq!((r.decision, r.reason, r.upstream_status), (Decision::Allow, "ok", Some(201)));
+    }
+
+    fn chain(n: u64) -> Vec<String> {
+        let mut prev = GENESIS.to_string();
+        (0..n)
+            .map(|seq| {
+                let stored = chain_link(&format!(r#"{{"kind":"airlock.audit","request_id":"r{seq}"}}"#), seq, &prev).unwrap();
+                prev = chain_hash(&stored);
+                stored
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_chain_verifies_to_its_head() {
+        let c = chain(4);
+        assert_eq!(verify_chain(&c), Ok(Some(chain_hash(&c[3]))));
+        assert_eq!(verify_chain::<String>(&[]), Ok(None));
+        // A trail cut by retention starts later and still verifies.
+        assert_eq!(verify_chain(&c[2..]), Ok(Some(chain_hash(&c[3]))));
+    }
+
+    #[test]
+    fn a_removed_altered_or_moved_record_breaks_the_chain_where_it_shows() {
+        let c = chain(5);
+        let head = verify_chain(&c).unwrap();
+        let removed: Vec<&String> = c.iter().enumerate().filter(|(i, _)| *i != 2).map(|(_, r)| r).collect();
+        assert_eq!(verify_chain(&removed), Err(2), "removed");
+        let mut altered = c.clone();
+        altered[1] = altered[1].replace("r1", "r9");
+        assert_eq!(verify_chain(&altered), Err(2), "altered: its successor no longer links");
+        let mut last = c.clone();
+        last[4] = last[4].replace("r4", "r9");
+        assert_ne!(verify_chain(&last), Ok(head), "altered last record: the head differs");
+        let mut moved = c.clone();
+        moved.swap(1, 3);
+        assert_eq!(verify_chain(&moved), Err(1), "reordered");
+        let mut first = c.clone();
+        first[0] = first[0].replace("r0", "r9");
+        assert_eq!(verify_chain(&first), Err(1));
+        let mut forged_start = c.clone();
+        forged_start[0] = chain_link(r#"{"a":1}"#, 0, &"1".repeat(64)).unwrap();
+        assert_eq!(verify_chain(&forged_start), Err(0), "seq 0 must start from GENESIS");
+        assert_eq!(verify_chain(&["not json"]), Err(0));
+        assert_eq!(verify_chain(&[r#"{"seq":1}"#]), Err(0), "no prev");
+    }
+
+    #[test]
+    fn only_plain_objects_are_linked() {
+        assert_eq!(chain_link(r#"{"a":1}"#, 3, "ab").as_deref(), Some(r#"{"a":1,"seq":3,"prev":"ab"}"#));
+        for bad in ["{}", "[]", "x", r#"{"seq":1}"#, r#"{"prev":"x"}"#, "{\"a\":1} "] {
+            assert_eq!(chain_link(bad, 0, GENESIS), None, "{bad}");
+        }
     }
 }

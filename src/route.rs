@@ -12,6 +12,10 @@ pub enum Route<'a> {
     Session {
         id: &'a str,
     },
+    /// `/v1/sessions/{id}/audit`: one session's audit trail (admin).
+    SessionAudit {
+        id: &'a str,
+    },
     /// `/v1/approvals`: pending approvals (admin).
     Approvals,
     /// `/v1/approvals/{id}`, or with `/approve` (`Some(true)`) or `/deny`.
@@ -50,7 +54,11 @@ pub fn route(path: &str) -> Route<'_> {
         _ => {}
     }
     if let Some(id) = path.strip_prefix("/v1/sessions/") {
-        return if is_hex_id(id) { Route::Session { id } } else { Route::NotFound };
+        return match id.strip_suffix("/audit") {
+            Some(id) if is_hex_id(id) => Route::SessionAudit { id },
+            _ if is_hex_id(id) => Route::Session { id },
+            _ => Route::NotFound,
+        };
     }
     if let Some(rest) = path.strip_prefix("/v1/approvals/") {
         let (id, action) = match rest.split_once('/') {
@@ -157,6 +165,9 @@ mod tests {
             ("/v1/sessions/0123456789ABCDEF0123456789abcdef", Route::NotFound),
             ("/v1/sessions/0123456789abcdef0123456789abcdef/x", Route::NotFound),
             ("/v1/sessions/..%2f", Route::NotFound),
+            ("/v1/sessions/0123456789abcdef0123456789abcdef/audit", Route::SessionAudit { id: "0123456789abcdef0123456789abcdef" }),
+            ("/v1/sessions/0123456789abcdef0123456789abcdef/audit/", Route::NotFound),
+            ("/v1/sessions//audit", Route::NotFound),
             ("/v1/approvals", Route::Approvals),
             ("/v1/approvals/ap_0123456789abcdef0123456789abcdef", Route::Approval { id: "ap_0123456789abcdef0123456789abcdef", action: None }),
             ("/v1/approvals/ap_0123456789abcdef0123456789abcdef/approve", Route::Approval { id: "ap_0123456789abcdef0123456789abcdef", action: Some(true) }),

@@ -83,3 +83,41 @@ fn usage_and_keygen() {
     assert_ne!(again.trim(), entry, "keys must be random");
     assert_eq!(airlock(&["keygen", "bad kid"]).0, 2);
 }
+
+#[test]
+fn the_control_plane_takes_the_admin_key_from_the_environment_only() {
+    let (code, _, err) = airlock(&["--url", "http://127.0.0.1:9", "sessions", "list", "--admin-key", "secret-secret-secret"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("AIRLOCK_ADMIN_KEY only") && !err.contains("secret-secret-secret"), "{err}");
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_airlock")).args(["--url", "http://127.0.0.1:9", "sessions", "list"]).env_remove("AIRLOCK_ADMIN_KEY").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("set AIRLOCK_ADMIN_KEY"));
+    let out = Command::new(env!("CARGO_BIN_EXE_airlock")).args(["sessions", "list"]).env("AIRLOCK_ADMIN_KEY", "k").env_remove("AIRLOCK_URL").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--url"));
+}
+
+#[test]
+fn audit_verify_checks_a_saved_trail() {
+    use airlock::audit::{chain_hash, chain_link, GENESIS};
+    let mut prev = GENESIS.to_string();
+    let records: Vec<String> = (0..3)
+        .map(|seq| {
+            let r = chain_link(&format!(r#"{{"kind":"airlock.audit","request_id":"r{seq}"}}"#), seq, &prev).unwrap();
+            prev = chain_hash(&r);
+            r
+        })
+        .collect();
+    let trail = |records: &[String], head: &str| temp("trail.json", &serde_json::json!({ "records": records, "head": head }).to_string());
+    let (code, _, err) = airlock(&["audit", "verify", &trail(&records, &prev)]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains(&format!("audit chain verified: 3 record(s), head {prev}")), "{err}");
+    let removed = [records[0].clone(), records[2].clone()];
+    let (code, _, err) = airlock(&["audit", "verify", &trail(&removed, &prev)]);
+    assert_eq!(code, 1);
+    assert!(err.contains("broken at record 1 of 2"), "{err}");
+    let (code, _, err) = airlock(&["audit", "verify", &trail(&records[..2], &prev)]);
+    assert_eq!(code, 1, "the last record cut: the head differs");
+    assert!(err.contains("head differs"), "{err}");
+}

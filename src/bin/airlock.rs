@@ -6,6 +6,13 @@
 //!
 //! `airlock keygen [KID]` prints a fresh signing-key entry for
 //! `AIRLOCK_SIGNING_KEYS`.
+//!
+//! `airlock sessions …`, `airlock approvals …` and `airlock audit …` talk to
+//! a deployed or local worker's control plane (`--url URL` or `AIRLOCK_URL`);
+//! the admin key is read from the environment variable `AIRLOCK_ADMIN_KEY`
+//! only, never from a flag, so it stays out of shell history and process
+//! listings. The HTTP client is a native-only dependency: none of this is in
+//! the worker's Wasm.
 
 use std::process::ExitCode;
 
@@ -20,6 +27,10 @@ fn main() -> ExitCode {
 }
 
 #[cfg(not(target_arch = "wasm32"))]
+#[path = "airlock/control.rs"]
+mod control;
+
+#[cfg(not(target_arch = "wasm32"))]
 mod cli {
     use std::process::ExitCode;
 
@@ -27,7 +38,19 @@ mod cli {
     use base64::engine::general_purpose::STANDARD;
     use base64::Engine;
 
-    const USAGE: &str = "usage:\n  airlock policy check FILE   validate a policy (JSON, or wrangler.toml with [vars] AIRLOCK_POLICY)\n  airlock keygen [KID]        print a new entry for AIRLOCK_SIGNING_KEYS";
+    use super::control;
+
+    const USAGE: &str = "usage:
+  airlock policy check FILE   validate a policy (JSON, or wrangler.toml with [vars] AIRLOCK_POLICY)
+  airlock keygen [KID]        print a new entry for AIRLOCK_SIGNING_KEYS
+control plane (--url URL or AIRLOCK_URL; the admin key from AIRLOCK_ADMIN_KEY):
+  airlock sessions mint --agent A --user U --tool NAME=LEVEL... [--ttl S] [--egress] [--env]
+  airlock sessions list [--agent A] [--user U] [--status active|revoked|expired] [--limit N] [--json]
+  airlock sessions show ID
+  airlock sessions revoke ID | --agent A
+  airlock approvals list | show ID | approve ID [--as NAME] | deny ID [--as NAME]
+  airlock audit SESSION [--json]    the session's audit trail, its hash chain verified
+  airlock audit verify FILE         verify a saved trail (the JSON of GET /v1/sessions/{id}/audit; - for stdin)";
 
     pub fn main() -> ExitCode {
         let args: Vec<String> = std::env::args().skip(1).collect();
@@ -36,6 +59,7 @@ mod cli {
             ["policy", "check", file] => check(file),
             ["keygen"] => keygen("k1"),
             ["keygen", kid] => keygen(kid),
+            [first, ..] if ["sessions", "approvals", "audit"].contains(first) || first.starts_with("--url") => control::main(&args, USAGE),
             _ => {
                 eprintln!("{USAGE}");
                 ExitCode::from(2)

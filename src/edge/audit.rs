@@ -1,14 +1,23 @@
 //! The audit phase at the edge: exactly one record per request, written
 //! when the last holder lets go of it (the end of `fetch`, or the end of a
-//! streamed body however it ends).
+//! streamed body however it ends). A session's own requests (tool, egress,
+//! MCP) are also appended to its audit trail in its state object, after the
+//! answer (`waitUntil`), never before it: one state call per request, off
+//! the critical path, whose failure is logged and changes no answer.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use worker::{console_log, Date, Delay};
+use worker::{console_log, Date, Delay, Env};
 
+use super::state::{call, Command, Reply};
+use crate::admit::session_object;
 use crate::audit::AuditRecord;
+
+/// A finished record waiting to be appended to its session's trail:
+/// (session id, the logged line).
+pub type Outbox = Rc<RefCell<Option<(String, String)>>>;
 
 /// The request's audit record, written exactly once: when the last holder
 /// lets go of it. That is the end of `fetch` for a plain answer, and the
@@ -21,11 +30,14 @@ pub struct AuditSlot {
     pub stream: Option<&'static str>,
     /// The body stream reached its end (complete, failed or cut off).
     pub ended: bool,
+    /// Where the session-state objects are, for the trail.
+    pub env: Option<Env>,
+    pub outbox: Outbox,
 }
 
 impl AuditSlot {
     pub fn new(started: u64) -> AuditSlot {
-        AuditSlot { record: None, started, bytes_out: 0, stream: None, ended: false }
+        AuditSlot { record: None, started, bytes_out: 0, stream: None, ended: false, env: None, outbox: Outbox::default() }
     }
 
     pub fn write(&mut self) {
@@ -35,7 +47,13 @@ impl AuditSlot {
                 record.stream = self.stream;
             }
             record.finish(Date::now().as_millis(), self.started);
-            console_log!("{}", record.to_json());
+            let line = record.to_json();
+            console_log!("{line}");
+            // Only requests made with a verified session token: control-plane
+            // routes name a session without being its requests.
+            if let (Some(id), "tool" | "egress" | "mcp") = (&record.session_id, record.route) {
+                *self.outbox.borrow_mut() = Some((id.clone(), line));
+            }
         }
     }
 }
@@ -46,12 +64,41 @@ impl Drop for AuditSlot {
     }
 }
 
+/// What the request's `waitUntil` runs after the answer: one type for every
+/// call site, so the runtime glue is compiled once.
+pub type AfterAnswer = std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
+
+/// Appends the record waiting in `outbox` (if any) to its session's trail.
+pub fn append_trail(env: Env, outbox: Outbox) -> AfterAnswer {
+    Box::pin(async move {
+        let Some((id, line)) = outbox.borrow_mut().take() else { return };
+        if !matches!(call(&env, &session_object(&id), &Command::Append(line)).await, Ok(Reply::Done)) {
+            console_log!(r#"{{"kind":"airlock.audit_trail","session_id":"{id}","error":"append_failed"}}"#);
+        }
+    })
+}
+
 /// Keeps the request alive (`waitUntil`) until its audit record is written.
 /// A body stream the client abandoned may never be dropped by the runtime;
 /// when the stream makes no progress for longer than the idle timeout (which
 /// would have ended a stalled origin), the record is written as `cancelled`.
 /// Holds the slot weakly, so it never delays the normal write.
-pub async fn audit_watchdog(slot: std::rc::Weak<RefCell<AuditSlot>>, idle_ms: u64) {
+/// Then appends the record to the session's trail.
+pub fn audit_watchdog(slot: std::rc::Weak<RefCell<AuditSlot>>, idle_ms: u64) -> AfterAnswer {
+    // The trail append waits for the record, which this keeps alive.
+    let trail = slot.upgrade().and_then(|s| {
+        let s = s.borrow();
+        s.env.clone().map(|env| append_trail(env, s.outbox.clone()))
+    });
+    Box::pin(async move {
+        watch(slot, idle_ms).await;
+        if let Some(append) = trail {
+            append.await;
+        }
+    })
+}
+
+async fn watch(slot: std::rc::Weak<RefCell<AuditSlot>>, idle_ms: u64) {
     let tick = (idle_ms / 2).clamp(250, 5_000);
     let mut last = u64::MAX;
     let mut still = 0;

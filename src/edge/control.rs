@@ -1,6 +1,7 @@
-//! The control plane at the edge: health, minting sessions, reading and
-//! revoking them, and listing and deciding approvals. Every route but
-//! health needs the admin key (compared in constant time).
+//! The control plane at the edge: health, minting sessions, reading,
+//! listing and revoking them, reading a session's audit trail, and listing
+//! and deciding approvals. Every route but health needs the admin key
+//! (compared in constant time).
 
 use worker::{Env, Request, Response};
 
@@ -14,6 +15,7 @@ use crate::error::Error;
 use crate::mint;
 use crate::policy::Policy;
 use crate::state::approvals::Decided;
+use crate::state::sessions_index::INDEX_OBJECT;
 use crate::state::{Command, Reply};
 
 fn admin(req: &Request, env: &Env) -> Result<(), Error> {
@@ -54,29 +56,97 @@ pub async fn mint_session(mut req: Request, env: &Env, policy: &Policy, audit: &
         Reply::Created { created: true } => {}
         _ => return Err(Error::StateUnavailable("session record not created".into())),
     }
-    audit.allow(None);
     let body = serde_json::to_string(&minted).map_err(|_| Error::Internal("encoding mint answer".into()))?;
+    // Listed before the token leaves: a session minted is listed at once.
+    if !matches!(state::call(env, INDEX_OBJECT, &Command::IndexPut(minted.record)).await?, Reply::Done) {
+        return Err(Error::StateUnavailable("sessions index not written".into()));
+    }
+    audit.allow(None);
     Ok(json_response(201, body))
 }
 
-/// `GET` / `DELETE /v1/sessions/{id}`: inspect or revoke one session.
-pub async fn session(req: &Request, env: &Env, id: &str, audit: &mut AuditRecord) -> Result<Response, Error> {
-    audit.route = "session";
+/// `GET` / `DELETE /v1/sessions/{id}`: inspect or revoke one session;
+/// `GET /v1/sessions/{id}/audit` (`trail`): its audit trail and chain head.
+pub async fn session(req: &Request, env: &Env, id: &str, trail: bool, audit: &mut AuditRecord) -> Result<Response, Error> {
+    audit.route = if trail { "session_audit" } else { "session" };
     audit.session_id = Some(id.to_string());
     admin(req, env)?;
-    let command = match req.inner().method().as_str() {
-        "GET" => Command::Get,
-        "DELETE" => Command::Revoke,
+    let command = match (req.inner().method().as_str(), trail) {
+        ("GET", false) => Command::Get,
+        ("DELETE", false) => Command::Revoke,
+        ("GET", true) => Command::Trail,
         _ => return Err(Error::MethodNotAllowed),
     };
+    let revoke = matches!(command, Command::Revoke);
     match state::call(env, &session_object(id), &command).await? {
         Reply::Session { session: Some(view) } => {
+            if let (true, Some(revoked_at)) = (revoke, view.revoked_at) {
+                let revoked = vec![(view.session_id.clone(), format!("{}:{revoked_at}", view.created_at))];
+                if !matches!(state::call(env, INDEX_OBJECT, &Command::IndexRevoked(revoked)).await, Ok(Reply::Done)) {
+                    // Revoked where requests look; the listing is stale, so say so and let the caller retry.
+                    return Err(Error::StateUnavailable("session revoked; the sessions index was not updated".into()));
+                }
+            }
             audit.allow(None);
             Ok(json_response(200, to_json(&view)?))
         }
-        Reply::Session { session: None } => Err(Error::SessionNotFound),
+        Reply::Listed(json) if json != "null" => {
+            audit.allow(None);
+            Ok(json_response(200, json))
+        }
+        Reply::Session { session: None } | Reply::Listed(_) => Err(Error::SessionNotFound),
         _ => Err(unexpected()),
     }
+}
+
+/// `GET /v1/sessions?…`: a page of the sessions index; `DELETE
+/// /v1/sessions?agent=NAME`: revoke all of an agent's active sessions (at
+/// most 500 a call; `"more": true` says to call again). The state object
+/// parses the query and renders the page.
+pub async fn sessions(req: &Request, env: &Env, query: &str, audit: &mut AuditRecord) -> Result<Response, Error> {
+    audit.route = "sessions";
+    admin(req, env)?;
+    let query = query.to_string();
+    let command = match req.inner().method().as_str() {
+        "GET" => Command::IndexList(query),
+        "DELETE" => Command::IndexAgent(query),
+        _ => return Err(Error::MethodNotAllowed),
+    };
+    let body = match state::call(env, INDEX_OBJECT, &command).await? {
+        Reply::Listed(json) => json,
+        Reply::Agent(agent, sessions, more) => {
+            audit.agent = Some(agent);
+            revoke_agent(env, &sessions, audit).await?;
+            format!(r#"{{"revoked":{},"more":{more}}}"#, sessions.len())
+        }
+        Reply::Refused(fault) => return Err(Error::InvalidRequest(fault)),
+        _ => return Err(unexpected()),
+    };
+    audit.allow(None);
+    Ok(json_response(200, body))
+}
+
+/// Each session is revoked in its own object (what requests check), then
+/// marked in the index. Fails closed: if any revocation fails the answer is
+/// 503, and the audit detail says how many succeeded.
+async fn revoke_agent(env: &Env, sessions: &[(String, String)], audit: &mut AuditRecord) -> Result<(), Error> {
+    let mut revoked = Vec::new();
+    for (id, created_at) in sessions {
+        if let Ok(Reply::Session { session }) = state::call(env, &session_object(id), &Command::Revoke).await {
+            // No record left: nothing accepts the session any more.
+            let at = session.and_then(|v| v.revoked_at).unwrap_or(audit.ts / 1000);
+            revoked.push((id.clone(), format!("{created_at}:{at}")));
+        }
+    }
+    let count = revoked.len();
+    let indexed = count == 0 || matches!(state::call(env, INDEX_OBJECT, &Command::IndexRevoked(revoked)).await, Ok(Reply::Done));
+    let index = if indexed { "" } else { "; the sessions index was not updated" };
+    let detail = format!("revoked {count} of {} sessions{index}", sessions.len());
+    if count < sessions.len() || !indexed {
+        return Err(Error::StateUnavailable(detail));
+    }
+    audit.detail = Some(detail);
+    Ok(())
 }
 
 /// `GET /v1/approvals`: every pending approval.

@@ -68,6 +68,7 @@ pub async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Respo
     };
     let text_errors = crate::error::wants_text(req.headers().get("user-agent").ok().flatten().as_deref());
     let slot: SharedAudit = Rc::new(RefCell::new(AuditSlot::new(started)));
+    slot.borrow_mut().env = Some(env.clone());
     let mut audit = AuditRecord::new(request_id.clone(), &method, started);
     let result = match id_error {
         Some(e) => Err(e),
@@ -82,7 +83,13 @@ pub async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Respo
     };
     let _ = response.headers_mut().set(REQUEST_ID_HEADER, &request_id);
     slot.borrow_mut().record = Some(audit);
-    // Dropping `slot` here writes the record unless a body stream holds it.
+    let outbox = slot.borrow().outbox.clone();
+    // Dropping `slot` here writes the record unless a body stream holds it
+    // (then the stream's watchdog appends it to the trail).
+    drop(slot);
+    if outbox.borrow().is_some() {
+        ctx.wait_until(self::audit::append_trail(env, outbox));
+    }
     Ok(response)
 }
 
@@ -101,8 +108,10 @@ async fn handle(mut req: Request, env: &Env, ctx: &Context, audit: &mut AuditRec
     let timeout = policy.limits.upstream_timeout_ms;
     match route(raw_path) {
         Route::Health => control::health(&method, env, audit),
+        Route::Sessions if matches!(method.as_str(), "GET" | "DELETE") => control::sessions(&req, env, query.unwrap_or(""), audit).await,
         Route::Sessions => control::mint_session(req, env, &policy, audit, now_s).await,
-        Route::Session { id } => control::session(&req, env, id, audit).await,
+        Route::Session { id } => control::session(&req, env, id, false, audit).await,
+        Route::SessionAudit { id } => control::session(&req, env, id, true, audit).await,
         Route::Approvals => control::approvals(&req, env, audit).await,
         Route::Approval { id, action } => control::approval(req, env, id, action, audit).await,
         Route::ApprovalPage { link } => approve::page(req, env, &policy, link, audit, now_s).await,

@@ -40,7 +40,9 @@ pub async fn fetch(_req: Request, _env: Env, _ctx: Context) -> worker::Result<Re
     Response::error("airlock-state has no routes; it is reached through the AIRLOCK_STATE binding", 404)
 }
 
-/// One session's state (`session:{id}`), or the approvals (`approvals`).
+/// One session's state (`session:{id}`: its record, nonces, idempotency
+/// records and audit trail), the approvals (`approvals`), or the sessions
+/// index (`sessions-index`).
 #[durable_object]
 pub struct AirlockState {
     state: State,
@@ -269,6 +271,17 @@ impl SqlStore<'_> {
     }
 }
 
+/// Keys are ASCII; the range [prefix, prefix with its last byte + 1) holds
+/// exactly the keys starting with it.
+fn prefix_end(prefix: &str) -> Result<String, StoreError> {
+    let mut end = prefix.as_bytes().to_vec();
+    match end.last_mut() {
+        Some(b) if *b < 0x7f => *b += 1,
+        _ => return Err(StoreError),
+    }
+    String::from_utf8(end).map_err(|_| StoreError)
+}
+
 impl Store for SqlStore<'_> {
     fn get(&self, key: &str) -> Result<Option<String>, StoreError> {
         Ok(self.values("SELECT value FROM entries WHERE key = ? AND expires >= ?", vec![key.into(), int(self.purged_s.get())])?.pop())
@@ -289,17 +302,16 @@ impl Store for SqlStore<'_> {
     }
 
     fn scan(&self, prefix: &str, limit: usize) -> Result<Vec<String>, StoreError> {
-        // Keys are ASCII; the range [prefix, prefix with its last byte + 1)
-        // holds exactly the keys starting with it.
-        let mut end = prefix.as_bytes().to_vec();
-        match end.last_mut() {
-            Some(b) if *b < 0x7f => *b += 1,
-            _ => return Err(StoreError),
-        }
-        let end = String::from_utf8(end).map_err(|_| StoreError)?;
         self.values(
             "SELECT value FROM entries WHERE key >= ? AND key < ? AND expires >= ? ORDER BY key LIMIT ?",
-            vec![prefix.into(), end.into(), int(self.purged_s.get()), int(limit as u64)],
+            vec![prefix.into(), prefix_end(prefix)?.into(), int(self.purged_s.get()), int(limit as u64)],
+        )
+    }
+
+    fn scan_after(&self, prefix: &str, after: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+        self.values(
+            "SELECT value FROM entries WHERE key >= ? AND key > ? AND key < ? AND expires >= ? ORDER BY key LIMIT ?",
+            vec![prefix.into(), after.into(), prefix_end(prefix)?.into(), int(self.purged_s.get()), int(limit as u64)],
         )
     }
 

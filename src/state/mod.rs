@@ -11,7 +11,9 @@ pub mod bucket;
 pub mod nonces;
 pub mod outbox;
 pub mod session;
+pub mod sessions_index;
 pub mod store;
+pub mod trail;
 
 use serde::{Deserialize, Serialize};
 
@@ -74,6 +76,16 @@ pub enum Command {
         approve: bool,
         approver: String,
     },
+    /// The sessions index (object [`sessions_index::INDEX_OBJECT`]): a new
+    /// session's row; a page, and an agent's active sessions, for the raw
+    /// query (parsed here); rows to mark revoked.
+    IndexPut(session::SessionRecord),
+    IndexList(String),
+    IndexAgent(String),
+    IndexRevoked(Vec<sessions_index::Revoked>),
+    /// A session's audit trail: append one logged line; read it.
+    Append(String),
+    Trail,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -104,6 +116,16 @@ pub enum Reply {
     Decided {
         decided: approvals::Decided,
     },
+    /// A control-plane answer rendered here as JSON, passed on as is by the
+    /// worker (which never parses it): a page of the index, or a trail
+    /// (`null` for an unknown session).
+    Listed(String),
+    /// The control-plane request's own fault (400), in words.
+    Refused(String),
+    /// An agent (its name, its active sessions as (session id, created_at in
+    /// decimal), at most [`sessions_index::MAX_AGENT_REVOKE`], and whether
+    /// there are more). Pairs of strings: the worker already decodes those.
+    Agent(String, Vec<(String, String)>, bool),
     /// The store failed: the caller must refuse the request.
     Failed,
 }
@@ -149,6 +171,21 @@ fn step(store: &mut impl Store, command: Command, now_ms: u64) -> Result<Reply, 
             }
             Reply::Decided { decided }
         }
+        Command::IndexPut(record) => {
+            sessions_index::put(store, &sessions_index::IndexRow::of(&record))?;
+            Reply::Done
+        }
+        Command::IndexList(query) => sessions_index::list_query(store, &query, now_s)?,
+        Command::IndexAgent(query) => sessions_index::agent_active(store, &query, now_s)?,
+        Command::IndexRevoked(revoked) => {
+            sessions_index::revoked(store, &revoked)?;
+            Reply::Done
+        }
+        Command::Append(line) => {
+            trail::append(store, &line)?;
+            Reply::Done
+        }
+        Command::Trail => Reply::Listed(serde_json::to_string(&trail::read(store)?).map_err(|_| StoreError)?),
     })
 }
 

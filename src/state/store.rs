@@ -18,6 +18,9 @@ pub trait Store {
     fn delete(&mut self, key: &str) -> Result<(), StoreError>;
     /// Values of the keys starting with `prefix`, in key order, at most `limit`.
     fn scan(&self, prefix: &str, limit: usize) -> Result<Vec<String>, StoreError>;
+    /// Values of the keys starting with `prefix` and greater than `after`,
+    /// in key order, at most `limit` (a page after a cursor).
+    fn scan_after(&self, prefix: &str, after: &str, limit: usize) -> Result<Vec<String>, StoreError>;
     /// Removes every entry whose expiry is before `now_s`.
     fn purge(&mut self, now_s: u64) -> Result<(), StoreError>;
 }
@@ -92,6 +95,19 @@ impl Store for MemStore {
     fn scan(&self, prefix: &str, limit: usize) -> Result<Vec<String>, StoreError> {
         self.check()?;
         Ok(self.entries.range(prefix.to_string()..).take_while(|(k, _)| k.starts_with(prefix)).take(limit).map(|(_, (v, _))| v.clone()).collect())
+    }
+
+    fn scan_after(&self, prefix: &str, after: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+        self.check()?;
+        use std::ops::Bound::{Excluded, Unbounded};
+        Ok(self
+            .entries
+            .range::<str, _>((Excluded(after), Unbounded))
+            .skip_while(|(k, _)| !k.starts_with(prefix) && k.as_str() < prefix)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .take(limit)
+            .map(|(_, (v, _))| v.clone())
+            .collect())
     }
 
     fn purge(&mut self, now_s: u64) -> Result<(), StoreError> {

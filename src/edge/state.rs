@@ -34,7 +34,7 @@ pub async fn call(env: &Env, name: &str, command: &Command) -> Result<Reply, Err
             return Err(unavailable("answered an error"));
         }
         let body = super::body::body_bytes(&response).await.map_err(|_| unavailable("answer unreadable"))?;
-        serde_json::from_slice::<Reply>(&body).map_err(|_| unavailable("answer undecodable"))
+        crate::state::wire::decode_reply(&body).ok_or_else(|| unavailable("answer undecodable"))
     };
     // A held request's wait runs as long as its rule says, then some.
     let timeout = match command {

@@ -14,6 +14,7 @@ pub mod session;
 pub mod sessions_index;
 pub mod store;
 pub mod trail;
+pub mod wire;
 
 use serde::{Deserialize, Serialize};
 

@@ -63,6 +63,11 @@ pub struct MintRequest {
 impl MintRequest {
     pub fn parse(body: &[u8]) -> Result<MintRequest, FieldError> {
         let value = crate::mcp::strict_json(body).map_err(|why| json::err("", why))?;
+        // Unlike the policy's, a request's `null` is not "left out": a
+        // client that sends one sent something it did not mean.
+        if let Some((key, _)) = value.as_object().and_then(|m| m.iter().find(|(_, v)| v.is_null())) {
+            return Err(json::err(key.as_str(), "must not be null"));
+        }
         let mut o = Obj::of(&value, String::new())?;
         let agent = o.required_str("agent")?.to_string();
         let user = o.required_str("user")?.to_string();
@@ -251,6 +256,10 @@ mod tests {
             ("empty agent", r#"{"agent":"","user":"u","tools":{"gh":"read"},"ttl_seconds":60}"#),
             ("control char user", r#"{"agent":"a","user":"u\n","tools":{"gh":"read"},"ttl_seconds":60}"#),
             ("missing user", r#"{"agent":"a","tools":{"gh":"read"},"ttl_seconds":60}"#),
+            ("null egress", r#"{"agent":"a","user":"u","tools":{"gh":"read"},"ttl_seconds":60,"egress":null}"#),
+            ("null tools", r#"{"agent":"a","user":"u","tools":null,"ttl_seconds":60,"egress":true}"#),
+            ("duplicate agent", r#"{"agent":"a","agent":"b","user":"u","tools":{"gh":"read"},"ttl_seconds":60}"#),
+            ("string ttl", r#"{"agent":"a","user":"u","tools":{"gh":"read"},"ttl_seconds":"60"}"#),
         ];
         for (what, body) in table {
             let e = mint(body.as_bytes(), &policy, &ring, 1_000, [0; 16]).unwrap_err();

@@ -70,6 +70,14 @@ pub fn retry_after_s(failed: u32) -> Option<u64> {
     BACKOFF_S.get((failed as usize).checked_sub(1)?).copied()
 }
 
+/// Where approval events are POSTed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookDest {
+    Url(String),
+    Service(String),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,11 +12,10 @@ use std::time::Duration;
 use futures_util::future::{select, Either};
 use futures_util::stream::{self, StreamExt};
 use wasm_bindgen::JsCast;
-use worker::wasm_bindgen_futures::JsFuture;
 use worker::{ByteStream, Delay, Request, Response, ResponseBody};
 
 use super::audit::SharedAudit;
-use super::http::header;
+use super::http::{body_bytes, header};
 use crate::error::Error;
 use crate::redact::BodyFilter;
 use crate::request;
@@ -42,22 +41,6 @@ pub async fn read_body(req: &mut Request, limit: u64) -> Result<Vec<u8>, Error> 
         out.extend_from_slice(&chunk);
     }
     Ok(out)
-}
-
-/// A whole body, read by the runtime in one call
-/// (`new Response(body).arrayBuffer()`). workers-rs' own `bytes()` and
-/// `text()` pull a body chunk by chunk through a stream reader, crossing
-/// between JavaScript and Wasm twice per chunk and locking a reader per
-/// body, which cost more than a small body itself.
-pub async fn body_bytes(response: &Response) -> Result<Vec<u8>, ()> {
-    let stream = match response.body() {
-        ResponseBody::Stream(stream) => stream,
-        ResponseBody::Body(bytes) => return Ok(bytes.clone()),
-        ResponseBody::Empty => return Ok(Vec::new()),
-    };
-    let whole = web_sys::Response::new_with_opt_readable_stream(Some(stream)).map_err(drop)?;
-    let buffer = JsFuture::from(whole.array_buffer().map_err(drop)?).await.map_err(drop)?;
-    Ok(js_sys::Uint8Array::new(&buffer).to_vec())
 }
 
 /// An origin body read whole, to be rewritten: `Ok(None)` past `cap`

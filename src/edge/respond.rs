@@ -15,7 +15,8 @@ use worker::{Context, Delay, Env, Headers, Response};
 
 use super::admit::{store, store_error};
 use super::audit::{audit_watchdog, SharedAudit};
-use super::body::{body_bytes, filtered_body, filtered_source, read_whole, BodyLimits, Source};
+use super::body::{filtered_body, filtered_source, read_whole, BodyLimits, Source};
+use super::http::body_bytes;
 use crate::admit::Claim;
 use crate::audit::AuditRecord;
 use crate::error::{Error, Uninspectable};

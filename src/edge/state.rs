@@ -33,7 +33,7 @@ pub async fn call(env: &Env, name: &str, command: &Command) -> Result<Reply, Err
         if response.status_code() != 200 {
             return Err(unavailable("answered an error"));
         }
-        let body = super::body::body_bytes(&response).await.map_err(|_| unavailable("answer unreadable"))?;
+        let body = super::http::body_bytes(&response).await.map_err(|_| unavailable("answer unreadable"))?;
         crate::state::wire::decode_reply(&body).ok_or_else(|| unavailable("answer undecodable"))
     };
     // A held request's wait runs as long as its rule says, then some.

@@ -322,13 +322,7 @@ pub struct Approvals {
     pub page_url: Option<String>,
 }
 
-/// Where approval events are POSTed.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WebhookDest {
-    Url(String),
-    Service(String),
-}
+pub use crate::webhook::WebhookDest;
 
 /// The longest a rule may hold a request open.
 pub const MAX_APPROVAL_WAIT_S: u64 = 300;

@@ -15,8 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::approvals::{self, Approval};
 use super::store::{get_json, put_json, Store, StoreError};
-use crate::policy::WebhookDest;
-use crate::webhook::{event_body, event_id, retry_after_s, Kind};
+use crate::webhook::{event_body, event_id, retry_after_s, Kind, WebhookDest};
 
 /// How long an undelivered event is kept at most (longer than the backoff).
 const KEEP_S: u64 = 2 * 86_400;

@@ -1,7 +1,9 @@
 //! `airlock::mcp::inspect` and `filter_origin_message` on arbitrary bytes.
 //!
 //! Input layout: byte 0 picks the session's level (`% 3`: read, write,
-//! admin); the rest is the message.
+//! admin), and with bit 7 also sends the message as 2026-07-28 with its
+//! metadata headers taken from the message (bit 6: one of them bent by a
+//! trailing space); the rest is the message.
 //!
 //! Properties (a panic is a finding): what is forwarded parses, under every
 //! decoder model, to the value that was authorized.
@@ -13,6 +15,9 @@
 //!   first-duplicate-wins reader, applied to the forwarded bytes and to the
 //!   input, see the same method, id and target (tool/prompt name or URI) as
 //!   the `Call`; no key anywhere holds a control character;
+//! - forwarded in the 2026-07-28 era, the `Mcp-Method`/`Mcp-Name` Airlock
+//!   sends are the forwarded body's method and name or URI, and a bent
+//!   header never gets a message through in that era;
 //! - `filter_origin_message` (no call, as on a resumed stream) returns the
 //!   input unchanged or JSON in which every tool left is allowed.
 #![no_main]
@@ -20,7 +25,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use airlock::mcp::{self, Call, McpRules, Verdict};
+use airlock::mcp::{self, Call, Era, McpRules, Verdict};
 use airlock::policy::Level;
 use libfuzzer_sys::fuzz_target;
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -170,6 +175,43 @@ fuzz_target!(|data: &[u8]| {
             let first = first_wins(bytes).expect("first-wins reader refuses");
             check_reading(&call, &first, false, &format!("{what}, first duplicate wins"));
             check_reading(&call, &lowercase_keys(&first), true, &format!("{what}, case-insensitive"));
+        }
+    }
+
+    // The 2026-07-28 era: its metadata headers taken from the message
+    // itself (bit 7 of the first byte), and with bit 6 one of them bent by
+    // a trailing space. Forwarded in that era, the headers Airlock sends
+    // are its own spelling of the forwarded body; a bent header never
+    // gets a message through in it.
+    if level & 0x80 != 0 {
+        if let Ok(v) = serde_json::from_slice::<Value>(body) {
+            let mut headers = vec![("mcp-protocol-version".to_string(), "2026-07-28".to_string())];
+            if let Some(m) = v.get("method").and_then(Value::as_str) {
+                headers.push(("mcp-method".to_string(), m.to_string()));
+            }
+            let params = v.get("params");
+            if let Some(n) = params.and_then(|p| p.get("name").or_else(|| p.get("uri"))).and_then(Value::as_str) {
+                headers.push(("mcp-name".to_string(), n.to_string()));
+            }
+            let bent = level & 0x40 != 0;
+            if bent {
+                if let Some(last) = headers.last_mut() {
+                    last.1.push(' ');
+                }
+            }
+            if let Ok(Verdict::Forward { call, body: canonical }) = mcp::inspect_request(body, &headers, &rules, granted) {
+                if call.era == Era::Stateless {
+                    assert!(!bent, "a bent metadata header got a message through");
+                    let forwarded: Value = serde_json::from_slice(canonical.as_bytes()).expect("forwarded bytes do not parse");
+                    let sent = |name: &str| call.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+                    assert_eq!(sent("mcp-method").as_deref(), forwarded.get("method").and_then(Value::as_str), "Mcp-Method is not the body's");
+                    if let Some(name) = sent("mcp-name") {
+                        let p = forwarded.get("params");
+                        let target = p.and_then(|p| p.get("name").or_else(|| p.get("uri"))).and_then(Value::as_str);
+                        assert_eq!(mcp::era::decode_value(&name).as_deref(), target, "Mcp-Name is not the body's");
+                    }
+                }
+            }
         }
     }
 

@@ -17,7 +17,7 @@ use base64::Engine;
 
 use crate::audit::AuditRecord;
 use crate::error::Error;
-use crate::path::percent_decode_lenient;
+use crate::path::form_decode;
 pub use crate::policy::TOKEN_HEADERS;
 use crate::policy::{is_token_header, Policy, TokenSlots};
 use crate::token::{self, joined, KeyRing, TokenError, VerifiedSession};
@@ -68,12 +68,6 @@ pub fn without_token_params(query: Option<&str>, slots: Option<&TokenSlots>) -> 
         (!joined.is_empty()).then_some(joined)
     });
     kept.collect::<Vec<_>>().join("&")
-}
-
-/// A query component as a form decoder reads it: `+` is a space, then `%XX`.
-fn form_decode(component: &str) -> Vec<u8> {
-    let spaced: Cow<str> = if component.contains('+') { Cow::Owned(component.replace('+', " ")) } else { Cow::Borrowed(component) };
-    percent_decode_lenient(spaced.as_bytes())
 }
 
 /// The one session token a request presents, from every place a client

@@ -19,7 +19,6 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use crate::admit::Admitted;
-use crate::authenticate::without_token_params;
 use crate::authorize::{Authorized, EgressAuthorized, McpAuthorized, Permit};
 use crate::error::Error;
 use crate::mcp::{self, Call, CanonicalBody, McpRules};
@@ -142,11 +141,6 @@ fn percent_encode_component(bytes: &[u8]) -> String {
     out
 }
 
-/// A query key as a form decoder reads it: `+` is a space, then `%XX`.
-fn decode_query_key(key: &str) -> Vec<u8> {
-    crate::path::percent_decode_lenient(key.replace('+', " ").as_bytes())
-}
-
 /// The patterns that scrub `secret` from responses: the value itself, which
 /// the redactor also matches in every JSON, percent and form spelling (it
 /// decodes while scanning), and its base64 spellings at every alignment in
@@ -221,9 +215,9 @@ pub fn tool(
     secret: impl FnOnce(&str) -> Option<Rc<PreparedCredential>>,
 ) -> Result<Outbound, Error> {
     let credential = read_credential(&authorized.permit, secret)?;
-    // The session token's own parameters never reach the origin.
-    let query = without_token_params(req.query, Some(&authorized.permit.tool().session_token));
-    let outbound = build(&authorized.permit, req.headers, Some(&query), credential.as_deref())?;
+    // The query without the session token's own parameters (authorize
+    // removed them), so they never reach the origin.
+    let outbound = build(&authorized.permit, req.headers, Some(&authorized.gate.query), credential.as_deref())?;
     Ok(Outbound { declared_length: authorized.declared_length, body_limit: authorized.body_limit, ..outbound })
 }
 
@@ -447,7 +441,7 @@ fn build(permit: &Permit<'_>, headers: &[(String, String)], query: Option<&str>,
                     // the sandbox chose.
                     query_parts.retain(|part| {
                         let key = part.split('=').next().unwrap_or_default();
-                        key != param && decode_query_key(key) != param.as_bytes()
+                        key != param && crate::path::form_decode(key) != param.as_bytes()
                     });
                     let encoded = percent_encode_component(value);
                     query_parts.push(format!("{param}={encoded}"));

@@ -71,6 +71,16 @@ pub(crate) fn percent_encode(bytes: &[u8], keep: impl Fn(u8) -> bool, out: &mut 
     }
 }
 
+/// A query component as a form decoder reads it: `+` is a space, then
+/// `%XX` (leniently).
+pub(crate) fn form_decode(component: &str) -> Vec<u8> {
+    if component.contains('+') {
+        percent_decode_lenient(component.replace('+', " ").as_bytes())
+    } else {
+        percent_decode_lenient(component.as_bytes())
+    }
+}
+
 /// Decodes every well-formed `%XX` and keeps everything else as it is. For
 /// *looking at* text the way a lenient parser would (query keys, hosts in a
 /// URL); request paths use the strict decoder below, which refuses instead.

@@ -170,7 +170,7 @@ impl Rule {
 /// parameter hidden behind a `;` still counts), `+` as a space, then
 /// `%XX`.
 pub fn query_pairs(query: Option<&str>) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let form_decode = |s: &str| crate::path::percent_decode_lenient(s.replace('+', " ").as_bytes());
+    let form_decode = crate::path::form_decode;
     query
         .unwrap_or_default()
         .split(['&', ';'])

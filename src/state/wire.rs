@@ -85,12 +85,7 @@ fn optional_number(map: &Map<String, Value>, name: &str) -> Option<Option<u64>> 
 }
 
 fn level(value: &Value) -> Option<Level> {
-    match value.as_str()? {
-        "read" => Some(Level::Read),
-        "write" => Some(Level::Write),
-        "admin" => Some(Level::Admin),
-        _ => None,
-    }
+    crate::json::level(value, String::new()).ok()
 }
 
 fn session_view(value: &Value) -> Option<SessionView> {

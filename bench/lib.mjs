@@ -203,7 +203,7 @@ export function describeMachine() {
 export function snapshotBuild(workerScript = WORKER_SCRIPT) {
   const from = dirname(workerScript);
   const dir = mkdtempSync(join(os.tmpdir(), "airlock-bench-"));
-  const files = readdirSync(from).filter((f) => f === basename(workerScript) || f.endsWith(".wasm"));
+  const files = readdirSync(from).filter((f) => f === basename(workerScript) || f.endsWith(".js") || f.endsWith(".mjs") || f.endsWith(".wasm"));
   for (const f of files) copyFileSync(join(from, f), join(dir, f));
   return {
     dir,

@@ -59,45 +59,13 @@ impl DurableObject for AirlockState {
         AirlockState { state, env, waiters: RefCell::new(Vec::new()), ready: Cell::new(false), purged_s: Cell::new(0) }
     }
 
+    /// The same as [`AirlockState::run`] over HTTP: the command is the body.
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
-        let command: Command = match req.text().await.ok().and_then(|t| serde_json::from_str(&t).ok()) {
-            Some(c) => c,
-            None => return Response::error("bad command", 400),
-        };
-        let arm_at = match &command {
-            Command::Create { record } => Some(record.expires_at.saturating_add(crate::state::session::RECORD_RETENTION_S)),
-            _ => None,
-        };
-        let wait = match &command {
-            Command::Wait { id, wait_s } => Some((id.clone(), (*wait_s).min(MAX_APPROVAL_WAIT_S))),
-            _ => None,
-        };
-        let decide = match &command {
-            Command::Decide { id, .. } => Some(id.clone()),
-            _ => None,
-        };
-        let queues = decide.is_some() || matches!(&command, Command::Hold { notify: Some(_), .. });
-        let mut reply = self.run(command);
-        if let (Some((id, wait_s)), Reply::Approval { approval: Some(a) }) = (wait, &reply) {
-            if a.status == Status::Pending {
-                self.wait_for(&id, wait_s).await;
-                reply = self.run(Command::Approval { id });
-            }
+        let text = req.text().await.unwrap_or_default();
+        match self.answer(&text).await {
+            Ok(body) => Response::ok(body),
+            Err(what) => Response::error(what, if what == "bad command" { 400 } else { 500 }),
         }
-        if let (Some(id), Reply::Decided { decided: Decided::Done(_) }) = (decide, &reply) {
-            self.wake(&id);
-        }
-        if queues && self.arm_outbox().await.is_err() {
-            return Response::error("alarm", 500);
-        }
-        // A session's object deletes itself once its record is past retention.
-        if let (Some(at), Reply::Created { created: true }) = (arm_at, &reply) {
-            if self.state.storage().set_alarm(at_ms(at.saturating_mul(1000))).await.is_err() {
-                return Response::error("alarm", 500);
-            }
-        }
-        let body = serde_json::to_string(&reply).map_err(|e| worker::Error::RustError(e.to_string()))?;
-        Response::ok(body)
     }
 
     async fn alarm(&self) -> worker::Result<Response> {
@@ -136,6 +104,17 @@ impl DurableObject for AirlockState {
     }
 }
 
+/// The state call as JS RPC (`stub.run(command)`): the command's JSON in,
+/// the reply's JSON out, without building a `Request` and a `Response` for
+/// each call. The runtime offers RPC only on classes deriving from
+/// `DurableObject`; `scripts/build` makes the exported class one.
+#[wasm_bindgen::prelude::wasm_bindgen(wasm_bindgen_futures = worker::wasm_bindgen_futures)]
+impl AirlockState {
+    pub async fn run(&self, command: String) -> Result<String, wasm_bindgen::JsValue> {
+        self.answer(&command).await.map_err(wasm_bindgen::JsValue::from_str)
+    }
+}
+
 /// An alarm time as a date: workers-rs reads a bare `i64` as an offset
 /// from now, not as a time.
 fn at_ms(ms: u64) -> worker::ScheduledTime {
@@ -163,7 +142,45 @@ impl Future for Woken {
 }
 
 impl AirlockState {
-    fn run(&self, command: Command) -> Reply {
+    /// Runs one command given as JSON and answers the reply as JSON.
+    async fn answer(&self, text: &str) -> Result<String, &'static str> {
+        let command: Command = serde_json::from_str(text).map_err(|_| "bad command")?;
+        let arm_at = match &command {
+            Command::Create { record } => Some(record.expires_at.saturating_add(crate::state::session::RECORD_RETENTION_S)),
+            _ => None,
+        };
+        let wait = match &command {
+            Command::Wait { id, wait_s } => Some((id.clone(), (*wait_s).min(MAX_APPROVAL_WAIT_S))),
+            _ => None,
+        };
+        let decide = match &command {
+            Command::Decide { id, .. } => Some(id.clone()),
+            _ => None,
+        };
+        let queues = decide.is_some() || matches!(&command, Command::Hold { notify: Some(_), .. });
+        let mut reply = self.run_one(command);
+        if let (Some((id, wait_s)), Reply::Approval { approval: Some(a) }) = (wait, &reply) {
+            if a.status == Status::Pending {
+                self.wait_for(&id, wait_s).await;
+                reply = self.run_one(Command::Approval { id });
+            }
+        }
+        if let (Some(id), Reply::Decided { decided: Decided::Done(_) }) = (decide, &reply) {
+            self.wake(&id);
+        }
+        if queues && self.arm_outbox().await.is_err() {
+            return Err("alarm");
+        }
+        // A session's object deletes itself once its record is past retention.
+        if let (Some(at), Reply::Created { created: true }) = (arm_at, &reply) {
+            if self.state.storage().set_alarm(at_ms(at.saturating_mul(1000))).await.is_err() {
+                return Err("alarm");
+            }
+        }
+        serde_json::to_string(&reply).map_err(|_| "encoding")
+    }
+
+    fn run_one(&self, command: Command) -> Reply {
         match self.store() {
             Ok(mut store) => run(&mut store, command, worker::Date::now().as_millis()),
             Err(StoreError) => Reply::Failed,

@@ -8,7 +8,8 @@
 use std::time::Duration;
 
 use futures_util::future::{select, Either};
-use worker::{Env, Method, Request, RequestInit};
+use wasm_bindgen::JsCast;
+use worker::{wasm_bindgen_futures, Env};
 
 use crate::error::Error;
 pub use crate::state::{Command, Reply};
@@ -25,16 +26,18 @@ pub async fn call(env: &Env, name: &str, command: &Command) -> Result<Reply, Err
     let namespace = env.durable_object(BINDING).map_err(|_| unavailable("binding AIRLOCK_STATE missing"))?;
     let stub = namespace.get_by_name(name).map_err(|_| unavailable("no stub"))?;
     let body = serde_json::to_string(command).map_err(|_| unavailable("encoding"))?;
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post).with_body(Some(body.into()));
-    let request = Request::new_with_init("https://airlock-state.invalid/", &init).map_err(|_| unavailable("request"))?;
+    // JS RPC (`stub.run(body)`, see `edge/object.rs`): no `Request` and
+    // `Response` per call. The answer must be a string holding a reply.
     let exchange = async {
-        let response = stub.fetch_with_request(request).await.map_err(|_| unavailable("call failed"))?;
-        if response.status_code() != 200 {
-            return Err(unavailable("answered an error"));
-        }
-        let body = super::http::body_bytes(&response).await.map_err(|_| unavailable("answer unreadable"))?;
-        crate::state::wire::decode_reply(&body).ok_or_else(|| unavailable("answer undecodable"))
+        let rpc: js_sys::Object = stub.into_rpc();
+        // `Reflect.apply`: on an RPC stub, `run.call(…)` would be a call of
+        // a remote method named "call".
+        let run =
+            js_sys::Reflect::get(&rpc, &"run".into()).ok().and_then(|f| f.dyn_into::<js_sys::Function>().ok()).ok_or_else(|| unavailable("no run method"))?;
+        let pending = js_sys::Reflect::apply(&run, &rpc, &js_sys::Array::of1(&body.into())).map_err(|_| unavailable("call failed"))?;
+        let answer = wasm_bindgen_futures::JsFuture::from(js_sys::Promise::resolve(&pending)).await.map_err(|_| unavailable("call failed"))?;
+        let text = answer.as_string().ok_or_else(|| unavailable("answer unreadable"))?;
+        crate::state::wire::decode_reply(text.as_bytes()).ok_or_else(|| unavailable("answer undecodable"))
     };
     // A held request's wait runs as long as its rule says, then some.
     let timeout = match command {

@@ -88,12 +88,12 @@ async function stop() {
 }
 
 /**
- * Copies a built worker (its index.js and *.wasm) into `dir/sub` and returns
- * its Cap'n Proto module list.
+ * Copies a built worker (its index.js, the state script's glue.mjs, and
+ * *.wasm) into `dir/sub` and returns its Cap'n Proto module list.
  */
 function embedBuild(script, sub) {
   const from = dirname(script);
-  const files = [basename(script), ...readdirSync(from).filter((f) => f.endsWith(".wasm"))];
+  const files = [basename(script), ...readdirSync(from).filter((f) => f.endsWith(".mjs") || f.endsWith(".wasm"))];
   mkdirSync(join(dir, sub));
   for (const f of files) copyFileSync(join(from, f), join(dir, sub, f));
   return files.map((f) => `(name = ${capnpString(f)}, ${f.endsWith(".wasm") ? "wasm" : "esModule"} = embed ${capnpString(`${sub}/${f}`)})`);

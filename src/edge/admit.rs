@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use worker::{Date, Delay, Env, Headers, Request, Response};
+use worker::{Delay, Env, Headers, Request, Response};
 
 use super::body::read_body;
 use super::config::{random_bytes, read_secret};
@@ -46,15 +46,15 @@ struct EdgeState<'a> {
 
 impl StateCalls for EdgeState<'_> {
     async fn call(&self, object: &str, command: &Command) -> Result<Reply, Error> {
-        let started = Date::now().as_millis();
+        let started = super::http::now_ms();
         let reply = call(self.env, object, command).await;
-        let spent = Date::now().as_millis().saturating_sub(started);
+        let spent = super::http::now_ms().saturating_sub(started);
         self.spent_ms.set(Some(self.spent_ms.get().unwrap_or(0) + spent));
         reply
     }
 
     async fn wait(&self) -> bool {
-        if Date::now().as_millis() >= self.deadline_ms {
+        if super::http::now_ms() >= self.deadline_ms {
             return false;
         }
         Delay::from(IDEM_POLL).await;

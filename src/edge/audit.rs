@@ -9,7 +9,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use worker::{console_log, Date, Delay, Env};
+use worker::{console_log, Delay, Env};
 
 use super::state::{call, Command, Reply};
 use crate::admit::session_object;
@@ -46,7 +46,7 @@ impl AuditSlot {
                 record.bytes_out = Some(self.bytes_out);
                 record.stream = self.stream;
             }
-            record.finish(Date::now().as_millis(), self.started);
+            record.finish(super::http::now_ms(), self.started);
             let line = record.to_json();
             console_log!("{line}");
             // Only requests made with a verified session token: control-plane

@@ -7,10 +7,26 @@ use worker::{Headers, Request, Response, ResponseBody};
 
 use crate::error::Error;
 
+/// The clock in milliseconds: `Date.now()`, one call into the runtime
+/// (`worker::Date::now()` builds a `Date` object and reads it: two).
+pub fn now_ms() -> u64 {
+    js_sys::Date::now() as u64
+}
+
 pub const REQUEST_ID_HEADER: &str = "x-airlock-request-id";
 
 pub fn header(req: &Request, name: &str) -> Option<String> {
     req.headers().get(name).ok().flatten()
+}
+
+/// Every header of `headers` as (name, value) pairs, read in two calls into
+/// the runtime (`JSON.stringify(Array.from(headers))`) instead of an
+/// iterator's several calls per header. Names come lower-cased, as from
+/// the iterator; a header list the runtime cannot render is an error.
+pub fn header_pairs(headers: &Headers) -> Result<Vec<(String, String)>, ()> {
+    let pairs = js_sys::Array::from(headers.as_ref());
+    let json = js_sys::JSON::stringify(&pairs).map_err(drop)?.as_string().ok_or(())?;
+    serde_json::from_str(&json).map_err(drop)
 }
 
 pub fn json_response(status: u16, body: String) -> Response {

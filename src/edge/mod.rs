@@ -26,7 +26,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use worker::{event, Context, Date, Env, Request, Response};
+use worker::{event, Context, Env, Request, Response};
 
 mod admit;
 mod approve;
@@ -60,7 +60,7 @@ use crate::route::{route, split_url, url_host, Route};
 
 #[event(fetch)]
 pub async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
-    let started = Date::now().as_millis();
+    let started = http::now_ms();
     let method = req.inner().method();
     let (request_id, id_error) = match random_bytes::<16>() {
         Ok(b) => (hex(&b), None),
@@ -99,7 +99,7 @@ async fn handle(mut req: Request, env: &Env, ctx: &Context, audit: &mut AuditRec
     // on a configuration that was not fully understood.
     let policy = load_policy(env)?;
     let url = req.inner().url();
-    let headers: Vec<(String, String)> = req.headers().entries().collect();
+    let headers = http::header_pairs(req.headers()).map_err(|_| Error::InvalidRequest("unreadable request headers".into()))?;
     check_sizes(&url, &headers)?;
     let (raw_path, query) = split_url(&url).ok_or_else(|| Error::InvalidRequest("unparseable request URL".into()))?;
     let method = req.inner().method();

@@ -69,11 +69,11 @@ impl DurableObject for AirlockState {
     }
 
     async fn alarm(&self) -> worker::Result<Response> {
-        let now_ms = worker::Date::now().as_millis();
+        let now_ms = js_sys::Date::now() as u64;
         let due = self.store().and_then(|s| outbox::due(&s, now_ms)).unwrap_or_default();
         for entry in due {
             let (ok, status) = self.deliver(&entry, now_ms).await;
-            let now_ms = worker::Date::now().as_millis();
+            let now_ms = js_sys::Date::now() as u64;
             let outcome = self.store().and_then(|mut s| outbox::record(&mut s, &entry, ok, now_ms));
             let (result, next_at_ms) = match outcome {
                 Ok(Delivery::Delivered) => ("delivered", None),
@@ -182,7 +182,7 @@ impl AirlockState {
 
     fn run_one(&self, command: Command) -> Reply {
         match self.store() {
-            Ok(mut store) => run(&mut store, command, worker::Date::now().as_millis()),
+            Ok(mut store) => run(&mut store, command, js_sys::Date::now() as u64),
             Err(StoreError) => Reply::Failed,
         }
     }

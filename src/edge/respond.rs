@@ -49,7 +49,7 @@ pub fn response_head(
         return Err(Error::UpstreamUnavailable { detail: format!("origin answered status {status}") });
     }
     audit.upstream_status = Some(status);
-    let headers: Vec<(String, String)> = upstream.headers().entries().collect();
+    let headers = super::http::header_pairs(upstream.headers()).map_err(|_| Error::UpstreamUnavailable { detail: "unreadable response headers".into() })?;
     let filtered = respond::head(status, headers, outbound.response(), outbound.url(), redactor, egress_location)?;
     Ok((status, filtered, upstream))
 }

@@ -108,7 +108,7 @@ const ECHO_CELL = scaled({ size: "echo", concurrency: 1, perTarget: 400, rounds:
 const MEMORY_RUNS_MB = [10, 100];
 
 // Latency, throughput and CPU are held against the JS baseline with a state
-// check (issue 17): the floor for a broker whose revocation is immediate.
+// check: the floor for a broker whose revocation is immediate.
 const BUDGETS = {
   wasmGzipBytes: 300_000, // the Airlock worker's module (the request path's cold start)
   p50c1: 1.1, // Airlock p50 <= 1.10 x (JS + state) p50 at concurrency 1

@@ -215,6 +215,7 @@ export function snapshotBuild(workerScript = WORKER_SCRIPT) {
         const buf = readFileSync(join(dir, f));
         return {
           file: rel(join(from, f)),
+          path: join(dir, f),
           raw: buf.length,
           gzip: gzipSync(buf, { level: 9 }).length,
           sha256: createHash("sha256").update(buf).digest("hex").slice(0, 16),
@@ -273,98 +274,105 @@ export function policyFor(originUrl) {
 
 export const AUDIT_MARK = '"kind":"airlock.audit"';
 
-/**
- * `floorScript`: the Rust floor worker's index.js, or null to leave it out
- * (then `floorUrl` is null).
- */
-export async function startWorkers(originUrl, credential, { script = WORKER_SCRIPT, stateScript = STATE_SCRIPT, floorScript = null, inspector = false } = {}) {
-  const stdio = { auditLines: 0, stdoutLines: 0, stderrTail: [] };
-  const secrets = {
+/** Fresh admin and signing keys, and the credential under BENCH_API_TOKEN. */
+export function benchSecrets(credential) {
+  return {
     AIRLOCK_ADMIN_KEY: `admin_${randomBytes(24).toString("hex")}`,
     AIRLOCK_SIGNING_KEYS: `k1:${randomBytes(32).toString("base64")}`,
     BENCH_API_TOKEN: credential,
   };
+}
+
+/**
+ * The Miniflare options of each worker the benchmark can host, by name:
+ * airlock, airlock-state, statebase, baseline and (with `floorScript`) floor.
+ */
+export function workerOptions({ originUrl, credential, secrets, compat = compatibilityDate(), script = WORKER_SCRIPT, stateScript = STATE_SCRIPT, floorScript = null, policy = null }) {
+  const wasmRules = [{ type: "CompiledWasm", include: ["**/*.wasm"] }];
+  const socket = [{ host: "127.0.0.1", port: 0 }];
+  const forwarder = (name, scriptPath) => ({
+    name,
+    modules: true,
+    scriptPath,
+    modulesRoot: dirname(scriptPath),
+    compatibilityDate: compat,
+    bindings: { ORIGIN: originUrl, TOKEN: credential },
+    unsafeDirectSockets: socket,
+  });
+  return {
+    airlock: {
+      name: "airlock",
+      modules: true,
+      scriptPath: script,
+      modulesRoot: dirname(script),
+      modulesRules: wasmRules,
+      compatibilityDate: compat,
+      bindings: { AIRLOCK_POLICY: JSON.stringify(policy ?? policyFor(originUrl)), ...secrets },
+      // Session state (the Durable Object class of the airlock-state
+      // script), as in wrangler.toml and miniflare-tests/helpers.mjs.
+      durableObjects: { AIRLOCK_STATE: { className: "AirlockState", scriptName: "airlock-state", useSQLite: true } },
+      unsafeDirectSockets: socket,
+    },
+    "airlock-state": {
+      name: "airlock-state",
+      modules: true,
+      scriptPath: stateScript,
+      modulesRoot: dirname(stateScript),
+      modulesRules: wasmRules,
+      compatibilityDate: compat,
+    },
+    statebase: {
+      ...forwarder("statebase", STATE_BASELINE_SCRIPT),
+      durableObjects: { STATE: { className: "SessionState", useSQLite: true } },
+    },
+    baseline: forwarder("baseline", BASELINE_SCRIPT),
+    ...(floorScript ? { floor: { ...forwarder("floor", floorScript), modulesRules: wasmRules } } : {}),
+  };
+}
+
+/**
+ * Miniflare's handleRuntimeStdio: counts workerd's stdout lines and Airlock's
+ * audit lines among them into `stdio`, keeps the tail of stderr.
+ */
+export function countingStdio(stdio) {
+  return (stdout, stderr) => {
+    // Count audit lines cheaply (no JSON parsing on the hot path).
+    let partial = "";
+    stdout.setEncoding("utf8");
+    stdout.on("data", (chunk) => {
+      const text = partial + chunk;
+      const lines = text.split("\n");
+      partial = lines.pop();
+      for (const l of lines) {
+        stdio.stdoutLines++;
+        for (let at = l.indexOf(AUDIT_MARK); at !== -1; at = l.indexOf(AUDIT_MARK, at + 1)) stdio.auditLines++;
+      }
+    });
+    stderr.setEncoding("utf8");
+    stderr.on("data", (chunk) => {
+      stdio.stderrTail.push(chunk);
+      if (stdio.stderrTail.length > 20) stdio.stderrTail.shift();
+    });
+  };
+}
+
+/**
+ * `floorScript`: the Rust floor worker's index.js, or null to leave it out
+ * (then `floorUrl` is null). `policy`: Airlock's policy (default policyFor(originUrl)).
+ */
+export async function startWorkers(originUrl, credential, { script = WORKER_SCRIPT, stateScript = STATE_SCRIPT, floorScript = null, inspector = false, policy = null, persistDir = null } = {}) {
+  const stdio = { auditLines: 0, stdoutLines: 0, stderrTail: [] };
+  const secrets = benchSecrets(credential);
   const compat = compatibilityDate();
   const mf = new Miniflare({
     cf: false,
     host: "127.0.0.1",
     port: 0,
     ...(inspector ? { inspectorPort: 0 } : {}),
-    handleRuntimeStdio(stdout, stderr) {
-      // Count audit lines cheaply (no JSON parsing on the hot path).
-      let partial = "";
-      stdout.setEncoding("utf8");
-      stdout.on("data", (chunk) => {
-        const text = partial + chunk;
-        const lines = text.split("\n");
-        partial = lines.pop();
-        for (const l of lines) {
-          stdio.stdoutLines++;
-          for (let at = l.indexOf(AUDIT_MARK); at !== -1; at = l.indexOf(AUDIT_MARK, at + 1)) stdio.auditLines++;
-        }
-      });
-      stderr.setEncoding("utf8");
-      stderr.on("data", (chunk) => {
-        stdio.stderrTail.push(chunk);
-        if (stdio.stderrTail.length > 20) stdio.stderrTail.shift();
-      });
-    },
-    workers: [
-      {
-        name: "airlock",
-        modules: true,
-        scriptPath: script,
-        modulesRoot: dirname(script),
-        modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"] }],
-        compatibilityDate: compat,
-        bindings: { AIRLOCK_POLICY: JSON.stringify(policyFor(originUrl)), ...secrets },
-        // Session state (the Durable Object class of the airlock-state
-        // script), as in wrangler.toml and miniflare-tests/helpers.mjs.
-        durableObjects: { AIRLOCK_STATE: { className: "AirlockState", scriptName: "airlock-state", useSQLite: true } },
-        unsafeDirectSockets: [{ host: "127.0.0.1", port: 0 }],
-      },
-      {
-        name: "airlock-state",
-        modules: true,
-        scriptPath: stateScript,
-        modulesRoot: dirname(stateScript),
-        modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"] }],
-        compatibilityDate: compat,
-      },
-      {
-        name: "statebase",
-        modules: true,
-        scriptPath: STATE_BASELINE_SCRIPT,
-        modulesRoot: dirname(STATE_BASELINE_SCRIPT),
-        compatibilityDate: compat,
-        bindings: { ORIGIN: originUrl, TOKEN: credential },
-        durableObjects: { STATE: { className: "SessionState", useSQLite: true } },
-        unsafeDirectSockets: [{ host: "127.0.0.1", port: 0 }],
-      },
-      {
-        name: "baseline",
-        modules: true,
-        scriptPath: BASELINE_SCRIPT,
-        modulesRoot: dirname(BASELINE_SCRIPT),
-        compatibilityDate: compat,
-        bindings: { ORIGIN: originUrl, TOKEN: credential },
-        unsafeDirectSockets: [{ host: "127.0.0.1", port: 0 }],
-      },
-      ...(floorScript
-        ? [
-            {
-              name: "floor",
-              modules: true,
-              scriptPath: floorScript,
-              modulesRoot: dirname(floorScript),
-              modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"] }],
-              compatibilityDate: compat,
-              bindings: { ORIGIN: originUrl, TOKEN: credential },
-              unsafeDirectSockets: [{ host: "127.0.0.1", port: 0 }],
-            },
-          ]
-        : []),
-    ],
+    // Durable Object storage: in memory unless a directory is given.
+    ...(persistDir ? { durableObjectsPersist: persistDir } : {}),
+    handleRuntimeStdio: countingStdio(stdio),
+    workers: Object.values(workerOptions({ originUrl, credential, secrets, compat, script, stateScript, floorScript, policy })),
   });
   try {
     await withTimeout(mf.ready, 60_000, "Miniflare start");
@@ -408,13 +416,16 @@ export function poolFor(target, concurrency) {
   return pool;
 }
 
-/** One GET; resolves with { ms, bytes, status, text? } after the whole body arrived. */
-export function request(target, path, { keepText = false, concurrency = 1, onData = null } = {}) {
+/**
+ * One request (GET with the target's headers unless told otherwise); resolves
+ * with { ms, bytes, status, text? } after the whole body arrived.
+ */
+export function request(target, path, { keepText = false, concurrency = 1, onData = null, headers = target.headers, method = "GET", body = undefined } = {}) {
   return new Promise((resolvePromise, reject) => {
     const t0 = performance.now();
     target.sent++;
     poolFor(target, concurrency)
-      .request({ method: "GET", path: target.prefix + path, headers: target.headers })
+      .request({ method, path: target.prefix + path, headers, body })
       .then(({ statusCode, body }) => {
         let bytes = 0;
         const chunks = keepText ? [] : null;
@@ -432,25 +443,34 @@ export function request(target, path, { keepText = false, concurrency = 1, onDat
             text: chunks ? Buffer.concat(chunks).toString("utf8") : undefined,
           }),
         );
-      }, reject);
+      }, (err) => {
+        // No answer at all (e.g. the connection closed under the request):
+        // callers may tell this from a body that broke off.
+        if (err && typeof err === "object") err.beforeResponse = true;
+        reject(err);
+      });
   });
 }
 
 /**
  * `n` requests with `concurrency` in flight. Returns the wall time; pushes
  * each latency into `latencies`; counts failures (wrong status or length).
+ * `loopHeaders`: one set of request headers per client loop (loop i sends
+ * loopHeaders[i % length], e.g. its own session's token); default the
+ * target's headers.
  */
-export async function runBatch(target, path, expectBytes, n, concurrency, latencies) {
+export async function runBatch(target, path, expectBytes, n, concurrency, latencies, loopHeaders = null) {
   let issued = 0;
   let errors = 0;
   let firstError = null;
   const cpu0 = cpuSnapshot();
   const t0 = performance.now();
-  const loop = async () => {
+  const loop = async (_, index) => {
+    const headers = loopHeaders ? loopHeaders[index % loopHeaders.length] : target.headers;
     while (issued < n && !STATE.stopping) {
       issued++;
       try {
-        const r = await request(target, path, { concurrency });
+        const r = await request(target, path, { concurrency, headers });
         if (r.status !== 200 || (expectBytes !== null && r.bytes !== expectBytes)) {
           errors++;
           firstError ??= `status ${r.status}, ${r.bytes} bytes`;
@@ -475,17 +495,22 @@ export async function runBatch(target, path, expectBytes, n, concurrency, latenc
 /**
  * Starts the origin process and workerd (Airlock and its state script, the
  * JS baseline, the JS baseline with a state check and, when built, the Rust
- * floor worker), mints one session token, and returns the targets, in this
+ * floor worker), mints `sessions` session tokens (default 1), and returns the targets, in this
  * order:
  *   { build, stateBuild, floorBuild, origin, workers, workerdPid, credential, token,
+ *     sessions: [{ token, session_id, proof_key, headers }] (sessions[0].token === token),
  *     targets: [direct, baseline, statebase, floor, airlock] (floor only when built), close }
  * Each target has a `key`: "direct", "baseline", "statebase", "floor" or "airlock".
  * `build` / `stateBuild` / `floorBuild` describe the snapshots that run (see snapshotBuild);
  * `floorBuild` is null when the floor worker is left out: `floor: false`,
  * or its build is missing (`floor: "auto"`, the default; a warning is logged).
  * Every target sends the same request headers (the sandbox's session token).
+ * `policy` replaces Airlock's policy (default policyFor(origin)); `scope` is the
+ * minted sessions' tools (default { bench: "read" }). `persist`: keep Durable
+ * Object storage in a temporary directory (removed at close) instead of in
+ * workerd's memory, as on the edge, where it does not count in the isolate's memory.
  */
-export async function startBench({ inspector = false, floor = "auto" } = {}) {
+export async function startBench({ inspector = false, floor = "auto", sessions: sessionCount = 1, policy = null, scope = { bench: "read" }, persist = false } = {}) {
   for (const script of [WORKER_SCRIPT, STATE_SCRIPT]) {
     if (!existsSync(script)) throw new Error(`${rel(script)} does not exist: build the workers first (bash scripts/build)`);
   }
@@ -526,25 +551,35 @@ export async function startBench({ inspector = false, floor = "auto" } = {}) {
       cleanups.push(async () => floorBuild.remove());
       process.once("exit", floorBuild.remove);
     }
+    let persistDir = null;
+    if (persist) {
+      persistDir = mkdtempSync(join(os.tmpdir(), "airlock-bench-state-"));
+      const removeState = () => rmSync(persistDir, { recursive: true, force: true });
+      cleanups.push(async () => removeState());
+      process.once("exit", removeState);
+    }
     checkStopping();
     const origin = await startOriginProcess();
     cleanups.push(origin.close);
-    const workers = await startWorkers(origin.url, credential, { script: build.script, stateScript: stateBuild.script, floorScript: floorBuild?.script ?? null, inspector });
+    const workers = await startWorkers(origin.url, credential, {
+      script: build.script,
+      stateScript: stateBuild.script,
+      floorScript: floorBuild?.script ?? null,
+      inspector,
+      policy: typeof policy === "function" ? policy(origin.url) : policy,
+      persistDir,
+    });
     cleanups.push(() => withTimeout(workers.mf.dispose(), 15_000, "mf.dispose"));
     const workerdPid = findWorkerdPid();
     PIDS.workerd = workerdPid;
     PIDS.origin = origin.child.pid;
 
-    const mintResp = await fetch(new URL("/v1/sessions", workers.airlockUrl), {
-      method: "POST",
-      headers: { authorization: `Bearer ${workers.secrets.AIRLOCK_ADMIN_KEY}`, "content-type": "application/json" },
-      body: JSON.stringify({ agent: "bench-agent", user: "bench-user", tools: { bench: "read" }, ttl_seconds: 7200 }),
-    });
-    const mintText = await mintResp.text();
-    if (mintResp.status !== 201) throw new Error(`mint failed: ${mintResp.status} ${mintText}`);
-    const { token } = JSON.parse(mintText);
-
-    const headers = { authorization: `Bearer ${token}`, accept: "*/*", "user-agent": "airlock-bench" };
+    const sessions = [];
+    for (let i = 0; i < sessionCount; i++) {
+      const s = await mintSession(workers, { agent: "bench-agent", user: `bench-user-${i}`, tools: scope, ttl_seconds: 7200 });
+      sessions.push({ ...s, headers: sessionHeaders(s.token) });
+    }
+    const { token, headers } = sessions[0];
     const targets = [
       { key: "direct", name: "origin direct", origin: origin.url, prefix: "", headers },
       { key: "baseline", name: "JS baseline worker", origin: workers.baselineUrl.origin, prefix: "", headers },
@@ -556,9 +591,31 @@ export async function startBench({ inspector = false, floor = "auto" } = {}) {
     cleanups.push(() =>
       withTimeout(Promise.all(targets.flatMap((t) => [...t.pools.values()].map((p) => p.destroy().catch(() => {})))), 2000, "pool.destroy"),
     );
-    return { build, stateBuild, floorBuild, origin, workers, workerdPid, credential, token, targets, close };
+    return { build, stateBuild, floorBuild, origin, workers, workerdPid, credential, token, sessions, targets, close };
   } catch (err) {
     await close();
     throw err;
   }
+}
+
+/** The request headers of a sandbox holding `token` (the same for every target). */
+export function sessionHeaders(token) {
+  return { authorization: `Bearer ${token}`, accept: "*/*", "user-agent": "airlock-bench" };
+}
+
+/** A control-plane call to Airlock with the admin key; resolves with { status, text }. */
+export async function adminCall(workers, method, path, body = undefined) {
+  const resp = await fetch(new URL(path, workers.airlockUrl), {
+    method,
+    headers: { authorization: `Bearer ${workers.secrets.AIRLOCK_ADMIN_KEY}`, "content-type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return { status: resp.status, text: await resp.text() };
+}
+
+/** Mints one session: { token, session_id, proof_key, expires_at }. */
+export async function mintSession(workers, claims) {
+  const r = await adminCall(workers, "POST", "/v1/sessions", claims);
+  if (r.status !== 201) throw new Error(`mint failed: ${r.status} ${r.text}`);
+  return JSON.parse(r.text);
 }

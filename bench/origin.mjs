@@ -7,6 +7,10 @@
 //   GET /huge?mb=N    N MiB body, chunked, 64 KiB chunks, honouring backpressure
 //   GET /echo-small   ~1 KiB body that contains the request's Authorization
 //                     header, so Airlock's redaction finds and replaces a match
+//   POST /mcp         a tiny MCP server (Streamable HTTP, plain JSON answers, no
+//                     session): answers one JSON-RPC request per POST; tools/call
+//                     of any tool returns a short text result, initialize and
+//                     tools/list what a client expects, anything else -32601
 //   anything else     404
 //
 // Bodies are printable text (base64 of fixed pseudo-random bytes); they never
@@ -58,6 +62,10 @@ export function createOrigin() {
 
   const server = http.createServer((req, res) => {
     const url = new URL(req.url, "http://origin.local");
+    if (url.pathname === "/mcp" && req.method === "POST") {
+      mcpAnswer(req, res);
+      return;
+    }
     // Drain any request body (there is none in the benchmark).
     req.resume();
     switch (url.pathname) {
@@ -102,6 +110,52 @@ export function createOrigin() {
   server.headersTimeout = 125_000;
   server.requestTimeout = 0;
   return server;
+}
+
+const MCP_MAX_BODY = 64 * KIB;
+
+/** One JSON-RPC message in, one plain JSON answer out (202 for a notification). */
+function mcpAnswer(req, res) {
+  const chunks = [];
+  let size = 0;
+  req.on("data", (c) => {
+    size += c.length;
+    if (size <= MCP_MAX_BODY) chunks.push(c);
+  });
+  req.on("end", () => {
+    let msg;
+    try {
+      msg = size <= MCP_MAX_BODY ? JSON.parse(Buffer.concat(chunks).toString("utf8")) : null;
+    } catch {}
+    const reply = (status, body) => {
+      const text = JSON.stringify(body);
+      res.writeHead(status, { "content-type": "application/json", "content-length": String(Buffer.byteLength(text)), "cache-control": "no-store" });
+      res.end(text);
+    };
+    if (!msg || typeof msg !== "object" || msg.jsonrpc !== "2.0" || typeof msg.method !== "string") {
+      reply(400, { jsonrpc: "2.0", id: null, error: { code: -32600, message: "Invalid Request" } });
+      return;
+    }
+    if (msg.id === undefined) {
+      res.writeHead(202).end();
+      return;
+    }
+    const ok = (result) => reply(200, { jsonrpc: "2.0", id: msg.id, result });
+    switch (msg.method) {
+      case "initialize":
+        ok({ protocolVersion: "2025-11-25", capabilities: { tools: {} }, serverInfo: { name: "bench-mcp", version: "1.0.0" } });
+        return;
+      case "tools/list":
+        ok({ tools: [{ name: "lookup", description: "Looks a key up", inputSchema: { type: "object", properties: { key: { type: "string" } } } }] });
+        return;
+      case "tools/call":
+        ok({ content: [{ type: "text", text: `looked up ${JSON.stringify(msg.params?.arguments?.key ?? null)}` }], isError: false });
+        return;
+      default:
+        reply(200, { jsonrpc: "2.0", id: msg.id, error: { code: -32601, message: "Method not found" } });
+    }
+  });
+  req.on("error", () => res.destroy());
 }
 
 export function startOrigin({ host = "127.0.0.1", port = 0 } = {}) {

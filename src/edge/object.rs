@@ -107,11 +107,40 @@ impl DurableObject for AirlockState {
 /// The state call as JS RPC (`stub.run(command)`): the command's JSON in,
 /// the reply's JSON out, without building a `Request` and a `Response` for
 /// each call. The runtime offers RPC only on classes deriving from
-/// `DurableObject`; `scripts/build` makes the exported class one.
+/// `DurableObject`; `scripts/build` makes the exported class one, and its
+/// `run` tries [`AirlockState::run_now`] before this method.
 #[wasm_bindgen::prelude::wasm_bindgen(wasm_bindgen_futures = worker::wasm_bindgen_futures)]
 impl AirlockState {
     pub async fn run(&self, command: String) -> Result<String, wasm_bindgen::JsValue> {
         self.answer(&command).await.map_err(wasm_bindgen::JsValue::from_str)
+    }
+
+    /// The reply to a command that is one synchronous step — an admission,
+    /// a read, an idempotency record — at once, with no promise and no
+    /// future to drive; `None` for a command that waits, sets an alarm or
+    /// queues a webhook (and for one that does not parse), which `run` then
+    /// answers.
+    #[wasm_bindgen(js_name = runNow)]
+    pub fn run_now(&self, command: &str) -> Option<String> {
+        let command: Command = serde_json::from_str(command).ok()?;
+        let immediate = matches!(
+            command,
+            Command::Get
+                | Command::Revoke
+                | Command::Admit { .. }
+                | Command::IdemBegin { .. }
+                | Command::IdemComplete { .. }
+                | Command::IdemAbort { .. }
+                | Command::Consume { .. }
+                | Command::Approval { .. }
+                | Command::Pending
+                | Command::Append(_)
+                | Command::Trail
+        );
+        if !immediate {
+            return None;
+        }
+        serde_json::to_string(&self.run_one(command)).ok()
     }
 }
 

@@ -261,6 +261,12 @@ pub enum Error {
     StateUnavailable(String),
     /// A secret, binding or signing key the request needs is missing or unusable.
     Misconfigured(String),
+    /// The upstream credential Airlock mints (a GitHub App installation
+    /// token, an OAuth or Google access token) could not be obtained: its
+    /// token endpoint failed, was slow, refused or answered garbage.
+    CredentialUnavailable {
+        detail: String,
+    },
     Internal(String),
 }
 
@@ -315,6 +321,7 @@ impl Error {
             Error::ClientClosed => "client_closed",
             Error::StateUnavailable(_) => "state_unavailable",
             Error::Misconfigured(_) => "misconfigured",
+            Error::CredentialUnavailable { .. } => "credential_unavailable",
             Error::Internal(_) => "internal",
         }
     }
@@ -345,7 +352,7 @@ impl Error {
             Error::HeadersTooLarge { .. } => 431,
             Error::NotFound => 404,
             Error::MethodNotAllowed => 405,
-            Error::UpstreamUnavailable { .. } | Error::UpstreamError { .. } | Error::UpstreamUninspectable { .. } => 502,
+            Error::UpstreamUnavailable { .. } | Error::UpstreamError { .. } | Error::UpstreamUninspectable { .. } | Error::CredentialUnavailable { .. } => 502,
             Error::UpstreamTimeout { .. } => 504,
             Error::PolicyInvalid(_) | Error::Misconfigured(_) | Error::Internal(_) => 500,
         }
@@ -353,7 +360,11 @@ impl Error {
 
     pub fn source(&self) -> Source {
         match self {
-            Error::UpstreamUnavailable { .. } | Error::UpstreamTimeout { .. } | Error::UpstreamError { .. } | Error::UpstreamUninspectable { .. } => {
+            Error::UpstreamUnavailable { .. }
+            | Error::UpstreamTimeout { .. }
+            | Error::UpstreamError { .. }
+            | Error::UpstreamUninspectable { .. }
+            | Error::CredentialUnavailable { .. } => {
                 Source::Upstream
             }
             Error::PolicyInvalid(_) | Error::Misconfigured(_) | Error::Internal(_) | Error::StateUnavailable(_) => Source::Internal,
@@ -399,6 +410,7 @@ impl Error {
             Error::UpstreamUninspectable { why: Uninspectable::Index(_), .. } => "the package index could not be read and rewritten".into(),
             Error::PolicyInvalid(_) => "Airlock's policy is invalid; every request is refused until it is fixed".into(),
             Error::Misconfigured(_) => "Airlock is misconfigured for this request".into(),
+            Error::CredentialUnavailable { .. } => "the tool's upstream credential could not be obtained; nothing was sent".into(),
             Error::Internal(_) => "internal error".into(),
             Error::SessionRevoked => "session revoked".into(),
             Error::SessionNotFound => "no such session".into(),
@@ -456,7 +468,7 @@ impl Error {
             Error::HeadersTooLarge { size } => format!("headers of {size} bytes"),
             Error::NotFound => "no route".into(),
             Error::MethodNotAllowed => "method not allowed on route".into(),
-            Error::UpstreamUnavailable { detail } => detail.clone(),
+            Error::UpstreamUnavailable { detail } | Error::CredentialUnavailable { detail } => detail.clone(),
             Error::UpstreamTimeout { after_ms } => format!("no response after {after_ms} ms"),
             Error::UpstreamError { status, .. } => format!("origin answered {status}"),
             Error::UpstreamUninspectable { status, why } => format!("origin answered {status}, refused: {why:?}"),
@@ -583,6 +595,7 @@ mod tests {
             Error::PolicyInvalid("tools.x.credential.secret: missing".into()),
             Error::Misconfigured("secret GITHUB_TOKEN is not set".into()),
             Error::Internal("boom at src/edge.rs".into()),
+            Error::CredentialUnavailable { detail: "tool \"gh\": token endpoint answered 400 (invalid_grant)".into() },
         ];
         for e in cases {
             let body = e.wire_body();

@@ -58,6 +58,7 @@ pub mod proof;
 pub mod state;
 
 pub mod inject;
+pub mod upstream;
 
 pub mod index;
 pub mod redact;

@@ -13,6 +13,7 @@ use crate::egress::EgressRule;
 
 mod preset;
 mod raw;
+mod upstream;
 #[cfg(test)]
 mod tests;
 use crate::mcp::McpRules;
@@ -216,9 +217,12 @@ pub enum Placement {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Credential {
-    /// Name of the platform secret holding the value.
+    /// Name of the platform secret holding the value (for a minted kind:
+    /// the root it is minted from).
     pub secret: String,
     pub placement: Placement,
+    /// A credential Airlock mints (`kind`); `None`: the secret is set as it is.
+    pub upstream: Option<crate::upstream::Upstream>,
 }
 
 /// Places beyond [`TOKEN_HEADERS`] where a tool

@@ -76,7 +76,7 @@ fn is_header_name(s: &str) -> bool {
     !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
-fn is_binding_name(s: &str) -> bool {
+pub(super) fn is_binding_name(s: &str) -> bool {
     !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') && !s.as_bytes()[0].is_ascii_digit()
 }
 
@@ -243,7 +243,7 @@ fn read_tool(mut t: Obj<'_>, name: &str) -> Result<Tool, PolicyError> {
         }
         (None, None) => return Err(err(field, "needs \"origin\" (https URL) or \"service\" (binding name)")),
     };
-    let credential = t.obj("credential")?.map(read_credential).transpose()?;
+    let credential = t.obj("credential")?.map(|c| read_credential(c, allow_http)).transpose()?;
     let mut forward_headers = Vec::new();
     for (i, h) in t.strings("forward_headers")?.into_iter().enumerate() {
         let f = format!("{field}.forward_headers[{i}]");
@@ -393,12 +393,18 @@ fn read_slots(obj: Option<Obj<'_>>) -> Result<TokenSlots, PolicyError> {
     Ok(TokenSlots { headers, query })
 }
 
-fn read_credential(mut c: Obj<'_>) -> Result<Credential, PolicyError> {
+fn read_credential(mut c: Obj<'_>, allow_http: bool) -> Result<Credential, PolicyError> {
     let secret = c.required_str("secret")?;
     if !is_binding_name(secret) {
         return Err(err(c.field("secret"), "must be a secret binding name ([A-Za-z_][A-Za-z0-9_]*)"));
     }
-    let inject = c.required_str("inject").map_err(|_| err(c.field("inject"), "required: bearer, header, basic or query (or a tool \"preset\")"))?;
+    let upstream = super::upstream::read(&mut c, allow_http)?;
+    let inject = match (c.str("inject")?, &upstream) {
+        (Some(inject), _) => inject,
+        // A minted token is a bearer token unless the policy says otherwise.
+        (None, Some(_)) => "bearer",
+        (None, None) => return Err(err(c.field("inject"), "required: bearer, header, basic or query (or a tool \"preset\")")),
+    };
     let header = c.str("header")?;
     let format = c.str("format")?;
     let username = c.str("username")?;
@@ -445,7 +451,7 @@ fn read_credential(mut c: Obj<'_>) -> Result<Credential, PolicyError> {
             return Err(err(format!("{path}.{key}"), "does not apply to this \"inject\" mode"));
         }
     }
-    Ok(Credential { secret: secret.to_string(), placement })
+    Ok(Credential { secret: secret.to_string(), placement, upstream })
 }
 
 fn parse_origin(raw: &str, allow_http: bool, field: &str) -> Result<Origin, PolicyError> {

@@ -13,6 +13,7 @@ pub mod outbox;
 pub mod session;
 pub mod sessions_index;
 pub mod store;
+pub mod tokens;
 pub mod trail;
 pub mod wire;
 
@@ -87,6 +88,24 @@ pub enum Command {
     /// A session's audit trail: append one logged line; read it.
     Append(String),
     Trail,
+    /// An upstream-token cache ([`tokens`]): ask for the token (the object
+    /// holds a `busy` call open up to `wait_s` seconds, like
+    /// [`Command::Wait`]); store what the lease holder minted; give up.
+    TokenBegin {
+        lease: String,
+        lease_s: u64,
+        wait_s: u64,
+    },
+    TokenPut {
+        lease: String,
+        sealed: String,
+        expires_at: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        refresh: Option<String>,
+    },
+    TokenAbort {
+        lease: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -129,6 +148,8 @@ pub enum Reply {
     Agent(String, Vec<(String, String)>, bool),
     /// The store failed: the caller must refuse the request.
     Failed,
+    /// An upstream-token cache's answer to [`Command::TokenBegin`].
+    Token(tokens::Grant),
 }
 
 /// Runs one command against `store` at `now_ms`.
@@ -184,6 +205,15 @@ fn step(store: &mut impl Store, command: Command, now_ms: u64) -> Result<Reply, 
         }
         Command::Append(line) => {
             trail::append(store, &line)?;
+            Reply::Done
+        }
+        Command::TokenBegin { lease, lease_s, .. } => Reply::Token(tokens::begin(store, &lease, lease_s, now_s)?),
+        Command::TokenPut { lease, sealed, expires_at, refresh } => {
+            tokens::put(store, &lease, &sealed, expires_at, refresh.as_deref(), now_s)?;
+            Reply::Done
+        }
+        Command::TokenAbort { lease } => {
+            tokens::abort(store, &lease)?;
             Reply::Done
         }
         Command::Trail => Reply::Listed(serde_json::to_string(&trail::read(store)?).map_err(|_| StoreError)?),

@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 
 use super::approvals::{self, Approval, Decided, Status};
 use super::session::{IdemBegin, Refusal, SessionView, StoredAnswer, Usage};
+use super::tokens::Grant;
 use super::Reply;
 use crate::level::Level;
 
@@ -47,6 +48,7 @@ fn reply(value: &Value) -> Option<Reply> {
             let sessions = sessions.as_array()?.iter().map(|pair| Some((text(pair.get(0)?)?, text(pair.get(1)?)?))).collect::<Option<_>>()?;
             Reply::Agent(text(name)?, sessions, more.as_bool()?)
         }
+        "token" => Reply::Token(grant(inner)?),
         _ => return None,
     })
 }
@@ -136,6 +138,17 @@ fn idem(value: &Value) -> Option<IdemBegin> {
     let m = answer.as_object()?;
     let headers = m.get("headers")?.as_array()?.iter().map(|pair| Some((text(pair.get(0)?)?, text(pair.get(1)?)?))).collect::<Option<_>>()?;
     Some(IdemBegin::Replay(StoredAnswer { status: u16::try_from(number(m, "status")?).ok()?, headers, body: optional(m.get("body")?, text)? }))
+}
+
+fn grant(value: &Value) -> Option<Grant> {
+    if value.as_str() == Some("busy") {
+        return Some(Grant::Busy);
+    }
+    match single(value)? {
+        ("hit", h) => Some(Grant::Hit { sealed: text(field(h, "sealed")?)?, expires_at: field(h, "expires_at")?.as_u64()? }),
+        ("lease", l) => Some(Grant::Lease { refresh: optional(field(l, "refresh")?, text)? }),
+        _ => None,
+    }
 }
 
 fn status(value: &Value) -> Option<Status> {
@@ -295,6 +308,10 @@ mod tests {
             Reply::Refused("bad cursor".into()),
             Reply::Agent("agent".into(), vec![("s1".into(), "10".into())], true),
             Reply::Failed,
+            Reply::Token(Grant::Hit { sealed: "c2VhbGVk".into(), expires_at: 9 }),
+            Reply::Token(Grant::Lease { refresh: None }),
+            Reply::Token(Grant::Lease { refresh: Some("cnQ".into()) }),
+            Reply::Token(Grant::Busy),
         ];
         for reply in replies {
             let bytes = serde_json::to_vec(&reply).unwrap();
@@ -319,7 +336,8 @@ mod tests {
             | Reply::Listed(_)
             | Reply::Refused(_)
             | Reply::Agent(..)
-            | Reply::Failed => {}
+            | Reply::Failed
+            | Reply::Token(_) => {}
         }
     }
 
@@ -337,6 +355,8 @@ mod tests {
             b"{\"approval\":{\"approval\":{\"approval_id\":\"x\"}}}",
             b"{\"consumed\":{\"result\":{\"Ok\":1}}}",
             b"{\"agent\":[\"a\",[],true,1]}",
+            b"{\"token\":\"idle\"}",
+            b"{\"token\":{\"hit\":{\"sealed\":1,\"expires_at\":2}}}",
         ] {
             assert_eq!(decode_reply(bad), None, "{}", String::from_utf8_lossy(bad));
         }

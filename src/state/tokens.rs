@@ -1,0 +1,160 @@
+//! The upstream-token cache and its single flight: one state object per
+//! (tool, narrowed scope), named by [`crate::upstream::plan`].
+//!
+//! A worker asks [`begin`]: a cached token that is not due for renewal is a
+//! hit; otherwise the first asker gets the lease and mints, and the others
+//! are answered the still-valid old token, or wait (the object holds their
+//! call open, woken by [`put`] or [`abort`]). So concurrent first requests
+//! in any isolate cause one mint, and exactly one refresh of a rotating
+//! refresh token is ever in flight.
+//!
+//! Invariants:
+//! - Only sealed values are stored: the token and the refresh token arrive
+//!   AES-GCM sealed by the worker with a key this object never sees.
+//! - A lease expires on its own (the worker's mint timeout plus a margin),
+//!   so a worker that died mid-mint blocks nobody for long.
+//! - A put from a lease that is no longer the current one stores nothing:
+//!   it can not overwrite the refresh token a newer lease holder relies on.
+
+use serde::{Deserialize, Serialize};
+
+use super::store::{get_json, put_json, Store, StoreError};
+use crate::upstream::{refresh_at, usable};
+
+const TOKEN: &str = "token";
+const LEASE: &str = "lease";
+const REFRESH: &str = "refresh";
+/// How long a rotated refresh token is kept after its last rotation.
+pub const REFRESH_RETENTION_S: u64 = 90 * 86_400;
+/// The longest a lease may be asked for.
+pub const MAX_LEASE_S: u64 = 120;
+
+#[derive(Serialize, Deserialize)]
+struct Cached {
+    sealed: String,
+    expires_at: u64,
+    refresh_at: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Lease {
+    id: String,
+}
+
+/// What [`begin`] answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Grant {
+    /// A cached token (sealed) and its upstream expiry.
+    Hit { sealed: String, expires_at: u64 },
+    /// The caller mints; `refresh` is the sealed rotated refresh token, if
+    /// one was stored.
+    Lease { refresh: Option<String> },
+    /// Another caller holds the lease and there is no usable token.
+    Busy,
+}
+
+/// Asks for a token at `now_s`; `lease` is the caller's random lease id.
+pub fn begin(store: &mut impl Store, lease: &str, lease_s: u64, now_s: u64) -> Result<Grant, StoreError> {
+    let cached: Option<Cached> = get_json(store, TOKEN)?;
+    let hit = |c: &Cached| Grant::Hit { sealed: c.sealed.clone(), expires_at: c.expires_at };
+    if let Some(c) = cached.as_ref().filter(|c| now_s < c.refresh_at && usable(now_s, c.expires_at)) {
+        return Ok(hit(c));
+    }
+    if get_json::<Lease>(store, LEASE)?.is_some() {
+        // Someone renews: the old token serves until it is unusable.
+        return Ok(match cached.as_ref().filter(|c| usable(now_s, c.expires_at)) {
+            Some(c) => hit(c),
+            None => Grant::Busy,
+        });
+    }
+    put_json(store, LEASE, &Lease { id: lease.to_string() }, now_s.saturating_add(lease_s.min(MAX_LEASE_S)))?;
+    Ok(Grant::Lease { refresh: store.get(REFRESH)? })
+}
+
+/// Stores what the holder of `lease` minted; `false` if the lease is no
+/// longer the current one (nothing stored).
+pub fn put(store: &mut impl Store, lease: &str, sealed: &str, expires_at: u64, refresh: Option<&str>, now_s: u64) -> Result<bool, StoreError> {
+    match get_json::<Lease>(store, LEASE)? {
+        Some(l) if l.id == lease => {}
+        _ => return Ok(false),
+    }
+    let cached = Cached { sealed: sealed.to_string(), expires_at, refresh_at: refresh_at(now_s, expires_at) };
+    put_json(store, TOKEN, &cached, expires_at)?;
+    if let Some(r) = refresh {
+        store.put(REFRESH, r, now_s.saturating_add(REFRESH_RETENTION_S))?;
+    }
+    store.delete(LEASE)?;
+    Ok(true)
+}
+
+/// The holder of `lease` failed: the next asker mints.
+pub fn abort(store: &mut impl Store, lease: &str) -> Result<(), StoreError> {
+    if get_json::<Lease>(store, LEASE)?.is_some_and(|l| l.id == lease) {
+        store.delete(LEASE)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::store::MemStore;
+
+    #[test]
+    fn first_asker_mints_then_everyone_hits() {
+        let mut s = MemStore::new();
+        assert_eq!(begin(&mut s, "a", 15, 100), Ok(Grant::Lease { refresh: None }));
+        assert_eq!(begin(&mut s, "b", 15, 100), Ok(Grant::Busy), "one mint in flight");
+        assert_eq!(put(&mut s, "a", "sealed1", 100 + 3600, None, 101), Ok(true));
+        for who in ["b", "c", "d"] {
+            assert_eq!(begin(&mut s, who, 15, 102), Ok(Grant::Hit { sealed: "sealed1".into(), expires_at: 3700 }));
+        }
+    }
+
+    #[test]
+    fn renewal_before_expiry_is_one_lease_while_the_old_token_serves() {
+        let mut s = MemStore::new();
+        begin(&mut s, "a", 15, 0).unwrap();
+        put(&mut s, "a", "t1", 3600, Some("r1"), 0).unwrap();
+        let due = refresh_at(0, 3600);
+        assert_eq!(begin(&mut s, "b", 15, due), Ok(Grant::Lease { refresh: Some("r1".into()) }));
+        assert_eq!(begin(&mut s, "c", 15, due), Ok(Grant::Hit { sealed: "t1".into(), expires_at: 3600 }));
+        assert_eq!(put(&mut s, "b", "t2", due + 3600, Some("r2"), due), Ok(true));
+        assert_eq!(begin(&mut s, "d", 15, due + 1), Ok(Grant::Hit { sealed: "t2".into(), expires_at: due + 3600 }));
+        assert!(!s.dump().contains("r1"), "the used refresh token is replaced");
+    }
+
+    #[test]
+    fn an_expired_token_waits_for_the_mint() {
+        let mut s = MemStore::new();
+        begin(&mut s, "a", 15, 0).unwrap();
+        put(&mut s, "a", "t1", 100, None, 0).unwrap();
+        assert_eq!(begin(&mut s, "b", 15, 95), Ok(Grant::Lease { refresh: None }));
+        assert_eq!(begin(&mut s, "c", 15, 95), Ok(Grant::Busy), "5 s left is not usable");
+    }
+
+    #[test]
+    fn stale_or_foreign_leases_store_nothing() {
+        let mut s = MemStore::new();
+        begin(&mut s, "a", 15, 0).unwrap();
+        s.purge(16).unwrap();
+        assert_eq!(begin(&mut s, "b", 15, 16), Ok(Grant::Lease { refresh: None }), "an expired lease frees the cache");
+        assert_eq!(put(&mut s, "a", "late", 4000, Some("rt-late"), 17), Ok(false));
+        assert!(!s.dump().contains("late"));
+        abort(&mut s, "a").unwrap();
+        assert_eq!(begin(&mut s, "c", 15, 17), Ok(Grant::Busy), "a foreign abort frees nothing");
+        abort(&mut s, "b").unwrap();
+        assert_eq!(begin(&mut s, "c", 15, 17), Ok(Grant::Lease { refresh: None }));
+    }
+
+    #[test]
+    fn leases_are_bounded_and_failures_fail_closed() {
+        let mut s = MemStore::new();
+        begin(&mut s, "a", 100_000, 0).unwrap();
+        s.purge(MAX_LEASE_S + 1).unwrap();
+        assert!(s.is_empty());
+        s.broken = true;
+        assert_eq!(begin(&mut s, "a", 15, 0), Err(StoreError));
+    }
+}

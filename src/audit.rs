@@ -66,6 +66,13 @@ pub struct AuditRecord {
     pub approved_by: Option<String>,
     /// Milliseconds spent waiting for the session state.
     pub state_ms: Option<u64>,
+    /// A token Airlock minted for the tool: its kind (`github_app`, …),
+    /// where it came from (`memory`: this isolate; `cache`: the cache
+    /// object; `mint`: the token endpoint, just now) and its upstream expiry
+    /// (unix seconds). Never the token.
+    pub minted: Option<&'static str>,
+    pub minted_from: Option<&'static str>,
+    pub minted_expires_at: Option<u64>,
     pub duration_ms: u64,
     pub detail: Option<String>,
 }
@@ -102,6 +109,9 @@ impl AuditRecord {
             approval_id: None,
             approved_by: None,
             state_ms: None,
+            minted: None,
+            minted_from: None,
+            minted_expires_at: None,
             duration_ms: 0,
             detail: None,
         }

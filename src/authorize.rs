@@ -381,6 +381,7 @@ mod tests {
             exp: 100,
             aud: "t".into(),
             egr: false,
+            rps: Default::default(),
         };
         verify(&sign(&claims, &ring), &ring, "t", 50).unwrap()
     }

@@ -364,9 +364,7 @@ impl Error {
             | Error::UpstreamTimeout { .. }
             | Error::UpstreamError { .. }
             | Error::UpstreamUninspectable { .. }
-            | Error::CredentialUnavailable { .. } => {
-                Source::Upstream
-            }
+            | Error::CredentialUnavailable { .. } => Source::Upstream,
             Error::PolicyInvalid(_) | Error::Misconfigured(_) | Error::Internal(_) | Error::StateUnavailable(_) => Source::Internal,
             _ => Source::Client,
         }

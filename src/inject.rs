@@ -535,6 +535,7 @@ mod tests {
             exp: 100,
             aud: "t".into(),
             egr: false,
+            rps: Default::default(),
         };
         let session = verify(&sign(&claims, &ring), &ring, "t", 50).unwrap();
         authorize(p, session, "api", method, normalize(path).unwrap()).unwrap()

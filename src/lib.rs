@@ -78,5 +78,9 @@ pub mod webhook;
 mod edge;
 #[cfg(all(target_arch = "wasm32", feature = "state-object"))]
 #[allow(unsafe_code)]
+#[path = "edge/minter.rs"]
+mod minter;
+#[cfg(all(target_arch = "wasm32", feature = "state-object"))]
+#[allow(unsafe_code)]
 #[path = "edge/object.rs"]
 mod object;

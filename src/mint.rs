@@ -55,6 +55,9 @@ pub struct MintRequest {
     pub agent: String,
     pub user: String,
     pub tools: BTreeMap<String, Level>,
+    /// Repositories per tool: `"tools": {"gh": {"level": "write", "repos":
+    /// ["acme/app"]}}` (the short form `"gh": "write"` names none).
+    pub repos: serde_json::Map<String, serde_json::Value>,
     pub ttl_seconds: u64,
     /// Whether the session may use the credential-free egress route.
     pub egress: bool,
@@ -72,15 +75,27 @@ impl MintRequest {
         let agent = o.required_str("agent")?.to_string();
         let user = o.required_str("user")?.to_string();
         let mut tools = BTreeMap::new();
+        let mut repos = serde_json::Map::new();
         if let Some(t) = o.obj("tools")? {
             for (name, v) in t.map {
-                tools.insert(name.clone(), json::level(v, t.field(name))?);
+                if !v.is_object() {
+                    tools.insert(name.clone(), json::level(v, t.field(name))?);
+                    continue;
+                }
+                let mut tool = Obj::of(v, t.field(name))?;
+                let level = tool.get("level").ok_or_else(|| json::err(tool.field("level"), "is required"))?;
+                tools.insert(name.clone(), json::level(level, tool.field("level"))?);
+                let list = tool.strings("repos")?;
+                if !list.is_empty() {
+                    repos.insert(name.clone(), list.into());
+                }
+                tool.done()?;
             }
         }
         let ttl_seconds = o.u64("ttl_seconds")?.ok_or_else(|| json::err("ttl_seconds", "is required"))?;
         let egress = o.flag("egress")?;
         o.done()?;
-        Ok(MintRequest { agent, user, tools, ttl_seconds, egress })
+        Ok(MintRequest { agent, user, tools, repos, ttl_seconds, egress })
     }
 }
 
@@ -119,6 +134,31 @@ pub fn approver(body: &[u8]) -> Result<String, Error> {
     Ok(approver)
 }
 
+/// Most repositories one session may name for a tool.
+pub const MAX_REPOS: usize = 32;
+
+/// Repositories may only be named for a GitHub App credential, each of its
+/// installation's owner: the token is narrowed to exactly these.
+fn check_repos(repos: &serde_json::Map<String, serde_json::Value>, policy: &Policy) -> Result<(), Error> {
+    for (tool, list) in repos {
+        let list = list.as_array().map(Vec::as_slice).unwrap_or_default();
+        let app = match policy.tool(tool).and_then(|t| t.credential.as_ref()).and_then(|c| c.upstream.as_ref()).map(|u| &u.kind) {
+            Some(crate::upstream::Kind::GithubApp(app)) => app,
+            _ => return Err(Error::InvalidRequest(format!("tools.{tool}.repos: the tool's credential is not a GitHub App"))),
+        };
+        if list.len() > MAX_REPOS {
+            return Err(Error::InvalidRequest(format!("tools.{tool}.repos: at most {MAX_REPOS} repositories")));
+        }
+        for repo in list.iter().map(|r| r.as_str().unwrap_or_default()) {
+            let owner_ok = repo.split_once('/').is_some_and(|(owner, _)| owner.eq_ignore_ascii_case(&app.owner));
+            if !crate::upstream::github::repo_ok(repo) || !owner_ok {
+                return Err(Error::InvalidRequest(format!("tools.{tool}.repos: each must be owner/name with owner {:?}", app.owner)));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Parses a mint request body and signs a session token for it.
 pub fn mint(body: &[u8], policy: &Policy, ring: &KeyRing, now: u64, session_id: [u8; 16]) -> Result<Minted, Error> {
     if body.len() > MAX_MINT_BODY {
@@ -137,6 +177,7 @@ pub fn mint(body: &[u8], policy: &Policy, ring: &KeyRing, now: u64, session_id: 
     if let Some(unknown) = req.tools.keys().find(|t| policy.tool(t).is_none()) {
         return Err(Error::InvalidRequest(format!("tool {unknown:?} is not declared in the policy")));
     }
+    check_repos(&req.repos, policy)?;
     let max = policy.limits.max_session_ttl_seconds;
     if req.ttl_seconds == 0 || req.ttl_seconds > max {
         return Err(Error::InvalidRequest(format!("ttl_seconds must be between 1 and {max}")));
@@ -152,6 +193,7 @@ pub fn mint(body: &[u8], policy: &Policy, ring: &KeyRing, now: u64, session_id: 
         exp,
         aud: policy.audience.clone(),
         egr: req.egress,
+        rps: req.repos,
     };
     let proof_key = ring.proof_key(ring.signer().kid(), &sid).ok_or_else(|| Error::Internal("signing key missing from its ring".into()))?;
     let record = SessionRecord {

@@ -61,6 +61,12 @@ pub struct Claims {
     /// Omitted when false, so tokens without egress keep their old shape.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub egr: bool,
+    /// Repositories per tool the session was minted for (a GitHub App
+    /// credential is narrowed to them). Omitted when none were named.
+    /// A JSON map of tool names to lists of `owner/name` (the request path
+    /// already carries a JSON map's code; a map of lists would add its own).
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub rps: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Claims {
@@ -80,8 +86,13 @@ impl Claims {
         let iat = o.u64("iat").ok()??;
         let exp = o.u64("exp").ok()??;
         let egr = o.flag("egr").ok()?;
+        let rps = match o.obj("rps").ok()? {
+            Some(repos) if repos.map.values().all(|l| l.as_array().is_some_and(|l| l.iter().all(serde_json::Value::is_string))) => repos.map.clone(),
+            Some(_) => return None,
+            None => serde_json::Map::new(),
+        };
         o.done().ok()?;
-        Some(Claims { sid, agt, usr, scp, iat, exp, aud, egr })
+        Some(Claims { sid, agt, usr, scp, iat, exp, aud, egr, rps })
     }
 }
 
@@ -109,6 +120,12 @@ impl VerifiedSession {
     /// The level this session holds for `tool`, if the tool is in scope.
     pub fn level_for(&self, tool: &str) -> Option<Level> {
         self.claims.scp.get(tool).copied()
+    }
+
+    /// The repositories the session was minted for on `tool` (empty: none named).
+    pub fn repos_for(&self, tool: &str) -> Vec<String> {
+        let list = self.claims.rps.get(tool).and_then(serde_json::Value::as_array);
+        list.map(|l| l.iter().filter_map(|r| r.as_str().map(str::to_string)).collect()).unwrap_or_default()
     }
 }
 
@@ -334,6 +351,7 @@ mod tests {
             exp: 1_700_000_600,
             aud: "airlock-test".into(),
             egr: false,
+            rps: Default::default(),
         }
     }
 

@@ -36,6 +36,7 @@ fn claims() -> Claims {
         exp: NOW + 500,
         aud: AUD.into(),
         egr: false,
+        rps: Default::default(),
     }
 }
 

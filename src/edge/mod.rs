@@ -38,10 +38,11 @@ mod forward;
 mod http;
 mod respond;
 mod state;
+mod upstream;
 
 use self::admit::{admit, release, replayed};
 use self::audit::{AuditSlot, SharedAudit};
-use self::config::{load_keys, load_policy, random_bytes, read_credential};
+use self::config::{load_keys, load_policy, random_bytes};
 use self::forward::{forward, Body};
 use self::http::{error_response, REQUEST_ID_HEADER};
 use self::respond::{finish_mcp, finish_response, finish_tool, index_page, mcp_refusal, response_head, Parts};
@@ -125,7 +126,13 @@ async fn handle(mut req: Request, env: &Env, ctx: &Context, audit: &mut AuditRec
                 (Gated::Replay(answer), _) => return Ok(replayed(answer, audit)),
                 (Gated::Admitted(admitted), body) => (admitted, body),
             };
-            let mut outbound = match inject::tool(authorized, &admitted, &request, |name| read_credential(env, name)) {
+            // A minted credential is obtained before injection; a failure
+            // releases the admission and forwards nothing.
+            let minted = match upstream::obtain(env, &authorized.permit, audit, now_s).await {
+                Ok(minted) => minted,
+                Err(e) => return Err(release(admitted, env, e).await),
+            };
+            let mut outbound = match inject::tool(authorized, &admitted, &request, |name| minted.read(env, name)) {
                 Ok(outbound) => outbound,
                 Err(e) => return Err(release(admitted, env, e).await),
             };
@@ -176,7 +183,11 @@ async fn handle(mut req: Request, env: &Env, ctx: &Context, audit: &mut AuditRec
                 (Gated::Admitted(admitted), _) => admitted,
                 (Gated::Replay(_), _) => return Err(Error::Internal("idempotent replay on the MCP route".into())),
             };
-            let mut exchange = match inject::mcp(authorized, &admitted, &request, &keys, |name| read_credential(env, name))? {
+            let minted = match authorized.verdict {
+                Some(mcp::Verdict::Refuse { .. }) => upstream::Obtained::Nothing,
+                _ => upstream::obtain(env, &authorized.permit, audit, now_s).await?,
+            };
+            let mut exchange = match inject::mcp(authorized, &admitted, &request, &keys, |name| minted.read(env, name))? {
                 McpOutbound::Refused { response, reason, status, .. } => return Ok(mcp_refusal(response, reason, status, audit)),
                 McpOutbound::Exchange(exchange) => exchange,
             };

@@ -23,12 +23,21 @@ use std::time::Duration;
 use futures_util::future::{select, Either};
 use worker::{console_log, durable_object, event, Context, Delay, DurableObject, Env, Fetch, Headers, Method, Request, RequestInit, Response, State};
 
+use crate::minter;
 use crate::policy::{WebhookDest, MAX_APPROVAL_WAIT_S};
+use crate::secret::Secret;
 use crate::state::approvals::{Decided, Status};
 use crate::state::outbox::{self, Delivery, Entry};
 use crate::state::store::{Store, StoreError};
+use crate::state::tokens::{self, Answer, Grant};
 use crate::state::{run, Command, Reply};
+use crate::upstream::{plan, seal_key, MintError, Scope};
 use crate::webhook::{signature, SIGNATURE_HEADER};
+
+/// The waiter id of an upstream-token cache's asks (one cache per object).
+const TOKEN_WAITER: &str = "token";
+/// The longest a token ask is held open.
+const MAX_TOKEN_WAIT_S: u64 = 70;
 
 /// How long one webhook delivery may take before it counts as failed.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -174,6 +183,10 @@ impl AirlockState {
     /// Runs one command given as JSON and answers the reply as JSON.
     async fn answer(&self, text: &str) -> Result<String, &'static str> {
         let command: Command = serde_json::from_str(text).map_err(|_| "bad command")?;
+        if let Command::Token { tool, credential, level, repos, wait_s } = command {
+            let answer = self.token(&tool, &credential, Scope { level, repos: &repos }, wait_s.min(MAX_TOKEN_WAIT_S)).await;
+            return serde_json::to_string(&Reply::Token(answer)).map_err(|_| "encoding");
+        }
         let arm_at = match &command {
             Command::Create { record } => Some(record.expires_at.saturating_add(crate::state::session::RECORD_RETENTION_S)),
             _ => None,
@@ -216,13 +229,97 @@ impl AirlockState {
         }
     }
 
+    /// An upstream-token cache's ask: the cached token, or the one this
+    /// call mints while holding the lease; other asks wait for it (woken
+    /// by the holder, bounded by `wait_s`). See [`crate::state::tokens`].
+    async fn token(&self, tool: &str, credential: &str, scope: Scope<'_>, wait_s: u64) -> Answer {
+        let failed = |e: MintError| {
+            let misconfigured = matches!(e, MintError::Misconfigured(_) | MintError::Scope(_));
+            let detail = e.into_error(tool).detail();
+            Answer::Failed { misconfigured, detail }
+        };
+        let Some((secret, upstream)) = crate::policy::minted_credential(credential) else {
+            return failed(MintError::Misconfigured("the credential does not parse".into()));
+        };
+        let (cache, body) = match plan(tool, &upstream.kind, &scope) {
+            Ok(p) => (p.cache, p.body),
+            Err(e) => return failed(e),
+        };
+        let Ok(root) = self.env.var(&secret).map(|v| Secret::from_string(v.to_string())) else {
+            return failed(MintError::Misconfigured(format!("secret {secret} is not set in the airlock-state script")));
+        };
+        let Some(key) = seal_key(root.expose(), &cache) else { return failed(MintError::Misconfigured(format!("secret {secret} is empty"))) };
+        let Some(lease) = minter::lease_id() else { return failed(MintError::Unreachable("no randomness".into())) };
+        let lease_s = upstream.timeout_ms.div_ceil(1000) + 5;
+        let deadline_ms = (js_sys::Date::now() as u64).saturating_add(wait_s.saturating_mul(1000));
+        loop {
+            let now_ms = js_sys::Date::now() as u64;
+            let now_s = now_ms / 1000;
+            let grant = match self.store().and_then(|mut s| {
+                s.purge(now_s)?;
+                tokens::begin(&mut s, &lease, lease_s, now_s)
+            }) {
+                Ok(g) => g,
+                Err(StoreError) => return failed(MintError::Unreachable("cache storage failed".into())),
+            };
+            match grant {
+                Grant::Hit { sealed, expires_at } => match minter::open(&key, &cache, &sealed).await {
+                    Some(token) => return Answer::Token { token: String::from_utf8_lossy(token.expose()).into_owned(), expires_at, minted: false },
+                    // Sealed under a rotated root: gone, and minted again.
+                    None => {
+                        let _ = self.store().and_then(|mut s| tokens::forget(&mut s));
+                    }
+                },
+                Grant::Busy if now_ms < deadline_ms => self.wait_for_ms(TOKEN_WAITER, deadline_ms - now_ms).await,
+                Grant::Busy => return failed(MintError::Busy),
+                Grant::Lease { refresh } => {
+                    let refresh = match refresh {
+                        Some(sealed) => minter::open(&key, &cache, &sealed).await,
+                        None => None,
+                    };
+                    let minted = minter::mint(&self.env, &upstream.kind, &root, refresh, (body.as_deref(), scope.level), upstream.timeout_ms, now_s).await;
+                    let answer = match minted {
+                        Ok(token) => {
+                            let sealed = minter::seal(&key, &cache, token.value.expose()).await;
+                            let refresh = match &token.refresh {
+                                Some(r) => minter::seal(&key, &cache, r.expose()).await.map(Some),
+                                None => Some(None),
+                            };
+                            let now_s = (js_sys::Date::now() as u64) / 1000;
+                            let stored = match (sealed, refresh) {
+                                (Some(sealed), Some(refresh)) => {
+                                    self.store().and_then(|mut s| tokens::put(&mut s, &lease, &sealed, token.expires_at, refresh.as_deref(), now_s))
+                                }
+                                _ => Ok(false),
+                            };
+                            if !matches!(stored, Ok(true)) {
+                                let _ = self.store().and_then(|mut s| tokens::abort(&mut s, &lease));
+                            }
+                            Answer::Token { token: String::from_utf8_lossy(token.value.expose()).into_owned(), expires_at: token.expires_at, minted: true }
+                        }
+                        Err(e) => {
+                            let _ = self.store().and_then(|mut s| tokens::abort(&mut s, &lease));
+                            failed(e)
+                        }
+                    };
+                    self.wake(TOKEN_WAITER);
+                    return answer;
+                }
+            }
+        }
+    }
+
     /// Until approval `id` is decided or `wait_s` seconds passed. Costs a
     /// waker and a timer, no CPU while waiting.
     async fn wait_for(&self, id: &str, wait_s: u64) {
+        self.wait_for_ms(id, wait_s.saturating_mul(1000)).await
+    }
+
+    async fn wait_for_ms(&self, id: &str, wait_ms: u64) {
         let waiter = Rc::new(Waiter::default());
         self.waiters.borrow_mut().push((id.to_string(), waiter.clone()));
         let woken = Woken(waiter.clone());
-        let timer = Delay::from(Duration::from_secs(wait_s));
+        let timer = Delay::from(Duration::from_millis(wait_ms));
         futures_util::pin_mut!(woken);
         futures_util::pin_mut!(timer);
         select(woken, timer).await;

@@ -41,7 +41,7 @@ pub async fn call(env: &Env, name: &str, command: &Command) -> Result<Reply, Err
     };
     // A held request's wait runs as long as its rule says, then some.
     let timeout = match command {
-        Command::Wait { wait_s, .. } => CALL_TIMEOUT + Duration::from_secs(*wait_s),
+        Command::Wait { wait_s, .. } | Command::Token { wait_s, .. } => CALL_TIMEOUT + Duration::from_secs(*wait_s),
         _ => CALL_TIMEOUT,
     };
     let timeout = worker::Delay::from(timeout);

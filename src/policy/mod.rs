@@ -13,9 +13,9 @@ use crate::egress::EgressRule;
 
 mod preset;
 mod raw;
-mod upstream;
 #[cfg(test)]
 mod tests;
+mod upstream;
 use crate::mcp::McpRules;
 use crate::state::bucket::Rate;
 
@@ -344,6 +344,15 @@ impl Policy {
     pub fn parse(json: &str) -> Result<Policy, PolicyError> {
         raw::parse(json)
     }
+}
+
+/// A minted credential from its policy JSON ([`crate::upstream::Upstream::raw`],
+/// already validated by the worker's policy): its root secret's name and
+/// what to mint.
+pub fn minted_credential(json: &str) -> Option<(String, crate::upstream::Upstream)> {
+    let value: serde_json::Value = serde_json::from_str(json).ok()?;
+    let credential = raw::read_credential(crate::json::Obj::of(&value, "credential".into()).ok()?, true).ok()?;
+    Some((credential.secret, credential.upstream?))
 }
 
 /// A policy error: the field path and what is wrong with it.

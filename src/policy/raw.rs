@@ -393,7 +393,7 @@ fn read_slots(obj: Option<Obj<'_>>) -> Result<TokenSlots, PolicyError> {
     Ok(TokenSlots { headers, query })
 }
 
-fn read_credential(mut c: Obj<'_>, allow_http: bool) -> Result<Credential, PolicyError> {
+pub(super) fn read_credential(mut c: Obj<'_>, allow_http: bool) -> Result<Credential, PolicyError> {
     let secret = c.required_str("secret")?;
     if !is_binding_name(secret) {
         return Err(err(c.field("secret"), "must be a secret binding name ([A-Za-z_][A-Za-z0-9_]*)"));

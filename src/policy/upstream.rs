@@ -2,13 +2,11 @@
 //! [`crate::upstream`]). Absent or `"static"`: the secret is set on the
 //! request as it is, as before.
 
-use std::collections::BTreeMap;
-
 use super::{err, PolicyError};
 use crate::json::Obj;
 use crate::level::Level;
 use crate::upstream::github::{self, default_permissions, permission_name_ok};
-use crate::upstream::oauth::{ClientAuth, Client, Google};
+use crate::upstream::oauth::{Client, ClientAuth, Google};
 use crate::upstream::{Kind, Permissions, Upstream, DEFAULT_TIMEOUT_MS};
 
 /// A token endpoint URL: https (http only with the tool's `allow_http`),
@@ -31,14 +29,14 @@ fn permissions(c: &mut Obj<'_>) -> Result<[Permissions; 3], PolicyError> {
     let Some(mut p) = c.obj("permissions")? else { return Ok(out) };
     for (level, key) in [(Level::Read, "read"), (Level::Write, "write"), (Level::Admin, "admin")] {
         let Some(map) = p.obj(key)? else { continue };
-        let mut set = BTreeMap::new();
+        let mut set = Permissions::new();
         for (name, access) in map.map {
             let f = map.field(name);
             if !permission_name_ok(name) {
                 return Err(err(f, "not a GitHub permission name"));
             }
             match access.as_str() {
-                Some(a @ ("read" | "write")) => set.insert(name.clone(), a.to_string()),
+                Some(a @ ("read" | "write")) => set.insert(name.clone(), a.into()),
                 _ => return Err(err(f, "must be \"read\" or \"write\"")),
             };
         }
@@ -118,7 +116,12 @@ pub(super) fn read(c: &mut Obj<'_>, allow_http: bool) -> Result<Option<Upstream>
             };
             Kind::GoogleServiceAccount(Google { scopes, token_url })
         }
-        _ => return Err(err(c.field("kind"), "must be \"static\", \"github_app\", \"oauth_client_credentials\", \"oauth_refresh_token\" or \"google_service_account\"")),
+        _ => {
+            return Err(err(
+                c.field("kind"),
+                "must be \"static\", \"github_app\", \"oauth_client_credentials\", \"oauth_refresh_token\" or \"google_service_account\"",
+            ))
+        }
     };
-    Ok(Some(Upstream { kind, timeout_ms }))
+    Ok(Some(Upstream { kind, timeout_ms, raw: serde_json::Value::Object(c.map.clone()).to_string() }))
 }

@@ -88,23 +88,18 @@ pub enum Command {
     /// A session's audit trail: append one logged line; read it.
     Append(String),
     Trail,
-    /// An upstream-token cache ([`tokens`]): ask for the token (the object
-    /// holds a `busy` call open up to `wait_s` seconds, like
-    /// [`Command::Wait`]); store what the lease holder minted; give up.
-    TokenBegin {
-        lease: String,
-        lease_s: u64,
+    /// An upstream-token cache ([`tokens`]): the token of the tool's
+    /// minted `credential` (the policy's JSON of it) for a session at
+    /// `level` on `repos`. The object answers from its cache or mints (one
+    /// mint at a time, other asks held open up to `wait_s`); as a pure
+    /// step it cannot mint and answers a failure.
+    Token {
+        tool: String,
+        credential: String,
+        level: crate::level::Level,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        repos: Vec<String>,
         wait_s: u64,
-    },
-    TokenPut {
-        lease: String,
-        sealed: String,
-        expires_at: u64,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        refresh: Option<String>,
-    },
-    TokenAbort {
-        lease: String,
     },
 }
 
@@ -148,8 +143,8 @@ pub enum Reply {
     Agent(String, Vec<(String, String)>, bool),
     /// The store failed: the caller must refuse the request.
     Failed,
-    /// An upstream-token cache's answer to [`Command::TokenBegin`].
-    Token(tokens::Grant),
+    /// An upstream-token cache's answer to [`Command::Token`].
+    Token(tokens::Answer),
 }
 
 /// Runs one command against `store` at `now_ms`.
@@ -207,15 +202,7 @@ fn step(store: &mut impl Store, command: Command, now_ms: u64) -> Result<Reply, 
             trail::append(store, &line)?;
             Reply::Done
         }
-        Command::TokenBegin { lease, lease_s, .. } => Reply::Token(tokens::begin(store, &lease, lease_s, now_s)?),
-        Command::TokenPut { lease, sealed, expires_at, refresh } => {
-            tokens::put(store, &lease, &sealed, expires_at, refresh.as_deref(), now_s)?;
-            Reply::Done
-        }
-        Command::TokenAbort { lease } => {
-            tokens::abort(store, &lease)?;
-            Reply::Done
-        }
+        Command::Token { .. } => Reply::Token(tokens::Answer::Failed { misconfigured: false, detail: "minting runs in the state object".into() }),
         Command::Trail => Reply::Listed(serde_json::to_string(&trail::read(store)?).map_err(|_| StoreError)?),
     })
 }

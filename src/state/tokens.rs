@@ -1,18 +1,20 @@
 //! The upstream-token cache and its single flight: one state object per
 //! (tool, narrowed scope), named by [`crate::upstream::plan`].
 //!
-//! A worker asks [`begin`]: a cached token that is not due for renewal is a
-//! hit; otherwise the first asker gets the lease and mints, and the others
-//! are answered the still-valid old token, or wait (the object holds their
-//! call open, woken by [`put`] or [`abort`]). So concurrent first requests
-//! in any isolate cause one mint, and exactly one refresh of a rotating
-//! refresh token is ever in flight.
+//! Each ask ([`crate::state::Command::Token`]) runs [`begin`]: a cached
+//! token that is not due for renewal is a hit; otherwise the first asker
+//! gets the lease and the object mints for it, and the others are answered
+//! the still-valid old token, or wait (the object holds their call open,
+//! woken by [`put`] or [`abort`]). So concurrent first requests in any
+//! isolate cause one mint, and exactly one refresh of a rotating refresh
+//! token is ever in flight.
 //!
 //! Invariants:
-//! - Only sealed values are stored: the token and the refresh token arrive
-//!   AES-GCM sealed by the worker with a key this object never sees.
-//! - A lease expires on its own (the worker's mint timeout plus a margin),
-//!   so a worker that died mid-mint blocks nobody for long.
+//! - Only sealed values are stored: the token and the refresh token are
+//!   AES-GCM sealed with a key derived from the root secret
+//!   ([`crate::upstream::seal_key`]), which is never stored.
+//! - A lease expires on its own (the mint timeout plus a margin), so a
+//!   mint that died blocks nobody for long.
 //! - A put from a lease that is no longer the current one stores nothing:
 //!   it can not overwrite the refresh token a newer lease holder relies on.
 
@@ -52,6 +54,25 @@ pub enum Grant {
     Lease { refresh: Option<String> },
     /// Another caller holds the lease and there is no usable token.
     Busy,
+}
+
+/// What the cache object answers the worker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Answer {
+    /// The token, its upstream expiry, and whether it was minted just now
+    /// (else it came from the cache).
+    Token { token: String, expires_at: u64, minted: bool },
+    /// No token: the root secret is missing or unusable (`misconfigured`),
+    /// or the endpoint failed; Airlock's words, never the endpoint's.
+    Failed { misconfigured: bool, detail: String },
+}
+
+/// Drops a cached token that no longer opens (its root secret was
+/// rotated), and the refresh token with it.
+pub fn forget(store: &mut impl Store) -> Result<(), StoreError> {
+    store.delete(TOKEN)?;
+    store.delete(REFRESH)
 }
 
 /// Asks for a token at `now_s`; `lease` is the caller's random lease id.

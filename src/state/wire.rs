@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use super::approvals::{self, Approval, Decided, Status};
 use super::session::{IdemBegin, Refusal, SessionView, StoredAnswer, Usage};
-use super::tokens::Grant;
+use super::tokens::Answer;
 use super::Reply;
 use crate::level::Level;
 
@@ -48,7 +48,7 @@ fn reply(value: &Value) -> Option<Reply> {
             let sessions = sessions.as_array()?.iter().map(|pair| Some((text(pair.get(0)?)?, text(pair.get(1)?)?))).collect::<Option<_>>()?;
             Reply::Agent(text(name)?, sessions, more.as_bool()?)
         }
-        "token" => Reply::Token(grant(inner)?),
+        "token" => Reply::Token(answer(inner)?),
         _ => return None,
     })
 }
@@ -140,13 +140,12 @@ fn idem(value: &Value) -> Option<IdemBegin> {
     Some(IdemBegin::Replay(StoredAnswer { status: u16::try_from(number(m, "status")?).ok()?, headers, body: optional(m.get("body")?, text)? }))
 }
 
-fn grant(value: &Value) -> Option<Grant> {
-    if value.as_str() == Some("busy") {
-        return Some(Grant::Busy);
-    }
+fn answer(value: &Value) -> Option<Answer> {
     match single(value)? {
-        ("hit", h) => Some(Grant::Hit { sealed: text(field(h, "sealed")?)?, expires_at: field(h, "expires_at")?.as_u64()? }),
-        ("lease", l) => Some(Grant::Lease { refresh: optional(field(l, "refresh")?, text)? }),
+        ("token", t) => {
+            Some(Answer::Token { token: text(field(t, "token")?)?, expires_at: field(t, "expires_at")?.as_u64()?, minted: field(t, "minted")?.as_bool()? })
+        }
+        ("failed", f) => Some(Answer::Failed { misconfigured: field(f, "misconfigured")?.as_bool()?, detail: text(field(f, "detail")?)? }),
         _ => None,
     }
 }
@@ -308,10 +307,9 @@ mod tests {
             Reply::Refused("bad cursor".into()),
             Reply::Agent("agent".into(), vec![("s1".into(), "10".into())], true),
             Reply::Failed,
-            Reply::Token(Grant::Hit { sealed: "c2VhbGVk".into(), expires_at: 9 }),
-            Reply::Token(Grant::Lease { refresh: None }),
-            Reply::Token(Grant::Lease { refresh: Some("cnQ".into()) }),
-            Reply::Token(Grant::Busy),
+            Reply::Token(Answer::Token { token: "ghs_x".into(), expires_at: 9, minted: true }),
+            Reply::Token(Answer::Token { token: "at".into(), expires_at: 0, minted: false }),
+            Reply::Token(Answer::Failed { misconfigured: true, detail: "secret GH_KEY is not set".into() }),
         ];
         for reply in replies {
             let bytes = serde_json::to_vec(&reply).unwrap();
@@ -355,8 +353,8 @@ mod tests {
             b"{\"approval\":{\"approval\":{\"approval_id\":\"x\"}}}",
             b"{\"consumed\":{\"result\":{\"Ok\":1}}}",
             b"{\"agent\":[\"a\",[],true,1]}",
-            b"{\"token\":\"idle\"}",
-            b"{\"token\":{\"hit\":{\"sealed\":1,\"expires_at\":2}}}",
+            b"{\"token\":\"busy\"}",
+            b"{\"token\":{\"token\":{\"token\":1,\"expires_at\":2,\"minted\":true}}}",
         ] {
             assert_eq!(decode_reply(bad), None, "{}", String::from_utf8_lossy(bad));
         }

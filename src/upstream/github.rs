@@ -32,7 +32,11 @@ pub struct App {
 /// Permissions a level implies when the policy lists none.
 pub fn default_permissions(level: Level) -> Permissions {
     let write = if level == Level::Read { "read" } else { "write" };
-    [("contents", write), ("issues", write), ("pull_requests", write), ("metadata", "read")].into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    let mut p = Permissions::new();
+    for (k, v) in [("contents", write), ("issues", write), ("pull_requests", write), ("metadata", "read")] {
+        p.insert(k.into(), v.into());
+    }
+    p
 }
 
 pub fn level_index(level: Level) -> usize {
@@ -57,21 +61,24 @@ pub fn repo_ok(repo: &str) -> bool {
 
 /// The access-token request body for `scope`.
 pub fn request_body(app: &App, scope: &Scope<'_>) -> Result<String, MintError> {
-    let mut names = Vec::with_capacity(scope.repos.len());
+    // Sorted and without duplicates, so one scope has one spelling.
+    let mut names: Vec<String> = Vec::with_capacity(scope.repos.len());
     for repo in scope.repos {
         match repo.split_once('/') {
-            Some((owner, name)) if repo_ok(repo) && owner.eq_ignore_ascii_case(&app.owner) => names.push(name.to_ascii_lowercase()),
+            Some((owner, name)) if repo_ok(repo) && owner.eq_ignore_ascii_case(&app.owner) => {
+                let name = name.to_ascii_lowercase();
+                if let Err(at) = names.binary_search(&name) {
+                    names.insert(at, name);
+                }
+            }
             _ => return Err(MintError::Scope(format!("repository {repo:?} is not a repository of {}", app.owner))),
         }
     }
-    names.sort();
-    names.dedup();
-    let permissions = &app.permissions[level_index(scope.level)];
     let mut body = serde_json::Map::new();
     if !names.is_empty() {
         body.insert("repositories".into(), Value::from(names));
     }
-    body.insert("permissions".into(), serde_json::to_value(permissions).unwrap_or_default());
+    body.insert("permissions".into(), Value::Object(app.permissions[level_index(scope.level)].clone()));
     Ok(Value::Object(body).to_string())
 }
 
@@ -86,10 +93,8 @@ pub fn read_answer(status: u16, body: &[u8], asked: &Permissions) -> Result<supe
     let expires_at = value.get("expires_at").and_then(Value::as_str).and_then(rfc3339_seconds).ok_or(MintError::Garbage("no expires_at"))?;
     if let Some(granted) = value.get("permissions").and_then(Value::as_object) {
         for (name, access) in granted {
-            let ok = match (asked.get(name).map(String::as_str), access.as_str()) {
-                (Some("write"), Some("read" | "write")) | (Some("read"), Some("read")) => true,
-                _ => false,
-            };
+            let ok =
+                matches!((asked.get(name).and_then(Value::as_str), access.as_str()), (Some("write"), Some("read" | "write")) | (Some("read"), Some("read")));
             if !ok {
                 return Err(MintError::Garbage("token grants more than was asked"));
             }
@@ -133,10 +138,7 @@ mod tests {
     fn narrows_to_the_sessions_repositories_and_level() {
         let repos = vec!["acme/App".to_string(), "ACME/lib".into(), "acme/app".into()];
         let body = request_body(&app(), &Scope { level: Level::Read, repos: &repos }).unwrap();
-        assert_eq!(
-            body,
-            r#"{"permissions":{"contents":"read","issues":"read","metadata":"read","pull_requests":"read"},"repositories":["app","lib"]}"#
-        );
+        assert_eq!(body, r#"{"permissions":{"contents":"read","issues":"read","metadata":"read","pull_requests":"read"},"repositories":["app","lib"]}"#);
         let body = request_body(&app(), &Scope { level: Level::Write, repos: &[] }).unwrap();
         assert_eq!(body, r#"{"permissions":{"contents":"write","issues":"write","metadata":"read","pull_requests":"write"}}"#);
     }

@@ -125,7 +125,8 @@ mod tests {
 
     #[test]
     fn der_lengths_short_and_long_form() {
-        for (len, want) in [(0usize, vec![0u8]), (0x7f, vec![0x7f]), (0x80, vec![0x81, 0x80]), (0x4a3, vec![0x82, 0x04, 0xa3]), (0x1_0000, vec![0x83, 1, 0, 0])] {
+        for (len, want) in [(0usize, vec![0u8]), (0x7f, vec![0x7f]), (0x80, vec![0x81, 0x80]), (0x4a3, vec![0x82, 0x04, 0xa3]), (0x1_0000, vec![0x83, 1, 0, 0])]
+        {
             let mut out = Vec::new();
             der_len(len, &mut out);
             assert_eq!(out, want, "{len}");

@@ -23,8 +23,6 @@
 //! - Must never: log, return in an error, or store unsealed a token, a
 //!   refresh token or a root secret. Errors carry names and statuses only.
 
-use std::collections::BTreeMap;
-
 use hmac::{KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
@@ -63,6 +61,9 @@ pub enum Kind {
 pub struct Upstream {
     pub kind: Kind,
     pub timeout_ms: u64,
+    /// The policy's JSON of the whole credential, as the worker sends it
+    /// to the cache object, which reads it again with the same reader.
+    pub raw: String,
 }
 
 impl Kind {
@@ -193,8 +194,9 @@ pub fn seal_key(root: &[u8], cache: &str) -> Option<[u8; 32]> {
     Some(mac.finalize().into_bytes().into())
 }
 
-/// A map of permission names to `read`/`write`, as GitHub takes it.
-pub type Permissions = BTreeMap<String, String>;
+/// A map of permission names to `"read"`/`"write"`, as GitHub takes it (a
+/// JSON map: the request path already carries its code).
+pub type Permissions = serde_json::Map<String, serde_json::Value>;
 
 #[cfg(test)]
 mod tests;

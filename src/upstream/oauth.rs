@@ -117,7 +117,11 @@ pub fn jwt_bearer(token_url: &str, assertion: &str) -> Request {
 pub fn read_answer(status: u16, body: &[u8], now: u64) -> Result<Token, MintError> {
     let value: Option<Value> = serde_json::from_slice(body).ok();
     if status != 200 {
-        let error = value.as_ref().and_then(|v| v.get("error")).and_then(Value::as_str).filter(|e| e.len() <= 40 && e.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
+        let error = value
+            .as_ref()
+            .and_then(|v| v.get("error"))
+            .and_then(Value::as_str)
+            .filter(|e| e.len() <= 40 && e.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
         return Err(MintError::Refused { status, error: error.map(str::to_string) });
     }
     let value = value.ok_or(MintError::Garbage("not JSON"))?;
@@ -245,8 +249,16 @@ mod tests {
     fn service_account_files() {
         let ok = br#"{"type":"service_account","client_email":"sa@p.iam.gserviceaccount.com","private_key":"-----BEGIN PRIVATE KEY-----\nMII\n-----END PRIVATE KEY-----\n","private_key_id":"kid1"}"#;
         let sa = service_account(ok).unwrap();
-        assert_eq!((sa.client_email.as_str(), sa.token_uri.as_str(), sa.private_key_id.as_deref()), ("sa@p.iam.gserviceaccount.com", "https://oauth2.googleapis.com/token", Some("kid1")));
-        for bad in [&b"{"[..], br#"{"type":"authorized_user"}"#, br#"{"type":"service_account","private_key":"k"}"#, br#"{"type":"service_account","client_email":"e","private_key":"k","token_uri":"http://x"}"#] {
+        assert_eq!(
+            (sa.client_email.as_str(), sa.token_uri.as_str(), sa.private_key_id.as_deref()),
+            ("sa@p.iam.gserviceaccount.com", "https://oauth2.googleapis.com/token", Some("kid1"))
+        );
+        for bad in [
+            &b"{"[..],
+            br#"{"type":"authorized_user"}"#,
+            br#"{"type":"service_account","private_key":"k"}"#,
+            br#"{"type":"service_account","client_email":"e","private_key":"k","token_uri":"http://x"}"#,
+        ] {
             match service_account(bad) {
                 Err(MintError::Misconfigured(why)) => assert!(!why.contains("MII")),
                 _ => panic!("{}", String::from_utf8_lossy(bad)),

@@ -2,7 +2,13 @@ use super::*;
 
 fn github() -> Kind {
     let p = github::default_permissions(Level::Read);
-    Kind::GithubApp(github::App { app_id: "1".into(), installation_id: 2, owner: "acme".into(), api: "https://api.github.com".into(), permissions: [p.clone(), p.clone(), p] })
+    Kind::GithubApp(github::App {
+        app_id: "1".into(),
+        installation_id: 2,
+        owner: "acme".into(),
+        api: "https://api.github.com".into(),
+        permissions: [p.clone(), p.clone(), p],
+    })
 }
 
 #[test]

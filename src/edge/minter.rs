@@ -74,7 +74,7 @@ pub async fn mint(
         }
         Kind::GoogleServiceAccount(google) => {
             let sa = oauth::service_account(root.expose())?;
-            let token_url = google.token_url.clone().unwrap_or(sa.token_uri);
+            let token_url = oauth::google_token_url(google, &sa)?;
             let pem = std::str::from_utf8(sa.private_key.expose()).map_err(|_| misconfigured("the private key is not text"))?;
             let input = jwt::signing_input(sa.private_key_id.as_deref(), &jwt::google_claims(&sa.client_email, &google.scopes, &token_url, now_s));
             let assertion = rs256(pem, &input).await?;

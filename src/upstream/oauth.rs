@@ -158,6 +158,17 @@ pub struct ServiceAccount {
     pub private_key: Secret,
 }
 
+/// The token endpoint of a service account: the policy's `token_url`,
+/// else the key file's `token_uri`, which must be https (the file is a
+/// secret, but not one that may send the assertion in the clear).
+pub fn google_token_url(google: &Google, sa: &ServiceAccount) -> Result<String, MintError> {
+    match &google.token_url {
+        Some(url) => Ok(url.clone()),
+        None if sa.token_uri.starts_with("https://") => Ok(sa.token_uri.clone()),
+        None => Err(MintError::Misconfigured("the key file's token_uri is not https".into())),
+    }
+}
+
 /// Reads a service-account key file (`"type": "service_account"`).
 pub fn service_account(json: &[u8]) -> Result<ServiceAccount, MintError> {
     let bad = |why: &str| MintError::Misconfigured(format!("not a service-account key file: {why}"));
@@ -169,9 +180,6 @@ pub fn service_account(json: &[u8]) -> Result<ServiceAccount, MintError> {
     let client_email = text("client_email").ok_or_else(|| bad("no client_email"))?;
     let private_key = text("private_key").ok_or_else(|| bad("no private_key"))?;
     let token_uri = text("token_uri").unwrap_or("https://oauth2.googleapis.com/token");
-    if !token_uri.starts_with("https://") {
-        return Err(bad("token_uri is not https"));
-    }
     Ok(ServiceAccount {
         client_email: client_email.to_string(),
         private_key_id: text("private_key_id").map(str::to_string),
@@ -253,12 +261,13 @@ mod tests {
             (sa.client_email.as_str(), sa.token_uri.as_str(), sa.private_key_id.as_deref()),
             ("sa@p.iam.gserviceaccount.com", "https://oauth2.googleapis.com/token", Some("kid1"))
         );
-        for bad in [
-            &b"{"[..],
-            br#"{"type":"authorized_user"}"#,
-            br#"{"type":"service_account","private_key":"k"}"#,
-            br#"{"type":"service_account","client_email":"e","private_key":"k","token_uri":"http://x"}"#,
-        ] {
+        let google = Google { scopes: vec!["s".into()], token_url: None };
+        assert_eq!(google_token_url(&google, &sa).unwrap(), "https://oauth2.googleapis.com/token");
+        let plain = service_account(br#"{"type":"service_account","client_email":"e","private_key":"k","token_uri":"http://x"}"#).unwrap();
+        assert!(matches!(google_token_url(&google, &plain), Err(MintError::Misconfigured(_))));
+        let pinned = Google { token_url: Some("http://127.0.0.1:1/token".into()), ..google };
+        assert_eq!(google_token_url(&pinned, &plain).unwrap(), "http://127.0.0.1:1/token");
+        for bad in [&b"{"[..], br#"{"type":"authorized_user"}"#, br#"{"type":"service_account","private_key":"k"}"#] {
             match service_account(bad) {
                 Err(MintError::Misconfigured(why)) => assert!(!why.contains("MII")),
                 _ => panic!("{}", String::from_utf8_lossy(bad)),

@@ -68,6 +68,8 @@ before(async () => {
       rules: read,
     },
     crm: oauthTool(oauth.url, clientCredentials(`${oauth.url}/token`)),
+    // The same origin with a static secret: the baseline of the latency figure.
+    "crm-static": oauthTool(oauth.url, { secret: "CRM_STATIC_TOKEN", inject: "bearer" }),
     "crm-body": oauthTool(oauth.url, { ...clientCredentials(`${oauth.url}/token`), client_auth: "body" }),
     mail: oauthTool(rotating.url, { kind: "oauth_refresh_token", secret: "MAIL_REFRESH_TOKEN", token_url: `${rotating.url}/token`, client_id: "airlock-public" }),
     gcp: { origin: google.url, allow_http: true, credential: { kind: "google_service_account", secret: "GCP_SA_KEY", scopes: SCOPES, token_url: `${google.url}/token` }, rules: read },
@@ -82,7 +84,9 @@ before(async () => {
     MAIL_REFRESH_TOKEN: FIRST_REFRESH,
     GCP_SA_KEY: saFile,
   };
-  h = await startAirlock({ policy: (echoUrl) => testPolicy(echoUrl, { extraTools: tools }), stateBindings: roots });
+  const staticToken = randomSecret("crmstatic");
+  oauth.tokens.set(staticToken, Number.MAX_SAFE_INTEGER);
+  h = await startAirlock({ policy: (echoUrl) => testPolicy(echoUrl, { extraTools: tools }), secrets: { CRM_STATIC_TOKEN: staticToken }, stateBindings: roots });
 });
 
 after(async () => {
@@ -266,7 +270,7 @@ describe("Google service accounts", () => {
 });
 
 test("figures: cache hit rate and added p50 on a cached call", async () => {
-  const s = await h.mint({ github: { level: "read", repos: ["acme/app"] }, echo: "read" });
+  const s = await h.mint({ crm: "read", "crm-static": "read" });
   const time = async (tool, path) => {
     const xs = [];
     for (let i = 0; i < 30; i++) {
@@ -277,10 +281,11 @@ test("figures: cache hit rate and added p50 on a cached call", async () => {
     }
     return percentile(xs.sort((a, b) => a - b), 50);
   };
-  const minted = await time("github", "/repos/acme/app");
-  const plain = await time("echo", "/x");
+  await time("crm", "/api/warm");
+  const minted = await time("crm", "/api/contacts");
+  const plain = await time("crm-static", "/api/contacts");
   const sources = audits.filter((a) => a?.minted && a.decision === "allow").map((a) => a.minted_from);
   const hits = sources.filter((x) => x !== "mint").length;
   console.log(`[minted] cache hit rate over ${sources.length} allowed minted calls: ${((100 * hits) / sources.length).toFixed(1)}% (memory ${sources.filter((x) => x === "memory").length}, cache ${sources.filter((x) => x === "cache").length}, mint ${sources.length - hits})`);
-  console.log(`[minted] p50 cached minted-token call ${minted} ms vs static-secret call ${plain} ms (added ${minted - plain} ms)`);
+  console.log(`[minted] p50 over 30 calls to the same origin: minted token (held) ${minted} ms, static secret ${plain} ms (added ${minted - plain} ms)`);
 });

@@ -270,6 +270,43 @@ mod tests {
     }
 
     #[test]
+    fn github_app_sessions_name_their_repositories() {
+        let app = POLICY.replace(
+            r#""rules": [ { "methods": ["GET"]"#,
+            r#""credential": {"kind": "github_app", "secret": "K", "app_id": "1", "installation_id": 2, "owner": "Acme"}, "rules": [ { "methods": ["GET"]"#,
+        );
+        let policy = Policy::parse(&app).unwrap();
+        let ring = KeyRing::parse(RING).unwrap();
+        let body = br#"{"agent":"a","user":"u","tools":{"gh":{"level":"write","repos":["acme/app","ACME/lib"]}},"ttl_seconds":60}"#;
+        let m = mint(body, &policy, &ring, 0, [1; 16]).unwrap();
+        let s = verify(&m.token, &ring, "aud", 1).unwrap();
+        assert_eq!(s.level_for("gh"), Some(Level::Write));
+        assert_eq!(s.repos_for("gh"), vec!["acme/app".to_string(), "ACME/lib".into()]);
+        assert_eq!(s.repos_for("other"), Vec::<String>::new());
+        // The short form names none, and its token keeps the old shape.
+        let short = mint(br#"{"agent":"a","user":"u","tools":{"gh":"read"},"ttl_seconds":60}"#, &policy, &ring, 0, [1; 16]).unwrap();
+        assert!(!String::from_utf8(URL_SAFE_NO_PAD.decode(short.token.split('.').nth(2).unwrap()).unwrap()).unwrap().contains("rps"));
+        for bad in [
+            r#"{"gh":{"level":"read","repos":["other/app"]}}"#,
+            r#"{"gh":{"level":"read","repos":["app"]}}"#,
+            r#"{"gh":{"level":"read","repos":["acme/a b"]}}"#,
+            r#"{"gh":{"level":"read","repos":[1]}}"#,
+            r#"{"gh":{"repos":["acme/app"]}}"#,
+            r#"{"gh":{"level":"read","repos":["acme/app"],"extra":1}}"#,
+        ] {
+            let body = format!(r#"{{"agent":"a","user":"u","tools":{bad},"ttl_seconds":60}}"#);
+            assert_eq!(mint(body.as_bytes(), &policy, &ring, 0, [0; 16]).unwrap_err().code(), "invalid_request", "{bad}");
+        }
+        let too_many: Vec<String> = (0..=MAX_REPOS).map(|i| format!("\"acme/r{i}\"")).collect();
+        let body = format!(r#"{{"agent":"a","user":"u","tools":{{"gh":{{"level":"read","repos":[{}]}}}},"ttl_seconds":60}}"#, too_many.join(","));
+        assert_eq!(mint(body.as_bytes(), &policy, &ring, 0, [0; 16]).unwrap_err().code(), "invalid_request");
+        // Repositories only for a GitHub App credential.
+        let plain = Policy::parse(POLICY).unwrap();
+        let body = br#"{"agent":"a","user":"u","tools":{"gh":{"level":"read","repos":["acme/app"]}},"ttl_seconds":60}"#;
+        assert_eq!(mint(body, &plain, &ring, 0, [0; 16]).unwrap_err().code(), "invalid_request");
+    }
+
+    #[test]
     fn egress_sessions_need_an_egress_policy() {
         let ring = KeyRing::parse(RING).unwrap();
         let body = br#"{"agent":"a","user":"u","egress":true,"ttl_seconds":60}"#;

@@ -442,6 +442,23 @@ mod tests {
     }
 
     #[test]
+    fn repositories_travel_in_the_claims_and_only_as_lists_of_strings() {
+        let ring = ring(KEY_A);
+        let mut rps = serde_json::Map::new();
+        rps.insert("github".into(), serde_json::json!(["acme/app"]));
+        let token = sign(&Claims { rps, ..claims() }, &ring);
+        let s = verify(&token, &ring, "airlock-test", 1_700_000_001).unwrap();
+        assert_eq!(s.repos_for("github"), vec!["acme/app".to_string()]);
+        for bad in [r#"{"github":"acme/app"}"#, r#"{"github":[1]}"#, r#"[]"#] {
+            let json = format!(r#"{{"sid":"x","agt":"a","usr":"u","scp":{{}},"iat":1,"exp":2,"aud":"a","rps":{bad}}}"#);
+            let mut token = format!("al1.k1.{}", URL_SAFE_NO_PAD.encode(json));
+            let tag = mac_for(ring.signer(), token.as_bytes()).finalize().into_bytes();
+            token = format!("{token}.{}", URL_SAFE_NO_PAD.encode(tag));
+            assert_eq!(verify(&token, &ring, "a", 1).unwrap_err(), TokenError::BadClaims, "{bad}");
+        }
+    }
+
+    #[test]
     fn rotation_first_signs_all_verify() {
         let old = sign(&claims(), &ring(KEY_A));
         let both = ring(&format!("{KEY_B},{KEY_A}"));

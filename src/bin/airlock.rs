@@ -98,8 +98,13 @@ control plane (--url URL or AIRLOCK_URL; the admin key from AIRLOCK_ADMIN_KEY):
         match Policy::parse(&json) {
             Ok(policy) => {
                 println!("{file}: policy OK (audience {:?})", policy.audience);
+                let mut bad_root = false;
                 for tool in policy.tools() {
-                    print_tool(tool);
+                    print_tool(tool, &mut bad_root);
+                }
+                if bad_root {
+                    eprintln!("{file}: a minted credential's root secret (from the environment) is not usable");
+                    return ExitCode::FAILURE;
                 }
                 ExitCode::SUCCESS
             }
@@ -111,7 +116,7 @@ control plane (--url URL or AIRLOCK_URL; the admin key from AIRLOCK_ADMIN_KEY):
     }
 
     /// One tool as Airlock will run it: after its preset is applied.
-    fn print_tool(tool: &Tool) {
+    fn print_tool(tool: &Tool, bad_root: &mut bool) {
         let target = match &tool.origin.target {
             Target::Public => format!("{}{}", tool.origin.base, tool.origin.base_path),
             Target::Service { binding } => format!("service {binding}"),
@@ -127,7 +132,24 @@ control plane (--url URL or AIRLOCK_URL; the admin key from AIRLOCK_ADMIN_KEY):
                     Placement::Basic { username: None } => "Authorization: Basic <secret>:".to_string(),
                     Placement::Query { param } => format!("?{param}=<secret>"),
                 };
-                format!("secret {} as {place}", c.secret)
+                match &c.upstream {
+                    None => format!("secret {} as {place}", c.secret),
+                    Some(u) => {
+                        // The root is a secret of the airlock-state script; if it
+                        // is in this environment, its shape is checked now.
+                        let shape = match std::env::var(&c.secret) {
+                            Err(_) => String::new(),
+                            Ok(v) => match airlock::upstream::check_root(&u.kind, v.as_bytes()) {
+                                Ok(()) => " (its shape checked)".into(),
+                                Err(why) => {
+                                    *bad_root = true;
+                                    format!(" -- INVALID: {why}")
+                                }
+                            },
+                        };
+                        format!("{} token minted from secret {}{shape}, as {}", u.kind.name(), c.secret, place.replace("<secret>", "<token>"))
+                    }
+                }
             }
         };
         println!("  {}{preset}: {target}, {secret}", tool.name);

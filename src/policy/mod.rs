@@ -355,6 +355,11 @@ pub fn minted_credential(json: &str) -> Option<(String, crate::upstream::Upstrea
     Some((credential.secret, credential.upstream?))
 }
 
+/// A secret or binding name: `[A-Za-z_][A-Za-z0-9_]*`, at most 128.
+pub(crate) fn is_binding_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') && !s.as_bytes()[0].is_ascii_digit()
+}
+
 /// A policy error: the field path and what is wrong with it.
 pub type PolicyError = crate::json::FieldError;
 

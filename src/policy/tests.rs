@@ -499,3 +499,105 @@ fn approvals_and_hold_open_parse() {
     assert_eq!(p.approvals.webhook_secret, "AIRLOCK_WEBHOOK_SECRET");
     assert_eq!(p.approvals.page_url.as_deref(), Some("https://a.example"));
 }
+
+/// The credential of tool `github` replaced by `credential`.
+fn with_credential(credential: serde_json::Value) -> Result<Policy, PolicyError> {
+    Policy::parse(&with(&["tools", "github", "credential"], credential))
+}
+
+#[test]
+fn minted_credential_kinds_parse_and_keep_their_raw_json() {
+    use crate::upstream::{oauth::ClientAuth, Kind};
+    use serde_json::json;
+    let gh = json!({"kind": "github_app", "secret": "GH_APP_KEY", "app_id": "1", "installation_id": 2, "owner": "acme",
+                    "permissions": {"read": {"contents": "read"}, "admin": {"administration": "write", "contents": "write"}}});
+    let p = with_credential(gh.clone()).unwrap();
+    let c = p.tool("github").unwrap().credential.as_ref().unwrap();
+    assert_eq!((c.secret.as_str(), &c.placement), ("GH_APP_KEY", &Placement::Bearer), "a minted token is a bearer token by default");
+    let up = c.upstream.as_ref().unwrap();
+    let Kind::GithubApp(app) = &up.kind else { panic!("{:?}", up.kind) };
+    assert_eq!((app.api.as_str(), app.installation_id, up.timeout_ms), ("https://api.github.com", 2, 10_000));
+    assert_eq!(app.permissions[0], json!({"contents": "read"}).as_object().unwrap().clone());
+    assert_eq!(app.permissions[1], crate::upstream::github::default_permissions(Level::Write), "a level left out gets the default");
+    assert_eq!(app.permissions[2]["administration"], "write");
+    // The cache object reads the same credential from its raw JSON.
+    let (secret, again) = minted_credential(&up.raw).unwrap();
+    assert_eq!((secret.as_str(), &again.kind), ("GH_APP_KEY", &up.kind));
+
+    let cc = json!({"kind": "oauth_client_credentials", "secret": "CS", "token_url": "https://auth.example/token", "client_id": "c",
+                    "scope": "a b", "client_auth": "body", "inject": "header", "header": "x-token"});
+    let p = with_credential(cc).unwrap();
+    let c = p.tool("github").unwrap().credential.as_ref().unwrap();
+    let Some(Kind::OauthClient(client)) = c.upstream.as_ref().map(|u| &u.kind) else { panic!() };
+    assert_eq!((client.auth, client.scope.as_str()), (ClientAuth::Body, "a b"));
+    assert!(matches!(c.placement, Placement::Header { .. }));
+
+    let rt = json!({"kind": "oauth_refresh_token", "secret": "RT", "token_url": "https://auth.example/token", "client_id": "c", "client_secret": "CS"});
+    let p = with_credential(rt).unwrap();
+    let Some(Kind::OauthRefresh(client)) = p.tool("github").unwrap().credential.as_ref().and_then(|c| c.upstream.as_ref()).map(|u| &u.kind) else { panic!() };
+    assert_eq!(client.client_secret.as_deref(), Some("CS"));
+
+    let g = json!({"kind": "google_service_account", "secret": "SA", "scopes": ["https://www.googleapis.com/auth/cloud-platform"], "timeout_ms": 2000});
+    assert_eq!(with_credential(g).unwrap().tool("github").unwrap().credential.as_ref().unwrap().upstream.as_ref().unwrap().timeout_ms, 2000);
+    // Absent and "static" are today's static placements.
+    let s = with_credential(json!({"kind": "static", "secret": "T", "inject": "bearer"})).unwrap();
+    assert!(s.tool("github").unwrap().credential.as_ref().unwrap().upstream.is_none());
+    assert!(Policy::parse(GOOD).unwrap().tool("github").unwrap().credential.as_ref().unwrap().upstream.is_none());
+}
+
+#[test]
+fn minted_credential_errors_name_the_field() {
+    use serde_json::json;
+    let gh = |extra: serde_json::Value| {
+        let mut c = json!({"kind": "github_app", "secret": "K", "app_id": "1", "installation_id": 2, "owner": "acme"});
+        for (k, v) in extra.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        c
+    };
+    let oauth = json!({"kind": "oauth_client_credentials", "secret": "CS", "token_url": "https://auth.example/token", "client_id": "c"});
+    let table: Vec<(&str, serde_json::Value, &str)> = vec![
+        ("unknown kind", json!({"kind": "aws", "secret": "K"}), "kind"),
+        ("no app id", json!({"kind": "github_app", "secret": "K", "installation_id": 2, "owner": "acme"}), "app_id"),
+        ("installation 0", gh(json!({"installation_id": 0})), "installation_id"),
+        ("bad owner", gh(json!({"owner": "a/b"})), "owner"),
+        ("http api", gh(json!({"api": "http://api.github.com"})), "api"),
+        ("bad permission name", gh(json!({"permissions": {"read": {"Contents!": "read"}}})), "permissions.read.Contents!"),
+        ("bad permission access", gh(json!({"permissions": {"read": {"contents": "admin"}}})), "permissions.read.contents"),
+        ("unknown level", gh(json!({"permissions": {"owner": {}}})), "permissions.owner"),
+        ("timeout too short", gh(json!({"timeout_ms": 10})), "timeout_ms"),
+        ("app field on static", json!({"secret": "K", "inject": "bearer", "app_id": "1"}), "app_id"),
+        (
+            "token url with credentials",
+            {
+                let mut o = oauth.clone();
+                o["token_url"] = json!("https://u:p@auth.example/token");
+                o
+            },
+            "token_url",
+        ),
+        (
+            "client_secret on client credentials",
+            {
+                let mut o = oauth.clone();
+                o["client_secret"] = json!("OTHER");
+                o
+            },
+            "client_secret",
+        ),
+        (
+            "bad client auth",
+            {
+                let mut o = oauth.clone();
+                o["client_auth"] = json!("jwt");
+                o
+            },
+            "client_auth",
+        ),
+        ("no scopes", json!({"kind": "google_service_account", "secret": "SA", "scopes": []}), "scopes"),
+    ];
+    for (what, credential, field) in table {
+        let e = with_credential(credential).unwrap_err();
+        assert_eq!(e.field, format!("tools.github.credential.{field}"), "{what}: {e}");
+    }
+}

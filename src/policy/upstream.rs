@@ -89,7 +89,7 @@ pub(super) fn read(c: &mut Obj<'_>, allow_http: bool) -> Result<Option<Upstream>
             let client_id = required(c, "client_id")?;
             let client_secret = match (kind, c.str("client_secret")?) {
                 (_, None) => None,
-                ("oauth_refresh_token", Some(name)) if super::raw::is_binding_name(name) => Some(name.to_string()),
+                ("oauth_refresh_token", Some(name)) if super::is_binding_name(name) => Some(name.to_string()),
                 ("oauth_refresh_token", Some(_)) => return Err(err(c.field("client_secret"), "must be a secret binding name")),
                 _ => return Err(err(c.field("client_secret"), "the client secret of client credentials is \"secret\"")),
             };

@@ -174,6 +174,26 @@ impl MintError {
     }
 }
 
+/// Checks the shape of a root secret before it is deployed (`airlock
+/// policy check` with the secret in its environment): an App key must be a
+/// PEM RSA private key, a service-account key file must hold one. The
+/// error names what is wrong, never the value.
+pub fn check_root(kind: &Kind, value: &[u8]) -> Result<(), String> {
+    let pem = |bytes: &[u8]| -> Result<(), String> {
+        let text = std::str::from_utf8(bytes).map_err(|_| "not text".to_string())?;
+        jwt::private_key_pkcs8(text).map(drop).map_err(|e| e.0.to_string())
+    };
+    match kind {
+        Kind::GithubApp(_) => pem(value),
+        Kind::GoogleServiceAccount(_) => {
+            let sa = oauth::service_account(value).map_err(|e| format!("{e:?}"))?;
+            pem(sa.private_key.expose())
+        }
+        Kind::OauthClient(_) | Kind::OauthRefresh(_) if value.is_empty() => Err("empty".into()),
+        Kind::OauthClient(_) | Kind::OauthRefresh(_) => Ok(()),
+    }
+}
+
 /// Whether `value` may be put in a header as it is: a token of visible
 /// ASCII, at most 8 KiB (an origin reflecting a huge or multi-line "token"
 /// would otherwise be a header-injection channel).

@@ -50,3 +50,14 @@ fn errors_name_no_secret_and_blame_the_endpoint() {
     assert_eq!(MintError::Garbage("x").into_error("t").status(), 502);
     assert_eq!(MintError::Misconfigured("no key".into()).into_error("t").code(), "misconfigured");
 }
+
+#[test]
+fn root_shapes_are_checked_without_quoting_them() {
+    assert!(check_root(&github(), b"ghp_not_a_key").is_err());
+    let e = check_root(
+        &Kind::GoogleServiceAccount(oauth::Google { scopes: vec![], token_url: None }),
+        br#"{"type":"service_account","client_email":"e","private_key":"secretbytes"}"#,
+    )
+    .unwrap_err();
+    assert!(!e.contains("secretbytes"), "{e}");
+}

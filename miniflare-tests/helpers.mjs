@@ -311,6 +311,8 @@ export async function startAirlock(o = {}) {
               // secret and destination binding of the approvals object.
               ...(o.stateBindings ? { bindings: o.stateBindings } : {}),
               ...(o.stateServiceBindings ? { serviceBindings: o.stateServiceBindings } : {}),
+              // o.stateSecretsStore: Secrets Store bindings of the state script.
+              ...(o.stateSecretsStore ? { secretsStoreSecrets: o.stateSecretsStore } : {}),
             },
           ]
         : []),

@@ -17,7 +17,9 @@ const INSTALLATION = 678;
 const SA_EMAIL = "airlock@demo.iam.gserviceaccount.com";
 const SCOPES = ["https://www.googleapis.com/auth/cloud-platform"];
 
-let h, gh, oauth, rotating, google, faulty;
+let h, gh, oauth, rotating, google, faulty, storeOAuth;
+const STORE_SECRET_1 = randomSecret("storesecret1");
+const STORE_SECRET_2 = randomSecret("storesecret2");
 const appKeys = rsaKeys();
 const saKeys = rsaKeys();
 const CLIENT_SECRET = randomSecret("clientsecret");
@@ -30,6 +32,7 @@ before(async () => {
   rotating = await fakeOAuth({ clientId: "airlock-public", clientSecret: "", firstRefresh: FIRST_REFRESH, lifetime: 12 });
   google = await fakeGoogle({ clientEmail: SA_EMAIL, keys: saKeys, scopes: SCOPES });
   faulty = await fakeOAuth({ clientId: "airlock-client", clientSecret: CLIENT_SECRET, firstRefresh: "unused" });
+  storeOAuth = await fakeOAuth({ clientId: "airlock-client", clientSecret: STORE_SECRET_1, firstRefresh: "unused", lifetime: 12 });
   const saFile = JSON.stringify({
     type: "service_account",
     project_id: "demo",
@@ -68,6 +71,8 @@ before(async () => {
       rules: read,
     },
     crm: oauthTool(oauth.url, clientCredentials(`${oauth.url}/token`)),
+    // The client secret in a Secrets Store binding of the state script.
+    "crm-store": oauthTool(storeOAuth.url, { ...clientCredentials(`${storeOAuth.url}/token`), secret: "CRM_STORE_SECRET" }),
     // The same origin with a static secret: the baseline of the latency figure.
     "crm-static": oauthTool(oauth.url, { secret: "CRM_STATIC_TOKEN", inject: "bearer" }),
     "crm-body": oauthTool(oauth.url, { ...clientCredentials(`${oauth.url}/token`), client_auth: "body" }),
@@ -86,13 +91,23 @@ before(async () => {
   };
   const staticToken = randomSecret("crmstatic");
   oauth.tokens.set(staticToken, Number.MAX_SAFE_INTEGER);
-  h = await startAirlock({ policy: (echoUrl) => testPolicy(echoUrl, { extraTools: tools }), secrets: { CRM_STATIC_TOKEN: staticToken }, stateBindings: roots });
+  h = await startAirlock({ policy: (echoUrl) => testPolicy(echoUrl, { extraTools: tools }), secrets: { CRM_STATIC_TOKEN: staticToken },
+    stateBindings: roots,
+    stateSecretsStore: { CRM_STORE_SECRET: { store_id: "airlock-store", secret_name: "crm-client-secret" } },
+  });
 });
 
 after(async () => {
   await h?.close();
-  await Promise.all([gh, oauth, rotating, google, faulty].map((f) => f?.close()));
+  await Promise.all([gh, oauth, rotating, google, faulty, storeOAuth].map((f) => f?.close()));
 });
+
+/** Makes `fake` accept only `secret` from now on; a check that it was used. */
+async function fakeOAuthSecret(fake, secret) {
+  const before = fake.grants.length;
+  fake.setSecret(secret);
+  return () => fake.grants.length > before;
+}
 
 async function audited(r) {
   const [a] = await h.auditFor(r.headers["x-airlock-request-id"]);
@@ -253,6 +268,26 @@ describe("rotating refresh tokens", () => {
       assert.match((await audited(r)).detail, /invalid_grant/);
     }
     assert.equal(rotating.apiHits, hits, "nothing forwarded");
+  });
+});
+
+describe("Secrets Store bindings", () => {
+  test("a root in a Secrets Store binding is read at each mint; a rotation there reaches the next mint without a redeploy", async () => {
+    const admin = (await h.mf.getSecretsStoreSecretAPI("CRM_STORE_SECRET", "airlock-state"))();
+    const id = await admin.create(STORE_SECRET_1);
+    const s = await h.mint({ "crm-store": "read" });
+    const r = await h.call("crm-store", "/api/contacts", { token: s.token });
+    assert.equal(r.status, 200, r.text);
+    assert.equal(storeOAuth.grants.length, 1);
+    // Rotated at the provider and in the store; once the token is due
+    // (12 s tokens), the next mint uses the new secret.
+    await admin.update(STORE_SECRET_2, id);
+    const rotated = await fakeOAuthSecret(storeOAuth, STORE_SECRET_2);
+    await sleep(3000);
+    const s2 = await h.mint({ "crm-store": "read" });
+    const again = await h.call("crm-store", "/api/contacts", { token: s2.token });
+    assert.equal(again.status, 200, again.text);
+    assert.ok(rotated(), "the new client secret was used");
   });
 });
 

@@ -245,7 +245,12 @@ impl AirlockState {
             Ok(p) => (p.cache, p.body),
             Err(e) => return failed(e),
         };
-        let Ok(root) = self.env.var(&secret).map(|v| Secret::from_string(v.to_string())) else {
+        // A secret of the airlock-state script, or a Secrets Store binding.
+        let root = match self.env.var(&secret) {
+            Ok(v) => Some(v.to_string()),
+            Err(_) => minter::secrets_store(&self.env, &secret).await,
+        };
+        let Some(root) = root.map(Secret::from_string) else {
             return failed(MintError::Misconfigured(format!("secret {secret} is not set in the airlock-state script")));
         };
         let Some(key) = seal_key(root.expose(), &cache) else { return failed(MintError::Misconfigured(format!("secret {secret} is empty"))) };

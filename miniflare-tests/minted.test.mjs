@@ -193,6 +193,16 @@ describe("GitHub App installation tokens", () => {
     assertNotLeaked(r, Object.fromEntries(gh.mints.map((m, i) => [`token${i}`, m.token])));
   });
 
+  test("a revoked session's cached token is never used again", async () => {
+    const s = await h.mint({ github: { level: "read", repos: ["acme/app"] } });
+    assert.equal((await h.call("github", "/repos/acme/app", { token: s.token })).status, 200);
+    const del = await h.fetch(`/v1/sessions/${s.session_id}`, { method: "DELETE", headers: { authorization: `Bearer ${h.secrets.AIRLOCK_ADMIN_KEY}` } });
+    assert.ok(del.status < 300, del.text);
+    const before = gh.apiHits;
+    assertError(await h.call("github", "/repos/acme/app", { token: s.token }), 401, "session_revoked");
+    assert.equal(gh.apiHits, before, "admission refuses before any token is looked up");
+  });
+
   test("an unusable App key is misconfigured, a missing one too; nothing is forwarded", async () => {
     const s = await h.mint({ "github-badkey": "read", "github-nokey": "read" });
     const before = gh.apiHits;

@@ -12,7 +12,7 @@
 //! | parse | `request`, `path`, `route` | [`fetch`], `body` |
 //! | authenticate, authorize | `authenticate`, `authorize` | — |
 //! | admit | `admit` | `admit`, `state` |
-//! | inject | `inject` | `config` (credentials) |
+//! | inject | `inject`, `upstream` | `config` (credentials), `upstream` (minted tokens) |
 //! | forward | — | `forward` |
 //! | filter response | `respond`, `redact`, `mcp`, `index` | `respond`, `body` |
 //! | audit | `audit` | `audit` |

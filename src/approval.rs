@@ -21,9 +21,14 @@ use base64::Engine;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
+use serde::{Deserialize, Serialize};
+
+use crate::audit::rfc3339_ms;
 use crate::error::Error;
 use crate::secret::Secret;
-use crate::state::approvals::{Approval, Status};
+use crate::state::approvals::{self, Approval, Decided, Status};
+use crate::state::outbox;
+use crate::state::store::Store;
 
 /// The secret that keys approval links: base64 of 32 random bytes.
 pub const KEY_SECRET: &str = "AIRLOCK_APPROVAL_KEY";
@@ -251,6 +256,104 @@ pub fn outcome_page(a: Option<&Approval>, error: Option<&Error>) -> String {
         (_, e) => ("Not available".into(), e.map_or(String::new(), Error::public_message)),
     };
     shell(&title, &format!("<p id=outcome>{}</p>", escape(&text)))
+}
+
+/// Most bytes of a decision POST.
+pub const MAX_FORM: usize = 4096;
+
+/// One request to the page, as the edge hands it to the approvals object,
+/// which holds the approvals: showing one is a read there, and deciding
+/// one a single step with its webhook events (the request path's module
+/// carries none of the page).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PageRequest {
+    /// The link's token (`ap1.…`).
+    pub token: String,
+    pub method: String,
+    /// The POST body; `None` when it was not readable within [`MAX_FORM`].
+    pub form: Option<String>,
+    pub origin: Option<String>,
+    pub fetch_site: Option<String>,
+    /// The origins the page is served from.
+    pub own: Vec<String>,
+    /// `Cf-Access-Authenticated-User-Email`, set when Cloudflare Access
+    /// guards the page.
+    pub access_email: Option<String>,
+    /// The [`KEY_SECRET`] as set; `None` when it is not.
+    pub key: Option<String>,
+}
+
+/// The page to answer with, and what the audit record says of it.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct PageAnswer {
+    pub status: u16,
+    pub html: String,
+    /// The refusal's stable code; `None` when the page was shown or the
+    /// decision taken.
+    pub code: Option<String>,
+    pub detail: Option<String>,
+    pub approval_id: Option<String>,
+    pub session_id: Option<String>,
+    pub approved_by: Option<String>,
+    /// A decision was taken: held requests are woken, webhook events queued.
+    pub decided: bool,
+}
+
+/// Serves the page: every outcome, refusals included, is an HTML page. The
+/// link is checked before anything is read from `store`.
+pub fn serve(store: &mut impl Store, r: &PageRequest, now_ms: u64) -> PageAnswer {
+    let mut answer = PageAnswer::default();
+    match serve_inner(store, r, now_ms, &mut answer) {
+        Ok(html) => {
+            answer.status = 200;
+            answer.html = html;
+        }
+        Err(e) => {
+            answer.status = e.status();
+            answer.html = outcome_page(None, Some(&e));
+            answer.code = Some(e.code().to_string());
+            answer.detail = Some(e.detail());
+        }
+    }
+    answer
+}
+
+fn serve_inner(store: &mut impl Store, r: &PageRequest, now_ms: u64, answer: &mut PageAnswer) -> Result<String, Error> {
+    let now_s = now_ms / 1000;
+    let key = r.key.as_deref().and_then(LinkKey::parse).ok_or_else(|| Error::Misconfigured("secret AIRLOCK_APPROVAL_KEY is not base64 of 32 bytes".into()))?;
+    let id = verify_link(&key, &r.token, now_s)?.approval_id;
+    answer.approval_id = Some(id.clone());
+    let failed = |_| Error::StateUnavailable("approvals store failed".into());
+    match r.method.as_str() {
+        "GET" => {
+            let a = approvals::get(store, &id, now_s).map_err(failed)?.ok_or(Error::ApprovalLinkInvalid)?;
+            answer.session_id = Some(a.session_id.clone());
+            if a.status != Status::Pending {
+                return Err(Error::ApprovalDecided { status: a.status.as_str() });
+            }
+            let iso = |s: u64| rfc3339_ms(s.saturating_mul(1000));
+            Ok(page(&a, &csrf_token(&key, &r.token), [&iso(a.created_at), &iso(a.expires_at)]))
+        }
+        "POST" => {
+            let form = r.form.as_deref().ok_or_else(|| Error::InvalidRequest(format!("body larger than {MAX_FORM} bytes")))?;
+            let own: Vec<&str> = r.own.iter().map(String::as_str).collect();
+            let from = PostOrigin { origin: r.origin.as_deref(), fetch_site: r.fetch_site.as_deref(), own: &own };
+            let approve = check_decision(&key, &r.token, form.as_bytes(), &from)?;
+            let decider = approver(r.access_email.as_deref());
+            answer.approved_by = Some(decider.clone());
+            match approvals::decide(store, &id, approve, &decider, now_s).map_err(failed)? {
+                Decided::Done(a) => {
+                    outbox::on_decided(store, &a, now_ms).map_err(failed)?;
+                    answer.decided = true;
+                    answer.session_id = Some(a.session_id.clone());
+                    Ok(outcome_page(Some(&a), None))
+                }
+                Decided::AlreadyDecided(a) => Err(Error::ApprovalDecided { status: a.status.as_str() }),
+                Decided::NotFound => Err(Error::ApprovalLinkInvalid),
+            }
+        }
+        _ => Err(Error::MethodNotAllowed),
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! The approval page at the edge (`/approve/{link}`): a GET shows the held
-//! request, a POST from that page decides it. Everything that decides —
-//! the link, the CSRF check, the escaping — is [`crate::approval`]; this
-//! file reads the secret, the form and the approvals object.
+//! request, a POST from that page decides it. The approvals object serves
+//! it ([`crate::approval::serve`]: the link, the CSRF check, the escaping,
+//! the decision); this file reads the form, the headers and the link key,
+//! and answers with the page and its headers.
 //!
 //! Must never: decide on a GET, or answer a refusal with anything but the
 //! plain page (the audit record carries the reason).
@@ -13,24 +14,69 @@ use super::config::read_secret;
 use super::http::header;
 use super::state;
 use crate::admit::APPROVALS_OBJECT;
-use crate::approval::{self, LinkKey, PostOrigin, CSP, KEY_SECRET};
-use crate::audit::AuditRecord;
-use crate::error::Error;
+use crate::approval::{origin_of, PageRequest, CSP, KEY_SECRET, MAX_FORM};
+use crate::audit::{AuditRecord, Decision};
 use crate::policy::Policy;
-use crate::state::approvals::{Decided, Status};
 use crate::state::{Command, Reply};
 
+/// The page when the approvals object could not answer.
+const UNAVAILABLE: &str = "<!doctype html><html lang=en><head><meta charset=utf-8><title>Airlock: Not available</title></head>\
+                           <body><h1>Not available</h1><p id=outcome>Try again later. Nothing changed.</p></body></html>";
+
+/// The codes a page can be refused with, as the audit record spells them.
+const REASONS: &[&str] = &[
+    "approval_decided",
+    "approval_link_invalid",
+    "approval_link_expired",
+    "approval_csrf_failed",
+    "invalid_request",
+    "method_not_allowed",
+    "state_unavailable",
+    "misconfigured",
+];
+
 /// Serves the page; every outcome, refusals included, is an HTML page.
-pub async fn page(mut req: Request, env: &Env, policy: &Policy, token: &str, audit: &mut AuditRecord, now_s: u64) -> Result<Response, Error> {
+pub async fn page(mut req: Request, env: &Env, policy: &Policy, token: &str, audit: &mut AuditRecord) -> Response {
     audit.route = "approve";
-    let (status, html) = match run(&mut req, env, policy, token, audit, now_s).await {
-        Ok(html) => {
-            audit.allow(None);
-            (200, html)
+    let method = req.inner().method();
+    let form = match method.as_str() {
+        "POST" => read_capped(&mut req, MAX_FORM).await.ok().map(|b| String::from_utf8_lossy(&b).into_owned()),
+        _ => None,
+    };
+    let url = req.inner().url();
+    let own = [origin_of(&url), policy.approvals.page_url.as_deref().and_then(origin_of)].into_iter().flatten().map(String::from).collect();
+    let request = PageRequest {
+        token: token.to_string(),
+        method,
+        form,
+        origin: header(&req, "origin"),
+        fetch_site: header(&req, "sec-fetch-site"),
+        own,
+        access_email: header(&req, "cf-access-authenticated-user-email"),
+        key: read_secret(env, KEY_SECRET).ok().map(|k| String::from_utf8_lossy(k.expose()).into_owned()),
+    };
+    let (status, html) = match state::call(env, APPROVALS_OBJECT, &Command::Page(request)).await {
+        Ok(Reply::Page(answer)) => {
+            audit.approval_id = answer.approval_id;
+            audit.session_id = answer.session_id;
+            audit.approved_by = answer.approved_by;
+            match answer.code {
+                None => audit.allow(None),
+                Some(code) => {
+                    audit.decision = if answer.status >= 500 { Decision::Error } else { Decision::Deny };
+                    audit.reason = REASONS.iter().find(|r| **r == code).copied().unwrap_or("internal");
+                    audit.detail = answer.detail;
+                }
+            }
+            (answer.status, answer.html)
+        }
+        Ok(_) => {
+            audit.fail(&crate::error::Error::StateUnavailable("state object: unexpected answer".into()));
+            (503, UNAVAILABLE.to_string())
         }
         Err(e) => {
             audit.fail(&e);
-            (e.status(), approval::outcome_page(None, Some(&e)))
+            (503, UNAVAILABLE.to_string())
         }
     };
     let headers = Headers::new();
@@ -47,54 +93,5 @@ pub async fn page(mut req: Request, env: &Env, policy: &Policy, token: &str, aud
     ] {
         let _ = headers.set(name, value);
     }
-    Ok(Response::builder().with_status(status).with_headers(headers).fixed(html.into_bytes()))
-}
-
-async fn run(req: &mut Request, env: &Env, policy: &Policy, token: &str, audit: &mut AuditRecord, now_s: u64) -> Result<String, Error> {
-    let key = read_secret(env, KEY_SECRET)
-        .ok()
-        .and_then(|k| LinkKey::parse(&String::from_utf8_lossy(k.expose())))
-        .ok_or_else(|| Error::Misconfigured("secret AIRLOCK_APPROVAL_KEY is not base64 of 32 bytes".into()))?;
-    let link = approval::verify_link(&key, token, now_s)?;
-    let id = link.approval_id;
-    audit.approval_id = Some(id.clone());
-    let unexpected = || Error::StateUnavailable("state object: unexpected answer".into());
-    match req.inner().method().as_str() {
-        "GET" => {
-            let a = match state::call(env, APPROVALS_OBJECT, &Command::Approval { id }).await? {
-                Reply::Approval { approval: Some(a) } => a,
-                Reply::Approval { approval: None } => return Err(Error::ApprovalLinkInvalid),
-                _ => return Err(unexpected()),
-            };
-            audit.session_id = Some(a.session_id.clone());
-            if a.status != Status::Pending {
-                return Err(Error::ApprovalDecided { status: a.status.as_str() });
-            }
-            // The runtime's clock formats the times (ISO 8601, UTC).
-            let iso = |s: u64| String::from(js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(s as f64 * 1000.0)).to_iso_string());
-            Ok(approval::page(&a, &approval::csrf_token(&key, token), [&iso(a.created_at), &iso(a.expires_at)]))
-        }
-        "POST" => {
-            let form = read_capped(req, 4096).await?;
-            let url = req.inner().url();
-            let own: Vec<&str> =
-                [approval::origin_of(&url), policy.approvals.page_url.as_deref().and_then(approval::origin_of)].into_iter().flatten().collect();
-            let (origin, fetch_site) = (header(req, "origin"), header(req, "sec-fetch-site"));
-            let from = PostOrigin { origin: origin.as_deref(), fetch_site: fetch_site.as_deref(), own: &own };
-            let approve = approval::check_decision(&key, token, &form, &from)?;
-            // Set by Cloudflare Access when it guards /approve/*.
-            let approver = approval::approver(header(req, "cf-access-authenticated-user-email").as_deref());
-            audit.approved_by = Some(approver.clone());
-            match state::call(env, APPROVALS_OBJECT, &Command::Decide { id, approve, approver }).await? {
-                Reply::Decided { decided: Decided::Done(a) } => {
-                    audit.session_id = Some(a.session_id.clone());
-                    Ok(approval::outcome_page(Some(&a), None))
-                }
-                Reply::Decided { decided: Decided::AlreadyDecided(a) } => Err(Error::ApprovalDecided { status: a.status.as_str() }),
-                Reply::Decided { decided: Decided::NotFound } => Err(Error::ApprovalLinkInvalid),
-                _ => Err(unexpected()),
-            }
-        }
-        _ => Err(Error::MethodNotAllowed),
-    }
+    Response::builder().with_status(status).with_headers(headers).fixed(html.into_bytes())
 }

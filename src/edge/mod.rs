@@ -115,7 +115,7 @@ async fn handle(mut req: Request, env: &Env, ctx: &Context, audit: &mut AuditRec
         Route::SessionAudit { id } => control::session(&req, env, id, true, audit).await,
         Route::Approvals => control::approvals(&req, env, audit).await,
         Route::Approval { id, action } => control::approval(req, env, id, action, audit).await,
-        Route::ApprovalPage { link } => approve::page(req, env, &policy, link, audit, now_s).await,
+        Route::ApprovalPage { link } => Ok(approve::page(req, env, &policy, link, audit).await),
         Route::Tool { tool, rest } => {
             audit.route = "tool";
             let keys = load_keys(env)?;

@@ -187,6 +187,25 @@ impl AirlockState {
             let answer = self.token(&tool, &credential, Scope { level, repos: &repos }, wait_s.min(MAX_TOKEN_WAIT_S)).await;
             return serde_json::to_string(&Reply::Token(answer)).map_err(|_| "encoding");
         }
+        if let Command::Page(request) = command {
+            let now_ms = js_sys::Date::now() as u64;
+            let page = match self.store() {
+                Ok(mut store) => {
+                    let _ = store.purge(now_ms / 1000);
+                    crate::approval::serve(&mut store, &request, now_ms)
+                }
+                Err(StoreError) => return Err("store"),
+            };
+            if page.decided {
+                if let Some(id) = &page.approval_id {
+                    self.wake(id);
+                }
+                if self.arm_outbox().await.is_err() {
+                    return Err("alarm");
+                }
+            }
+            return serde_json::to_string(&Reply::Page(page)).map_err(|_| "encoding");
+        }
         let arm_at = match &command {
             Command::Create { record } => Some(record.expires_at.saturating_add(crate::state::session::RECORD_RETENTION_S)),
             _ => None,

@@ -88,6 +88,10 @@ pub enum Command {
     /// A session's audit trail: append one logged line; read it.
     Append(String),
     Trail,
+    /// A request to the approval page, answered by the approvals object
+    /// itself (see [`crate::approval::serve`]); as a pure step it is
+    /// refused.
+    Page(crate::approval::PageRequest),
     /// An upstream-token cache ([`tokens`]): the token of the tool's
     /// minted `credential` (the policy's JSON of it) for a session at
     /// `level` on `repos`. The object answers from its cache or mints (one
@@ -141,6 +145,8 @@ pub enum Reply {
     /// decimal), at most [`sessions_index::MAX_AGENT_REVOKE`], and whether
     /// there are more). Pairs of strings: the worker already decodes those.
     Agent(String, Vec<(String, String)>, bool),
+    /// The approval page to answer with.
+    Page(crate::approval::PageAnswer),
     /// The store failed: the caller must refuse the request.
     Failed,
     /// An upstream-token cache's answer to [`Command::Token`].
@@ -203,6 +209,7 @@ fn step(store: &mut impl Store, command: Command, now_ms: u64) -> Result<Reply, 
             Reply::Done
         }
         Command::Token { .. } => Reply::Token(tokens::Answer::Failed { misconfigured: false, detail: "minting runs in the state object".into() }),
+        Command::Page(_) => Reply::Refused("the approval page is served by the approvals object".into()),
         Command::Trail => Reply::Listed(serde_json::to_string(&trail::read(store)?).map_err(|_| StoreError)?),
     })
 }

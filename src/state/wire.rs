@@ -14,6 +14,7 @@ use super::approvals::{self, Approval, Decided, Status};
 use super::session::{IdemBegin, Refusal, SessionView, StoredAnswer, Usage};
 use super::tokens::Answer;
 use super::Reply;
+use crate::approval::PageAnswer;
 use crate::level::Level;
 
 /// Reads a reply from the bytes a state object answered.
@@ -49,7 +50,23 @@ fn reply(value: &Value) -> Option<Reply> {
             Reply::Agent(text(name)?, sessions, more.as_bool()?)
         }
         "token" => Reply::Token(answer(inner)?),
+        "page" => Reply::Page(page(inner)?),
         _ => return None,
+    })
+}
+
+fn page(value: &Value) -> Option<PageAnswer> {
+    let map = value.as_object()?;
+    let opt = |name: &str| optional(map.get(name)?, text);
+    Some(PageAnswer {
+        status: u16::try_from(number(map, "status")?).ok()?,
+        html: text(map.get("html")?)?,
+        code: opt("code")?,
+        detail: opt("detail")?,
+        approval_id: opt("approval_id")?,
+        session_id: opt("session_id")?,
+        approved_by: opt("approved_by")?,
+        decided: map.get("decided")?.as_bool()?,
     })
 }
 
@@ -310,6 +327,17 @@ mod tests {
             Reply::Token(Answer::Token { token: "ghs_x".into(), expires_at: 9, minted: true }),
             Reply::Token(Answer::Token { token: "at".into(), expires_at: 0, minted: false }),
             Reply::Token(Answer::Failed { misconfigured: true, detail: "secret GH_KEY is not set".into() }),
+            Reply::Page(PageAnswer { status: 200, html: "<p>x</p>".into(), approval_id: Some("ap".into()), ..Default::default() }),
+            Reply::Page(PageAnswer {
+                status: 403,
+                html: "<p id=outcome>no</p>".into(),
+                code: Some("approval_csrf_failed".into()),
+                detail: Some("csrf: token wrong".into()),
+                approval_id: Some("ap".into()),
+                session_id: Some("s".into()),
+                approved_by: Some("approval-page".into()),
+                decided: true,
+            }),
         ];
         for reply in replies {
             let bytes = serde_json::to_vec(&reply).unwrap();
@@ -335,7 +363,8 @@ mod tests {
             | Reply::Refused(_)
             | Reply::Agent(..)
             | Reply::Failed
-            | Reply::Token(_) => {}
+            | Reply::Token(_)
+            | Reply::Page(_) => {}
         }
     }
 

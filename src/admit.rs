@@ -54,6 +54,15 @@ pub fn needs_body(gate: &Gate, received: &Received<'_>) -> Result<bool, Error> {
     Ok(gate.proof_required || header(received.headers, proof::HEADER).is_some() || gate.approval || key)
 }
 
+/// The approval id a request presents: an MCP call's from Airlock's own
+/// `requestState`, any other request's from [`APPROVAL_HEADER`].
+fn presented<'a>(gate: &'a Gate, received: &'a Received<'_>) -> Option<&'a str> {
+    match gate.call {
+        Some(_) => gate.presented.as_deref(),
+        None => header(received.headers, APPROVAL_HEADER),
+    }
+}
+
 fn unexpected() -> Error {
     Error::StateUnavailable("state object: unexpected answer".into())
 }
@@ -68,6 +77,8 @@ pub struct Plan {
     key: Option<String>,
     approval: bool,
     exp: u64,
+    /// How long a claimed key is kept.
+    ttl_s: u64,
 }
 
 struct Binding {
@@ -82,7 +93,7 @@ pub fn plan(gate: &Gate, received: &Received<'_>, body: &[u8], keys: &KeyRing, l
     let presented = header(received.headers, proof::HEADER);
     let key = if gate.idempotent() { idempotency_key(received.headers)?.map(str::to_string) } else { None };
     let proving = gate.proof_required || presented.is_some();
-    let binding = key.is_some() || gate.approval;
+    let binding = key.is_some() || gate.approval || gate.dedupe_s > 0;
     // The body digest is only computed for what binds it.
     let body_sha256 = if proving || binding { proof::body_sha256(body) } else { String::new() };
     let mut nonce = None;
@@ -94,7 +105,20 @@ pub fn plan(gate: &Gate, received: &Received<'_>, body: &[u8], keys: &KeyRing, l
         let verified = proof::verify(presented, &signed, &proof_key, now_s, window).map_err(Error::Proof)?;
         nonce = Some(NonceCheck { digest: hex(&verified.nonce_digest), ts: verified.ts, window });
     }
-    let binding = binding.then(|| Binding { digest: gate.request_digest(received.method, &gate.query, &body_sha256), body_sha256 });
+    // An MCP tool call binds its JSON-RPC method and canonical params.
+    let binding = binding.then(|| match &gate.call {
+        Some((method, params)) => {
+            let body_sha256 = proof::body_sha256(params);
+            Binding { digest: gate.request_digest(method, &gate.query, &body_sha256), body_sha256 }
+        }
+        None => Binding { digest: gate.request_digest(received.method, &gate.query, &body_sha256), body_sha256 },
+    });
+    // Duplicate suppression is an idempotency key Airlock derives from the
+    // call's digest; a newline keeps it apart from any key a header carries.
+    let (key, ttl_s) = match (&binding, gate.dedupe_s) {
+        (Some(b), d) if d > 0 => (Some(format!("mcp\n{}", b.digest)), d),
+        _ => (key, limits.idempotency_ttl_seconds),
+    };
     Ok(Plan {
         object: session_object(&gate.session_id),
         proved: nonce.is_some(),
@@ -103,6 +127,7 @@ pub fn plan(gate: &Gate, received: &Received<'_>, body: &[u8], keys: &KeyRing, l
         key,
         approval: gate.approval,
         exp: gate.exp,
+        ttl_s,
     })
 }
 
@@ -138,7 +163,7 @@ impl Plan {
         if self.proved {
             audit.proof = Some("verified");
         }
-        Ok(Admitting { object: self.object, binding: self.binding, key: self.key, claim: None, approval: self.approval })
+        Ok(Admitting { object: self.object, binding: self.binding, key: self.key, claim: None, approval: self.approval, ttl_s: self.ttl_s })
     }
 }
 
@@ -152,6 +177,7 @@ pub struct Admitting {
     claim: Option<Claim>,
     /// An approval not consumed yet.
     approval: bool,
+    ttl_s: u64,
 }
 
 /// An idempotency key this request claimed: its answer must be stored.
@@ -191,9 +217,9 @@ pub enum IdemStep {
 impl Admitting {
     /// The claim of an idempotency key, if this request presents one that
     /// is not claimed yet.
-    pub fn idem_command(&self, limits: &Limits, now_s: u64) -> Option<Command> {
+    pub fn idem_command(&self, now_s: u64) -> Option<Command> {
         let (key, binding) = (self.key.as_ref()?, self.binding.as_ref()?);
-        Some(Command::IdemBegin { key: key.clone(), digest: binding.digest.clone(), expires_s: now_s + limits.idempotency_ttl_seconds })
+        Some(Command::IdemBegin { key: key.clone(), digest: binding.digest.clone(), expires_s: now_s + self.ttl_s })
     }
 
     /// The state's answer to [`Admitting::idem_command`].
@@ -206,7 +232,7 @@ impl Admitting {
                 let (Some(key), Some(binding)) = (self.key.take(), self.binding.as_ref()) else {
                     return Err(Error::Internal("idempotency claimed without a key".into()));
                 };
-                let expires_s = now_s + limits.idempotency_ttl_seconds;
+                let expires_s = now_s + self.ttl_s;
                 self.claim =
                     Some(Claim { object: self.object.clone(), key, digest: binding.digest.clone(), expires_s, max_body: limits.idempotency_max_body_bytes });
                 Ok(IdemStep::Claimed(self))
@@ -247,10 +273,11 @@ impl Admitting {
             return None;
         }
         let binding = self.binding.as_ref()?;
-        if let Some(id) = header(received.headers, APPROVAL_HEADER) {
+        if let Some(id) = presented(gate, received) {
             audit.approval_id = Some(id.chars().take(64).collect());
             return Some(Command::Consume { id: id.to_string(), digest: binding.digest.clone() });
         }
+        let (method, body) = gate.call.as_ref().map_or((received.method, body), |(m, params)| (m.as_str(), params.as_slice()));
         let held = Approval {
             approval_id: new_id.to_string(),
             status: approvals::Status::Pending,
@@ -258,7 +285,7 @@ impl Admitting {
             agent: audit.agent.clone().unwrap_or_default(),
             user: audit.user.clone().unwrap_or_default(),
             tool: gate.tool.clone().unwrap_or_default(),
-            method: received.method.to_string(),
+            method: method.to_string(),
             path: gate.path.clone(),
             query: gate.query.clone(),
             body_sha256: binding.body_sha256.clone(),
@@ -279,11 +306,15 @@ impl Admitting {
     /// hold answered: wait for the decision of a pending approval, or
     /// consume one a human already approved (the unchanged request sent
     /// again after a timeout). `None`: answer as without hold-open.
+    ///
+    /// An MCP tool call always consumes an approved approval of the
+    /// identical call: a client without multi round-trip requests has no
+    /// other way to present it.
     pub fn hold_open(&self, gate: &Gate, reply: &Reply) -> Option<Command> {
-        let binding = self.binding.as_ref().filter(|_| self.approval && gate.approval_wait_s > 0)?;
+        let binding = self.binding.as_ref().filter(|_| self.approval && (gate.approval_wait_s > 0 || gate.call.is_some()))?;
         let Reply::Approval { approval: Some(a) } = reply else { return None };
         match a.status {
-            Status::Pending => Some(Command::Wait { id: a.approval_id.clone(), wait_s: gate.approval_wait_s }),
+            Status::Pending if gate.approval_wait_s > 0 => Some(Command::Wait { id: a.approval_id.clone(), wait_s: gate.approval_wait_s }),
             Status::Approved => Some(Command::Consume { id: a.approval_id.clone(), digest: binding.digest.clone() }),
             _ => None,
         }
@@ -390,7 +421,7 @@ pub async fn run(
     let object = plan.object().to_string();
     let mut admitting = plan.on_reply(reply, now_s, audit)?;
     // idempotency: a replay or a claim, before any approval is spent
-    while let Some(command) = admitting.idem_command(limits, now_s) {
+    while let Some(command) = admitting.idem_command(now_s) {
         let reply = state.call(&object, &command).await?;
         admitting = match admitting.on_idem(reply, limits, now_s, audit)? {
             IdemStep::Claimed(a) => a,
@@ -404,7 +435,7 @@ pub async fn run(
         };
     }
     // approval gate
-    let id = if gate.approval && header(received.headers, APPROVAL_HEADER).is_none() { state.approval_id()? } else { String::new() };
+    let id = if gate.approval && presented(gate, received).is_none() { state.approval_id()? } else { String::new() };
     let notify = if id.is_empty() { None } else { state.notify(&id, now_s + limits.approval_ttl_seconds) };
     let Some(command) = admitting.approval_command(gate, received, &id, body, notify, limits, now_s, audit) else {
         return admitting.admit().map(Gated::Admitted);
@@ -513,7 +544,7 @@ mod tests {
         // after the state checks is refused.
         let p = plan(&g, &received(&headers), b"body", &keys, &limits, 900).unwrap();
         let admitting = p.on_reply(Reply::Admitted { refusal: None }, 900, &mut audit).unwrap();
-        assert!(admitting.idem_command(&limits, 900).is_some());
+        assert!(admitting.idem_command(900).is_some());
         assert_eq!(admitting.admit().err().map(|e| e.code()), Some("internal"));
         // The claim taken, the approval still pending: still refused.
         let p = plan(&g, &received(&headers), b"body", &keys, &limits, 900).unwrap();

@@ -637,6 +637,76 @@ mod tests {
         }
     }
 
+    /// A gated or deduplicated MCP tool call, as `authorize::mcp` gates it.
+    fn mcp_gate(params: &str, approval: bool, dedupe_s: u64) -> Gate {
+        Gate { call: Some(("tools/call".into(), params.as_bytes().to_vec())), dedupe_s, path: "book_slot".into(), ..gate(approval, None) }
+    }
+
+    #[test]
+    fn mcp_dedupe_claims_once_and_replays() {
+        let (keys, limits) = setup();
+        let f = Fake { store: Default::default(), decision: None, gone: false, calls: Default::default() };
+        let go = |g: &Gate| {
+            let mut audit = AuditRecord::new("r".into(), "POST", 0);
+            now(run(&f, g, &received(&[]), b"raw bytes differ per call", &keys, &limits, 900, &mut audit))
+        };
+        let g = mcp_gate(r#"{"arguments":{"slot":"9am"},"name":"book_slot"}"#, false, 60);
+        let Ok(Gated::Admitted(first)) = go(&g) else { panic!("the first call runs") };
+        let claim = first.into_claim().expect("a claim to store the result under");
+        assert_eq!(claim.expires_s, 960, "kept for dedupe_seconds, not the idempotency TTL");
+        assert!(claim.key.starts_with("mcp\n"), "apart from any header key");
+        // While it runs, an identical call waits, then gives up (the fake never waits).
+        assert_eq!(go(&g).err().map(|e| e.code()), Some("idempotency_in_flight"));
+        // Other arguments are another call.
+        assert!(matches!(go(&mcp_gate(r#"{"arguments":{"slot":"10am"},"name":"book_slot"}"#, false, 60)), Ok(Gated::Admitted(_))));
+        let answer = StoredAnswer { status: 200, headers: vec![], body: Some("e30".into()) };
+        crate::state::run(&mut *f.store.borrow_mut(), claim.complete(answer.clone()), 900_000);
+        match go(&g) {
+            Ok(Gated::Replay(a)) => assert_eq!(a, answer),
+            _ => panic!("the stored result is replayed"),
+        }
+        // An Idempotency-Key header changes nothing for an MCP call.
+        let headers = vec![("idempotency-key".to_string(), "k1".to_string())];
+        let mut audit = AuditRecord::new("r".into(), "POST", 0);
+        assert!(matches!(now(run(&f, &g, &received(&headers), b"", &keys, &limits, 900, &mut audit)), Ok(Gated::Replay(_))));
+        // After the window, the call runs again.
+        crate::state::store::Store::purge(&mut *f.store.borrow_mut(), 961).unwrap();
+        assert!(matches!(go(&g), Ok(Gated::Admitted(_))));
+    }
+
+    #[test]
+    fn mcp_approvals_pass_the_identical_call_once() {
+        let (keys, limits) = setup();
+        let f = Fake { store: Default::default(), decision: None, gone: false, calls: Default::default() };
+        let go = |g: &Gate| {
+            let mut audit = AuditRecord::new("r".into(), "POST", 0);
+            now(run(&f, g, &received(&[]), b"", &keys, &limits, 900, &mut audit)).map(|_| ())
+        };
+        let g = mcp_gate(r#"{"arguments":{"title":"x"},"name":"create_page"}"#, true, 0);
+        let Err(Error::ApprovalRequired { id }) = go(&g) else { panic!("held") };
+        let held = approvals::get(&*f.store.borrow(), &id, 900).unwrap().unwrap();
+        assert_eq!((held.method.as_str(), held.path.as_str()), ("tools/call", "book_slot"));
+        assert_eq!(held.body.as_deref(), Some(r#"{"arguments":{"title":"x"},"name":"create_page"}"#), "the person sees the params");
+        // Pending: the same approval again, nothing consumed.
+        assert_eq!(go(&g), Err(Error::ApprovalRequired { id: id.clone() }));
+        crate::state::run(&mut *f.store.borrow_mut(), Command::Decide { id: id.clone(), approve: true, approver: "alice".into() }, 900_000);
+        // A presented approval (a checked requestState) for other params is refused.
+        let other = Gate { presented: Some(id.clone()), ..mcp_gate(r#"{"arguments":{"title":"y"},"name":"create_page"}"#, true, 0) };
+        assert_eq!(go(&other).err().map(|e| e.code()), Some("approval_invalid"));
+        assert_eq!(go(&g), Ok(()), "the identical call passes once");
+        let Err(Error::ApprovalRequired { id: next }) = go(&g) else { panic!("held again") };
+        assert_ne!(next, id);
+        // The state path: the presented approval, once.
+        crate::state::run(&mut *f.store.borrow_mut(), Command::Decide { id: next.clone(), approve: true, approver: "alice".into() }, 900_000);
+        let presented = Gate { presented: Some(next.clone()), ..g.clone() };
+        assert_eq!(go(&presented), Ok(()));
+        assert_eq!(go(&presented).err().map(|e| e.code()), Some("approval_invalid"));
+        // An x-airlock-approval header means nothing on an MCP call.
+        let headers = vec![(APPROVAL_HEADER.to_string(), next)];
+        let mut audit = AuditRecord::new("r".into(), "POST", 0);
+        assert!(matches!(now(run(&f, &g, &received(&headers), b"", &keys, &limits, 900, &mut audit)), Err(Error::ApprovalRequired { .. })));
+    }
+
     #[test]
     fn hold_open_forwards_once_on_approval_and_refuses_otherwise() {
         let (keys, limits) = setup();

@@ -191,7 +191,7 @@ fn gate_call(verdict: mcp::Verdict, rules: &mcp::McpRules, keys: &KeyRing, serve
     let (Some(bound), Some(tool)) = (&call.bound, &call.target) else {
         return mcp::Verdict::Forward { call, body };
     };
-    let cfg = rules.gates.get(tool).copied().unwrap_or_default();
+    let cfg = rules.gate(tool).unwrap_or_default();
     if let Some(state) = &bound.state {
         let at = mcp::gate::CallRef { session_id: &gate.session_id, server, tool, params: &bound.params };
         match mcp::gate::verify_state(keys, state, &at, now) {

@@ -9,6 +9,8 @@
 use std::rc::Rc;
 use std::time::Duration;
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
 use futures_util::future::{select, Either};
 use futures_util::stream::StreamExt;
 use worker::{Context, Delay, Env, Headers, Response};
@@ -19,14 +21,16 @@ use super::body::{filtered_body, filtered_source, read_whole, BodyLimits, Source
 use super::http::body_bytes;
 use crate::admit::Claim;
 use crate::audit::AuditRecord;
+use crate::authorize::McpAuthorized;
 use crate::error::{Error, Uninspectable};
 use crate::index::{self, Links};
 use crate::inject::{McpExchange, Outbound};
-use crate::mcp;
+use crate::mcp::{self, gate};
 use crate::policy::Limits;
 use crate::redact::{BodyFilter, Redactor};
 use crate::request;
 use crate::respond;
+use crate::state::session::StoredAnswer;
 use crate::token::KeyRing;
 
 /// Status, filtered headers, and the origin's response (for its body).
@@ -85,50 +89,113 @@ pub fn mcp_refusal(response: Vec<u8>, reason: &'static str, status: u16, audit: 
     Response::builder().with_status(status).with_headers(headers).fixed(response)
 }
 
+/// A gated or deduplicated MCP tool call refused at admission, answered in
+/// MCP terms: the approval to ask for (an `input_required` result in
+/// 2026-07-28, else a JSON-RPC error with the approval id and URL), or the
+/// gate's refusal as a JSON-RPC error. Any other refusal stays an error.
+pub fn mcp_gated(
+    error: Error,
+    authorized: &McpAuthorized<'_>,
+    keys: &KeyRing,
+    server: &str,
+    base: Option<&str>,
+    now_s: u64,
+    audit: &mut AuditRecord,
+) -> Result<Response, Error> {
+    let Some(mcp::Verdict::Forward { call, .. }) = &authorized.verdict else { return Err(error) };
+    let (Some(bound), Some(tool)) = (&call.bound, &call.target) else { return Err(error) };
+    let at = gate::CallRef { session_id: &authorized.gate.session_id, server, tool, params: &bound.params };
+    match gate::answer(&error, call, authorized.gate.presented.as_deref(), keys, &at, base.unwrap_or_default(), now_s) {
+        Some((response, status)) => {
+            audit.detail = Some(error.detail());
+            Ok(mcp_refusal(response, error.code(), status, audit))
+        }
+        None => Err(error),
+    }
+}
+
+/// The stored result of an identical earlier call to a deduplicated tool,
+/// with this call's JSON-RPC id.
+pub fn mcp_replayed(answer: StoredAnswer, authorized: &McpAuthorized<'_>, audit: &mut AuditRecord) -> Response {
+    let id = authorized.verdict.as_ref().and_then(|v| v.call().id.clone()).unwrap_or_default();
+    let stored = answer.body.as_deref().and_then(|b| STANDARD.decode(b).ok()).unwrap_or_default();
+    let (status, body) = gate::replay(answer.status, &stored, &id);
+    audit.allow(None);
+    audit.mcp_replay = Some(true);
+    let headers = Headers::new();
+    let _ = headers.set("content-type", mcp::CANONICAL_CONTENT_TYPE);
+    let _ = headers.set("x-airlock-idempotent-replay", "true");
+    Response::builder().with_status(status).with_headers(headers).fixed(body)
+}
+
+/// A failure after a deduplicated call was forwarded is its answer: kept
+/// for the identical calls that follow (the origin may have acted).
+async fn failed(claim: Option<Claim>, env: &Env, error: Error, audit: &mut AuditRecord) -> Error {
+    match claim {
+        Some(claim) => store_error(claim, env, error, audit).await,
+        None => error,
+    }
+}
+
 /// Filter response for an MCP exchange: the origin's session id handed out
 /// bound to this session; event streams filtered event by event; every
 /// other answer read whole and filtered by shape (a list result passes
 /// filtered whatever its id says, and what cannot be read strictly is
-/// replaced, never passed).
+/// replaced, never passed). The answer of a deduplicated call is read
+/// whole and stored for identical calls (`claim`).
 #[allow(clippy::too_many_arguments)]
 pub async fn finish_mcp(
-    upstream: Response,
+    upstream: Result<Response, Error>,
     exchange: McpExchange<'_>,
     redactor: Redactor,
     keys: &KeyRing,
     limits: &Limits,
     slot: &SharedAudit,
     ctx: &Context,
+    claim: Option<Claim>,
+    env: &Env,
     audit: &mut AuditRecord,
 ) -> Result<Response, Error> {
-    let (status, mut headers, upstream) = response_head(upstream, &exchange.outbound, &redactor, |_| None, audit)?;
+    if claim.is_some() {
+        audit.mcp_replay = Some(false);
+    }
+    let head = upstream.and_then(|upstream| response_head(upstream, &exchange.outbound, &redactor, |_| None, audit));
+    let (status, mut headers, upstream) = match head {
+        Ok(head) => head,
+        Err(e) => return Err(failed(claim, env, e, audit).await),
+    };
     let stateless = exchange.call.as_ref().is_some_and(|c| c.era == mcp::Era::Stateless);
     // 2026-07-28 has no sessions: an origin's id is not handed out.
     if let Some(i) = headers.iter().position(|(n, _)| n == "mcp-session-id") {
         let (_, origin_sid) = headers.remove(i);
         if !stateless {
-            let bound = mcp::bind_session_id(&origin_sid, &exchange.session_id, keys)
-                .ok_or_else(|| Error::UpstreamUnavailable { detail: "origin sent an unusable Mcp-Session-Id".into() })?;
+            let Some(bound) = mcp::bind_session_id(&origin_sid, &exchange.session_id, keys) else {
+                let e = Error::UpstreamUnavailable { detail: "origin sent an unusable Mcp-Session-Id".into() };
+                return Err(failed(claim, env, e, audit).await);
+            };
             headers.push(("mcp-session-id".into(), bound));
         }
     }
     let content_type = headers.iter().find(|(n, _)| n == "content-type").map(|(_, v)| v.to_ascii_lowercase()).unwrap_or_default();
     let McpExchange { outbound, call, rules, granted, .. } = exchange;
     let parts = Parts { outbound: &outbound, limits, slot, ctx };
-    if content_type.starts_with("text/event-stream") {
-        let filter = mcp::EventFilter::new(redactor, call, rules.clone(), granted);
-        return finish_response(upstream, status, headers, parts.outbound, Box::new(filter), parts.limits, audit, parts.slot, parts.ctx).await;
-    }
-    if outbound.method().as_str() == "HEAD" || matches!(status, 202 | 204 | 205 | 304) {
-        return finish_response(upstream, status, headers, parts.outbound, Box::new(redactor), parts.limits, audit, parts.slot, parts.ctx).await;
+    let stream = content_type.starts_with("text/event-stream");
+    if stream || outbound.method().as_str() == "HEAD" || matches!(status, 202 | 204 | 205 | 304) {
+        let filter: Box<dyn BodyFilter> = if stream { Box::new(mcp::EventFilter::new(redactor, call, rules.clone(), granted)) } else { Box::new(redactor) };
+        return match claim {
+            Some(claim) => finish_idempotent(upstream, status, headers, filter, parts, claim, env, audit).await,
+            None => finish_response(upstream, status, headers, parts.outbound, filter, parts.limits, audit, parts.slot, parts.ctx).await,
+        };
     }
     let mut body = Vec::new();
     let mut upstream = upstream;
     if let Ok(mut stream) = upstream.stream() {
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|_| Error::UpstreamUnavailable { detail: "MCP answer body failed".into() })?;
+            let Ok(chunk) = chunk else {
+                return Err(failed(claim, env, Error::UpstreamUnavailable { detail: "MCP answer body failed".into() }, audit).await);
+            };
             if body.len() + chunk.len() > 16 * mcp::MAX_MESSAGE {
-                return Err(Error::UpstreamUnavailable { detail: "MCP answer body too large".into() });
+                return Err(failed(claim, env, Error::UpstreamUnavailable { detail: "MCP answer body too large".into() }, audit).await);
             }
             body.extend_from_slice(&chunk);
         }
@@ -137,6 +204,11 @@ pub async fn finish_mcp(
         Some(call) => mcp::filter_message(&body, call, rules, granted),
         None => mcp::filter_origin_message(&body, None, rules, granted),
     });
+    if let Some(claim) = &claim {
+        // Too large to keep: answered once; identical calls get an error.
+        let kept = (filtered.len() as u64 <= claim.max_body).then_some(filtered.as_slice());
+        store(env, claim, status, &[], kept, audit).await;
+    }
     let out = Headers::new();
     for (name, value) in &headers {
         // The filtered body is UTF-8 JSON whatever charset the origin named.

@@ -23,7 +23,7 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::{canonical, error_response, stateless_status, Call, Era};
@@ -80,8 +80,17 @@ pub(super) fn bind(message: &mut Value) -> Bound {
         }
         _ => None,
     };
-    let bound: Map<String, Value> = params.iter().filter(|(k, _)| k.as_str() != "_meta").map(|(k, v)| (k.clone(), v.clone())).collect();
-    Bound { params: canonical(&Value::Object(bound)), state, url_elicitation }
+    // `_meta` out for the digest and back in for the server, without a copy.
+    let meta = params.remove("_meta");
+    let taken = Value::Object(std::mem::take(params));
+    let bytes = canonical(&taken);
+    if let Value::Object(mut m) = taken {
+        if let Some(meta) = meta {
+            m.insert("_meta".into(), meta);
+        }
+        *params = m;
+    }
+    Bound { params: bytes, state, url_elicitation }
 }
 
 fn short(parts: &[&[u8]]) -> String {
@@ -180,21 +189,26 @@ pub fn answer(error: &Error, call: &Call, presented: Option<&str>, ring: &KeyRin
     };
     let url = approval_url(base, id);
     let message = format!("A person must approve this call of {} (approval {id}). Retry once it is approved.", at.tool);
-    let answer_id = call.id.clone().unwrap_or(Value::Null);
+    // Written out rather than built as a `Value`: this is on the request
+    // path, and every string goes through the canonical serializer.
+    let q = |s: &str| String::from_utf8(canonical(&Value::String(s.into()))).unwrap_or_default();
+    let answer_id = String::from_utf8(canonical(call.id.as_ref().unwrap_or(&Value::Null))).unwrap_or_default();
+    let state = q(&mint_state(ring, id, now_s + STATE_TTL_S, at));
+    let (url, message, id) = (q(&url), q(&message), q(id));
     if call.era == Era::Stateless && call.bound.as_ref().is_some_and(|b| b.url_elicitation) {
-        let state = mint_state(ring, id, now_s + STATE_TTL_S, at);
-        let ask = json!({"method": "elicitation/create", "params": {"mode": "url", "message": message, "url": url}});
-        let result = json!({"resultType": "input_required", "inputRequests": {INPUT_KEY: ask}, "requestState": state});
-        return Some((canonical(&json!({"jsonrpc": "2.0", "id": answer_id, "result": result})), 200));
+        let body = format!(
+            r#"{{"id":{answer_id},"jsonrpc":"2.0","result":{{"inputRequests":{{"{INPUT_KEY}":{{"method":"elicitation/create","params":{{"message":{message},"mode":"url","url":{url}}}}}}},"requestState":{state},"resultType":"input_required"}}}}"#
+        );
+        return Some((body.into_bytes(), 200));
     }
     // No multi round-trip: URLElicitationRequired (-32042) in the handshake
     // era, an implementation-defined code in 2026-07-28 (which retired it).
     let code = if call.era == Era::Stateless { -32010 } else { -32042 };
-    let elicitation = json!({"mode": "url", "elicitationId": id, "url": url, "message": message});
-    let data = json!({"approval_id": id, "url": url, "elicitations": [elicitation]});
-    let body = canonical(&json!({"jsonrpc": "2.0", "id": answer_id, "error": {"code": code, "message": "Approval required", "data": data}}));
+    let body = format!(
+        r#"{{"error":{{"code":{code},"data":{{"approval_id":{id},"elicitations":[{{"elicitationId":{id},"message":{message},"mode":"url","url":{url}}}],"url":{url}}},"message":"Approval required"}},"id":{answer_id},"jsonrpc":"2.0"}}"#
+    );
     let status = if call.era == Era::Stateless { stateless_status(code) } else { 200 };
-    Some((body, status))
+    Some((body.into_bytes(), status))
 }
 
 /// The stored result of the first of identical calls, answered to a later
@@ -205,7 +219,7 @@ pub fn replay(status: u16, stored: &[u8], id: &Value) -> (u16, Vec<u8>) {
     if status != 200 {
         return (status, stored.to_vec());
     }
-    let response = |data: &[u8]| match serde_json::from_slice::<Value>(data) {
+    let response = |data: &[u8]| match super::parse_strict(data) {
         Ok(Value::Object(mut m)) if m.contains_key("id") && (m.contains_key("result") || m.contains_key("error")) => {
             m.insert("id".into(), id.clone());
             Some(canonical(&Value::Object(m)))
@@ -225,6 +239,7 @@ pub fn replay(status: u16, stored: &[u8], id: &Value) -> (u16, Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn ring() -> KeyRing {
         KeyRing::parse("k1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=").unwrap()
@@ -298,7 +313,16 @@ mod tests {
     }
 
     fn call(era: Era) -> Call {
-        Call { method: Some("tools/call".into()), id: Some(json!(5)), target: Some("create_page".into()), arg_names: vec![], list: None, era, headers: vec![], bound: None }
+        Call {
+            method: Some("tools/call".into()),
+            id: Some(json!(5)),
+            target: Some("create_page".into()),
+            arg_names: vec![],
+            list: None,
+            era,
+            headers: vec![],
+            bound: None,
+        }
     }
 
     #[test]
@@ -329,7 +353,12 @@ mod tests {
             assert_eq!(v["error"]["data"]["approval_id"], ID);
             assert_eq!(v["error"]["data"]["elicitations"][0]["elicitationId"], ID);
         }
-        for (e, code) in [(Error::ApprovalDenied, -32011), (Error::ApprovalInvalid, -32012), (Error::IdempotencyInFlight, -32014), (Error::IdempotencyNotStored { status: 200 }, -32015)] {
+        for (e, code) in [
+            (Error::ApprovalDenied, -32011),
+            (Error::ApprovalInvalid, -32012),
+            (Error::IdempotencyInFlight, -32014),
+            (Error::IdempotencyNotStored { status: 200 }, -32015),
+        ] {
             let (body, status) = go(&e, Era::Stateless, true, None).unwrap();
             let v: Value = serde_json::from_slice(&body).unwrap();
             assert_eq!((status, &v["error"]["code"]), (400, &json!(code)), "{e:?}");

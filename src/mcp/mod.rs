@@ -60,8 +60,10 @@ pub struct McpRules {
     pub resources: Vec<(String, Level)>,
     /// Prompt name -> level.
     pub prompts: BTreeMap<String, Level>,
-    /// Tool name -> its approval gate and duplicate suppression.
-    pub gates: BTreeMap<String, McpGate>,
+    /// Tool name -> its approval gate and duplicate suppression (a list:
+    /// one more map type would cost the request path's Wasm more than a
+    /// scan of a few entries costs a call).
+    pub gates: Vec<(String, McpGate)>,
 }
 
 fn allowed(needed: Option<Level>, granted: Level) -> bool {
@@ -69,6 +71,11 @@ fn allowed(needed: Option<Level>, granted: Level) -> bool {
 }
 
 impl McpRules {
+    /// The gate of tool `name`, if the policy gates it.
+    pub fn gate(&self, name: &str) -> Option<McpGate> {
+        self.gates.iter().find(|(n, _)| n == name).map(|(_, g)| *g)
+    }
+
     pub fn tool_allowed(&self, name: &str, granted: Level) -> bool {
         allowed(self.tools.get(name).copied().or(self.default_tool), granted)
     }
@@ -550,7 +557,8 @@ pub fn inspect_request(body: &[u8], headers: &[(String, String)], rules: &McpRul
         None => None,
         Some(m) => Some(m.as_str().ok_or(McpError::Invalid("method must be a string"))?.to_string()),
     };
-    let mut call = Call { method: method.clone(), id: id.clone(), target: None, arg_names: Vec::new(), list: None, era: Era::Handshake, headers: Vec::new(), bound: None };
+    let mut call =
+        Call { method: method.clone(), id: id.clone(), target: None, arg_names: Vec::new(), list: None, era: Era::Handshake, headers: Vec::new(), bound: None };
     let answer_id = id.clone().unwrap_or(Value::Null);
     let refuse = |call: Call, code: i64, message: &str, reason: &'static str| {
         let status = if call.era == Era::Stateless { stateless_status(code) } else { 200 };
@@ -614,7 +622,7 @@ pub fn inspect_request(body: &[u8], headers: &[(String, String)], rules: &McpRul
             // new call and decided like one.
             let allowed = rules.tool_allowed(&name, granted);
             let airlocks = params.and_then(|p| p.get("requestState")).and_then(Value::as_str).is_some_and(gate::ours);
-            if !allowed || !(airlocks || rules.gates.contains_key(&name)) {
+            if !allowed || !(airlocks || rules.gate(&name).is_some()) {
                 return decided(call, allowed, -32602, "Tool not found", "mcp_tool_not_allowed");
             }
             // Airlock's own state is taken out here: it never reaches the server.

@@ -357,9 +357,9 @@ fn read_approval(r: &mut Obj<'_>) -> Result<(bool, u64), PolicyError> {
 
 /// An MCP server's `tools`: name -> level, or name -> `{"level", "approval",
 /// "dedupe_seconds"}` for a gated or deduplicated tool.
-fn read_mcp_tools(map: Option<Obj<'_>>) -> Result<(BTreeMap<String, Level>, BTreeMap<String, McpGate>), PolicyError> {
+fn read_mcp_tools(map: Option<Obj<'_>>) -> Result<(BTreeMap<String, Level>, Vec<(String, McpGate)>), PolicyError> {
     let Some(map) = map else { return Ok(Default::default()) };
-    let (mut tools, mut gates) = (BTreeMap::new(), BTreeMap::new());
+    let (mut tools, mut gates) = (BTreeMap::new(), Vec::new());
     for (name, value) in map.map {
         if name.is_empty() {
             return Err(err(&map.path, "tool and prompt names must not be empty"));
@@ -377,7 +377,7 @@ fn read_mcp_tools(map: Option<Obj<'_>>) -> Result<(BTreeMap<String, Level>, BTre
         }
         o.done()?;
         if approval || dedupe_s > 0 {
-            gates.insert(name.clone(), McpGate { approval, wait_s, dedupe_s });
+            gates.push((name.clone(), McpGate { approval, wait_s, dedupe_s }));
         }
     }
     Ok((tools, gates))

@@ -34,7 +34,11 @@ before(async () => {
   h = await startAirlock({
     policy: (echoUrl) =>
       testPolicy(echoUrl, {
-        extraTools: { docs2: { origin: server.url, allow_http: true, credential: { secret: "MCP_DOCS2_TOKEN", inject: "bearer" }, mcp: RULES } },
+        extraTools: {
+          docs2: { origin: server.url, allow_http: true, credential: { secret: "MCP_DOCS2_TOKEN", inject: "bearer" }, mcp: RULES },
+          // The same server with `search` deduplicated, for the figures.
+          docs2d: { origin: server.url, allow_http: true, credential: { secret: "MCP_DOCS2_TOKEN", inject: "bearer" }, mcp: { tools: { search: { level: "read", dedupe_seconds: 60 } } } },
+        },
       }),
     secrets: { MCP_DOCS2_TOKEN: cred },
   });
@@ -57,10 +61,11 @@ const hitsOf = (log, since, name, pred = () => true) => log.slice(since).filter(
 const auditOf = (sid) => h.audit.filter((a) => a.session_id === sid && a.route === "mcp" && a.mcp_method === "tools/call");
 
 /** A raw 2026-07-28 tools/call (the client declares URL elicitation). */
-function call(token, name, args, extra = {}, id = 1) {
+const call = (token, name, args, extra = {}, id = 1) => callOn("docs2", token, name, args, extra, id);
+function callOn(target, token, name, args, extra = {}, id = 1) {
   const meta = { "io.modelcontextprotocol/protocolVersion": V, "io.modelcontextprotocol/clientCapabilities": { elicitation: { url: {} } } };
   const body = { jsonrpc: "2.0", id, method: "tools/call", params: { name, arguments: args, ...extra, _meta: meta } };
-  return h.fetch("/mcp/docs2", {
+  return h.fetch(`/mcp/${target}`, {
     method: "POST",
     headers: {
       authorization: `Bearer ${token}`,
@@ -222,5 +227,32 @@ describe("duplicate suppression on an MCP tool (dedupe_seconds)", () => {
     const nine = auditOf(s.session_id).filter((a) => a.decision === "allow");
     assert.equal(nine.filter((a) => a.mcp_replay === false).length, 2, "two calls ran (9am once, 10am once)");
     assert.equal(nine.filter((a) => a.mcp_replay === true).length, 20, "twenty answered from the stored result");
+  });
+});
+
+describe("figures", () => {
+  test("a dedupe lookup in workerd: a plain call, a deduplicated first call, a replay (median of 30)", async () => {
+    const s = await h.mint({ docs2: "read", docs2d: "read" }, { agent: "agent-figures" });
+    const since = (await server.log()).length;
+    const N = 30;
+    const median = async (f) => {
+      const t = [];
+      for (let i = 0; i < N; i++) {
+        const t0 = performance.now();
+        const r = await f(i);
+        t.push(performance.now() - t0);
+        assert.equal(r.status, 200, JSON.stringify(r.json));
+        assert.ok(r.json.result, JSON.stringify(r.json));
+      }
+      return t.sort((a, b) => a - b)[N >> 1];
+    };
+    const plain = await median((i) => callOn("docs2", s.token, "search", { query: `p${i}` }, {}, i));
+    const first = await median((i) => callOn("docs2d", s.token, "search", { query: `d${i}` }, {}, i));
+    const replay = await median((i) => callOn("docs2d", s.token, "search", { query: "d0" }, {}, i));
+    console.log(
+      `# dedupe in workerd (median of ${N}): plain call ${plain.toFixed(1)} ms; deduplicated first call ${first.toFixed(1)} ms ` +
+        `(+${(first - plain).toFixed(1)} ms: claim and store in the session's Durable Object); replay ${replay.toFixed(1)} ms (the server not called)`,
+    );
+    assert.equal(hitsOf(await server.log(), since, "search", (e) => e.arguments?.query === "d0").length, 1, "replays never reach the server");
   });
 });

@@ -642,14 +642,17 @@ mod tests {
         Gate { call: Some(("tools/call".into(), params.as_bytes().to_vec())), dedupe_s, path: "book_slot".into(), ..gate(approval, None) }
     }
 
+    /// Runs admission of `g` with `headers` against the fake state at 900 s.
+    fn admit_mcp(f: &Fake, g: &Gate, headers: &[(String, String)]) -> Result<Gated, Error> {
+        let (keys, limits) = setup();
+        let mut audit = AuditRecord::new("r".into(), "POST", 0);
+        now(run(f, g, &received(headers), b"raw bytes differ per call", &keys, &limits, 900, &mut audit))
+    }
+
     #[test]
     fn mcp_dedupe_claims_once_and_replays() {
-        let (keys, limits) = setup();
         let f = Fake { store: Default::default(), decision: None, gone: false, calls: Default::default() };
-        let go = |g: &Gate| {
-            let mut audit = AuditRecord::new("r".into(), "POST", 0);
-            now(run(&f, g, &received(&[]), b"raw bytes differ per call", &keys, &limits, 900, &mut audit))
-        };
+        let go = |g: &Gate| admit_mcp(&f, g, &[]);
         let g = mcp_gate(r#"{"arguments":{"slot":"9am"},"name":"book_slot"}"#, false, 60);
         let Ok(Gated::Admitted(first)) = go(&g) else { panic!("the first call runs") };
         let claim = first.into_claim().expect("a claim to store the result under");
@@ -667,8 +670,7 @@ mod tests {
         }
         // An Idempotency-Key header changes nothing for an MCP call.
         let headers = vec![("idempotency-key".to_string(), "k1".to_string())];
-        let mut audit = AuditRecord::new("r".into(), "POST", 0);
-        assert!(matches!(now(run(&f, &g, &received(&headers), b"", &keys, &limits, 900, &mut audit)), Ok(Gated::Replay(_))));
+        assert!(matches!(admit_mcp(&f, &g, &headers), Ok(Gated::Replay(_))));
         // After the window, the call runs again.
         crate::state::store::Store::purge(&mut *f.store.borrow_mut(), 961).unwrap();
         assert!(matches!(go(&g), Ok(Gated::Admitted(_))));
@@ -676,12 +678,8 @@ mod tests {
 
     #[test]
     fn mcp_approvals_pass_the_identical_call_once() {
-        let (keys, limits) = setup();
         let f = Fake { store: Default::default(), decision: None, gone: false, calls: Default::default() };
-        let go = |g: &Gate| {
-            let mut audit = AuditRecord::new("r".into(), "POST", 0);
-            now(run(&f, g, &received(&[]), b"", &keys, &limits, 900, &mut audit)).map(|_| ())
-        };
+        let go = |g: &Gate| admit_mcp(&f, g, &[]).map(|_| ());
         let g = mcp_gate(r#"{"arguments":{"title":"x"},"name":"create_page"}"#, true, 0);
         let Err(Error::ApprovalRequired { id }) = go(&g) else { panic!("held") };
         let held = approvals::get(&*f.store.borrow(), &id, 900).unwrap().unwrap();
@@ -703,8 +701,7 @@ mod tests {
         assert_eq!(go(&presented).err().map(|e| e.code()), Some("approval_invalid"));
         // An x-airlock-approval header means nothing on an MCP call.
         let headers = vec![(APPROVAL_HEADER.to_string(), next)];
-        let mut audit = AuditRecord::new("r".into(), "POST", 0);
-        assert!(matches!(now(run(&f, &g, &received(&headers), b"", &keys, &limits, 900, &mut audit)), Err(Error::ApprovalRequired { .. })));
+        assert!(matches!(admit_mcp(&f, &g, &headers), Err(Error::ApprovalRequired { .. })));
     }
 
     #[test]

@@ -187,8 +187,8 @@ pub fn mcp<'p>(policy: &'p Policy, keys: &KeyRing, req: &McpRequest<'_>, now: u6
 /// tool Airlock does not gate, refuses the call), and the gate told what to
 /// bind, hold and deduplicate.
 fn gate_call(verdict: mcp::Verdict, rules: &mcp::McpRules, keys: &KeyRing, server: &str, gate: &mut Gate, now: u64) -> mcp::Verdict {
-    let mcp::Verdict::Forward { call, body } = verdict else { return verdict };
-    let (Some(bound), Some(tool)) = (&call.bound, &call.target) else {
+    let mcp::Verdict::Forward { mut call, body } = verdict else { return verdict };
+    let (Some(bound), Some(tool)) = (&mut call.bound, &call.target) else {
         return mcp::Verdict::Forward { call, body };
     };
     let cfg = rules.gate(tool).unwrap_or_default();
@@ -207,7 +207,8 @@ fn gate_call(verdict: mcp::Verdict, rules: &mcp::McpRules, keys: &KeyRing, serve
     gate.approval_wait_s = cfg.wait_s;
     gate.dedupe_s = cfg.dedupe_s;
     gate.path = tool.clone();
-    gate.call = Some(("tools/call".into(), bound.params.clone()));
+    // The params move to the gate: what admission binds and the answer names.
+    gate.call = Some(("tools/call".into(), std::mem::take(&mut bound.params)));
     mcp::Verdict::Forward { call, body }
 }
 

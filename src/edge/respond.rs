@@ -102,9 +102,9 @@ pub fn mcp_gated(
     now_s: u64,
     audit: &mut AuditRecord,
 ) -> Result<Response, Error> {
-    let Some(mcp::Verdict::Forward { call, .. }) = &authorized.verdict else { return Err(error) };
-    let (Some(bound), Some(tool)) = (&call.bound, &call.target) else { return Err(error) };
-    let at = gate::CallRef { session_id: &authorized.gate.session_id, server, tool, params: &bound.params };
+    let (Some(mcp::Verdict::Forward { call, .. }), Some((_, params))) = (&authorized.verdict, &authorized.gate.call) else { return Err(error) };
+    let Some(tool) = &call.target else { return Err(error) };
+    let at = gate::CallRef { session_id: &authorized.gate.session_id, server, tool, params };
     match gate::answer(&error, call, authorized.gate.presented.as_deref(), keys, &at, base.unwrap_or_default(), now_s) {
         Some((response, status)) => {
             audit.detail = Some(error.detail());
@@ -128,21 +128,14 @@ pub fn mcp_replayed(answer: StoredAnswer, authorized: &McpAuthorized<'_>, audit:
     Response::builder().with_status(status).with_headers(headers).fixed(body)
 }
 
-/// A failure after a deduplicated call was forwarded is its answer: kept
-/// for the identical calls that follow (the origin may have acted).
-async fn failed(claim: Option<Claim>, env: &Env, error: Error, audit: &mut AuditRecord) -> Error {
-    match claim {
-        Some(claim) => store_error(claim, env, error, audit).await,
-        None => error,
-    }
-}
-
 /// Filter response for an MCP exchange: the origin's session id handed out
 /// bound to this session; event streams filtered event by event; every
 /// other answer read whole and filtered by shape (a list result passes
 /// filtered whatever its id says, and what cannot be read strictly is
-/// replaced, never passed). The answer of a deduplicated call is read
-/// whole and stored for identical calls (`claim`).
+/// replaced, never passed). The answer of a deduplicated call (`claim`) is
+/// read whole, whatever its type, and stored for identical calls; a
+/// failure after forwarding is stored as its answer (the origin may have
+/// acted).
 #[allow(clippy::too_many_arguments)]
 pub async fn finish_mcp(
     upstream: Result<Response, Error>,
@@ -159,20 +152,36 @@ pub async fn finish_mcp(
     if claim.is_some() {
         audit.mcp_replay = Some(false);
     }
-    let head = upstream.and_then(|upstream| response_head(upstream, &exchange.outbound, &redactor, |_| None, audit));
-    let (status, mut headers, upstream) = match head {
-        Ok(head) => head,
-        Err(e) => return Err(failed(claim, env, e, audit).await),
-    };
+    match mcp_answer(upstream, exchange, redactor, keys, limits, slot, ctx, claim.as_ref(), env, audit).await {
+        Err(e) => Err(match claim {
+            Some(claim) => store_error(claim, env, e, audit).await,
+            None => e,
+        }),
+        answered => answered,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn mcp_answer(
+    upstream: Result<Response, Error>,
+    exchange: McpExchange<'_>,
+    redactor: Redactor,
+    keys: &KeyRing,
+    limits: &Limits,
+    slot: &SharedAudit,
+    ctx: &Context,
+    claim: Option<&Claim>,
+    env: &Env,
+    audit: &mut AuditRecord,
+) -> Result<Response, Error> {
+    let (status, mut headers, upstream) = response_head(upstream?, &exchange.outbound, &redactor, |_| None, audit)?;
     let stateless = exchange.call.as_ref().is_some_and(|c| c.era == mcp::Era::Stateless);
     // 2026-07-28 has no sessions: an origin's id is not handed out.
     if let Some(i) = headers.iter().position(|(n, _)| n == "mcp-session-id") {
         let (_, origin_sid) = headers.remove(i);
         if !stateless {
-            let Some(bound) = mcp::bind_session_id(&origin_sid, &exchange.session_id, keys) else {
-                let e = Error::UpstreamUnavailable { detail: "origin sent an unusable Mcp-Session-Id".into() };
-                return Err(failed(claim, env, e, audit).await);
-            };
+            let bound = mcp::bind_session_id(&origin_sid, &exchange.session_id, keys)
+                .ok_or_else(|| Error::UpstreamUnavailable { detail: "origin sent an unusable Mcp-Session-Id".into() })?;
             headers.push(("mcp-session-id".into(), bound));
         }
     }
@@ -180,31 +189,33 @@ pub async fn finish_mcp(
     let McpExchange { outbound, call, rules, granted, .. } = exchange;
     let parts = Parts { outbound: &outbound, limits, slot, ctx };
     let stream = content_type.starts_with("text/event-stream");
-    if stream || outbound.method().as_str() == "HEAD" || matches!(status, 202 | 204 | 205 | 304) {
+    if claim.is_none() && (stream || outbound.method().as_str() == "HEAD" || matches!(status, 202 | 204 | 205 | 304)) {
         let filter: Box<dyn BodyFilter> = if stream { Box::new(mcp::EventFilter::new(redactor, call, rules.clone(), granted)) } else { Box::new(redactor) };
-        return match claim {
-            Some(claim) => finish_idempotent(upstream, status, headers, filter, parts, claim, env, audit).await,
-            None => finish_response(upstream, status, headers, parts.outbound, filter, parts.limits, audit, parts.slot, parts.ctx).await,
-        };
+        return finish_response(upstream, status, headers, parts.outbound, filter, parts.limits, audit, parts.slot, parts.ctx).await;
     }
     let mut body = Vec::new();
     let mut upstream = upstream;
     if let Ok(mut stream) = upstream.stream() {
         while let Some(chunk) = stream.next().await {
-            let Ok(chunk) = chunk else {
-                return Err(failed(claim, env, Error::UpstreamUnavailable { detail: "MCP answer body failed".into() }, audit).await);
-            };
+            let chunk = chunk.map_err(|_| Error::UpstreamUnavailable { detail: "MCP answer body failed".into() })?;
             if body.len() + chunk.len() > 16 * mcp::MAX_MESSAGE {
-                return Err(failed(claim, env, Error::UpstreamUnavailable { detail: "MCP answer body too large".into() }, audit).await);
+                return Err(Error::UpstreamUnavailable { detail: "MCP answer body too large".into() });
             }
             body.extend_from_slice(&chunk);
         }
     }
-    let filtered = redactor.redact(&match &call {
-        Some(call) => mcp::filter_message(&body, call, rules, granted),
-        None => mcp::filter_origin_message(&body, None, rules, granted),
-    });
-    if let Some(claim) = &claim {
+    let filtered = match call {
+        // A deduplicated call's event stream, filtered and scrubbed whole.
+        call if stream => {
+            let mut filter = mcp::EventFilter::new(redactor, call, rules.clone(), granted);
+            let mut out = filter.push(&body).map_err(|_| Error::UpstreamUnavailable { detail: "MCP event too large".into() })?;
+            out.extend(filter.finish());
+            out
+        }
+        Some(call) => redactor.redact(&mcp::filter_message(&body, &call, rules, granted)),
+        None => redactor.redact(&mcp::filter_origin_message(&body, None, rules, granted)),
+    };
+    if let Some(claim) = claim {
         // Too large to keep: answered once; identical calls get an error.
         let kept = (filtered.len() as u64 <= claim.max_body).then_some(filtered.as_slice());
         store(env, claim, status, &[], kept, audit).await;

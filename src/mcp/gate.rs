@@ -49,8 +49,9 @@ pub const STATE_TTL_S: u64 = 600;
 pub const INPUT_KEY: &str = "airlock_approval";
 
 /// What a gated or deduplicated call binds: its `params` without `_meta`
-/// (canonical bytes), Airlock's `requestState` if the call carried one,
-/// and whether the client can answer a URL-mode elicitation.
+/// (canonical bytes; moved to the admission gate once the call is gated),
+/// Airlock's `requestState` if the call carried one, and whether the client
+/// can answer a URL-mode elicitation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bound {
     pub params: Vec<u8>,
@@ -310,6 +311,19 @@ mod tests {
         assert!(!b.url_elicitation);
         assert_eq!(theirs["params"]["requestState"], "server-state");
         assert!(String::from_utf8(b.params).unwrap().contains("server-state"), "a server round is another call");
+    }
+
+    #[test]
+    fn airlocks_state_is_refused_where_airlock_never_issues_one() {
+        let mut rules = crate::mcp::McpRules::default();
+        rules.prompts.insert("summarize".into(), crate::level::Level::Read);
+        rules.resources.push(("docs://".into(), crate::level::Level::Read));
+        for (method, target) in [("prompts/get", r#""name":"summarize""#), ("resources/read", r#""uri":"docs://a""#)] {
+            let body = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"{method}","params":{{{target},"requestState":"{STATE_PREFIX}x"}}}}"#);
+            assert!(crate::mcp::inspect(body.as_bytes(), &rules, crate::level::Level::Admin).is_err(), "{method}");
+            let theirs = body.replace(STATE_PREFIX, "server.");
+            assert!(matches!(crate::mcp::inspect(theirs.as_bytes(), &rules, crate::level::Level::Admin), Ok(crate::mcp::Verdict::Forward { .. })), "{method}");
+        }
     }
 
     fn call(era: Era) -> Call {

@@ -597,6 +597,11 @@ pub fn inspect_request(body: &[u8], headers: &[(String, String)], rules: &McpRul
         return Err(McpError::Invalid("unknown notification"));
     }
     let stateless = call.era == Era::Stateless;
+    let airlocks = params.and_then(|p| p.get("requestState")).and_then(Value::as_str).is_some_and(gate::ours);
+    if airlocks && method != "tools/call" {
+        // Airlock only gates tool calls: its state on anything else is forged.
+        return Err(McpError::Invalid("a requestState Airlock never issued"));
+    }
     let decided = |call: Call, allowed: bool, code: i64, message: &str, reason: &'static str| {
         if allowed {
             Ok(Verdict::Forward { call, body: CanonicalBody(canonical(&value)) })
@@ -621,7 +626,6 @@ pub fn inspect_request(body: &[u8], headers: &[(String, String)], rules: &McpRul
             // A multi round-trip retry (inputResponses, requestState) is a
             // new call and decided like one.
             let allowed = rules.tool_allowed(&name, granted);
-            let airlocks = params.and_then(|p| p.get("requestState")).and_then(Value::as_str).is_some_and(gate::ours);
             if !allowed || !(airlocks || rules.gate(&name).is_some()) {
                 return decided(call, allowed, -32602, "Tool not found", "mcp_tool_not_allowed");
             }

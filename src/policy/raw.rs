@@ -373,7 +373,7 @@ fn read_mcp_tools(map: Option<Obj<'_>>) -> Result<(BTreeMap<String, Level>, Vec<
         let (approval, wait_s) = read_approval(&mut o)?;
         let dedupe_s = o.u64("dedupe_seconds")?.unwrap_or(0);
         if dedupe_s > MAX_DEDUPE_S {
-            return Err(err(o.field("dedupe_seconds"), format!("must be between 0 and {MAX_DEDUPE_S}")));
+            return Err(err(o.field("dedupe_seconds"), "must be between 0 and 86400 (one day)"));
         }
         o.done()?;
         if approval || dedupe_s > 0 {

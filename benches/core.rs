@@ -208,7 +208,8 @@ fn mcp_figures() {
     let received = Received { method: "POST", raw_path: "/mcp/docs", query: "", headers: &[] };
     let plain = authorize::Gate { session_id: at.session_id.into(), tool: Some("docs".into()), path: "/".into(), ..Default::default() };
     let dedupe = authorize::Gate { call: Some(("tools/call".into(), p.to_vec())), dedupe_s: 60, path: "book_slot".into(), ..plain.clone() };
-    let plan = |g: &authorize::Gate| time_us(20_000, || drop(black_box(admit::plan(g, &received, black_box(new.as_bytes()), &keys, &policy.limits, 1_000).unwrap())));
+    let plan =
+        |g: &authorize::Gate| time_us(20_000, || drop(black_box(admit::plan(g, &received, black_box(new.as_bytes()), &keys, &policy.limits, 1_000).unwrap())));
     let (plain_us, dedupe_us) = (plan(&plain), plan(&dedupe));
     println!(
         "  MCP gates: requestState minted {mint:.2} µs, verified {verify:.2} µs; admission plan {plain_us:.2} µs, {dedupe_us:.2} µs for a deduplicated call (digest and key)"

@@ -266,7 +266,8 @@ mod tests {
         let other_ring = KeyRing::parse("k2:ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=").unwrap();
         let foreign = mint_state(&other_ring, ID, 1_600, &at("s1", params));
         let (signed, tag) = good.rsplit_once('.').unwrap();
-        let rows: &[(&str, String, &str, &[u8], u64, &str)] = &[
+        type Row = (&'static str, String, &'static str, &'static [u8], u64, &'static str);
+        let rows: &[Row] = &[
             ("a bit flipped in the MAC", flip(&good, good.len() - 3), "s1", params, 1_000, "mcp_state_forged"),
             ("the approval id changed", good.replace(ID, "ap_ffffffffffffffffffffffffffffffff"), "s1", params, 1_000, "mcp_state_forged"),
             ("the expiry pushed out", good.replace(".1600.", ".9600."), "s1", params, 1_000, "mcp_state_forged"),
@@ -345,7 +346,7 @@ mod tests {
         let bound = |url| Bound { params: params.to_vec(), state: None, url_elicitation: url };
         let required = Error::ApprovalRequired { id: ID.into() };
         let go = |e: &Error, era, url, presented| {
-            let call = Call { bound: Some(bound(url)), ..call(era) };
+            let call = Call { bound: Some(Box::new(bound(url))), ..call(era) };
             answer(e, &call, presented, &ring(), &at("s1", params), "https://airlock.example/", 1_000)
         };
         let (body, status) = go(&required, Era::Stateless, true, None).unwrap();

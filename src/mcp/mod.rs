@@ -152,7 +152,7 @@ pub struct Call {
     pub headers: Vec<(String, String)>,
     /// What an allowed call to a gated or deduplicated tool binds (and a
     /// call carrying Airlock's own `requestState`).
-    pub bound: Option<gate::Bound>,
+    pub bound: Option<Box<gate::Bound>>,
 }
 
 /// The bytes to send to the origin: the canonical serialization of exactly
@@ -630,7 +630,7 @@ pub fn inspect_request(body: &[u8], headers: &[(String, String)], rules: &McpRul
                 return decided(call, allowed, -32602, "Tool not found", "mcp_tool_not_allowed");
             }
             // Airlock's own state is taken out here: it never reaches the server.
-            call.bound = Some(gate::bind(&mut value));
+            call.bound = Some(Box::new(gate::bind(&mut value)));
             Ok(Verdict::Forward { call, body: CanonicalBody(canonical(&value)) })
         }
         ("prompts/get", _) => {

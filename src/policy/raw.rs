@@ -355,9 +355,12 @@ fn read_approval(r: &mut Obj<'_>) -> Result<(bool, u64), PolicyError> {
     })
 }
 
+/// Tool levels, and the gates of the tools that have one.
+type McpTools = (BTreeMap<String, Level>, Vec<(String, McpGate)>);
+
 /// An MCP server's `tools`: name -> level, or name -> `{"level", "approval",
 /// "dedupe_seconds"}` for a gated or deduplicated tool.
-fn read_mcp_tools(map: Option<Obj<'_>>) -> Result<(BTreeMap<String, Level>, Vec<(String, McpGate)>), PolicyError> {
+fn read_mcp_tools(map: Option<Obj<'_>>) -> Result<McpTools, PolicyError> {
     let Some(map) = map else { return Ok(Default::default()) };
     let (mut tools, mut gates) = (BTreeMap::new(), Vec::new());
     for (name, value) in map.map {

@@ -36,31 +36,15 @@ pub(super) fn parse(json: &str) -> Result<Policy, PolicyError> {
     read_policy(&value)
 }
 
-/// A map of names to levels (MCP tools and prompts). With `gates` (tools),
-/// a name may also map to `{"level", "approval", "dedupe_seconds"}`: the
-/// gate of a gated or deduplicated tool is added to `gates`.
-fn levels(map: Option<Obj<'_>>, mut gates: Option<&mut Vec<(String, McpGate)>>) -> Result<BTreeMap<String, Level>, PolicyError> {
+/// A map of names to levels (MCP tools and prompts).
+fn levels(map: Option<Obj<'_>>) -> Result<BTreeMap<String, Level>, PolicyError> {
     let Some(map) = map else { return Ok(BTreeMap::new()) };
     let mut out = BTreeMap::new();
     for (name, value) in map.map {
         if name.is_empty() {
             return Err(err(&map.path, "tool and prompt names must not be empty"));
         }
-        let (Some(gates), true) = (gates.as_deref_mut(), value.is_object()) else {
-            out.insert(name.clone(), level(value, map.field(name))?);
-            continue;
-        };
-        let mut o = Obj::of(value, map.field(name))?;
-        out.insert(name.clone(), level(o.get("level").unwrap_or(&Value::Null), o.field("level"))?);
-        let (approval, wait_s) = read_approval(&mut o)?;
-        let dedupe_s = o.u64("dedupe_seconds")?.unwrap_or(0);
-        if dedupe_s > MAX_DEDUPE_S {
-            return Err(err(o.field("dedupe_seconds"), "must be between 0 and 86400 (one day)"));
-        }
-        o.done()?;
-        if approval || dedupe_s > 0 {
-            gates.push((name.clone(), McpGate { approval, wait_s, dedupe_s }));
-        }
+        out.insert(name.clone(), level(value, map.field(name))?);
     }
     Ok(out)
 }
@@ -371,10 +355,40 @@ fn read_approval(r: &mut Obj<'_>) -> Result<(bool, u64), PolicyError> {
     })
 }
 
+/// Tool levels, and the gates of the tools that have one.
+type McpTools = (BTreeMap<String, Level>, Vec<(String, McpGate)>);
+
+/// An MCP server's `tools`: name -> level, or name -> `{"level", "approval",
+/// "dedupe_seconds"}` for a gated or deduplicated tool.
+fn read_mcp_tools(map: Option<Obj<'_>>) -> Result<McpTools, PolicyError> {
+    let Some(map) = map else { return Ok(Default::default()) };
+    let (mut tools, mut gates) = (BTreeMap::new(), Vec::new());
+    for (name, value) in map.map {
+        if name.is_empty() {
+            return Err(err(&map.path, "tool and prompt names must not be empty"));
+        }
+        if !value.is_object() {
+            tools.insert(name.clone(), level(value, map.field(name))?);
+            continue;
+        }
+        let mut o = Obj::of(value, map.field(name))?;
+        tools.insert(name.clone(), level(o.get("level").unwrap_or(&Value::Null), o.field("level"))?);
+        let (approval, wait_s) = read_approval(&mut o)?;
+        let dedupe_s = o.u64("dedupe_seconds")?.unwrap_or(0);
+        if dedupe_s > MAX_DEDUPE_S {
+            return Err(err(o.field("dedupe_seconds"), "must be between 0 and 86400 (one day)"));
+        }
+        o.done()?;
+        if approval || dedupe_s > 0 {
+            gates.push((name.clone(), McpGate { approval, wait_s, dedupe_s }));
+        }
+    }
+    Ok((tools, gates))
+}
+
 fn read_mcp(mut m: Obj<'_>) -> Result<McpRules, PolicyError> {
-    let mut gates = Vec::new();
-    let tools = levels(m.obj("tools")?, Some(&mut gates))?;
-    let prompts = levels(m.obj("prompts")?, None)?;
+    let (tools, gates) = read_mcp_tools(m.obj("tools")?)?;
+    let prompts = levels(m.obj("prompts")?)?;
     let default_tool = m.get("default_tool_level").map(|v| level(v, m.field("default_tool_level"))).transpose()?;
     let mut resources = Vec::new();
     for (i, r) in m.list("resources")?.iter().enumerate() {

@@ -62,10 +62,10 @@ const auditOf = (sid) => h.audit.filter((a) => a.session_id === sid && a.route =
 
 /** A raw 2026-07-28 tools/call (the client declares URL elicitation). */
 const call = (token, name, args, extra = {}, id = 1) => callOn("docs2", token, name, args, extra, id);
-function callOn(target, token, name, args, extra = {}, id = 1) {
+function callOn(target, token, name, args, extra = {}, id = 1, harness = h) {
   const meta = { "io.modelcontextprotocol/protocolVersion": V, "io.modelcontextprotocol/clientCapabilities": { elicitation: { url: {} } } };
   const body = { jsonrpc: "2.0", id, method: "tools/call", params: { name, arguments: args, ...extra, _meta: meta } };
-  return h.fetch(`/mcp/${target}`, {
+  return harness.fetch(`/mcp/${target}`, {
     method: "POST",
     headers: {
       authorization: `Bearer ${token}`,
@@ -227,6 +227,37 @@ describe("duplicate suppression on an MCP tool (dedupe_seconds)", () => {
     const nine = auditOf(s.session_id).filter((a) => a.decision === "allow");
     assert.equal(nine.filter((a) => a.mcp_replay === false).length, 2, "two calls ran (9am once, 10am once)");
     assert.equal(nine.filter((a) => a.mcp_replay === true).length, 20, "twenty answered from the stored result");
+  });
+});
+
+describe("a deduplicated result too large to keep", () => {
+  let small;
+  before(async () => {
+    small = await startAirlock({
+      policy: (echoUrl) =>
+        testPolicy(echoUrl, {
+          limits: { idempotency_max_body_bytes: 0 },
+          extraTools: { docs2: { origin: server.url, allow_http: true, credential: { secret: "MCP_DOCS2_TOKEN", inject: "bearer" }, mcp: RULES } },
+        }),
+      secrets: { MCP_DOCS2_TOKEN: h.secrets.MCP_DOCS2_TOKEN },
+    });
+  });
+  after(async () => {
+    await small?.close();
+  });
+
+  test("the call still runs once; identical calls in the window get -32015, never a second run", async () => {
+    const s = await small.mint({ docs2: "write" }, { agent: "agent-dedupe-big" });
+    const since = (await server.log()).length;
+    const viaSmall = (id) => callOn("docs2", s.token, "book_slot", { slot: "noon" }, {}, id, small);
+    const first = await viaSmall(1);
+    assert.equal(first.status, 200);
+    assert.match(first.text, /booked noon/);
+    const second = await viaSmall(2);
+    assert.equal(second.status, 400);
+    assert.deepEqual(second.json.error, { code: -32015, message: "Duplicate of a call whose result was not kept" });
+    assert.equal(second.json.id, 2);
+    assert.equal(hitsOf(await server.log(), since, "book_slot", (e) => e.arguments?.slot === "noon").length, 1, "the server ran it once");
   });
 });
 

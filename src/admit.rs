@@ -676,6 +676,39 @@ mod tests {
         assert!(matches!(go(&g), Ok(Gated::Admitted(_))));
     }
 
+    /// A state whose idempotency claim fails (the session object answered
+    /// `Failed`, or could not be reached).
+    struct ClaimFails;
+
+    impl StateCalls for ClaimFails {
+        async fn call(&self, _object: &str, command: &Command) -> Result<Reply, Error> {
+            match command {
+                Command::Admit { .. } => Ok(Reply::Admitted { refusal: None }),
+                _ => Err(Error::StateUnavailable("state object: storage failed".into())),
+            }
+        }
+        async fn wait(&self) -> bool {
+            false
+        }
+        fn approval_id(&self) -> Result<String, Error> {
+            Ok("ap_x".into())
+        }
+    }
+
+    #[test]
+    fn a_dedupe_state_fault_refuses_the_call() {
+        let (keys, limits) = setup();
+        let g = mcp_gate(r#"{"arguments":{"slot":"9am"},"name":"book_slot"}"#, false, 60);
+        let mut audit = AuditRecord::new("r".into(), "POST", 0);
+        let got = now(run(&ClaimFails, &g, &received(&[]), b"", &keys, &limits, 900, &mut audit));
+        assert_eq!(got.err().map(|e| e.code()), Some("state_unavailable"), "no admission, so nothing is forwarded");
+        // A state that answers the claim with anything but its outcome refuses too.
+        let plan = plan(&g, &received(&[]), b"", &keys, &limits, 900).unwrap();
+        let admitting = plan.on_reply(Reply::Admitted { refusal: None }, 900, &mut audit).unwrap();
+        assert!(admitting.idem_command(900).is_some());
+        assert_eq!(admitting.on_idem(Reply::Done, &limits, 900, &mut audit).err().map(|e| e.code()), Some("state_unavailable"));
+    }
+
     #[test]
     fn mcp_approvals_pass_the_identical_call_once() {
         let f = Fake { store: Default::default(), decision: None, gone: false, calls: Default::default() };

@@ -282,7 +282,7 @@ describe("figures", () => {
     const replay = await median((i) => callOn("docs2d", s.token, "search", { query: "d0" }, {}, i));
     console.log(
       `# dedupe in workerd (median of ${N}): plain call ${plain.toFixed(1)} ms; deduplicated first call ${first.toFixed(1)} ms ` +
-        `(+${(first - plain).toFixed(1)} ms: claim and store in the session's Durable Object); replay ${replay.toFixed(1)} ms (the server not called)`,
+        `(${first >= plain ? "+" : ""}${(first - plain).toFixed(1)} ms: claim and store in the session's Durable Object); replay ${replay.toFixed(1)} ms (the server not called)`,
     );
     assert.equal(hitsOf(await server.log(), since, "search", (e) => e.arguments?.query === "d0").length, 1, "replays never reach the server");
   });

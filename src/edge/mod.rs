@@ -44,7 +44,7 @@ use self::audit::{AuditSlot, SharedAudit};
 use self::config::{load_keys, load_policy, random_bytes, read_credential};
 use self::forward::{forward, Body};
 use self::http::{error_response, REQUEST_ID_HEADER};
-use self::respond::{finish_mcp, finish_response, finish_tool, index_page, mcp_gated, mcp_refusal, mcp_replayed, response_head, Parts};
+use self::respond::{finish_mcp, finish_response, finish_tool, index_page, mcp_gated, mcp_refusal, mcp_replayed, response_head, McpParts, Parts};
 use crate::admit::{Gated, Received};
 use crate::audit::AuditRecord;
 use crate::authorize;
@@ -190,7 +190,8 @@ async fn handle(mut req: Request, env: &Env, ctx: &Context, audit: &mut AuditRec
             let redactor = exchange.outbound.take_filter();
             let source = exchange.body.as_ref().map_or(Body::Inbound(&req), |b| Body::Bytes(b.as_bytes()));
             let upstream = forward(source, env, &exchange.outbound, &redactor, exchange.outbound.timeout_ms(timeout)).await;
-            finish_mcp(upstream, *exchange, redactor, &keys, &policy.limits, slot, ctx, claim, env, audit).await
+            let at = McpParts { keys: &keys, limits: &policy.limits, slot, ctx, env };
+            finish_mcp(upstream, *exchange, redactor, at, claim, audit).await
         }
         Route::NotFound => Err(Error::NotFound),
     }

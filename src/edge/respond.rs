@@ -136,44 +136,45 @@ pub fn mcp_replayed(answer: StoredAnswer, authorized: &McpAuthorized<'_>, audit:
 /// read whole, whatever its type, and stored for identical calls; a
 /// failure after forwarding is stored as its answer (the origin may have
 /// acted).
-#[allow(clippy::too_many_arguments)]
 pub async fn finish_mcp(
     upstream: Result<Response, Error>,
     exchange: McpExchange<'_>,
     redactor: Redactor,
-    keys: &KeyRing,
-    limits: &Limits,
-    slot: &SharedAudit,
-    ctx: &Context,
+    at: McpParts<'_>,
     claim: Option<Claim>,
-    env: &Env,
     audit: &mut AuditRecord,
 ) -> Result<Response, Error> {
     if claim.is_some() {
         audit.mcp_replay = Some(false);
     }
-    match mcp_answer(upstream, exchange, redactor, keys, limits, slot, ctx, claim.as_ref(), env, audit).await {
+    match mcp_answer(upstream, exchange, redactor, &at, claim.as_ref(), audit).await {
         Err(e) => Err(match claim {
-            Some(claim) => store_error(claim, env, e, audit).await,
+            Some(claim) => store_error(claim, at.env, e, audit).await,
             None => e,
         }),
         answered => answered,
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What finishing an MCP answer needs besides the exchange itself.
+#[derive(Clone, Copy)]
+pub struct McpParts<'a> {
+    pub keys: &'a KeyRing,
+    pub limits: &'a Limits,
+    pub slot: &'a SharedAudit,
+    pub ctx: &'a Context,
+    pub env: &'a Env,
+}
+
 async fn mcp_answer(
     upstream: Result<Response, Error>,
     exchange: McpExchange<'_>,
     redactor: Redactor,
-    keys: &KeyRing,
-    limits: &Limits,
-    slot: &SharedAudit,
-    ctx: &Context,
+    at: &McpParts<'_>,
     claim: Option<&Claim>,
-    env: &Env,
     audit: &mut AuditRecord,
 ) -> Result<Response, Error> {
+    let McpParts { keys, limits, slot, ctx, env } = *at;
     let (status, mut headers, upstream) = response_head(upstream?, &exchange.outbound, &redactor, |_| None, audit)?;
     let stateless = exchange.call.as_ref().is_some_and(|c| c.era == mcp::Era::Stateless);
     // 2026-07-28 has no sessions: an origin's id is not handed out.

@@ -155,6 +155,67 @@ fn breakdown() {
     println!("  breakdown: verify {verify:.2} µs, normalize {normalize:.2} µs, credential encodings {encodings:.2} µs, audit record {audit:.2} µs");
 }
 
+/// What the MCP 2026-07-28 request metadata check and a gated tool call add
+/// to Airlock's own work: the same `tools/call` inspected as a handshake-era
+/// message and as a 2026-07-28 one with its `Mcp-Method`/`Mcp-Name`/
+/// `Mcp-Param-*` headers; the check alone; Airlock's `requestState` minted
+/// and verified; and the admission plan of a deduplicated call (the call's
+/// digest and key) next to a plain one. The state object's round trip is
+/// I/O, timed in workerd by `miniflare-tests/mcp-gates.test.mjs`.
+fn mcp_figures() {
+    use airlock::level::Level;
+    use airlock::mcp::{self, gate, McpRules};
+    let mut rules = McpRules::default();
+    rules.tools.insert("book_slot".into(), Level::Write);
+    let args = r#""arguments":{"slot":"9am","room":"Ada Lovelace","attendees":["a@example.com","b@example.com"],"region":"eu-west1"}"#;
+    let old = format!(r#"{{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{{"name":"book_slot",{args}}}}}"#);
+    let new = format!(
+        r#"{{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{{"name":"book_slot",{args},"_meta":{{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{{}}}}}}}}"#
+    );
+    let h = |n: &str, v: &str| (n.to_string(), v.to_string());
+    let headers = vec![
+        h("content-type", "application/json"),
+        h("mcp-protocol-version", "2026-07-28"),
+        h("mcp-method", "tools/call"),
+        h("mcp-name", "book_slot"),
+        h("mcp-param-region", "eu-west1"),
+    ];
+    let handshake = time_us(20_000, || {
+        black_box(mcp::inspect(black_box(old.as_bytes()), &rules, Level::Write).unwrap());
+    });
+    let stateless = time_us(20_000, || {
+        black_box(mcp::inspect_request(black_box(new.as_bytes()), &headers, &rules, Level::Write).unwrap());
+    });
+    let value: serde_json::Value = serde_json::from_str(&new).unwrap();
+    let params = value["params"].as_object();
+    let check = time_us(50_000, || {
+        black_box(mcp::era::check_headers(black_box(&headers), "tools/call", params, Some("name")).unwrap());
+    });
+    println!(
+        "  MCP tools/call: inspected {handshake:.2} µs (2025-11-25), {stateless:.2} µs (2026-07-28 with its headers); the header check alone {check:.2} µs"
+    );
+    let keys = KeyRing::parse("k1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=").unwrap();
+    let p = br#"{"arguments":{"slot":"9am"},"name":"book_slot"}"#;
+    let at = gate::CallRef { session_id: "5f0c9a7e1b2d4c6e8f0a1b2c3d4e5f60", server: "docs", tool: "book_slot", params: p };
+    let state = gate::mint_state(&keys, "ap_0123456789abcdef0123456789abcdef", 2_000, &at);
+    let mint = time_us(20_000, || {
+        black_box(gate::mint_state(&keys, "ap_0123456789abcdef0123456789abcdef", 2_000, black_box(&at)));
+    });
+    let verify = time_us(20_000, || {
+        black_box(gate::verify_state(&keys, black_box(&state), &at, 1_000).unwrap());
+    });
+    let policy = Policy::parse(POLICY).unwrap();
+    let received = Received { method: "POST", raw_path: "/mcp/docs", query: "", headers: &[] };
+    let plain = authorize::Gate { session_id: at.session_id.into(), tool: Some("docs".into()), path: "/".into(), ..Default::default() };
+    let dedupe = authorize::Gate { call: Some(("tools/call".into(), p.to_vec())), dedupe_s: 60, path: "book_slot".into(), ..plain.clone() };
+    let plan =
+        |g: &authorize::Gate| time_us(20_000, || drop(black_box(admit::plan(g, &received, black_box(new.as_bytes()), &keys, &policy.limits, 1_000).unwrap())));
+    let (plain_us, dedupe_us) = (plan(&plain), plan(&dedupe));
+    println!(
+        "  MCP gates: requestState minted {mint:.2} µs, verified {verify:.2} µs; admission plan {plain_us:.2} µs, {dedupe_us:.2} µs for a deduplicated call (digest and key)"
+    );
+}
+
 /// What a bearer credential is scrubbed with: the secret, `Bearer <secret>`,
 /// and the base64 spellings of both (as `inject` builds them).
 fn credential_patterns() -> Vec<Vec<u8>> {
@@ -192,6 +253,10 @@ fn redaction(body: &[u8], label: &str) -> f64 {
 fn main() {
     // `cargo bench --bench core -- request` runs only the per-request part
     // (short enough to run under a profiler).
+    if std::env::args().any(|a| a == "mcp") {
+        mcp_figures();
+        return;
+    }
     if std::env::args().any(|a| a == "request") {
         let us = per_request();
         println!("verify + decide + inject (+ build redactor): {us:.2} µs/request");
@@ -201,6 +266,7 @@ fn main() {
     let us = per_request();
     println!("verify + decide + inject (+ build redactor): {us:.2} µs/request  [{}: budget ≤ 10 µs]", if us <= 10.0 { "PASS" } else { "FAIL" });
     breakdown();
+    mcp_figures();
 
     // JSON-like text (an API response), binary-ish data, and text dense
     // with the credential's first bytes (worst case for candidate checks).

@@ -7,17 +7,11 @@
 // request metadata headers, and the methods the era removed.
 
 import assert from "node:assert/strict";
-import { execFile, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { REPO_ROOT, randomSecret, startAirlock, testPolicy } from "./helpers.mjs";
-import { assertNoSecret, waitFor } from "./mcp-helpers.mjs";
+import { randomSecret, startAirlock, testPolicy } from "./helpers.mjs";
+import { MCP2_PYTHON as VENV_PYTHON, assertNoSecret, runMcp2Client, startMcp2Server, waitFor } from "./mcp-helpers.mjs";
 
-const VENV_PYTHON = join(REPO_ROOT, ".venv-mcp2", "bin", "python");
-const SERVER = join(REPO_ROOT, "miniflare-tests", "fixtures", "mcp2_server.py");
-const CLIENT = join(REPO_ROOT, "clients", "python", "airlock_mcp2_client.py");
-const RUN_TIMEOUT_MS = 90_000;
 const V = "2026-07-28";
 
 const RULES = {
@@ -30,46 +24,16 @@ const RULES = {
   prompts: { summarize: "read" },
 };
 
-let server; // { proc, url, log() }
+let server; // { proc, url, log(), close() }
 let h;
 let cred;
-
-async function startServer(token) {
-  const proc = spawn(VENV_PYTHON, [SERVER], {
-    cwd: REPO_ROOT,
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, MCP2_TOKEN: token, PYTHONUNBUFFERED: "1" },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let err = "";
-  proc.stderr.on("data", (d) => (err += d));
-  const port = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start: ${err}`)), 60_000);
-    let out = "";
-    proc.stdout.on("data", (d) => {
-      out += d;
-      const m = /LISTENING (\d+)/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolve(Number(m[1]));
-      }
-    });
-    proc.on("exit", (code) => reject(new Error(`server exited ${code}: ${err}`)));
-  });
-  const base = `http://127.0.0.1:${port}`;
-  return {
-    proc,
-    url: `${base}/mcp`,
-    log: async () => (await fetch(`${base}/_log`)).json(),
-    close: () => proc.kill("SIGKILL"),
-  };
-}
 
 before(async () => {
   if (!existsSync(VENV_PYTHON)) {
     throw new Error(`${VENV_PYTHON} is missing: run bash scripts/setup (it builds the MCP Python SDK 2.x venv)`);
   }
   cred = randomSecret("mcp2cred");
-  server = await startServer(cred);
+  server = await startMcp2Server(cred);
   h = await startAirlock({
     policy: (echoUrl) =>
       testPolicy(echoUrl, {
@@ -84,32 +48,7 @@ after(async () => {
   server?.close();
 });
 
-function runClient(args, token) {
-  return new Promise((resolve, reject) => {
-    execFile(
-      VENV_PYTHON,
-      [CLIENT, "--url", new URL("/mcp/docs2", h.url).href, ...args],
-      {
-        cwd: REPO_ROOT,
-        timeout: RUN_TIMEOUT_MS,
-        killSignal: "SIGKILL",
-        maxBuffer: 8 * 1024 * 1024,
-        env: { PATH: process.env.PATH, HOME: process.env.HOME, AIRLOCK_SESSION_TOKEN: token, PYTHONUNBUFFERED: "1" },
-      },
-      (err, stdout, stderr) => {
-        let summary;
-        try {
-          summary = JSON.parse(stdout.trim().split("\n").at(-1) || "null");
-        } catch {}
-        if (!summary) {
-          reject(new Error(`python client failed (${err?.killed ? "timed out" : `exit ${err?.code}`}):\n${stdout}\n${stderr}`));
-          return;
-        }
-        resolve({ summary, stdout, stderr });
-      },
-    );
-  });
-}
+const runClient = (args, token) => runMcp2Client(new URL("/mcp/docs2", h.url).href, args, token);
 
 const meta = { "io.modelcontextprotocol/protocolVersion": V, "io.modelcontextprotocol/clientCapabilities": {} };
 

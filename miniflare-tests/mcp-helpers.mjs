@@ -4,6 +4,8 @@
 // Airlock's port.
 
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { join } from "node:path";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import {
@@ -12,7 +14,7 @@ import {
   ResourceListChangedNotificationSchema,
 } from "@modelcontextprotocol/sdk/types.js";
 import { startMcpServer } from "../demo/mcp-server.mjs";
-import { randomSecret, secretWindows, sleep, startAirlock, testPolicy } from "./helpers.mjs";
+import { REPO_ROOT, randomSecret, secretWindows, sleep, startAirlock, testPolicy } from "./helpers.mjs";
 
 export const MCP_PROTOCOL_VERSION = "2025-11-25";
 /** limits.upstream_idle_timeout_ms of the MCP suites' policy. */
@@ -306,3 +308,88 @@ export function callsOf(server, method, since = 0) {
 export const resultText = (r) => r.content.map((c) => c.text ?? "").join("\n");
 
 export const sortedNames = (items, field = "name") => items.map((i) => i[field]).sort();
+
+/** The Python of the MCP SDK 2.x venv, and the server built with it. */
+export const MCP2_PYTHON = join(REPO_ROOT, ".venv-mcp2", "bin", "python");
+const MCP2_SERVER = join(REPO_ROOT, "miniflare-tests", "fixtures", "mcp2_server.py");
+
+/**
+ * Starts the MCP server built with the official Python SDK 2.x
+ * (fixtures/mcp2_server.py) on loopback with `token` as the credential it
+ * accepts; `log()` returns every request it received.
+ */
+export async function startMcp2Server(token) {
+  const proc = spawn(MCP2_PYTHON, [MCP2_SERVER], {
+    cwd: REPO_ROOT,
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, MCP2_TOKEN: token, PYTHONUNBUFFERED: "1" },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let err = "";
+  proc.stderr.on("data", (d) => (err += d));
+  const port = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`server did not start: ${err}`)), 60_000);
+    let out = "";
+    proc.stdout.on("data", (d) => {
+      out += d;
+      const m = /LISTENING (\d+)/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve(Number(m[1]));
+      }
+    });
+    proc.on("exit", (code) => reject(new Error(`server exited ${code}: ${err}`)));
+  });
+  const base = `http://127.0.0.1:${port}`;
+  return {
+    proc,
+    url: `${base}/mcp`,
+    log: async () => (await fetch(`${base}/_log`)).json(),
+    close: () => proc.kill("SIGKILL"),
+  };
+}
+
+const MCP2_CLIENT = join(REPO_ROOT, "clients", "python", "airlock_mcp2_client.py");
+
+/**
+ * Runs the Python SDK 2.x client (clients/python/airlock_mcp2_client.py)
+ * against `url` with `args`; resolves to { summary (its last JSON line),
+ * stdout, stderr }. `onLine(obj, stdin)` sees every earlier JSON line (an
+ * interactive stage) with the client's stdin to answer it.
+ */
+export function runMcp2Client(url, args, token, onLine = null, timeoutMs = 90_000) {
+  return new Promise((resolve, reject) => {
+    const proc = spawn(MCP2_PYTHON, [MCP2_CLIENT, "--url", url, ...args], {
+      cwd: REPO_ROOT,
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, AIRLOCK_SESSION_TOKEN: token, PYTHONUNBUFFERED: "1" },
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    let seen = 0;
+    const timer = setTimeout(() => proc.kill("SIGKILL"), timeoutMs);
+    proc.stderr.on("data", (d) => (stderr += d));
+    proc.stdout.on("data", (d) => {
+      stdout += d;
+      const lines = stdout.split("\n");
+      for (; seen < lines.length - 1; seen++) {
+        let obj = null;
+        try {
+          obj = JSON.parse(lines[seen]);
+        } catch {}
+        if (obj?.stage && onLine) Promise.resolve(onLine(obj, proc.stdin)).catch((e) => reject(e));
+      }
+    });
+    proc.on("close", (code, signal) => {
+      clearTimeout(timer);
+      let summary;
+      try {
+        summary = JSON.parse(stdout.trim().split("\n").at(-1) || "null");
+      } catch {}
+      if (!summary || summary.stage) {
+        reject(new Error(`python client failed (${signal ? "timed out" : `exit ${code}`}):\n${stdout}\n${stderr}`));
+        return;
+      }
+      resolve({ summary, stdout, stderr });
+    });
+  });
+}

@@ -54,6 +54,15 @@ pub fn needs_body(gate: &Gate, received: &Received<'_>) -> Result<bool, Error> {
     Ok(gate.proof_required || header(received.headers, proof::HEADER).is_some() || gate.approval || key)
 }
 
+/// The approval id a request presents: an MCP call's from Airlock's own
+/// `requestState`, any other request's from [`APPROVAL_HEADER`].
+fn presented<'a>(gate: &'a Gate, received: &'a Received<'_>) -> Option<&'a str> {
+    match gate.call {
+        Some(_) => gate.presented.as_deref(),
+        None => header(received.headers, APPROVAL_HEADER),
+    }
+}
+
 fn unexpected() -> Error {
     Error::StateUnavailable("state object: unexpected answer".into())
 }
@@ -68,6 +77,8 @@ pub struct Plan {
     key: Option<String>,
     approval: bool,
     exp: u64,
+    /// How long a claimed key is kept.
+    ttl_s: u64,
 }
 
 struct Binding {
@@ -82,7 +93,7 @@ pub fn plan(gate: &Gate, received: &Received<'_>, body: &[u8], keys: &KeyRing, l
     let presented = header(received.headers, proof::HEADER);
     let key = if gate.idempotent() { idempotency_key(received.headers)?.map(str::to_string) } else { None };
     let proving = gate.proof_required || presented.is_some();
-    let binding = key.is_some() || gate.approval;
+    let binding = key.is_some() || gate.approval || gate.dedupe_s > 0;
     // The body digest is only computed for what binds it.
     let body_sha256 = if proving || binding { proof::body_sha256(body) } else { String::new() };
     let mut nonce = None;
@@ -94,7 +105,20 @@ pub fn plan(gate: &Gate, received: &Received<'_>, body: &[u8], keys: &KeyRing, l
         let verified = proof::verify(presented, &signed, &proof_key, now_s, window).map_err(Error::Proof)?;
         nonce = Some(NonceCheck { digest: hex(&verified.nonce_digest), ts: verified.ts, window });
     }
-    let binding = binding.then(|| Binding { digest: gate.request_digest(received.method, &gate.query, &body_sha256), body_sha256 });
+    // An MCP tool call binds its JSON-RPC method and canonical params.
+    let binding = binding.then(|| match &gate.call {
+        Some((method, params)) => {
+            let body_sha256 = proof::body_sha256(params);
+            Binding { digest: gate.request_digest(method, &gate.query, &body_sha256), body_sha256 }
+        }
+        None => Binding { digest: gate.request_digest(received.method, &gate.query, &body_sha256), body_sha256 },
+    });
+    // Duplicate suppression is an idempotency key Airlock derives from the
+    // call's digest; a newline keeps it apart from any key a header carries.
+    let (key, ttl_s) = match (&binding, gate.dedupe_s) {
+        (Some(b), d) if d > 0 => (Some(format!("mcp\n{}", b.digest)), d),
+        _ => (key, limits.idempotency_ttl_seconds),
+    };
     Ok(Plan {
         object: session_object(&gate.session_id),
         proved: nonce.is_some(),
@@ -103,6 +127,7 @@ pub fn plan(gate: &Gate, received: &Received<'_>, body: &[u8], keys: &KeyRing, l
         key,
         approval: gate.approval,
         exp: gate.exp,
+        ttl_s,
     })
 }
 
@@ -138,7 +163,7 @@ impl Plan {
         if self.proved {
             audit.proof = Some("verified");
         }
-        Ok(Admitting { object: self.object, binding: self.binding, key: self.key, claim: None, approval: self.approval })
+        Ok(Admitting { object: self.object, binding: self.binding, key: self.key, claim: None, approval: self.approval, ttl_s: self.ttl_s })
     }
 }
 
@@ -152,6 +177,7 @@ pub struct Admitting {
     claim: Option<Claim>,
     /// An approval not consumed yet.
     approval: bool,
+    ttl_s: u64,
 }
 
 /// An idempotency key this request claimed: its answer must be stored.
@@ -191,9 +217,9 @@ pub enum IdemStep {
 impl Admitting {
     /// The claim of an idempotency key, if this request presents one that
     /// is not claimed yet.
-    pub fn idem_command(&self, limits: &Limits, now_s: u64) -> Option<Command> {
+    pub fn idem_command(&self, now_s: u64) -> Option<Command> {
         let (key, binding) = (self.key.as_ref()?, self.binding.as_ref()?);
-        Some(Command::IdemBegin { key: key.clone(), digest: binding.digest.clone(), expires_s: now_s + limits.idempotency_ttl_seconds })
+        Some(Command::IdemBegin { key: key.clone(), digest: binding.digest.clone(), expires_s: now_s + self.ttl_s })
     }
 
     /// The state's answer to [`Admitting::idem_command`].
@@ -206,7 +232,7 @@ impl Admitting {
                 let (Some(key), Some(binding)) = (self.key.take(), self.binding.as_ref()) else {
                     return Err(Error::Internal("idempotency claimed without a key".into()));
                 };
-                let expires_s = now_s + limits.idempotency_ttl_seconds;
+                let expires_s = now_s + self.ttl_s;
                 self.claim =
                     Some(Claim { object: self.object.clone(), key, digest: binding.digest.clone(), expires_s, max_body: limits.idempotency_max_body_bytes });
                 Ok(IdemStep::Claimed(self))
@@ -247,10 +273,11 @@ impl Admitting {
             return None;
         }
         let binding = self.binding.as_ref()?;
-        if let Some(id) = header(received.headers, APPROVAL_HEADER) {
+        if let Some(id) = presented(gate, received) {
             audit.approval_id = Some(id.chars().take(64).collect());
             return Some(Command::Consume { id: id.to_string(), digest: binding.digest.clone() });
         }
+        let (method, body) = gate.call.as_ref().map_or((received.method, body), |(m, params)| (m.as_str(), params.as_slice()));
         let held = Approval {
             approval_id: new_id.to_string(),
             status: approvals::Status::Pending,
@@ -258,7 +285,7 @@ impl Admitting {
             agent: audit.agent.clone().unwrap_or_default(),
             user: audit.user.clone().unwrap_or_default(),
             tool: gate.tool.clone().unwrap_or_default(),
-            method: received.method.to_string(),
+            method: method.to_string(),
             path: gate.path.clone(),
             query: gate.query.clone(),
             body_sha256: binding.body_sha256.clone(),
@@ -279,11 +306,15 @@ impl Admitting {
     /// hold answered: wait for the decision of a pending approval, or
     /// consume one a human already approved (the unchanged request sent
     /// again after a timeout). `None`: answer as without hold-open.
+    ///
+    /// An MCP tool call always consumes an approved approval of the
+    /// identical call: a client without multi round-trip requests has no
+    /// other way to present it.
     pub fn hold_open(&self, gate: &Gate, reply: &Reply) -> Option<Command> {
-        let binding = self.binding.as_ref().filter(|_| self.approval && gate.approval_wait_s > 0)?;
+        let binding = self.binding.as_ref().filter(|_| self.approval && (gate.approval_wait_s > 0 || gate.call.is_some()))?;
         let Reply::Approval { approval: Some(a) } = reply else { return None };
         match a.status {
-            Status::Pending => Some(Command::Wait { id: a.approval_id.clone(), wait_s: gate.approval_wait_s }),
+            Status::Pending if gate.approval_wait_s > 0 => Some(Command::Wait { id: a.approval_id.clone(), wait_s: gate.approval_wait_s }),
             Status::Approved => Some(Command::Consume { id: a.approval_id.clone(), digest: binding.digest.clone() }),
             _ => None,
         }
@@ -390,7 +421,7 @@ pub async fn run(
     let object = plan.object().to_string();
     let mut admitting = plan.on_reply(reply, now_s, audit)?;
     // idempotency: a replay or a claim, before any approval is spent
-    while let Some(command) = admitting.idem_command(limits, now_s) {
+    while let Some(command) = admitting.idem_command(now_s) {
         let reply = state.call(&object, &command).await?;
         admitting = match admitting.on_idem(reply, limits, now_s, audit)? {
             IdemStep::Claimed(a) => a,
@@ -404,7 +435,7 @@ pub async fn run(
         };
     }
     // approval gate
-    let id = if gate.approval && header(received.headers, APPROVAL_HEADER).is_none() { state.approval_id()? } else { String::new() };
+    let id = if gate.approval && presented(gate, received).is_none() { state.approval_id()? } else { String::new() };
     let notify = if id.is_empty() { None } else { state.notify(&id, now_s + limits.approval_ttl_seconds) };
     let Some(command) = admitting.approval_command(gate, received, &id, body, notify, limits, now_s, audit) else {
         return admitting.admit().map(Gated::Admitted);
@@ -513,7 +544,7 @@ mod tests {
         // after the state checks is refused.
         let p = plan(&g, &received(&headers), b"body", &keys, &limits, 900).unwrap();
         let admitting = p.on_reply(Reply::Admitted { refusal: None }, 900, &mut audit).unwrap();
-        assert!(admitting.idem_command(&limits, 900).is_some());
+        assert!(admitting.idem_command(900).is_some());
         assert_eq!(admitting.admit().err().map(|e| e.code()), Some("internal"));
         // The claim taken, the approval still pending: still refused.
         let p = plan(&g, &received(&headers), b"body", &keys, &limits, 900).unwrap();
@@ -604,6 +635,106 @@ mod tests {
             std::task::Poll::Ready(v) => v,
             std::task::Poll::Pending => panic!("the fake state never waits"),
         }
+    }
+
+    /// A gated or deduplicated MCP tool call, as `authorize::mcp` gates it.
+    fn mcp_gate(params: &str, approval: bool, dedupe_s: u64) -> Gate {
+        Gate { call: Some(("tools/call".into(), params.as_bytes().to_vec())), dedupe_s, path: "book_slot".into(), ..gate(approval, None) }
+    }
+
+    /// Runs admission of `g` with `headers` against the fake state at 900 s.
+    fn admit_mcp(f: &Fake, g: &Gate, headers: &[(String, String)]) -> Result<Gated, Error> {
+        let (keys, limits) = setup();
+        let mut audit = AuditRecord::new("r".into(), "POST", 0);
+        now(run(f, g, &received(headers), b"raw bytes differ per call", &keys, &limits, 900, &mut audit))
+    }
+
+    #[test]
+    fn mcp_dedupe_claims_once_and_replays() {
+        let f = Fake { store: Default::default(), decision: None, gone: false, calls: Default::default() };
+        let go = |g: &Gate| admit_mcp(&f, g, &[]);
+        let g = mcp_gate(r#"{"arguments":{"slot":"9am"},"name":"book_slot"}"#, false, 60);
+        let Ok(Gated::Admitted(first)) = go(&g) else { panic!("the first call runs") };
+        let claim = first.into_claim().expect("a claim to store the result under");
+        assert_eq!(claim.expires_s, 960, "kept for dedupe_seconds, not the idempotency TTL");
+        assert!(claim.key.starts_with("mcp\n"), "apart from any header key");
+        // While it runs, an identical call waits, then gives up (the fake never waits).
+        assert_eq!(go(&g).err().map(|e| e.code()), Some("idempotency_in_flight"));
+        // Other arguments are another call.
+        assert!(matches!(go(&mcp_gate(r#"{"arguments":{"slot":"10am"},"name":"book_slot"}"#, false, 60)), Ok(Gated::Admitted(_))));
+        let answer = StoredAnswer { status: 200, headers: vec![], body: Some("e30".into()) };
+        crate::state::run(&mut *f.store.borrow_mut(), claim.complete(answer.clone()), 900_000);
+        match go(&g) {
+            Ok(Gated::Replay(a)) => assert_eq!(a, answer),
+            _ => panic!("the stored result is replayed"),
+        }
+        // An Idempotency-Key header changes nothing for an MCP call.
+        let headers = vec![("idempotency-key".to_string(), "k1".to_string())];
+        assert!(matches!(admit_mcp(&f, &g, &headers), Ok(Gated::Replay(_))));
+        // After the window, the call runs again.
+        crate::state::store::Store::purge(&mut *f.store.borrow_mut(), 961).unwrap();
+        assert!(matches!(go(&g), Ok(Gated::Admitted(_))));
+    }
+
+    /// A state whose idempotency claim fails (the session object answered
+    /// `Failed`, or could not be reached).
+    struct ClaimFails;
+
+    impl StateCalls for ClaimFails {
+        async fn call(&self, _object: &str, command: &Command) -> Result<Reply, Error> {
+            match command {
+                Command::Admit { .. } => Ok(Reply::Admitted { refusal: None }),
+                _ => Err(Error::StateUnavailable("state object: storage failed".into())),
+            }
+        }
+        async fn wait(&self) -> bool {
+            false
+        }
+        fn approval_id(&self) -> Result<String, Error> {
+            Ok("ap_x".into())
+        }
+    }
+
+    #[test]
+    fn a_dedupe_state_fault_refuses_the_call() {
+        let (keys, limits) = setup();
+        let g = mcp_gate(r#"{"arguments":{"slot":"9am"},"name":"book_slot"}"#, false, 60);
+        let mut audit = AuditRecord::new("r".into(), "POST", 0);
+        let got = now(run(&ClaimFails, &g, &received(&[]), b"", &keys, &limits, 900, &mut audit));
+        assert_eq!(got.err().map(|e| e.code()), Some("state_unavailable"), "no admission, so nothing is forwarded");
+        // A state that answers the claim with anything but its outcome refuses too.
+        let plan = plan(&g, &received(&[]), b"", &keys, &limits, 900).unwrap();
+        let admitting = plan.on_reply(Reply::Admitted { refusal: None }, 900, &mut audit).unwrap();
+        assert!(admitting.idem_command(900).is_some());
+        assert_eq!(admitting.on_idem(Reply::Done, &limits, 900, &mut audit).err().map(|e| e.code()), Some("state_unavailable"));
+    }
+
+    #[test]
+    fn mcp_approvals_pass_the_identical_call_once() {
+        let f = Fake { store: Default::default(), decision: None, gone: false, calls: Default::default() };
+        let go = |g: &Gate| admit_mcp(&f, g, &[]).map(|_| ());
+        let g = mcp_gate(r#"{"arguments":{"title":"x"},"name":"create_page"}"#, true, 0);
+        let Err(Error::ApprovalRequired { id }) = go(&g) else { panic!("held") };
+        let held = approvals::get(&*f.store.borrow(), &id, 900).unwrap().unwrap();
+        assert_eq!((held.method.as_str(), held.path.as_str()), ("tools/call", "book_slot"));
+        assert_eq!(held.body.as_deref(), Some(r#"{"arguments":{"title":"x"},"name":"create_page"}"#), "the person sees the params");
+        // Pending: the same approval again, nothing consumed.
+        assert_eq!(go(&g), Err(Error::ApprovalRequired { id: id.clone() }));
+        crate::state::run(&mut *f.store.borrow_mut(), Command::Decide { id: id.clone(), approve: true, approver: "alice".into() }, 900_000);
+        // A presented approval (a checked requestState) for other params is refused.
+        let other = Gate { presented: Some(id.clone()), ..mcp_gate(r#"{"arguments":{"title":"y"},"name":"create_page"}"#, true, 0) };
+        assert_eq!(go(&other).err().map(|e| e.code()), Some("approval_invalid"));
+        assert_eq!(go(&g), Ok(()), "the identical call passes once");
+        let Err(Error::ApprovalRequired { id: next }) = go(&g) else { panic!("held again") };
+        assert_ne!(next, id);
+        // The state path: the presented approval, once.
+        crate::state::run(&mut *f.store.borrow_mut(), Command::Decide { id: next.clone(), approve: true, approver: "alice".into() }, 900_000);
+        let presented = Gate { presented: Some(next.clone()), ..g.clone() };
+        assert_eq!(go(&presented), Ok(()));
+        assert_eq!(go(&presented).err().map(|e| e.code()), Some("approval_invalid"));
+        // An x-airlock-approval header means nothing on an MCP call.
+        let headers = vec![(APPROVAL_HEADER.to_string(), next)];
+        assert!(matches!(admit_mcp(&f, &g, &headers), Err(Error::ApprovalRequired { .. })));
     }
 
     #[test]

@@ -47,6 +47,9 @@ pub struct AuditRecord {
     /// MCP: the protocol era the request declared, `2025-11-25` (the
     /// handshake era) or `2026-07-28` (stateless).
     pub mcp_era: Option<&'static str>,
+    /// MCP, a deduplicated tool: `false` when this call ran, `true` when it
+    /// was answered with the stored result of an identical earlier call.
+    pub mcp_replay: Option<bool>,
     pub decision: Decision,
     pub reason: &'static str,
     pub upstream_status: Option<u16>,
@@ -98,6 +101,7 @@ impl AuditRecord {
             mcp_target: None,
             mcp_args: None,
             mcp_era: None,
+            mcp_replay: None,
             decision: Decision::Error,
             reason: "internal",
             upstream_status: None,

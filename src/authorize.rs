@@ -47,6 +47,14 @@ pub struct Gate {
     /// The raw query without the session token's parameters: what
     /// approvals record and request digests bind.
     pub query: String,
+    /// MCP: a gated or deduplicated tool call binds its JSON-RPC method and
+    /// canonical params (without `_meta`) in place of the HTTP method and
+    /// body; `path` is then the tool's name.
+    pub call: Option<(String, Vec<u8>)>,
+    /// MCP: identical calls within this many seconds run once (0: off).
+    pub dedupe_s: u64,
+    /// MCP: the approval Airlock's own `requestState` named (checked).
+    pub presented: Option<String>,
 }
 
 impl Gate {
@@ -64,6 +72,9 @@ impl Gate {
             approval_wait_s: 0,
             path,
             query: String::new(),
+            call: None,
+            dedupe_s: 0,
+            presented: None,
         }
     }
 
@@ -140,7 +151,7 @@ pub fn mcp<'p>(policy: &'p Policy, keys: &KeyRing, req: &McpRequest<'_>, now: u6
 
     // authorize: the server, then the message
     let (permit, granted) = authorize_mcp(policy, session, req.server, req.method)?;
-    let gate = Gate::new(policy, permit.session(), Some(permit.tool()), permit.path().encoded());
+    let mut gate = Gate::new(policy, permit.session(), Some(permit.tool()), permit.path().encoded());
     let Some(rules) = permit.tool().mcp.as_ref() else {
         return Err(Error::ToolNotAllowed { tool: req.server.to_string() });
     };
@@ -150,6 +161,7 @@ pub fn mcp<'p>(policy: &'p Policy, keys: &KeyRing, req: &McpRequest<'_>, now: u6
             // (utf-7, latin1) means the sandbox meant other text.
             mcp::check_content_type(header(req.headers, "content-type")).map_err(Error::McpInvalid)?;
             let verdict = mcp::inspect_request(body, req.headers, rules, granted).map_err(Error::McpInvalid)?;
+            let verdict = gate_call(verdict, rules, keys, req.server, &mut gate, now);
             let call = verdict.call();
             audit.mcp_era = Some(call.era.as_str());
             audit.mcp_method = call.method.clone();
@@ -168,6 +180,36 @@ pub fn mcp<'p>(policy: &'p Policy, keys: &KeyRing, req: &McpRequest<'_>, now: u6
         }
     };
     Ok(McpAuthorized { permit, gate, verdict, granted })
+}
+
+/// A forwarded call to a gated or deduplicated MCP tool: Airlock's own
+/// `requestState` checked (a state that does not check out, or one for a
+/// tool Airlock does not gate, refuses the call), and the gate told what to
+/// bind, hold and deduplicate.
+fn gate_call(verdict: mcp::Verdict, rules: &mcp::McpRules, keys: &KeyRing, server: &str, gate: &mut Gate, now: u64) -> mcp::Verdict {
+    let mcp::Verdict::Forward { mut call, body } = verdict else { return verdict };
+    let (Some(bound), Some(tool)) = (&mut call.bound, &call.target) else {
+        return mcp::Verdict::Forward { call, body };
+    };
+    let cfg = rules.gate(tool).unwrap_or_default();
+    if let Some(state) = &bound.state {
+        let at = mcp::gate::CallRef { session_id: &gate.session_id, server, tool, params: &bound.params };
+        match mcp::gate::verify_state(keys, state, &at, now) {
+            Ok(id) if cfg.approval => gate.presented = Some(id),
+            checked => {
+                let reason = checked.err().unwrap_or("mcp_state_invalid");
+                let (response, status) = mcp::gate::state_refusal(&call);
+                return mcp::Verdict::Refuse { call, response, reason, status };
+            }
+        }
+    }
+    gate.approval = cfg.approval;
+    gate.approval_wait_s = cfg.wait_s;
+    gate.dedupe_s = cfg.dedupe_s;
+    gate.path = tool.clone();
+    // The params move to the gate: what admission binds and the answer names.
+    gate.call = Some(("tools/call".into(), std::mem::take(&mut bound.params)));
+    mcp::Verdict::Forward { call, body }
 }
 
 /// An egress request that passed parse, authenticate and authorize.

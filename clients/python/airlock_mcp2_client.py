@@ -8,7 +8,8 @@ initialize handshake).
         --url http://127.0.0.1:8787/mcp/docs2 --discover --lists \\
         --call 'search:{"query": "rotation", "region": "us-west1"}' \\
         --read docs://public/readme --prompt 'summarize:{"topic": "x"}' \\
-        --mrtr 'deploy:{"env": "staging"}' --listen
+        --mrtr 'deploy:{"env": "staging"}' --listen \\
+        --gated 'create_page:{"title": "x"}' --dedupe 'book_slot:{"slot": "9am"}'
 
 The session token is read from the environment (AIRLOCK_SESSION_TOKEN) and
 sent as `Authorization: Bearer <token>`. Prints one JSON summary on stdout:
@@ -19,6 +20,8 @@ sent as `Authorization: Bearer <token>`. Prints one JSON summary on stdout:
      "calls": [{"tool": ..., "result": {...}} | {"tool": ..., "error": {"code": ..., "message": ...}}],
      "reads": [...], "prompts_get": [...],
      "mrtr": [{"tool": ..., "first": {...}, "final": {...}}],
+     "gated": [{"tool": ..., "first": {...}, "pending": {...}, "final": {...}, "again": {...}}],
+     "dedupe": [{"text": ...} | {"error": {...}}, ...],
      "listen": {"honored": {...}, "events": [...]}}
 """
 
@@ -31,6 +34,7 @@ import os
 import sys
 from typing import Any
 
+import anyio
 import httpx2
 import mcp.types as types
 from mcp import MCPError
@@ -131,6 +135,20 @@ async def run(args: argparse.Namespace, token: str) -> dict[str, Any]:
             except MCPError as e:
                 entry["error"] = _error(e)
             out["mrtr"].append(entry)
+        out["gated"] = []
+        for spec in args.gated:
+            out["gated"].append(await _gated(session, *_split(spec)))
+        if args.dedupe:
+            name, arguments = _split(args.dedupe)
+
+            async def one() -> dict[str, Any]:
+                try:
+                    r = await client.call_tool(name, arguments)
+                    return {"text": _text(r.content)}
+                except MCPError as e:
+                    return {"error": _error(e)}
+
+            out["dedupe"] = await asyncio.gather(*(one() for _ in range(args.dedupe_count)))
         if args.listen:
             events: list[dict[str, Any]] = []
             async with client.listen(
@@ -151,6 +169,47 @@ async def run(args: argparse.Namespace, token: str) -> dict[str, Any]:
     return out
 
 
+def _asked(result: Any) -> dict[str, Any]:
+    """What an input_required result asks: its keys, modes and URLs."""
+    reqs = result.input_requests or {}
+    return {
+        "input_required": True,
+        "keys": sorted(reqs),
+        "modes": [getattr(r.params, "mode", None) for r in reqs.values()],
+        "urls": [getattr(r.params, "url", None) for r in reqs.values()],
+        "state": result.request_state,
+    }
+
+
+async def _gated(session: Any, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    """An approval round trip, driven by hand: the call, a retry while the
+    approval is pending, then (after the line `approved` arrives on stdin,
+    once the test decided) the retry that passes and a second retry with
+    the same state. Prints {"stage": "approve", "url": ...} when it waits."""
+    entry: dict[str, Any] = {"tool": name}
+
+    async def call(state: str | None, responses: Any = None) -> Any:
+        try:
+            r = await session.call_tool(name, arguments, input_responses=responses, request_state=state, allow_input_required=True)
+        except MCPError as e:
+            return {"error": _error(e)}
+        if isinstance(r, types.InputRequiredResult):
+            return _asked(r)
+        return {"text": _text(r.content)}
+
+    first = entry["first"] = await call(None)
+    if not first.get("input_required"):
+        return entry
+    accept = {k: types.ElicitResult(action="accept") for k in first["keys"]}
+    pending = entry["pending"] = await call(first["state"], accept)
+    state = pending.get("state") or first["state"]
+    print(json.dumps({"stage": "approve", "url": first["urls"][0]}), flush=True)
+    await anyio.to_thread.run_sync(sys.stdin.readline)
+    entry["final"] = await call(state, accept)
+    entry["again"] = await call(state, accept)
+    return entry
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--url", required=True)
@@ -160,6 +219,9 @@ def main() -> None:
     p.add_argument("--read", action="append", default=[])
     p.add_argument("--prompt", action="append", default=[])
     p.add_argument("--mrtr", action="append", default=[])
+    p.add_argument("--gated", action="append", default=[])
+    p.add_argument("--dedupe", default=None, help="tool:{json}, called --dedupe-count times at once")
+    p.add_argument("--dedupe-count", type=int, default=20)
     p.add_argument("--listen", action="store_true")
     p.add_argument("--listen-seconds", type=float, default=1.5)
     args = p.parse_args()

@@ -39,6 +39,7 @@ fn rules() -> McpRules {
         default_tool: None,
         resources: vec![("file:///docs/".into(), Level::Read), ("file:///docs/secret/".into(), Level::Admin)],
         prompts: [("summarize".to_string(), Level::Read)].into_iter().collect(),
+        gates: Default::default(),
     }
 }
 

@@ -45,7 +45,7 @@ use self::audit::{AuditSlot, SharedAudit};
 use self::config::{load_keys, load_policy, random_bytes};
 use self::forward::{forward, Body};
 use self::http::{error_response, REQUEST_ID_HEADER};
-use self::respond::{finish_mcp, finish_response, finish_tool, index_page, mcp_refusal, response_head, Parts};
+use self::respond::{finish_mcp, finish_response, finish_tool, index_page, mcp_gated, mcp_refusal, mcp_replayed, response_head, McpParts, Parts};
 use crate::admit::{Gated, Received};
 use crate::audit::AuditRecord;
 use crate::authorize;
@@ -179,22 +179,33 @@ async fn handle(mut req: Request, env: &Env, ctx: &Context, audit: &mut AuditRec
             let request = McpRequest { server, method: &method, headers: &headers, body: body.as_deref() };
             let authorized = authorize::mcp(&policy, &keys, &request, now_s, audit)?;
             let known = Some(body.as_deref().unwrap_or_default());
-            let admitted = match admit(&mut req, env, &policy, &keys, &authorized.gate, &received, known, u64::MAX, audit, now_ms).await? {
-                (Gated::Admitted(admitted), _) => admitted,
-                (Gated::Replay(_), _) => return Err(Error::Internal("idempotent replay on the MCP route".into())),
+            // A gated or deduplicated tool call refused at admission is
+            // answered in MCP terms (an approval to ask for, a replay).
+            let admitted = match admit(&mut req, env, &policy, &keys, &authorized.gate, &received, known, u64::MAX, audit, now_ms).await {
+                Ok((Gated::Admitted(admitted), _)) => admitted,
+                Ok((Gated::Replay(answer), _)) => return Ok(mcp_replayed(answer, &authorized, audit)),
+                Err(e) => {
+                    return mcp_gated(e, &authorized, &keys, server, policy.approvals.page_url.as_deref().or(crate::approval::origin_of(&url)), now_s, audit)
+                }
             };
             let minted = match authorized.verdict {
                 Some(mcp::Verdict::Refuse { .. }) => upstream::Obtained::Nothing,
-                _ => upstream::obtain(env, &authorized.permit, audit, now_s).await?,
+                _ => match upstream::obtain(env, &authorized.permit, audit, now_s).await {
+                    Ok(minted) => minted,
+                    Err(e) => return Err(release(admitted, env, e).await),
+                },
             };
-            let mut exchange = match inject::mcp(authorized, &admitted, &request, &keys, |name| minted.read(env, name))? {
-                McpOutbound::Refused { response, reason, status, .. } => return Ok(mcp_refusal(response, reason, status, audit)),
-                McpOutbound::Exchange(exchange) => exchange,
+            let mut exchange = match inject::mcp(authorized, &admitted, &request, &keys, |name| minted.read(env, name)) {
+                Ok(McpOutbound::Refused { response, reason, status, .. }) => return Ok(mcp_refusal(response, reason, status, audit)),
+                Ok(McpOutbound::Exchange(exchange)) => exchange,
+                Err(e) => return Err(release(admitted, env, e).await),
             };
+            let claim = admitted.into_claim();
             let redactor = exchange.outbound.take_filter();
             let source = exchange.body.as_ref().map_or(Body::Inbound(&req), |b| Body::Bytes(b.as_bytes()));
-            let upstream = forward(source, env, &exchange.outbound, &redactor, exchange.outbound.timeout_ms(timeout)).await?;
-            finish_mcp(upstream, *exchange, redactor, &keys, &policy.limits, slot, ctx, audit).await
+            let upstream = forward(source, env, &exchange.outbound, &redactor, exchange.outbound.timeout_ms(timeout)).await;
+            let at = McpParts { keys: &keys, limits: &policy.limits, slot, ctx, env };
+            finish_mcp(upstream, *exchange, redactor, at, claim, audit).await
         }
         Route::NotFound => Err(Error::NotFound),
     }

@@ -9,6 +9,8 @@
 use std::rc::Rc;
 use std::time::Duration;
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
 use futures_util::future::{select, Either};
 use futures_util::stream::StreamExt;
 use worker::{Context, Delay, Env, Headers, Response};
@@ -19,14 +21,16 @@ use super::body::{filtered_body, filtered_source, read_whole, BodyLimits, Source
 use super::http::body_bytes;
 use crate::admit::Claim;
 use crate::audit::AuditRecord;
+use crate::authorize::McpAuthorized;
 use crate::error::{Error, Uninspectable};
 use crate::index::{self, Links};
 use crate::inject::{McpExchange, Outbound};
-use crate::mcp;
+use crate::mcp::{self, gate};
 use crate::policy::Limits;
 use crate::redact::{BodyFilter, Redactor};
 use crate::request;
 use crate::respond;
+use crate::state::session::StoredAnswer;
 use crate::token::KeyRing;
 
 /// Status, filtered headers, and the origin's response (for its body).
@@ -85,23 +89,93 @@ pub fn mcp_refusal(response: Vec<u8>, reason: &'static str, status: u16, audit: 
     Response::builder().with_status(status).with_headers(headers).fixed(response)
 }
 
+/// A gated or deduplicated MCP tool call refused at admission, answered in
+/// MCP terms: the approval to ask for (an `input_required` result in
+/// 2026-07-28, else a JSON-RPC error with the approval id and URL), or the
+/// gate's refusal as a JSON-RPC error. Any other refusal stays an error.
+pub fn mcp_gated(
+    error: Error,
+    authorized: &McpAuthorized<'_>,
+    keys: &KeyRing,
+    server: &str,
+    base: Option<&str>,
+    now_s: u64,
+    audit: &mut AuditRecord,
+) -> Result<Response, Error> {
+    let (Some(mcp::Verdict::Forward { call, .. }), Some((_, params))) = (&authorized.verdict, &authorized.gate.call) else { return Err(error) };
+    let Some(tool) = &call.target else { return Err(error) };
+    let at = gate::CallRef { session_id: &authorized.gate.session_id, server, tool, params };
+    match gate::answer(&error, call, authorized.gate.presented.as_deref(), keys, &at, base.unwrap_or_default(), now_s) {
+        Some((response, status)) => {
+            audit.detail = Some(error.detail());
+            Ok(mcp_refusal(response, error.code(), status, audit))
+        }
+        None => Err(error),
+    }
+}
+
+/// The stored result of an identical earlier call to a deduplicated tool,
+/// with this call's JSON-RPC id.
+pub fn mcp_replayed(answer: StoredAnswer, authorized: &McpAuthorized<'_>, audit: &mut AuditRecord) -> Response {
+    let id = authorized.verdict.as_ref().and_then(|v| v.call().id.clone()).unwrap_or_default();
+    let stored = answer.body.as_deref().and_then(|b| STANDARD.decode(b).ok()).unwrap_or_default();
+    let (status, body) = gate::replay(answer.status, &stored, &id);
+    audit.allow(None);
+    audit.mcp_replay = Some(true);
+    let headers = Headers::new();
+    let _ = headers.set("content-type", mcp::CANONICAL_CONTENT_TYPE);
+    let _ = headers.set("x-airlock-idempotent-replay", "true");
+    Response::builder().with_status(status).with_headers(headers).fixed(body)
+}
+
 /// Filter response for an MCP exchange: the origin's session id handed out
 /// bound to this session; event streams filtered event by event; every
 /// other answer read whole and filtered by shape (a list result passes
 /// filtered whatever its id says, and what cannot be read strictly is
-/// replaced, never passed).
-#[allow(clippy::too_many_arguments)]
+/// replaced, never passed). The answer of a deduplicated call (`claim`) is
+/// read whole, whatever its type, and stored for identical calls; a
+/// failure after forwarding is stored as its answer (the origin may have
+/// acted).
 pub async fn finish_mcp(
-    upstream: Response,
+    upstream: Result<Response, Error>,
     exchange: McpExchange<'_>,
     redactor: Redactor,
-    keys: &KeyRing,
-    limits: &Limits,
-    slot: &SharedAudit,
-    ctx: &Context,
+    at: McpParts<'_>,
+    claim: Option<Claim>,
     audit: &mut AuditRecord,
 ) -> Result<Response, Error> {
-    let (status, mut headers, upstream) = response_head(upstream, &exchange.outbound, &redactor, |_| None, audit)?;
+    if claim.is_some() {
+        audit.mcp_replay = Some(false);
+    }
+    match mcp_answer(upstream, exchange, redactor, &at, claim.as_ref(), audit).await {
+        Err(e) => Err(match claim {
+            Some(claim) => store_error(claim, at.env, e, audit).await,
+            None => e,
+        }),
+        answered => answered,
+    }
+}
+
+/// What finishing an MCP answer needs besides the exchange itself.
+#[derive(Clone, Copy)]
+pub struct McpParts<'a> {
+    pub keys: &'a KeyRing,
+    pub limits: &'a Limits,
+    pub slot: &'a SharedAudit,
+    pub ctx: &'a Context,
+    pub env: &'a Env,
+}
+
+async fn mcp_answer(
+    upstream: Result<Response, Error>,
+    exchange: McpExchange<'_>,
+    redactor: Redactor,
+    at: &McpParts<'_>,
+    claim: Option<&Claim>,
+    audit: &mut AuditRecord,
+) -> Result<Response, Error> {
+    let McpParts { keys, limits, slot, ctx, env } = *at;
+    let (status, mut headers, upstream) = response_head(upstream?, &exchange.outbound, &redactor, |_| None, audit)?;
     let stateless = exchange.call.as_ref().is_some_and(|c| c.era == mcp::Era::Stateless);
     // 2026-07-28 has no sessions: an origin's id is not handed out.
     if let Some(i) = headers.iter().position(|(n, _)| n == "mcp-session-id") {
@@ -115,12 +189,10 @@ pub async fn finish_mcp(
     let content_type = headers.iter().find(|(n, _)| n == "content-type").map(|(_, v)| v.to_ascii_lowercase()).unwrap_or_default();
     let McpExchange { outbound, call, rules, granted, .. } = exchange;
     let parts = Parts { outbound: &outbound, limits, slot, ctx };
-    if content_type.starts_with("text/event-stream") {
-        let filter = mcp::EventFilter::new(redactor, call, rules.clone(), granted);
-        return finish_response(upstream, status, headers, parts.outbound, Box::new(filter), parts.limits, audit, parts.slot, parts.ctx).await;
-    }
-    if outbound.method().as_str() == "HEAD" || matches!(status, 202 | 204 | 205 | 304) {
-        return finish_response(upstream, status, headers, parts.outbound, Box::new(redactor), parts.limits, audit, parts.slot, parts.ctx).await;
+    let stream = content_type.starts_with("text/event-stream");
+    if claim.is_none() && (stream || outbound.method().as_str() == "HEAD" || matches!(status, 202 | 204 | 205 | 304)) {
+        let filter: Box<dyn BodyFilter> = if stream { Box::new(mcp::EventFilter::new(redactor, call, rules.clone(), granted)) } else { Box::new(redactor) };
+        return finish_response(upstream, status, headers, parts.outbound, filter, parts.limits, audit, parts.slot, parts.ctx).await;
     }
     let mut body = Vec::new();
     let mut upstream = upstream;
@@ -133,10 +205,22 @@ pub async fn finish_mcp(
             body.extend_from_slice(&chunk);
         }
     }
-    let filtered = redactor.redact(&match &call {
-        Some(call) => mcp::filter_message(&body, call, rules, granted),
-        None => mcp::filter_origin_message(&body, None, rules, granted),
-    });
+    let filtered = match call {
+        // A deduplicated call's event stream, filtered and scrubbed whole.
+        call if stream => {
+            let mut filter = mcp::EventFilter::new(redactor, call, rules.clone(), granted);
+            let mut out = filter.push(&body).map_err(|_| Error::UpstreamUnavailable { detail: "MCP event too large".into() })?;
+            out.extend(filter.finish());
+            out
+        }
+        Some(call) => redactor.redact(&mcp::filter_message(&body, &call, rules, granted)),
+        None => redactor.redact(&mcp::filter_origin_message(&body, None, rules, granted)),
+    };
+    if let Some(claim) = claim {
+        // Too large to keep: answered once; identical calls get an error.
+        let kept = (filtered.len() as u64 <= claim.max_body).then_some(filtered.as_slice());
+        store(env, claim, status, &[], kept, audit).await;
+    }
     let out = Headers::new();
     for (name, value) in &headers {
         // The filtered body is UTF-8 JSON whatever charset the origin named.

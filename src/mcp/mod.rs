@@ -41,8 +41,10 @@ use crate::sse::{self, EventSplitter};
 use crate::token::KeyRing;
 
 pub mod era;
+pub mod gate;
 
 pub use era::Era;
+pub use gate::McpGate;
 
 /// Largest JSON-RPC message inspected or filtered (1 MiB).
 pub const MAX_MESSAGE: usize = 1024 * 1024;
@@ -58,6 +60,10 @@ pub struct McpRules {
     pub resources: Vec<(String, Level)>,
     /// Prompt name -> level.
     pub prompts: BTreeMap<String, Level>,
+    /// Tool name -> its approval gate and duplicate suppression (a list:
+    /// one more map type would cost the request path's Wasm more than a
+    /// scan of a few entries costs a call).
+    pub gates: Vec<(String, McpGate)>,
 }
 
 fn allowed(needed: Option<Level>, granted: Level) -> bool {
@@ -65,6 +71,11 @@ fn allowed(needed: Option<Level>, granted: Level) -> bool {
 }
 
 impl McpRules {
+    /// The gate of tool `name`, if the policy gates it.
+    pub fn gate(&self, name: &str) -> Option<McpGate> {
+        self.gates.iter().find(|(n, _)| n == name).map(|(_, g)| *g)
+    }
+
     pub fn tool_allowed(&self, name: &str, granted: Level) -> bool {
         allowed(self.tools.get(name).copied().or(self.default_tool), granted)
     }
@@ -139,6 +150,9 @@ pub struct Call {
     /// The request metadata headers Airlock sends upstream (2026-07-28:
     /// its own spelling of the values checked against the body).
     pub headers: Vec<(String, String)>,
+    /// What an allowed call to a gated or deduplicated tool binds (and a
+    /// call carrying Airlock's own `requestState`).
+    pub bound: Option<Box<gate::Bound>>,
 }
 
 /// The bytes to send to the origin: the canonical serialization of exactly
@@ -543,7 +557,8 @@ pub fn inspect_request(body: &[u8], headers: &[(String, String)], rules: &McpRul
         None => None,
         Some(m) => Some(m.as_str().ok_or(McpError::Invalid("method must be a string"))?.to_string()),
     };
-    let mut call = Call { method: method.clone(), id: id.clone(), target: None, arg_names: Vec::new(), list: None, era: Era::Handshake, headers: Vec::new() };
+    let mut call =
+        Call { method: method.clone(), id: id.clone(), target: None, arg_names: Vec::new(), list: None, era: Era::Handshake, headers: Vec::new(), bound: None };
     let answer_id = id.clone().unwrap_or(Value::Null);
     let refuse = |call: Call, code: i64, message: &str, reason: &'static str| {
         let status = if call.era == Era::Stateless { stateless_status(code) } else { 200 };
@@ -582,6 +597,11 @@ pub fn inspect_request(body: &[u8], headers: &[(String, String)], rules: &McpRul
         return Err(McpError::Invalid("unknown notification"));
     }
     let stateless = call.era == Era::Stateless;
+    let airlocks = params.and_then(|p| p.get("requestState")).and_then(Value::as_str).is_some_and(gate::ours);
+    if airlocks && method != "tools/call" {
+        // Airlock only gates tool calls: its state on anything else is forged.
+        return Err(McpError::Invalid("a requestState Airlock never issued"));
+    }
     let decided = |call: Call, allowed: bool, code: i64, message: &str, reason: &'static str| {
         if allowed {
             Ok(Verdict::Forward { call, body: CanonicalBody(canonical(&value)) })
@@ -605,7 +625,13 @@ pub fn inspect_request(body: &[u8], headers: &[(String, String)], rules: &McpRul
             // The same answer for a tool that exists and one that does not.
             // A multi round-trip retry (inputResponses, requestState) is a
             // new call and decided like one.
-            decided(call, rules.tool_allowed(&name, granted), -32602, "Tool not found", "mcp_tool_not_allowed")
+            let allowed = rules.tool_allowed(&name, granted);
+            if !allowed || !(airlocks || rules.gate(&name).is_some()) {
+                return decided(call, allowed, -32602, "Tool not found", "mcp_tool_not_allowed");
+            }
+            // Airlock's own state is taken out here: it never reaches the server.
+            call.bound = Some(Box::new(gate::bind(&mut value)));
+            Ok(Verdict::Forward { call, body: CanonicalBody(canonical(&value)) })
         }
         ("prompts/get", _) => {
             let name = str_param(params, "name").unwrap_or_default().to_string();
@@ -777,8 +803,10 @@ fn filter_one(msg: &mut Value, stateless: Option<&str>, rules: &McpRules, grante
         // Multi round-trip: only on the three methods that may ask, and
         // only for input a client gives (elicitation, sampling, roots).
         let asks = |q: &Value| matches!(q.get("method").and_then(Value::as_str), Some("elicitation/create" | "sampling/createMessage" | "roots/list"));
+        // A server's state can never pass for Airlock's own.
         let ok = matches!(method, "tools/call" | "prompts/get" | "resources/read")
-            && result.get("inputRequests").is_none_or(|r| r.as_object().is_some_and(|r| r.values().all(asks)));
+            && result.get("inputRequests").is_none_or(|r| r.as_object().is_some_and(|r| r.values().all(asks)))
+            && !result.get("requestState").and_then(Value::as_str).is_some_and(gate::ours);
         return if ok { Outcome::Keep(changed) } else { Outcome::Malformed };
     }
     if method == "server/discover" {
@@ -975,6 +1003,7 @@ mod tests {
             default_tool: None,
             resources: vec![("file:///docs/".into(), Read), ("file:///docs/secret/".into(), Admin)],
             prompts: [("summarize".to_string(), Read)].into_iter().collect(),
+            ..Default::default()
         }
     }
 
@@ -1206,6 +1235,7 @@ mod differential_tests {
             default_tool: None,
             resources: vec![("file:///docs/".into(), Read)],
             prompts: [("summarize".to_string(), Read)].into_iter().collect(),
+            ..Default::default()
         }
     }
 
@@ -1589,6 +1619,7 @@ mod stateless_tests {
             default_tool: None,
             resources: vec![("docs://public/".into(), Read), ("docs://private/".into(), Admin)],
             prompts: [("summarize".to_string(), Admin)].into_iter().collect(),
+            ..Default::default()
         }
     }
 

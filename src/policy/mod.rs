@@ -330,6 +330,8 @@ pub use crate::webhook::WebhookDest;
 
 /// The longest a rule may hold a request open.
 pub const MAX_APPROVAL_WAIT_S: u64 = 300;
+/// Longest `dedupe_seconds` of an MCP tool (one day).
+pub const MAX_DEDUPE_S: u64 = 86_400;
 
 impl Policy {
     pub fn tool(&self, name: &str) -> Option<&Tool> {

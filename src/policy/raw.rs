@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::*;
 use crate::egress::{EgressRule, HostPattern};
 use crate::json::{level, Obj};
-use crate::mcp::McpRules;
+use crate::mcp::{McpGate, McpRules};
 
 /// Parses and validates a policy.
 pub(super) fn parse(json: &str) -> Result<Policy, PolicyError> {
@@ -329,8 +329,14 @@ fn read_rule(mut r: Obj<'_>, slots: &TokenSlots) -> Result<Rule, PolicyError> {
         }
     }
     let level = level(r.get("level").unwrap_or(&Value::Null), r.field("level"))?;
-    // `true`, or `{"wait_seconds": N}` to hold the request open.
-    let (approval, approval_wait_s) = match r.get("approval") {
+    let (approval, approval_wait_s) = read_approval(&mut r)?;
+    r.done()?;
+    Ok(Rule { methods, path, query, level, approval, approval_wait_s })
+}
+
+/// `approval`: `true`, or `{"wait_seconds": N}` to hold the request open.
+fn read_approval(r: &mut Obj<'_>) -> Result<(bool, u64), PolicyError> {
+    Ok(match r.get("approval") {
         None | Some(Value::Bool(false)) => (false, 0),
         Some(Value::Bool(true)) => (true, 0),
         Some(v) => {
@@ -342,13 +348,42 @@ fn read_rule(mut r: Obj<'_>, slots: &TokenSlots) -> Result<Rule, PolicyError> {
             o.done()?;
             (true, wait)
         }
-    };
-    r.done()?;
-    Ok(Rule { methods, path, query, level, approval, approval_wait_s })
+    })
+}
+
+/// Tool levels, and the gates of the tools that have one.
+type McpTools = (BTreeMap<String, Level>, Vec<(String, McpGate)>);
+
+/// An MCP server's `tools`: name -> level, or name -> `{"level", "approval",
+/// "dedupe_seconds"}` for a gated or deduplicated tool.
+fn read_mcp_tools(map: Option<Obj<'_>>) -> Result<McpTools, PolicyError> {
+    let Some(map) = map else { return Ok(Default::default()) };
+    let (mut tools, mut gates) = (BTreeMap::new(), Vec::new());
+    for (name, value) in map.map {
+        if name.is_empty() {
+            return Err(err(&map.path, "tool and prompt names must not be empty"));
+        }
+        if !value.is_object() {
+            tools.insert(name.clone(), level(value, map.field(name))?);
+            continue;
+        }
+        let mut o = Obj::of(value, map.field(name))?;
+        tools.insert(name.clone(), level(o.get("level").unwrap_or(&Value::Null), o.field("level"))?);
+        let (approval, wait_s) = read_approval(&mut o)?;
+        let dedupe_s = o.u64("dedupe_seconds")?.unwrap_or(0);
+        if dedupe_s > MAX_DEDUPE_S {
+            return Err(err(o.field("dedupe_seconds"), "must be between 0 and 86400 (one day)"));
+        }
+        o.done()?;
+        if approval || dedupe_s > 0 {
+            gates.push((name.clone(), McpGate { approval, wait_s, dedupe_s }));
+        }
+    }
+    Ok((tools, gates))
 }
 
 fn read_mcp(mut m: Obj<'_>) -> Result<McpRules, PolicyError> {
-    let tools = levels(m.obj("tools")?)?;
+    let (tools, gates) = read_mcp_tools(m.obj("tools")?)?;
     let prompts = levels(m.obj("prompts")?)?;
     let default_tool = m.get("default_tool_level").map(|v| level(v, m.field("default_tool_level"))).transpose()?;
     let mut resources = Vec::new();
@@ -363,7 +398,7 @@ fn read_mcp(mut m: Obj<'_>) -> Result<McpRules, PolicyError> {
         resources.push((prefix.to_string(), level));
     }
     m.done()?;
-    Ok(McpRules { tools, default_tool, resources, prompts })
+    Ok(McpRules { tools, default_tool, resources, prompts, gates })
 }
 
 /// A tool's extra places for the session token: header names that are not

@@ -230,6 +230,38 @@ fn mcp_servers() {
 }
 
 #[test]
+fn mcp_tool_gates() {
+    use serde_json::json;
+    let mcp = |tools: serde_json::Value| {
+        let j = with(&["tools", "crm", "mcp"], json!({ "tools": tools }));
+        let mut v: serde_json::Value = serde_json::from_str(&j).unwrap();
+        v["tools"]["crm"].as_object_mut().unwrap().remove("rules");
+        Policy::parse(&v.to_string())
+    };
+    let p = mcp(json!({
+        "search": "read",
+        "pay": {"level": "admin", "approval": {"wait_seconds": 30}},
+        "book": {"level": "write", "dedupe_seconds": 60},
+        "plain": {"level": "write"}
+    }))
+    .unwrap();
+    let m = p.tool("crm").unwrap().mcp.clone().unwrap();
+    assert_eq!(m.tools.get("pay"), Some(&Level::Admin));
+    assert_eq!(m.gate("pay"), Some(crate::mcp::McpGate { approval: true, wait_s: 30, dedupe_s: 0 }));
+    assert_eq!(m.gate("book"), Some(crate::mcp::McpGate { approval: false, wait_s: 0, dedupe_s: 60 }));
+    assert_eq!(m.gate("plain"), None, "an object with only a level gates nothing");
+    assert_eq!(m.gate("search"), None);
+    for (tools, field) in [
+        (json!({"pay": {"approval": true}}), "tools.crm.mcp.tools.pay.level"),
+        (json!({"pay": {"level": "admin", "approval": {"wait_seconds": 301}}}), "tools.crm.mcp.tools.pay.approval.wait_seconds"),
+        (json!({"pay": {"level": "admin", "dedupe_seconds": 86401}}), "tools.crm.mcp.tools.pay.dedupe_seconds"),
+        (json!({"pay": {"level": "admin", "dedupe": 5}}), "tools.crm.mcp.tools.pay"),
+    ] {
+        assert!(mcp(tools.clone()).unwrap_err().field.starts_with(field), "{tools}");
+    }
+}
+
+#[test]
 fn egress_hosts() {
     use serde_json::json;
     let j = with(&["egress"], json!({"hosts": ["PyPI.org.", "*.pythonhosted.org", {"host": "mirror.example.com", "http": true, "ports": [8080]}]}));

@@ -26,7 +26,11 @@ pub fn header(req: &Request, name: &str) -> Option<String> {
 pub fn header_pairs(headers: &Headers) -> Result<Vec<(String, String)>, ()> {
     let pairs = js_sys::Array::from(headers.as_ref());
     let json = js_sys::JSON::stringify(&pairs).map_err(drop)?.as_string().ok_or(())?;
-    serde_json::from_str(&json).map_err(drop)
+    // Read as a `Value`, with the reader the state replies use: a typed
+    // `Vec<(String, String)>` would bring a parser of its own.
+    let value: serde_json::Value = serde_json::from_slice(json.as_bytes()).map_err(drop)?;
+    let pair = |p: &serde_json::Value| Some((p.get(0)?.as_str()?.to_string(), p.get(1)?.as_str()?.to_string()));
+    value.as_array().ok_or(())?.iter().map(pair).collect::<Option<_>>().ok_or(())
 }
 
 pub fn json_response(status: u16, body: String) -> Response {

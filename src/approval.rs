@@ -367,6 +367,78 @@ mod tests {
     const ID: &str = "ap_0123456789abcdef0123456789abcdef";
 
     #[test]
+    fn the_page_is_served_and_decided_in_the_object() {
+        use crate::state::store::MemStore;
+        const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+        let mut store = MemStore::new();
+        let held = Approval {
+            approval_id: ID.into(),
+            status: Status::Pending,
+            session_id: "s1".into(),
+            agent: "a".into(),
+            user: "u".into(),
+            tool: "pay".into(),
+            method: "POST".into(),
+            path: "/charges".into(),
+            query: String::new(),
+            body_sha256: "00".into(),
+            digest: "d".into(),
+            created_at: 1_000,
+            expires_at: 4_600,
+            decided_by: None,
+            decided_at: None,
+            body: Some("<b>x</b>".into()),
+            body_truncated: false,
+            webhook: None,
+        };
+        approvals::hold(&mut store, held, 1_000).unwrap();
+        let token = mint_link(&key(), ID, 4_600);
+        let now_ms = 1_500_000;
+        let ask = |method: &str, token: &str, form: Option<&str>, key: Option<&str>| PageRequest {
+            token: token.into(),
+            method: method.into(),
+            form: form.map(str::to_string),
+            origin: Some("https://airlock.example".into()),
+            fetch_site: Some("same-origin".into()),
+            own: vec!["https://airlock.example".into()],
+            access_email: Some("alice@example.com".into()),
+            key: key.map(str::to_string),
+        };
+        let status_of = |s: &MemStore| approvals::get(s, ID, 1_500).unwrap().unwrap().status;
+
+        // Refusals change nothing: a forged link, no key, a GET that is not
+        // a page method, a POST without the page's token.
+        let forged = format!("{}x", &token[..token.len() - 1]);
+        for (request, status, code) in [
+            (ask("GET", &forged, None, Some(KEY)), 404, "approval_link_invalid"),
+            (ask("POST", &forged, Some("decision=approve&csrf=x"), Some(KEY)), 404, "approval_link_invalid"),
+            (ask("GET", &token, None, None), 500, "misconfigured"),
+            (ask("PUT", &token, None, Some(KEY)), 405, "method_not_allowed"),
+            (ask("POST", &token, Some("decision=approve&csrf=wrong"), Some(KEY)), 403, "approval_csrf_failed"),
+            (ask("POST", &token, None, Some(KEY)), 400, "invalid_request"),
+        ] {
+            let a = serve(&mut store, &request, now_ms);
+            assert_eq!((a.status, a.code.as_deref(), a.decided), (status, Some(code), false), "{}", a.html);
+            assert!(a.html.contains("id=outcome"), "a refusal is the plain page");
+            assert_eq!(status_of(&store), Status::Pending);
+        }
+
+        // The page shows the request escaped, with its CSRF token.
+        let shown = serve(&mut store, &ask("GET", &token, None, Some(KEY)), now_ms);
+        assert_eq!((shown.status, shown.code.as_deref(), shown.session_id.as_deref()), (200, None, Some("s1")));
+        assert!(shown.html.contains(&csrf_token(&key(), &token)) && shown.html.contains("&lt;b&gt;x&lt;/b&gt;"));
+        assert!(shown.html.contains("1970-01-01T00:16:40.000Z"), "times in ISO 8601");
+
+        // The page's own POST decides, once.
+        let form = format!("decision=approve&csrf={}", csrf_token(&key(), &token));
+        let decided = serve(&mut store, &ask("POST", &token, Some(&form), Some(KEY)), now_ms);
+        assert_eq!((decided.status, decided.decided, decided.approved_by.as_deref()), (200, true, Some("alice@example.com")));
+        assert_eq!(status_of(&store), Status::Approved);
+        let again = serve(&mut store, &ask("POST", &token, Some(&form), Some(KEY)), now_ms);
+        assert_eq!((again.status, again.code.as_deref(), again.decided), (409, Some("approval_decided"), false));
+    }
+
+    #[test]
     fn link_tokens_verify_and_every_forgery_is_refused() {
         let k = key();
         let link = mint_link(&k, ID, 2_000);

@@ -185,6 +185,44 @@ pub fn consume(store: &mut impl Store, id: &str, digest: &str, now_s: u64) -> Re
     }
 }
 
+/// One request to the page, as the edge hands it to the approvals object,
+/// which holds the approvals: showing one is a read there, and deciding
+/// one a single step with its webhook events (the request path's module
+/// carries none of the page).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PageRequest {
+    /// The link's token (`ap1.…`).
+    pub token: String,
+    pub method: String,
+    /// The POST body; `None` when it was not readable within `crate::approval::MAX_FORM`.
+    pub form: Option<String>,
+    pub origin: Option<String>,
+    pub fetch_site: Option<String>,
+    /// The origins the page is served from.
+    pub own: Vec<String>,
+    /// `Cf-Access-Authenticated-User-Email`, set when Cloudflare Access
+    /// guards the page.
+    pub access_email: Option<String>,
+    /// The `AIRLOCK_APPROVAL_KEY` as set; `None` when it is not.
+    pub key: Option<String>,
+}
+
+/// The page to answer with, and what the audit record says of it.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct PageAnswer {
+    pub status: u16,
+    pub html: String,
+    /// The refusal's stable code; `None` when the page was shown or the
+    /// decision taken.
+    pub code: Option<String>,
+    pub detail: Option<String>,
+    pub approval_id: Option<String>,
+    pub session_id: Option<String>,
+    pub approved_by: Option<String>,
+    /// A decision was taken: held requests are woken, webhook events queued.
+    pub decided: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

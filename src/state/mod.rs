@@ -89,9 +89,9 @@ pub enum Command {
     Append(String),
     Trail,
     /// A request to the approval page, answered by the approvals object
-    /// itself (see [`crate::approval::serve`]); as a pure step it is
+    /// itself (see `crate::approval::serve`); as a pure step it is
     /// refused.
-    Page(crate::approval::PageRequest),
+    Page(approvals::PageRequest),
     /// An upstream-token cache ([`tokens`]): the token of the tool's
     /// minted `credential` (the policy's JSON of it) for a session at
     /// `level` on `repos`. The object answers from its cache or mints (one
@@ -146,7 +146,7 @@ pub enum Reply {
     /// there are more). Pairs of strings: the worker already decodes those.
     Agent(String, Vec<(String, String)>, bool),
     /// The approval page to answer with.
-    Page(crate::approval::PageAnswer),
+    Page(approvals::PageAnswer),
     /// The store failed: the caller must refuse the request.
     Failed,
     /// An upstream-token cache's answer to [`Command::Token`].

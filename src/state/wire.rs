@@ -10,11 +10,10 @@
 
 use serde_json::{Map, Value};
 
-use super::approvals::{self, Approval, Decided, Status};
+use super::approvals::{self, Approval, Decided, PageAnswer, Status};
 use super::session::{IdemBegin, Refusal, SessionView, StoredAnswer, Usage};
 use super::tokens::Answer;
 use super::Reply;
-use crate::approval::PageAnswer;
 use crate::level::Level;
 
 /// Reads a reply from the bytes a state object answered.

@@ -332,26 +332,8 @@ mod tests {
         use crate::state::store::MemStore;
         const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
         let mut store = MemStore::new();
-        let held = Approval {
-            approval_id: ID.into(),
-            status: Status::Pending,
-            session_id: "s1".into(),
-            agent: "a".into(),
-            user: "u".into(),
-            tool: "pay".into(),
-            method: "POST".into(),
-            path: "/charges".into(),
-            query: String::new(),
-            body_sha256: "00".into(),
-            digest: "d".into(),
-            created_at: 1_000,
-            expires_at: 4_600,
-            decided_by: None,
-            decided_at: None,
-            body: Some("<b>x</b>".into()),
-            body_truncated: false,
-            webhook: None,
-        };
+        let mut held = approvals::sample(ID, "d");
+        held.body = Some("<b>x</b>".into());
         approvals::hold(&mut store, held, 1_000).unwrap();
         let token = mint_link(&key(), ID, 4_600);
         let now_ms = 1_500_000;

@@ -187,25 +187,6 @@ impl AirlockState {
             let answer = self.token(&tool, &credential, Scope { level, repos: &repos }, wait_s.min(MAX_TOKEN_WAIT_S)).await;
             return serde_json::to_string(&Reply::Token(answer)).map_err(|_| "encoding");
         }
-        if let Command::Page(request) = command {
-            let now_ms = js_sys::Date::now() as u64;
-            let page = match self.store() {
-                Ok(mut store) => {
-                    let _ = store.purge(now_ms / 1000);
-                    crate::approval::serve(&mut store, &request, now_ms)
-                }
-                Err(StoreError) => return Err("store"),
-            };
-            if page.decided {
-                if let Some(id) = &page.approval_id {
-                    self.wake(id);
-                }
-                if self.arm_outbox().await.is_err() {
-                    return Err("alarm");
-                }
-            }
-            return serde_json::to_string(&Reply::Page(page)).map_err(|_| "encoding");
-        }
         let arm_at = match &command {
             Command::Create { record } => Some(record.expires_at.saturating_add(crate::state::session::RECORD_RETENTION_S)),
             _ => None,
@@ -214,11 +195,7 @@ impl AirlockState {
             Command::Wait { id, wait_s } => Some((id.clone(), (*wait_s).min(MAX_APPROVAL_WAIT_S))),
             _ => None,
         };
-        let decide = match &command {
-            Command::Decide { id, .. } => Some(id.clone()),
-            _ => None,
-        };
-        let queues = decide.is_some() || matches!(&command, Command::Hold { notify: Some(_), .. });
+        let queues = matches!(&command, Command::Decide { .. } | Command::Hold { notify: Some(_), .. });
         let mut reply = self.run_one(command);
         if let (Some((id, wait_s)), Reply::Approval { approval: Some(a) }) = (wait, &reply) {
             if a.status == Status::Pending {
@@ -226,10 +203,17 @@ impl AirlockState {
                 reply = self.run_one(Command::Approval { id });
             }
         }
-        if let (Some(id), Reply::Decided { decided: Decided::Done(_) }) = (decide, &reply) {
-            self.wake(&id);
+        // A decision (through the API or the page) wakes the requests held
+        // for it and queues its webhook events.
+        let decided = match &reply {
+            Reply::Decided { decided: Decided::Done(a) } => Some(a.approval_id.as_str()),
+            Reply::Page(page) if page.decided => page.approval_id.as_deref(),
+            _ => None,
+        };
+        if let Some(id) = decided {
+            self.wake(id);
         }
-        if queues && self.arm_outbox().await.is_err() {
+        if (queues || decided.is_some()) && self.arm_outbox().await.is_err() {
             return Err("alarm");
         }
         // A session's object deletes itself once its record is past retention.
@@ -241,10 +225,18 @@ impl AirlockState {
         serde_json::to_string(&reply).map_err(|_| "encoding")
     }
 
+    /// One command against the store. The approval page is served here,
+    /// beside the pure commands: it renders with `crate::approval`, which
+    /// the state machines do not import.
     fn run_one(&self, command: Command) -> Reply {
-        match self.store() {
-            Ok(mut store) => run(&mut store, command, js_sys::Date::now() as u64),
-            Err(StoreError) => Reply::Failed,
+        let now_ms = js_sys::Date::now() as u64;
+        match (self.store(), command) {
+            (Ok(mut store), Command::Page(request)) => match store.purge(now_ms / 1000) {
+                Ok(()) => Reply::Page(crate::approval::serve(&mut store, &request, now_ms)),
+                Err(StoreError) => Reply::Failed,
+            },
+            (Ok(mut store), command) => run(&mut store, command, now_ms),
+            (Err(StoreError), _) => Reply::Failed,
         }
     }
 

@@ -223,38 +223,40 @@ pub struct PageAnswer {
     pub decided: bool,
 }
 
+/// A pending approval of session `s1` (tool `pay`), for tests.
+#[cfg(test)]
+pub(crate) fn sample(id: &str, digest: &str) -> Approval {
+    Approval {
+        approval_id: id.into(),
+        status: Status::Pending,
+        session_id: "s1".into(),
+        agent: "a".into(),
+        user: "u".into(),
+        tool: "pay".into(),
+        method: "POST".into(),
+        path: "/charges".into(),
+        query: String::new(),
+        body_sha256: "00".into(),
+        digest: digest.into(),
+        created_at: 1_000,
+        expires_at: 4_600,
+        decided_by: None,
+        decided_at: None,
+        body: None,
+        body_truncated: false,
+        webhook: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::state::store::MemStore;
 
-    fn approval(id: &str, digest: &str) -> Approval {
-        Approval {
-            approval_id: id.into(),
-            status: Status::Pending,
-            session_id: "s1".into(),
-            agent: "a".into(),
-            user: "u".into(),
-            tool: "pay".into(),
-            method: "POST".into(),
-            path: "/charges".into(),
-            query: String::new(),
-            body_sha256: "00".into(),
-            digest: digest.into(),
-            created_at: 1_000,
-            expires_at: 4_600,
-            decided_by: None,
-            decided_at: None,
-            body: None,
-            body_truncated: false,
-            webhook: None,
-        }
-    }
-
     #[test]
     fn the_approved_request_passes_exactly_once() {
         let mut s = MemStore::new();
-        let held = hold(&mut s, approval("ap_1", "d1"), 1_000).unwrap();
+        let held = hold(&mut s, sample("ap_1", "d1"), 1_000).unwrap();
         assert_eq!(held.approval_id, "ap_1");
         assert_eq!(consume(&mut s, "ap_1", "d1", 1_001).unwrap(), Err(Refusal::Pending));
         assert!(matches!(decide(&mut s, "ap_1", true, "alice", 1_002).unwrap(), Decided::Done(a) if a.status == Status::Approved));
@@ -267,31 +269,31 @@ mod tests {
     #[test]
     fn holding_the_same_request_again_returns_the_same_approval() {
         let mut s = MemStore::new();
-        hold(&mut s, approval("ap_1", "d1"), 1_000).unwrap();
-        assert_eq!(hold(&mut s, approval("ap_2", "d1"), 1_010).unwrap().approval_id, "ap_1");
-        assert_eq!(hold(&mut s, approval("ap_3", "d9"), 1_010).unwrap().approval_id, "ap_3");
+        hold(&mut s, sample("ap_1", "d1"), 1_000).unwrap();
+        assert_eq!(hold(&mut s, sample("ap_2", "d1"), 1_010).unwrap().approval_id, "ap_1");
+        assert_eq!(hold(&mut s, sample("ap_3", "d9"), 1_010).unwrap().approval_id, "ap_3");
         assert_eq!(pending(&s, 1_010).unwrap().len(), 2);
         // Once used, the same request needs a new approval.
         decide(&mut s, "ap_1", true, "bob", 1_020).unwrap();
         consume(&mut s, "ap_1", "d1", 1_021).unwrap().unwrap();
-        assert_eq!(hold(&mut s, approval("ap_4", "d1"), 1_030).unwrap().approval_id, "ap_4");
+        assert_eq!(hold(&mut s, sample("ap_4", "d1"), 1_030).unwrap().approval_id, "ap_4");
     }
 
     #[test]
     fn denial_expiry_and_unknown_ids_are_refused_and_decisions_are_final() {
         let mut s = MemStore::new();
-        hold(&mut s, approval("ap_1", "d1"), 1_000).unwrap();
+        hold(&mut s, sample("ap_1", "d1"), 1_000).unwrap();
         assert!(matches!(decide(&mut s, "ap_1", false, "carol", 1_001).unwrap(), Decided::Done(a) if a.status == Status::Denied));
         assert!(matches!(decide(&mut s, "ap_1", true, "mallory", 1_002).unwrap(), Decided::AlreadyDecided(a) if a.decided_by.as_deref() == Some("carol")));
         assert_eq!(consume(&mut s, "ap_1", "d1", 1_003).unwrap(), Err(Refusal::Denied));
         assert_eq!(consume(&mut s, "ap_forged", "d1", 1_003).unwrap(), Err(Refusal::Invalid));
         assert_eq!(decide(&mut s, "ap_forged", true, "x", 1_003).unwrap(), Decided::NotFound);
 
-        hold(&mut s, approval("ap_2", "d2"), 1_000).unwrap();
+        hold(&mut s, sample("ap_2", "d2"), 1_000).unwrap();
         decide(&mut s, "ap_2", true, "alice", 1_001).unwrap();
         assert_eq!(consume(&mut s, "ap_2", "d2", 4_600).unwrap(), Err(Refusal::Invalid), "expired after approval");
         assert!(pending(&s, 4_600).unwrap().is_empty());
-        hold(&mut s, approval("ap_3", "d3"), 1_000).unwrap();
+        hold(&mut s, sample("ap_3", "d3"), 1_000).unwrap();
         assert!(matches!(decide(&mut s, "ap_3", true, "alice", 4_600).unwrap(), Decided::AlreadyDecided(a) if a.status == Status::Expired));
     }
 }

@@ -207,13 +207,17 @@ export async function startAirlock(o = {}) {
     secrets: {},
     policy: null,
     policyText: null,
+    // "object": the policy binding is a JSON object (a TOML table in
+    // wrangler.toml) instead of a string.
+    policyBinding: "string",
     state: "default",
     audit: [],
     stdout: [],
     stderr: [],
   };
 
-  const setState = ({ policy, secrets, state }) => {
+  const setState = ({ policy, secrets, state, policyBinding }) => {
+    if (policyBinding !== undefined) h.policyBinding = policyBinding;
     if (state !== undefined) {
       if (!STATE_MODES.includes(state)) {
         throw new Error(`unknown state mode ${JSON.stringify(state)} (one of ${STATE_MODES.join(", ")})`);
@@ -286,7 +290,7 @@ export async function startAirlock(o = {}) {
         modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"] }],
         compatibilityDate: COMPATIBILITY_DATE,
         compatibilityFlags: COMPATIBILITY_FLAGS,
-        bindings: { AIRLOCK_POLICY: h.policyText, ...h.secrets },
+        bindings: { AIRLOCK_POLICY: h.policyBinding === "object" ? h.policy : h.policyText, ...h.secrets },
         serviceBindings: { PRIVATE_ORIGIN: PRIVATE_WORKER_NAME },
         ...stateOptions(),
         ...(o.outboundService ? { outboundService: o.outboundService } : {}),

@@ -88,6 +88,34 @@ describe("invalid policy -> every route answers 500 policy_invalid", () => {
   });
 });
 
+describe("a policy given as a table (an object binding) is read like the string", () => {
+  after(async () => {
+    await h.restart({ policy: validPolicy, policyBinding: "string" });
+  });
+
+  test("the valid policy as an object: mint and call work, the credential reaches the origin", async () => {
+    await h.restart({ policy: validPolicy, policyBinding: "object" });
+    const minted = await h.mint({ echo: "read" });
+    const before = h.echo.hits.length;
+    const r = await h.call("echo", "/table", { token: minted.token });
+    assert.equal(r.status, 200, r.text);
+    const hit = h.echo.hits.slice(before).find((x) => x.path === "/table");
+    assert.ok(hit, "echo origin received the call");
+    assert.equal(hit.headers.authorization, `Bearer ${h.secrets.ECHO_API_TOKEN}`);
+    // A rule the object policy does not grant is still refused.
+    const w = await h.call("echo", "/items/1", { token: minted.token, method: "POST", body: "{}" });
+    assertError(w, 403, "level_insufficient", "write with a read session");
+  });
+
+  test("an invalid object policy refuses every route with 500 policy_invalid", async () => {
+    await h.restart({ policy: mutate((p) => { p.tools.echo.timeout = 5; }), policyBinding: "object" });
+    const before = h.echo.hits.length;
+    assertError(await h.fetch("/v1/health"), 500, "policy_invalid", "health");
+    assertError(await h.call("echo", "/hello", { token }), 500, "policy_invalid", "call");
+    assert.equal(h.echo.hits.length, before, "echo origin received a request");
+  });
+});
+
 describe("bad keys -> 500 misconfigured", () => {
   const badKeys = [
     ["missing AIRLOCK_SIGNING_KEYS", undefined],

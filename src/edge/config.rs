@@ -44,9 +44,10 @@ pub fn load_policy(env: &Env) -> Result<Rc<Policy>, Error> {
     let raw = match env.var(POLICY_VAR) {
         Ok(v) => v.to_string(),
         // A TOML table in [vars] arrives as an object, not a string.
-        Err(_) => match env.object_var::<serde_json::Value>(POLICY_VAR) {
-            Ok(v) => v.to_string(),
-            Err(_) => return Err(Error::PolicyInvalid(format!("{POLICY_VAR} is not set"))),
+        // Read as JSON by the runtime: no second deserializer in the module.
+        Err(_) => match js_sys::Reflect::get(env, &POLICY_VAR.into()).ok().filter(|v| v.is_object()).and_then(|v| js_sys::JSON::stringify(&v).ok()) {
+            Some(v) => String::from(v),
+            None => return Err(Error::PolicyInvalid(format!("{POLICY_VAR} is not set"))),
         },
     };
     cached(&POLICY, raw, |s| Policy::parse(s).map_err(|e| Error::PolicyInvalid(e.to_string())))

@@ -43,6 +43,7 @@ pub mod secret;
 pub mod path;
 pub mod request;
 pub mod route;
+pub mod sigv4;
 
 pub mod authenticate;
 pub mod token;

@@ -18,6 +18,7 @@ use subtle::ConstantTimeEq;
 
 use crate::error::Error;
 use crate::hex::hex;
+use crate::inject::aws::session_keys;
 use crate::policy::{Level, Policy};
 use crate::secret::Secret;
 use crate::state::session::SessionRecord;
@@ -110,6 +111,21 @@ pub struct Minted {
     /// The session's state record, written before the token is returned.
     #[serde(skip)]
     pub record: SessionRecord,
+    /// For each AWS tool of the session, the keys its SDK signs with:
+    /// derived from the session, never the real key.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub aws: BTreeMap<String, AwsKeys>,
+}
+
+/// An AWS tool's keys for the sandbox's SDK: `aws_access_key_id`,
+/// `aws_secret_access_key`, `aws_session_token` (the session token) and
+/// `region_name`.
+#[derive(Debug, Serialize)]
+pub struct AwsKeys {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: String,
+    pub region: String,
 }
 
 fn check_name(field: &str, value: &str) -> Result<(), Error> {
@@ -208,7 +224,15 @@ pub fn mint(body: &[u8], policy: &Policy, ring: &KeyRing, now: u64, session_id: 
         usage: Default::default(),
         buckets: Default::default(),
     };
-    Ok(Minted { token: sign(&claims, ring), session_id: sid, expires_at: exp, proof_key: URL_SAFE_NO_PAD.encode(proof_key), record })
+    let token = sign(&claims, ring);
+    let mut aws = BTreeMap::new();
+    for (name, tool) in claims.scp.keys().filter_map(|t| Some((t, policy.tool(t)?))) {
+        let Some(a) = tool.aws() else { continue };
+        let keys = session_keys(ring, ring.signer().kid(), &sid, name).ok_or_else(|| Error::Internal("signing key missing from its ring".into()))?;
+        let secret_access_key = String::from_utf8_lossy(keys.secret_access_key.expose()).into_owned();
+        aws.insert(name.clone(), AwsKeys { access_key_id: keys.access_key_id, secret_access_key, session_token: token.clone(), region: a.region.clone() });
+    }
+    Ok(Minted { token, session_id: sid, expires_at: exp, proof_key: URL_SAFE_NO_PAD.encode(proof_key), record, aws })
 }
 
 #[cfg(test)]

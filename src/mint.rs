@@ -111,21 +111,11 @@ pub struct Minted {
     /// The session's state record, written before the token is returned.
     #[serde(skip)]
     pub record: SessionRecord,
-    /// For each AWS tool of the session, the keys its SDK signs with:
+    /// For each AWS tool of the session, the keys its SDK signs with
+    /// (`access_key_id`, `secret_access_key`, `session_token`, `region`):
     /// derived from the session, never the real key.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub aws: BTreeMap<String, AwsKeys>,
-}
-
-/// An AWS tool's keys for the sandbox's SDK: `aws_access_key_id`,
-/// `aws_secret_access_key`, `aws_session_token` (the session token) and
-/// `region_name`.
-#[derive(Debug, Serialize)]
-pub struct AwsKeys {
-    pub access_key_id: String,
-    pub secret_access_key: String,
-    pub session_token: String,
-    pub region: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aws: Option<serde_json::Value>,
 }
 
 fn check_name(field: &str, value: &str) -> Result<(), Error> {
@@ -225,13 +215,16 @@ pub fn mint(body: &[u8], policy: &Policy, ring: &KeyRing, now: u64, session_id: 
         buckets: Default::default(),
     };
     let token = sign(&claims, ring);
-    let mut aws = BTreeMap::new();
+    let mut aws = serde_json::Map::new();
     for (name, tool) in claims.scp.keys().filter_map(|t| Some((t, policy.tool(t)?))) {
         let Some(a) = tool.aws() else { continue };
         let keys = session_keys(ring, ring.signer().kid(), &sid, name).ok_or_else(|| Error::Internal("signing key missing from its ring".into()))?;
-        let secret_access_key = String::from_utf8_lossy(keys.secret_access_key.expose()).into_owned();
-        aws.insert(name.clone(), AwsKeys { access_key_id: keys.access_key_id, secret_access_key, session_token: token.clone(), region: a.region.clone() });
+        let secret_access_key = String::from_utf8_lossy(keys.secret_access_key.expose());
+        let entry =
+            serde_json::json!({"access_key_id": keys.access_key_id, "secret_access_key": secret_access_key, "session_token": token, "region": a.region});
+        aws.insert(name.clone(), entry);
     }
+    let aws = (!aws.is_empty()).then_some(serde_json::Value::Object(aws));
     Ok(Minted { token, session_id: sid, expires_at: exp, proof_key: URL_SAFE_NO_PAD.encode(proof_key), record, aws })
 }
 

@@ -61,26 +61,28 @@ pub fn canonical_uri(wire_path: &str, s3: bool) -> String {
 /// encoded again, `name=` for a parameter without a value, sorted by name
 /// and then value.
 pub fn canonical_query(raw: &str) -> String {
-    let mut pairs: Vec<(String, String)> = raw
+    // Each pair as `name NUL value`, so that a plain byte sort orders by
+    // name, then value (encoded names hold no NUL).
+    let mut pairs: Vec<Vec<u8>> = raw
         .split('&')
         .filter(|p| !p.is_empty())
         .map(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let (mut key, mut value) = (String::new(), String::new());
-            uri_encode(&crate::path::percent_decode_lenient(k.as_bytes()), false, &mut key);
-            uri_encode(&crate::path::percent_decode_lenient(v.as_bytes()), false, &mut value);
-            (key, value)
+            let mut out = String::new();
+            uri_encode(&crate::path::percent_decode_lenient(k.as_bytes()), false, &mut out);
+            out.push('\0');
+            uri_encode(&crate::path::percent_decode_lenient(v.as_bytes()), false, &mut out);
+            out.into_bytes()
         })
         .collect();
     pairs.sort();
     let mut out = String::new();
-    for (i, (k, v)) in pairs.iter().enumerate() {
-        if i > 0 {
+    for pair in pairs {
+        if !out.is_empty() {
             out.push('&');
         }
-        out.push_str(k);
-        out.push('=');
-        out.push_str(v);
+        // Only ASCII was written.
+        out.extend(pair.into_iter().map(|b| if b == 0 { '=' } else { char::from(b) }));
     }
     out
 }
@@ -244,8 +246,11 @@ pub fn parse_authorization(value: &str) -> Option<Authorization<'_>> {
         return None;
     }
     let mut signature = [0u8; 32];
-    for (i, byte) in signature.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(sig.get(2 * i..2 * i + 2)?, 16).ok()?;
+    let nibble = |c: u8| if c.is_ascii_digit() { c - b'0' } else { c - b'a' + 10 };
+    for (byte, pair) in signature.iter_mut().zip(sig.as_bytes().chunks(2)) {
+        if let [hi, lo] = pair {
+            *byte = nibble(*hi) << 4 | nibble(*lo);
+        }
     }
     Some(Authorization { access_key_id, date, region, service, signed_headers, signature })
 }
@@ -259,13 +264,12 @@ pub fn is_presigned(query: &str) -> bool {
     })
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+/// Days since 1970-01-01 of a date in 1970 or later (Howard Hinnant's
+/// `days_from_civil`, shifted so every term stays unsigned).
+fn days_from_civil(y: u64, m: u64, d: u64) -> u64 {
     let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
+    let (era, yoe) = (y / 400, y % 400);
+    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     era * 146_097 + doe - 719_468
 }
@@ -273,35 +277,50 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 /// Parses an `X-Amz-Date` (`20150830T123600Z`) into unix seconds.
 pub fn parse_amz_date(s: &str) -> Option<u64> {
     let b = s.as_bytes();
+    // Every index below is within the 16 bytes checked here.
     if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' || !b[..8].iter().chain(&b[9..15]).all(u8::is_ascii_digit) {
         return None;
     }
-    let n = |r: std::ops::Range<usize>| s.get(r).and_then(|t| t.parse::<i64>().ok());
-    let (y, mo, d, h, mi, sec) = (n(0..4)?, n(4..6)?, n(6..8)?, n(9..11)?, n(11..13)?, n(13..15)?);
+    let n = |from: usize, len: usize| b[from..from + len].iter().fold(0u64, |acc, d| acc * 10 + u64::from(d - b'0'));
+    let (y, mo, d, h, mi, sec) = (n(0, 4), n(4, 2), n(6, 2), n(9, 2), n(11, 2), n(13, 2));
     let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    let month_days = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
-    let max_day = *month_days.get(usize::try_from(mo - 1).ok()?)?;
+    let max_day = match mo {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        1..=12 => 31,
+        _ => return None,
+    };
     if y < 1970 || !(1..=max_day).contains(&d) || h > 23 || mi > 59 || sec > 59 {
         return None;
     }
-    u64::try_from(days_from_civil(y, mo, d) * 86_400 + h * 3_600 + mi * 60 + sec).ok()
+    Some(days_from_civil(y, mo, d) * 86_400 + h * 3_600 + mi * 60 + sec)
 }
 
 /// Formats unix seconds as an `X-Amz-Date`.
 pub fn format_amz_date(unix: u64) -> String {
-    let days = (unix / 86_400) as i64;
-    let secs = unix % 86_400;
-    // civil_from_days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
+    // civil_from_days (Howard Hinnant's algorithm), unsigned from 1970 on.
+    let z = unix / 86_400 + 719_468;
+    let (era, doe) = (z / 146_097, z % 146_097);
     let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
     let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
     let mp = (5 * doy + 2) / 153;
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z", secs / 3_600, secs % 3_600 / 60, secs % 60)
+    let y = yoe + era * 400 + u64::from(m <= 2);
+    let secs = unix % 86_400;
+    let mut out = String::with_capacity(16);
+    for (value, width) in [(y, 4), (m, 2), (d, 2), (u64::MAX, 0), (secs / 3_600, 2), (secs % 3_600 / 60, 2), (secs % 60, 2)] {
+        if width == 0 {
+            out.push('T');
+            continue;
+        }
+        for i in (0..width).rev() {
+            out.push(char::from(b'0' + (value / 10u64.pow(i) % 10) as u8));
+        }
+    }
+    out.push('Z');
+    out
 }
 
 #[cfg(test)]

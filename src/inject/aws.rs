@@ -82,8 +82,9 @@ enum Payload {
 /// An AWS tool's request whose signature headers checked out; the
 /// signature itself is verified once the body is known ([`Presented::verify`]).
 pub struct Presented {
-    /// The canonical request up to (without) the payload hash.
-    canonical: String,
+    /// The canonical request up to (without) the payload hash, for each
+    /// spelling of the path that verifies.
+    canonical: Vec<String>,
     amz_date: String,
     scope: String,
     signing_key: [u8; 32],
@@ -147,10 +148,17 @@ pub fn presented(authorized: &Authorized<'_>, req: &ToolRequest<'_>, keys: &KeyR
         Some(_) => return Err(invalid("malformed x-amz-content-sha256")),
     };
     // The path as the sandbox's SDK signed it: under Airlock's tool route.
-    let wire_path = format!("/t/{}{}", req.tool, req.rest);
-    let uri = sigv4::canonical_uri(&wire_path, aws.is_s3());
-    let canonical = sigv4::canonical_request(req.method, &uri, &sigv4::canonical_query(query), req.headers, &auth.signed_headers, "")
-        .ok_or_else(|| invalid("a signed header is missing"))?;
+    // The route reads `/t/{tool}` as `/t/{tool}/` (an SDK whose endpoint is
+    // the tool URL sends the former for the service root), so both
+    // spellings of the root verify; they are one request to the origin.
+    let mut canonical = Vec::with_capacity(2);
+    let root = format!("/t/{}", req.tool);
+    for wire_path in [format!("{root}{}", req.rest), root].into_iter().take(if req.rest == "/" { 2 } else { 1 }) {
+        let uri = sigv4::canonical_uri(&wire_path, aws.is_s3());
+        let c = sigv4::canonical_request(req.method, &uri, &sigv4::canonical_query(query), req.headers, &auth.signed_headers, "")
+            .ok_or_else(|| invalid("a signed header is missing"))?;
+        canonical.push(c);
+    }
     let signing_key = sigv4::signing_key(derived.secret_access_key.expose(), auth.date, &aws.region, &aws.service)
         .ok_or_else(|| Error::Internal("HMAC refused a key".into()))?;
     let mut forward = Vec::new();
@@ -198,10 +206,12 @@ impl Presented {
             }
             Payload::Body => (sigv4::sha256_hex(body.ok_or_else(|| Error::Internal("body not read for a hashed payload".into()))?), false),
         };
-        let mut canonical = self.canonical;
-        canonical.push_str(&payload_hash);
-        let expected = sigv4::signature(&self.signing_key, &sigv4::string_to_sign(&self.amz_date, &self.scope, &canonical));
-        if !expected.is_some_and(|e| sigv4::signature_matches(&e, &self.signature)) {
+        let verifies = |mut canonical: String| {
+            canonical.push_str(&payload_hash);
+            let expected = sigv4::signature(&self.signing_key, &sigv4::string_to_sign(&self.amz_date, &self.scope, &canonical));
+            expected.is_some_and(|e| sigv4::signature_matches(&e, &self.signature))
+        };
+        if !self.canonical.into_iter().any(verifies) {
             return Err(invalid("signature does not verify"));
         }
         Ok(Verified { payload_hash, declared, forward: self.forward })
@@ -290,10 +300,15 @@ pub fn tool(
     let host = tool.origin.base.split_once("://").map_or(tool.origin.base.as_str(), |(_, h)| h).to_string();
     let mut signing = headers.clone();
     signing.push(("host".into(), host));
-    let mut signed: Vec<&str> =
-        signing.iter().map(|(n, _)| n.as_str()).filter(|n| n.starts_with("x-amz-") || ["host", "content-type", "content-md5"].contains(n)).collect();
-    signed.sort_unstable();
-    signed.dedup();
+    let mut signed: Vec<&str> = Vec::new();
+    for (name, _) in &signing {
+        if name.starts_with("x-amz-") || ["host", "content-type", "content-md5"].contains(&name.as_str()) {
+            // Sorted and without duplicates, as SigV4 lists them.
+            if let Err(at) = signed.binary_search(&name.as_str()) {
+                signed.insert(at, name);
+            }
+        }
+    }
     let canonical =
         sigv4::canonical_request(permit.method().as_str(), &sigv4::canonical_uri(&path, aws.is_s3()), &query, &signing, &signed, &verified.payload_hash)
             .ok_or_else(|| Error::Internal("a header Airlock signs is missing".into()))?;

@@ -456,10 +456,10 @@ impl Error {
             Error::ApprovalCsrf { .. } => "decision not accepted".into(),
             Error::ClientClosed => "client closed the connection".into(),
             Error::StateUnavailable(_) => "session state unavailable; the request was refused".into(),
-            Error::SigV4(SigV4Error::Presigned) => "presigned URLs are not accepted; sign the request in its Authorization header".into(),
-            Error::SigV4(SigV4Error::Streaming) => "aws-chunked (STREAMING-*) uploads are not accepted; send the body whole".into(),
-            Error::SigV4(SigV4Error::PayloadMismatch) => "the body does not match its x-amz-content-sha256".into(),
-            Error::SigV4(SigV4Error::Invalid(_)) => "the request's AWS signature is not valid for this session".into(),
+            Error::SigV4(SigV4Error::Presigned) => "presigned URLs are not accepted".into(),
+            Error::SigV4(SigV4Error::Streaming) => "aws-chunked uploads are not accepted".into(),
+            Error::SigV4(SigV4Error::PayloadMismatch) => "body does not match x-amz-content-sha256".into(),
+            Error::SigV4(SigV4Error::Invalid(_)) => "AWS signature not valid for this session".into(),
         }
     }
 
@@ -508,7 +508,7 @@ impl Error {
             Error::ApprovalDecided { status } => format!("already {status}"),
             Error::ApprovalLinkExpired { exp, now } => format!("link expired at {exp}, now {now}"),
             Error::ApprovalCsrf { why } => format!("csrf: {why}"),
-            Error::SigV4(SigV4Error::Invalid(why)) => format!("sigv4: {why}"),
+            Error::SigV4(SigV4Error::Invalid(why)) => why.to_string(),
             other => other.public_message(),
         }
     }

@@ -202,6 +202,7 @@ fn an_sdk_signed_s3_request_is_verified_and_signed_again_with_the_real_key() {
         assert_eq!(h("user-agent"), Some("Boto3/1.44"));
         assert!(!out.headers().iter().any(|(_, v)| v.contains(&s.token) || v.contains(&s.key_id)), "nothing of the sandbox's signature is forwarded");
         assert_eq!(out.headers().iter().filter(|(n, _)| n == "authorization").count(), 1);
+        assert!(!out.headers().iter().any(|(n, _)| n == "host"), "the runtime sets Host from the URL");
         assert_eq!(run.secret_reads, 3);
         // Every part of the real key is scrubbed from answers.
         for secret in [REAL_ID, REAL_SECRET, REAL_TOKEN] {

@@ -20,8 +20,8 @@
 //!   forwards and the payload hash it verified. The sandbox's
 //!   `Authorization`, `X-Amz-Security-Token` and `X-Amz-Date` never reach
 //!   the origin.
-//! - The real access key id, secret access key and session token, and the
-//!   forwarded signature, are scrubbed from the answer.
+//! - The real access key id, secret access key and session token are
+//!   scrubbed from the answer.
 
 use std::rc::Rc;
 
@@ -35,7 +35,6 @@ use crate::authorize::Authorized;
 use crate::error::{Error, SigV4Error};
 use crate::hex::hex;
 use crate::policy::{is_token_header, AwsSigV4, Tool};
-use crate::redact::Redactor;
 use crate::request::{header, ToolRequest};
 use crate::secret::Secret;
 use crate::sigv4;
@@ -61,7 +60,8 @@ pub fn session_keys(keys: &KeyRing, kid: &str, sid: &str, tool: &str) -> Option<
     let parts: [&[u8]; 2] = [sid.as_bytes(), tool.as_bytes()];
     let id = keys.derive(kid, "airlock-aws-access-key-id-v1", &parts)?;
     let secret = keys.derive(kid, "airlock-aws-secret-access-key-v1", &parts)?;
-    let access_key_id = format!("{ACCESS_KEY_PREFIX}{}", hex(id.get(..8)?).to_ascii_uppercase());
+    let mut access_key_id = ACCESS_KEY_PREFIX.to_string();
+    access_key_id.push_str(&hex(id.get(..8)?).to_ascii_uppercase());
     Some(SessionKeys { access_key_id, secret_access_key: Secret::new(STANDARD.encode(secret.get(..30)?)) })
 }
 
@@ -104,10 +104,8 @@ pub fn presented(authorized: &Authorized<'_>, req: &ToolRequest<'_>, keys: &KeyR
     let permit = &authorized.permit;
     let tool = permit.tool();
     let Some(aws) = tool.aws() else { return Ok(None) };
+    // Presigned URLs were refused by `authorize::tool`.
     let query = req.query.unwrap_or_default();
-    if sigv4::is_presigned(query) {
-        return Err(Error::SigV4(SigV4Error::Presigned));
-    }
     // Chunk signatures would go to the origin unverified, and chunk
     // framing is another body than the one Airlock hashed.
     let content_sha = header(req.headers, "x-amz-content-sha256");
@@ -117,29 +115,28 @@ pub fn presented(authorized: &Authorized<'_>, req: &ToolRequest<'_>, keys: &KeyR
     }
     let mut auths = req.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("authorization"));
     let (Some((_, value)), None) = (auths.next(), auths.next()) else {
-        return Err(invalid("no single Authorization header"));
+        return Err(invalid("Authorization missing or repeated"));
     };
     let auth = sigv4::parse_authorization(value).ok_or_else(|| invalid("malformed Authorization"))?;
-    let amz_date = header(req.headers, "x-amz-date").ok_or_else(|| invalid("no X-Amz-Date"))?;
-    let signed_at = sigv4::parse_amz_date(amz_date).ok_or_else(|| invalid("malformed X-Amz-Date"))?;
+    let amz_date = header(req.headers, "x-amz-date").unwrap_or_default();
     // A captured request replays for at most this long, as at AWS.
-    if signed_at.abs_diff(now) > MAX_SKEW_SECS {
-        return Err(invalid("X-Amz-Date more than 15 minutes from now"));
+    let window = sigv4::format_amz_date(now.saturating_sub(MAX_SKEW_SECS))..=sigv4::format_amz_date(now + MAX_SKEW_SECS);
+    if !sigv4::is_amz_date(amz_date) || !window.contains(&amz_date.to_string()) {
+        return Err(invalid("X-Amz-Date missing or 15+ minutes off"));
     }
     if auth.date != amz_date.get(..8).unwrap_or_default() || auth.region != aws.region || auth.service != aws.service {
-        return Err(invalid("credential scope is not the tool's region, service or day"));
+        return Err(invalid("scope not the tool's"));
     }
     for required in ["host", "x-amz-date"] {
         if !auth.signed_headers.contains(&required) {
-            return Err(invalid("host or x-amz-date not signed"));
+            return Err(invalid("host or x-amz-date unsigned"));
         }
     }
     let session = permit.session();
-    let derived =
-        session_keys(keys, session.kid(), &session.claims().sid, &tool.name).ok_or_else(|| Error::Internal("session's signing key missing".into()))?;
+    let derived = session_keys(keys, session.kid(), &session.claims().sid, &tool.name).ok_or_else(|| Error::Internal("signing key missing".into()))?;
     // Another session's key id, or the real one, never matches.
     if !bool::from(auth.access_key_id.as_bytes().ct_eq(derived.access_key_id.as_bytes())) {
-        return Err(invalid("access key id is not this session's"));
+        return Err(invalid("key id not the session's"));
     }
     let payload = match content_sha {
         None => Payload::Body,
@@ -156,7 +153,7 @@ pub fn presented(authorized: &Authorized<'_>, req: &ToolRequest<'_>, keys: &KeyR
     for wire_path in [format!("{root}{}", req.rest), root].into_iter().take(if req.rest == "/" { 2 } else { 1 }) {
         let uri = sigv4::canonical_uri(&wire_path, aws.is_s3());
         let c = sigv4::canonical_request(req.method, &uri, &sigv4::canonical_query(query), req.headers, &auth.signed_headers, "")
-            .ok_or_else(|| invalid("a signed header is missing"))?;
+            .ok_or_else(|| invalid("signed header missing"))?;
         canonical.push(c);
     }
     let signing_key = sigv4::signing_key(derived.secret_access_key.expose(), auth.date, &aws.region, &aws.service)
@@ -195,16 +192,17 @@ impl Presented {
     /// Verifies the signature; `body` is the whole body when
     /// [`Presented::needs_body`].
     pub fn verify(self, body: Option<&[u8]>) -> Result<Verified, Error> {
+        let unread = || Error::Internal("body not read".into());
         let (payload_hash, declared) = match self.payload {
             Payload::Unsigned => (sigv4::UNSIGNED_PAYLOAD.to_string(), true),
             Payload::Declared(declared) => {
-                let actual = sigv4::sha256_hex(body.ok_or_else(|| Error::Internal("body not read for a hashed payload".into()))?);
+                let actual = sigv4::sha256_hex(body.ok_or_else(unread)?);
                 if !bool::from(actual.as_bytes().ct_eq(declared.as_bytes())) {
                     return Err(Error::SigV4(SigV4Error::PayloadMismatch));
                 }
                 (actual, true)
             }
-            Payload::Body => (sigv4::sha256_hex(body.ok_or_else(|| Error::Internal("body not read for a hashed payload".into()))?), false),
+            Payload::Body => (sigv4::sha256_hex(body.ok_or_else(unread)?), false),
         };
         let verifies = |mut canonical: String| {
             canonical.push_str(&payload_hash);
@@ -230,11 +228,10 @@ pub struct RealKey {
 /// through `secret`, only now that the request was verified and admitted.
 fn read_key(aws: &AwsSigV4, secret_name: &str, secret: impl Fn(&str) -> Option<Rc<PreparedCredential>>) -> Result<RealKey, Error> {
     let read = |name: &str| -> Result<Rc<PreparedCredential>, Error> {
-        let value = secret(name).ok_or_else(|| Error::Misconfigured(format!("secret {name} is not set")))?;
-        if value.value().is_empty() || !header_value_ok(value.value().expose()) {
-            return Err(Error::Misconfigured(format!("secret {name} is empty or not a header value")));
+        match secret(name) {
+            Some(value) if !value.value().is_empty() && header_value_ok(value.value().expose()) => Ok(value),
+            _ => Err(Error::Misconfigured(format!("secret {name} is not set, empty or not a header value"))),
         }
-        Ok(value)
     };
     Ok(RealKey {
         access_key_id: read(&aws.access_key_id_secret)?,
@@ -260,7 +257,7 @@ pub fn tool(
     let permit = &authorized.permit;
     let tool: &Tool = permit.tool();
     let (Some(aws), Some(credential)) = (tool.aws(), tool.credential.as_ref()) else {
-        return Err(Error::Internal("a signed request for a tool without an AWS credential".into()));
+        return Err(Error::Internal("no AWS credential".into()));
     };
     let key = read_key(aws, &credential.secret, secret)?;
 
@@ -298,37 +295,44 @@ pub fn tool(
     // Signed: the host, every x-amz-* header and the content headers the
     // runtime leaves as they are.
     let host = tool.origin.base.split_once("://").map_or(tool.origin.base.as_str(), |(_, h)| h).to_string();
-    let mut signing = headers.clone();
-    signing.push(("host".into(), host));
-    let mut signed: Vec<&str> = Vec::new();
-    for (name, _) in &signing {
-        if name.starts_with("x-amz-") || ["host", "content-type", "content-md5"].contains(&name.as_str()) {
-            // Sorted and without duplicates, as SigV4 lists them.
-            if let Err(at) = signed.binary_search(&name.as_str()) {
-                signed.insert(at, name);
-            }
-        }
-    }
+    headers.push(("host".into(), host));
+    let mut names: Vec<Vec<u8>> = headers
+        .iter()
+        .map(|(n, _)| n.as_bytes().to_vec())
+        .filter(|n| n.starts_with(b"x-amz-") || [&b"host"[..], b"content-type", b"content-md5"].contains(&n.as_slice()))
+        .collect();
+    // Sorted and without duplicates, as SigV4 lists them.
+    names.sort();
+    names.dedup();
+    let signed: Vec<&str> = names.iter().filter_map(|n| std::str::from_utf8(n).ok()).collect();
     let canonical =
-        sigv4::canonical_request(permit.method().as_str(), &sigv4::canonical_uri(&path, aws.is_s3()), &query, &signing, &signed, &verified.payload_hash)
-            .ok_or_else(|| Error::Internal("a header Airlock signs is missing".into()))?;
+        sigv4::canonical_request(permit.method().as_str(), &sigv4::canonical_uri(&path, aws.is_s3()), &query, &headers, &signed, &verified.payload_hash)
+            .ok_or_else(|| Error::Internal("signed header missing".into()))?;
     let date = amz_date.get(..8).unwrap_or_default();
     let scope = sigv4::scope(date, &aws.region, &aws.service);
     let signature = sigv4::signing_key(key.secret_access_key.value().expose(), date, &aws.region, &aws.service)
         .and_then(|k| sigv4::signature(&k, &sigv4::string_to_sign(&amz_date, &scope, &canonical)))
         .ok_or_else(|| Error::Internal("HMAC refused a key".into()))?;
+    // Signed, but not sent as a header: the runtime sets Host from the URL.
+    headers.pop();
     let access_key_id = text(key.access_key_id.value());
     headers.push(("authorization".into(), sigv4::authorization(&access_key_id, &scope, &signed, &signature)));
 
-    // The real key's parts in every spelling, and this request's signature
-    // (an echo of it would let the sandbox replay this exact request at
-    // AWS, past Airlock's audit).
+    // The real key's parts in every spelling. The signature is not among
+    // them: replaying this request at AWS needs the key id and session
+    // token, which are. The filter is built once per key (memoized on the
+    // secret key's credential, keyed by the other two parts, so a rotation
+    // of either builds a new one).
     let mut redactions: Vec<Rc<Secret>> = Vec::new();
+    let mut memo_key = key.access_key_id.value().expose().to_vec();
     for part in [Some(&key.access_key_id), Some(&key.secret_access_key), key.session_token.as_ref()].into_iter().flatten() {
         redactions.extend(part.encodings.iter().cloned());
     }
-    redactions.push(Rc::new(Secret::new(hex(&signature))));
-    let filter = Redactor::shared(redactions.clone());
+    if let Some(token) = &key.session_token {
+        memo_key.push(b'\n');
+        memo_key.extend_from_slice(token.value().expose());
+    }
+    let filter = key.secret_access_key.filter(&memo_key, &redactions);
     Ok(Outbound {
         method: permit.method(),
         target: tool.origin.target.clone(),

@@ -24,7 +24,7 @@ pub(super) fn read(mut c: Obj<'_>) -> Result<Credential, PolicyError> {
         match c.str(key)? {
             Some(name) if is_binding_name(name) => Ok(Some(name.to_string())),
             Some(_) => Err(err(c.field(key), "must be a secret binding name ([A-Za-z_][A-Za-z0-9_]*)")),
-            None if required => Err(err(c.field(key), "is required for an aws_sigv4 credential")),
+            None if required => Err(err(c.field(key), "is required")),
             None => Ok(None),
         }
     };
@@ -34,7 +34,7 @@ pub(super) fn read(mut c: Obj<'_>) -> Result<Credential, PolicyError> {
     let mut scope = |key: &'static str| -> Result<String, PolicyError> {
         let value = c.required_str(key)?;
         if !is_scope_part(value) {
-            return Err(err(c.field(key), "must be 1-64 of [a-z0-9-], as in the AWS endpoint (us-east-1, s3, sts, dynamodb)"));
+            return Err(err(c.field(key), "must be 1-64 of [a-z0-9-] (us-east-1, s3)"));
         }
         Ok(value.to_string())
     };
@@ -47,14 +47,11 @@ pub(super) fn read(mut c: Obj<'_>) -> Result<Credential, PolicyError> {
     })
 }
 
-/// What an AWS tool must be: an HTTP tool (not an MCP server), whose
-/// session token the SDK sends as its session token.
-pub(super) fn check_tool(t: &Obj<'_>, slots: &mut TokenSlots) -> Result<(), PolicyError> {
-    if t.map.get("mcp").is_some_and(|m| !m.is_null()) {
-        return Err(err(t.field("credential"), "an aws_sigv4 credential signs HTTP tools, not MCP servers"));
-    }
+/// An AWS tool's SDK sends the session token as its session token. (An
+/// `mcp` section next to an AWS credential fails closed at its first
+/// request: MCP injection refuses a SigV4 placement.)
+pub(super) fn check_tool(slots: &mut TokenSlots) {
     if !slots.headers.iter().any(|h| h == SESSION_TOKEN_HEADER) {
         slots.headers.push(SESSION_TOKEN_HEADER.to_string());
     }
-    Ok(())
 }

@@ -241,7 +241,7 @@ fn read_tool(mut t: Obj<'_>, name: &str) -> Result<Tool, PolicyError> {
     };
     let credential = t.obj("credential")?.map(|c| read_credential(c, allow_http)).transpose()?;
     if let Some(Credential { placement: Placement::AwsSigV4(_), .. }) = &credential {
-        super::aws::check_tool(&t, &mut session_token)?;
+        super::aws::check_tool(&mut session_token);
     }
     let mut forward_headers = Vec::new();
     for (i, h) in t.strings("forward_headers")?.into_iter().enumerate() {

@@ -63,18 +63,18 @@ pub fn canonical_uri(wire_path: &str, s3: bool) -> String {
 pub fn canonical_query(raw: &str) -> String {
     // Each pair as `name NUL value`, so that a plain byte sort orders by
     // name, then value (encoded names hold no NUL).
-    let mut pairs: Vec<Vec<u8>> = raw
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let mut out = String::new();
-            uri_encode(&crate::path::percent_decode_lenient(k.as_bytes()), false, &mut out);
-            out.push('\0');
-            uri_encode(&crate::path::percent_decode_lenient(v.as_bytes()), false, &mut out);
-            out.into_bytes()
-        })
-        .collect();
+    let mut pairs: Vec<Vec<u8>> = Vec::new();
+    for pair in raw.split('&') {
+        if pair.is_empty() {
+            continue;
+        }
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let mut out = String::new();
+        uri_encode(&crate::path::percent_decode_lenient(k.as_bytes()), false, &mut out);
+        out.push('\0');
+        uri_encode(&crate::path::percent_decode_lenient(v.as_bytes()), false, &mut out);
+        pairs.push(out.into_bytes());
+    }
     pairs.sort();
     let mut out = String::new();
     for pair in pairs {
@@ -82,7 +82,9 @@ pub fn canonical_query(raw: &str) -> String {
             out.push('&');
         }
         // Only ASCII was written.
-        out.extend(pair.into_iter().map(|b| if b == 0 { '=' } else { char::from(b) }));
+        for b in pair {
+            out.push(if b == 0 { '=' } else { char::from(b) });
+        }
     }
     out
 }

@@ -113,11 +113,13 @@ pub fn presented(authorized: &Authorized<'_>, req: &ToolRequest<'_>, keys: &KeyR
     if chunked || content_sha.is_some_and(|v| v.starts_with("STREAMING-")) || header(req.headers, "x-amz-decoded-content-length").is_some() {
         return Err(Error::SigV4(SigV4Error::Streaming));
     }
-    let mut auths = req.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("authorization"));
-    let (Some((_, value)), None) = (auths.next(), auths.next()) else {
-        return Err(invalid("Authorization missing or repeated"));
-    };
-    let auth = sigv4::parse_authorization(value).ok_or_else(|| invalid("malformed Authorization"))?;
+    let mut authorization = None;
+    for (name, value) in req.headers {
+        if name.eq_ignore_ascii_case("authorization") && authorization.replace(value).is_some() {
+            return Err(invalid("Authorization repeated"));
+        }
+    }
+    let auth = authorization.and_then(|v| sigv4::parse_authorization(v)).ok_or_else(|| invalid("Authorization missing or malformed"))?;
     let amz_date = header(req.headers, "x-amz-date").unwrap_or_default();
     // A captured request replays for at most this long, as at AWS.
     let window = sigv4::format_amz_date(now.saturating_sub(MAX_SKEW_SECS))..=sigv4::format_amz_date(now + MAX_SKEW_SECS);
@@ -150,8 +152,12 @@ pub fn presented(authorized: &Authorized<'_>, req: &ToolRequest<'_>, keys: &KeyR
     // spellings of the root verify; they are one request to the origin.
     let mut canonical = Vec::with_capacity(2);
     let root = format!("/t/{}", req.tool);
-    for wire_path in [format!("{root}{}", req.rest), root].into_iter().take(if req.rest == "/" { 2 } else { 1 }) {
-        let uri = sigv4::canonical_uri(&wire_path, aws.is_s3());
+    let mut paths = vec![format!("{root}{}", req.rest)];
+    if req.rest == "/" {
+        paths.push(root);
+    }
+    for wire_path in &paths {
+        let uri = sigv4::canonical_uri(wire_path, aws.is_s3());
         let c = sigv4::canonical_request(req.method, &uri, &sigv4::canonical_query(query), req.headers, &auth.signed_headers, "")
             .ok_or_else(|| invalid("signed header missing"))?;
         canonical.push(c);
@@ -162,11 +168,13 @@ pub fn presented(authorized: &Authorized<'_>, req: &ToolRequest<'_>, keys: &KeyR
     for name in &auth.signed_headers {
         if (name.starts_with("x-amz-") && !SIGNATURE_HEADERS.contains(name)) || *name == "content-md5" {
             let mut value = String::new();
-            for (_, v) in req.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)) {
-                if !value.is_empty() {
-                    value.push(',');
+            for (n, v) in req.headers {
+                if n.eq_ignore_ascii_case(name) {
+                    if !value.is_empty() {
+                        value.push(',');
+                    }
+                    value.push_str(v.trim());
                 }
-                value.push_str(v.trim());
             }
             forward.push((name.to_string(), value));
         }
@@ -278,12 +286,16 @@ pub fn tool(
         url.push_str(&query);
     }
 
-    let mut headers = forwardable_headers(req.headers, &tool.forward_headers);
-    headers.retain(|(n, _)| {
-        !is_token_header(n, Some(&tool.session_token)) && n != "accept-encoding" && (tool.allow_range || !RANGE_HEADERS.contains(&n.as_str()))
-    });
+    let mut headers = Vec::new();
+    for (n, v) in forwardable_headers(req.headers, &tool.forward_headers) {
+        if !is_token_header(&n, Some(&tool.session_token)) && n != "accept-encoding" && (tool.allow_range || !RANGE_HEADERS.contains(&n.as_str())) {
+            headers.push((n, v));
+        }
+    }
     headers.push(("accept-encoding".into(), ACCEPT_ENCODING.into()));
-    headers.extend(verified.forward);
+    for header in verified.forward {
+        headers.push(header);
+    }
     let amz_date = sigv4::format_amz_date(now);
     headers.push(("x-amz-date".into(), amz_date.clone()));
     if aws.is_s3() || verified.declared {
@@ -296,15 +308,19 @@ pub fn tool(
     // runtime leaves as they are.
     let host = tool.origin.base.split_once("://").map_or(tool.origin.base.as_str(), |(_, h)| h).to_string();
     headers.push(("host".into(), host));
-    let mut names: Vec<Vec<u8>> = headers
-        .iter()
-        .map(|(n, _)| n.as_bytes().to_vec())
-        .filter(|n| n.starts_with(b"x-amz-") || [&b"host"[..], b"content-type", b"content-md5"].contains(&n.as_slice()))
-        .collect();
+    let mut names: Vec<Vec<u8>> = Vec::new();
+    for (n, _) in &headers {
+        if n.starts_with("x-amz-") || n == "host" || n == "content-type" || n == "content-md5" {
+            names.push(n.as_bytes().to_vec());
+        }
+    }
     // Sorted and without duplicates, as SigV4 lists them.
     names.sort();
     names.dedup();
-    let signed: Vec<&str> = names.iter().filter_map(|n| std::str::from_utf8(n).ok()).collect();
+    let mut signed: Vec<&str> = Vec::new();
+    for n in &names {
+        signed.push(std::str::from_utf8(n).unwrap_or_default());
+    }
     let canonical =
         sigv4::canonical_request(permit.method().as_str(), &sigv4::canonical_uri(&path, aws.is_s3()), &query, &headers, &signed, &verified.payload_hash)
             .ok_or_else(|| Error::Internal("signed header missing".into()))?;
@@ -326,7 +342,9 @@ pub fn tool(
     let mut redactions: Vec<Rc<Secret>> = Vec::new();
     let mut memo_key = key.access_key_id.value().expose().to_vec();
     for part in [Some(&key.access_key_id), Some(&key.secret_access_key), key.session_token.as_ref()].into_iter().flatten() {
-        redactions.extend(part.encodings.iter().cloned());
+        for encoding in &part.encodings {
+            redactions.push(encoding.clone());
+        }
     }
     if let Some(token) = &key.session_token {
         memo_key.push(b'\n');

@@ -438,7 +438,7 @@ fn build(permit: &Permit<'_>, headers: &[(String, String)], query: Option<&str>,
                     (Some("authorization".into()), format!("Basic {b64}").into_bytes())
                 }
                 // Signed by `aws::sign`, never injected as a value.
-                Placement::AwsSigV4(_) => return Err(Error::Internal("an AWS tool's request reached static injection".into())),
+                Placement::AwsSigV4(_) => return Err(Error::Misconfigured("an aws_sigv4 credential only signs HTTP tool requests".into())),
                 Placement::Query { param } => {
                     // A parameter of the same name from the sandbox is dropped,
                     // so an origin that takes the first value never sees one

@@ -49,7 +49,7 @@ pub(super) fn read(mut c: Obj<'_>) -> Result<Credential, PolicyError> {
 
 /// An AWS tool's SDK sends the session token as its session token. (An
 /// `mcp` section next to an AWS credential fails closed at its first
-/// request: MCP injection refuses a SigV4 placement.)
+/// request, `500 misconfigured`: MCP injection refuses a SigV4 placement.)
 pub(super) fn check_tool(slots: &mut TokenSlots) {
     if !slots.headers.iter().any(|h| h == SESSION_TOKEN_HEADER) {
         slots.headers.push(SESSION_TOKEN_HEADER.to_string());

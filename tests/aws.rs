@@ -322,7 +322,7 @@ fn aws_policies_are_checked_field_by_field() {
     assert_eq!(t.aws().map(|a| (a.region.as_str(), a.service.as_str(), a.is_s3())), Some(("us-east-1", "s3", true)));
     assert!(t.session_token.headers.contains(&"x-amz-security-token".to_string()));
     let bad = [
-        (ok.replace(r#""kind":"aws_sigv4""#, r#""kind":"aws""#), "tools.s3.credential.kind"),
+        (ok.replace(r#""kind":"aws_sigv4""#, r#""kind":"aws","secret":"S""#), "tools.s3.credential.kind"),
         (ok.replace(r#","region":"us-east-1""#, ""), "tools.s3.credential.region"),
         (ok.replace("us-east-1", "US-EAST-1"), "tools.s3.credential.region"),
         (ok.replace(r#""A""#, r#""not a name""#), "tools.s3.credential.access_key_id_secret"),

@@ -110,8 +110,22 @@ pub fn tool<'p>(policy: &'p Policy, keys: &KeyRing, req: &ToolRequest<'_>, now: 
     audit.path = Some(path.encoded());
 
     // authenticate
-    let slots = policy.tool(req.tool).map(|t| &t.session_token);
-    let session = authenticate(policy, keys, req.headers, req.query, slots, now, audit)?;
+    let tool = policy.tool(req.tool);
+    let slots = tool.map(|t| &t.session_token);
+    // An AWS tool's `Authorization` is the sandbox's SigV4 signature
+    // (verified by `inject::aws`), not a place for the token, which its SDK
+    // sends as its session token. A presigned URL is refused outright: it
+    // carries its token where no SDK is told to put it.
+    let signed_headers: Vec<(String, String)>;
+    let headers = match tool.and_then(|t| t.aws()) {
+        Some(_) if crate::sigv4::is_presigned(req.query.unwrap_or_default()) => return Err(Error::SigV4(crate::error::SigV4Error::Presigned)),
+        Some(_) => {
+            signed_headers = req.headers.iter().filter(|(n, _)| !n.eq_ignore_ascii_case("authorization")).cloned().collect();
+            &signed_headers[..]
+        }
+        None => req.headers,
+    };
+    let session = authenticate(policy, keys, headers, req.query, slots, now, audit)?;
 
     // authorize (the method-override parameters of the query included)
     let permit = authorize_request(policy, session, req.tool, req.method, path, req.query)?;

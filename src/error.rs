@@ -129,6 +129,22 @@ pub enum Uninspectable {
     Index(&'static str),
 }
 
+/// Why an AWS tool's request was refused before anything was forwarded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SigV4Error {
+    /// A presigned URL (the signature in the query): Airlock verifies
+    /// signatures in the `Authorization` header only.
+    Presigned,
+    /// An `aws-chunked` body (`STREAMING-*` payload): its chunks carry
+    /// signatures of their own, which Airlock does not verify or re-sign.
+    Streaming,
+    /// The body does not hash to the `x-amz-content-sha256` that was signed.
+    PayloadMismatch,
+    /// No signature, a malformed one, another key id, scope or time, or a
+    /// signature that does not verify: one answer for all.
+    Invalid(&'static str),
+}
+
 /// Where a failure came from, so an origin outage is never blamed on the agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
@@ -268,6 +284,8 @@ pub enum Error {
         detail: String,
     },
     Internal(String),
+    /// An AWS tool's request whose SigV4 signature Airlock does not accept.
+    SigV4(SigV4Error),
 }
 
 impl Error {
@@ -323,6 +341,10 @@ impl Error {
             Error::Misconfigured(_) => "misconfigured",
             Error::CredentialUnavailable { .. } => "credential_unavailable",
             Error::Internal(_) => "internal",
+            Error::SigV4(SigV4Error::Presigned) => "presigned_refused",
+            Error::SigV4(SigV4Error::Streaming) => "aws_chunked_refused",
+            Error::SigV4(SigV4Error::PayloadMismatch) => "payload_hash_mismatch",
+            Error::SigV4(SigV4Error::Invalid(_)) => "signature_invalid",
         }
     }
 
@@ -355,6 +377,8 @@ impl Error {
             Error::UpstreamUnavailable { .. } | Error::UpstreamError { .. } | Error::UpstreamUninspectable { .. } | Error::CredentialUnavailable { .. } => 502,
             Error::UpstreamTimeout { .. } => 504,
             Error::PolicyInvalid(_) | Error::Misconfigured(_) | Error::Internal(_) => 500,
+            Error::SigV4(SigV4Error::Invalid(_)) => 403,
+            Error::SigV4(_) => 400,
         }
     }
 
@@ -432,6 +456,10 @@ impl Error {
             Error::ApprovalCsrf { .. } => "decision not accepted".into(),
             Error::ClientClosed => "client closed the connection".into(),
             Error::StateUnavailable(_) => "session state unavailable; the request was refused".into(),
+            Error::SigV4(SigV4Error::Presigned) => "presigned URLs are not accepted".into(),
+            Error::SigV4(SigV4Error::Streaming) => "aws-chunked uploads are not accepted".into(),
+            Error::SigV4(SigV4Error::PayloadMismatch) => "body does not match x-amz-content-sha256".into(),
+            Error::SigV4(SigV4Error::Invalid(_)) => "AWS signature not valid for this session".into(),
         }
     }
 
@@ -480,6 +508,7 @@ impl Error {
             Error::ApprovalDecided { status } => format!("already {status}"),
             Error::ApprovalLinkExpired { exp, now } => format!("link expired at {exp}, now {now}"),
             Error::ApprovalCsrf { why } => format!("csrf: {why}"),
+            Error::SigV4(SigV4Error::Invalid(why)) => why.to_string(),
             other => other.public_message(),
         }
     }

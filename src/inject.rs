@@ -29,6 +29,8 @@ use crate::request::{header, EgressRequest, McpRequest, ToolRequest};
 use crate::secret::Secret;
 use crate::token::KeyRing;
 
+pub mod aws;
+
 /// What Airlock asks a credentialed (or MCP) origin for: only codings the
 /// runtime decodes before the body reaches the redactor (see
 /// [`crate::respond::check_encoding`]). The sandbox's own `Accept-Encoding`
@@ -435,6 +437,8 @@ fn build(permit: &Permit<'_>, headers: &[(String, String)], query: Option<&str>,
                     redactions.extend(prepared.wrapped_spellings(&pair));
                     (Some("authorization".into()), format!("Basic {b64}").into_bytes())
                 }
+                // Signed by `aws::sign`, never injected as a value.
+                Placement::AwsSigV4(_) => return Err(Error::Misconfigured("an aws_sigv4 credential only signs HTTP tool requests".into())),
                 Placement::Query { param } => {
                     // A parameter of the same name from the sandbox is dropped,
                     // so an origin that takes the first value never sees one
@@ -490,18 +494,23 @@ fn build(permit: &Permit<'_>, headers: &[(String, String)], query: Option<&str>,
         body_limit: u64::MAX,
         timeout_ms: tool.timeout_ms,
         idle_timeout_ms: tool.idle_timeout_ms,
-        response: ResponseRules {
-            drop_cookies: tool.credential.is_some(),
-            inspect: tool.credential.is_some() || tool.mcp.is_some(),
-            credentialed: tool.credential.is_some(),
-            allow_range: tool.allow_range,
-            pass_server_errors: tool.pass_server_errors,
-            relocate: match tool.mcp {
-                Some(_) => Relocate::Drop,
-                None => Relocate::Tool { base: tool.origin.base.clone(), base_path: tool.origin.base_path.clone(), name: tool.name.clone() },
-            },
-        },
+        response: response_rules(tool),
     })
+}
+
+/// What the response phase applies to a tool's answers.
+fn response_rules(tool: &crate::policy::Tool) -> ResponseRules {
+    ResponseRules {
+        drop_cookies: tool.credential.is_some(),
+        inspect: tool.credential.is_some() || tool.mcp.is_some(),
+        credentialed: tool.credential.is_some(),
+        allow_range: tool.allow_range,
+        pass_server_errors: tool.pass_server_errors,
+        relocate: match tool.mcp {
+            Some(_) => Relocate::Drop,
+            None => Relocate::Tool { base: tool.origin.base.clone(), base_path: tool.origin.base_path.clone(), name: tool.name.clone() },
+        },
+    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@
 //! | authenticate | [`authenticate`], [`token`] | `VerifiedSession` | — |
 //! | authorize | [`authorize`], [`egress`], [`mcp`] (the message) | `Permit` inside `Authorized` (+ the `Gate` for admission) | — |
 //! | admit | [`admit`], [`proof`], [`state`] | `Admitted` | `edge/admit.rs`, `edge/state.rs` |
-//! | inject | [`inject`] (reads the credential), [`upstream`] (the ones Airlock mints) | `Outbound` | `edge/config.rs` (secrets), `edge/upstream.rs` (minted tokens; the minting itself runs in the state script, `edge/minter.rs`) |
+//! | inject | [`inject`] (reads the credential; [`inject::aws`] verifies an AWS tool's SigV4 before admission and signs again, with [`sigv4`]), [`upstream`] (the ones Airlock mints) | `Outbound` | `edge/config.rs` (secrets), `edge/upstream.rs` (minted tokens; the minting itself runs in the state script, `edge/minter.rs`) |
 //! | forward | — | — | `edge/forward.rs` |
 //! | filter response | [`respond`], [`redact`], [`mcp`] (lists), [`sse`], [`index`] (package index links) | — | `edge/respond.rs`, `edge/body.rs` |
 //! | audit | [`audit`] | one record per request | `edge/audit.rs` |
@@ -43,6 +43,7 @@ pub mod secret;
 pub mod path;
 pub mod request;
 pub mod route;
+pub mod sigv4;
 
 pub mod authenticate;
 pub mod token;

@@ -18,6 +18,7 @@ use subtle::ConstantTimeEq;
 
 use crate::error::Error;
 use crate::hex::hex;
+use crate::inject::aws::session_keys;
 use crate::policy::{Level, Policy};
 use crate::secret::Secret;
 use crate::state::session::SessionRecord;
@@ -110,6 +111,11 @@ pub struct Minted {
     /// The session's state record, written before the token is returned.
     #[serde(skip)]
     pub record: SessionRecord,
+    /// For each AWS tool of the session, the keys its SDK signs with
+    /// (`access_key_id`, `secret_access_key`, `session_token`, `region`):
+    /// derived from the session, never the real key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aws: Option<serde_json::Value>,
 }
 
 fn check_name(field: &str, value: &str) -> Result<(), Error> {
@@ -208,7 +214,18 @@ pub fn mint(body: &[u8], policy: &Policy, ring: &KeyRing, now: u64, session_id: 
         usage: Default::default(),
         buckets: Default::default(),
     };
-    Ok(Minted { token: sign(&claims, ring), session_id: sid, expires_at: exp, proof_key: URL_SAFE_NO_PAD.encode(proof_key), record })
+    let token = sign(&claims, ring);
+    let mut aws = serde_json::Map::new();
+    for (name, tool) in claims.scp.keys().filter_map(|t| Some((t, policy.tool(t)?))) {
+        let Some(a) = tool.aws() else { continue };
+        let keys = session_keys(ring, ring.signer().kid(), &sid, name).ok_or_else(|| Error::Internal("signing key missing from its ring".into()))?;
+        let secret_access_key = String::from_utf8_lossy(keys.secret_access_key.expose());
+        let entry =
+            serde_json::json!({"access_key_id": keys.access_key_id, "secret_access_key": secret_access_key, "session_token": token, "region": a.region});
+        aws.insert(name.clone(), entry);
+    }
+    let aws = (!aws.is_empty()).then_some(serde_json::Value::Object(aws));
+    Ok(Minted { token, session_id: sid, expires_at: exp, proof_key: URL_SAFE_NO_PAD.encode(proof_key), record, aws })
 }
 
 #[cfg(test)]

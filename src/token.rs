@@ -239,9 +239,19 @@ impl KeyRing {
     /// The per-session request-proof key: a MAC over the session id with the
     /// key `kid`, so Airlock can derive it again and never stores it.
     pub fn proof_key(&self, kid: &str, sid: &str) -> Option<[u8; 32]> {
-        let key = self.find(kid)?;
-        let mut mac = mac_for(key, b"airlock-proof-key-v1\n");
-        mac.update(sid.as_bytes());
+        self.derive(kid, "airlock-proof-key-v1", &[sid.as_bytes()])
+    }
+
+    /// A per-session value (a key handed to the sandbox at mint): a MAC
+    /// with the key `kid` over `label`, then `parts` each after a newline.
+    /// Airlock derives it again from the token's claims and never stores it;
+    /// the label keeps each use's values apart.
+    pub fn derive(&self, kid: &str, label: &str, parts: &[&[u8]]) -> Option<[u8; 32]> {
+        let mut mac = mac_for(self.find(kid)?, label.as_bytes());
+        for part in parts {
+            mac.update(b"\n");
+            mac.update(part);
+        }
         Some(mac.finalize().into_bytes().into())
     }
 

@@ -131,6 +131,13 @@ control plane (--url URL or AIRLOCK_URL; the admin key from AIRLOCK_ADMIN_KEY):
                     Placement::Basic { username: Some(u) } => format!("Authorization: Basic {u}:<secret>"),
                     Placement::Basic { username: None } => "Authorization: Basic <secret>:".to_string(),
                     Placement::Query { param } => format!("?{param}=<secret>"),
+                    Placement::AwsSigV4(a) => format!(
+                        "an AWS SigV4 signature ({} in {}; access key id {}{})",
+                        a.service,
+                        a.region,
+                        a.access_key_id_secret,
+                        a.session_token_secret.as_ref().map_or(String::new(), |t| format!(", session token {t}"))
+                    ),
                 };
                 match &c.upstream {
                     None => format!("secret {} as {place}", c.secret),

@@ -42,7 +42,7 @@ mod upstream;
 
 use self::admit::{admit, release, replayed};
 use self::audit::{AuditSlot, SharedAudit};
-use self::config::{load_keys, load_policy, random_bytes};
+use self::config::{load_keys, load_policy, random_bytes, read_credential};
 use self::forward::{forward, Body};
 use self::http::{error_response, REQUEST_ID_HEADER};
 use self::respond::{finish_mcp, finish_response, finish_tool, index_page, mcp_gated, mcp_refusal, mcp_replayed, response_head, McpParts, Parts};
@@ -122,9 +122,17 @@ async fn handle(mut req: Request, env: &Env, ctx: &Context, audit: &mut AuditRec
             let request = ToolRequest { tool, rest, method: &method, query, headers: &headers };
             let authorized = authorize::tool(&policy, &keys, &request, now_s, audit)?;
             let limit = authorized.body_limit;
-            let (admitted, body) = match admit(&mut req, env, &policy, &keys, &authorized.gate, &received, None, limit, audit, now_ms).await? {
+            // An AWS tool's SigV4 signature is verified before admission,
+            // over the body when it signs the body's hash.
+            let signed = inject::aws::presented(&authorized, &request, &keys, now_s)?;
+            let known = match &signed {
+                Some(s) if s.needs_body() => Some(body::read_body(&mut req, limit).await?),
+                _ => None,
+            };
+            let verified = signed.map(|s| s.verify(known.as_deref())).transpose()?;
+            let (admitted, body) = match admit(&mut req, env, &policy, &keys, &authorized.gate, &received, known.as_deref(), limit, audit, now_ms).await? {
                 (Gated::Replay(answer), _) => return Ok(replayed(answer, audit)),
-                (Gated::Admitted(admitted), body) => (admitted, body),
+                (Gated::Admitted(admitted), body) => (admitted, body.or(known)),
             };
             // A minted credential is obtained before injection; a failure
             // releases the admission and forwards nothing.
@@ -132,7 +140,12 @@ async fn handle(mut req: Request, env: &Env, ctx: &Context, audit: &mut AuditRec
                 Ok(minted) => minted,
                 Err(e) => return Err(release(admitted, env, e).await),
             };
-            let mut outbound = match inject::tool(authorized, &admitted, &request, |name| minted.read(env, name)) {
+            // An AWS tool's key is static secrets, signed with, not minted.
+            let injected = match verified {
+                Some(v) => inject::aws::tool(authorized, &admitted, &request, v, |name| read_credential(env, name), now_s),
+                None => inject::tool(authorized, &admitted, &request, |name| minted.read(env, name)),
+            };
+            let mut outbound = match injected {
                 Ok(outbound) => outbound,
                 Err(e) => return Err(release(admitted, env, e).await),
             };

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 use crate::egress::EgressRule;
 
+mod aws;
 mod preset;
 mod raw;
 #[cfg(test)]
@@ -213,6 +214,28 @@ pub enum Placement {
     Basic { username: Option<String> },
     /// `?<param>=<secret>`; any parameter of that name the sandbox sent is dropped.
     Query { param: String },
+    /// An AWS Signature Version 4 over the forwarded request, made with the
+    /// secret access key in [`Credential::secret`] (`"kind": "aws_sigv4"`).
+    AwsSigV4(AwsSigV4),
+}
+
+/// How an AWS tool's requests are signed, besides the secret access key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsSigV4 {
+    /// Name of the platform secret holding the access key id.
+    pub access_key_id_secret: String,
+    /// Name of the platform secret holding a session token (temporary
+    /// credentials), sent as `X-Amz-Security-Token`.
+    pub session_token_secret: Option<String>,
+    pub region: String,
+    pub service: String,
+}
+
+impl AwsSigV4 {
+    /// S3 signs its path once-encoded and accepts `UNSIGNED-PAYLOAD`.
+    pub fn is_s3(&self) -> bool {
+        self.service == "s3"
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -332,6 +355,16 @@ pub use crate::webhook::WebhookDest;
 pub const MAX_APPROVAL_WAIT_S: u64 = 300;
 /// Longest `dedupe_seconds` of an MCP tool (one day).
 pub const MAX_DEDUPE_S: u64 = 86_400;
+
+impl Tool {
+    /// The SigV4 signing of an AWS tool (`"kind": "aws_sigv4"`).
+    pub fn aws(&self) -> Option<&AwsSigV4> {
+        match &self.credential {
+            Some(Credential { placement: Placement::AwsSigV4(aws), .. }) => Some(aws),
+            _ => None,
+        }
+    }
+}
 
 impl Policy {
     pub fn tool(&self, name: &str) -> Option<&Tool> {

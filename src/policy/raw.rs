@@ -214,7 +214,7 @@ const MAX_TOOL_TIMEOUT_MS: u64 = 900_000;
 fn read_tool(mut t: Obj<'_>, name: &str) -> Result<Tool, PolicyError> {
     let field = t.path.clone();
     let preset = t.str("preset")?.and_then(super::preset::name);
-    let session_token = read_slots(t.obj("session_token")?)?;
+    let mut session_token = read_slots(t.obj("session_token")?)?;
     let mut timeouts = [None, None];
     for (slot, key) in timeouts.iter_mut().zip(["timeout_ms", "idle_timeout_ms"]) {
         *slot = t.u64(key)?;
@@ -240,6 +240,9 @@ fn read_tool(mut t: Obj<'_>, name: &str) -> Result<Tool, PolicyError> {
         (None, None) => return Err(err(field, "needs \"origin\" (https URL) or \"service\" (binding name)")),
     };
     let credential = t.obj("credential")?.map(|c| read_credential(c, allow_http)).transpose()?;
+    if let Some(Credential { placement: Placement::AwsSigV4(_), .. }) = &credential {
+        super::aws::check_tool(&mut session_token);
+    }
     let mut forward_headers = Vec::new();
     for (i, h) in t.strings("forward_headers")?.into_iter().enumerate() {
         let f = format!("{field}.forward_headers[{i}]");
@@ -425,6 +428,11 @@ fn read_slots(obj: Option<Obj<'_>>) -> Result<TokenSlots, PolicyError> {
 }
 
 pub(super) fn read_credential(mut c: Obj<'_>, allow_http: bool) -> Result<Credential, PolicyError> {
+    // An AWS signing credential is read by its own module; the other
+    // kinds are minted (`upstream`).
+    if c.str("kind")? == Some("aws_sigv4") {
+        return super::aws::read(c);
+    }
     let secret = c.required_str("secret")?;
     if !is_binding_name(secret) {
         return Err(err(c.field("secret"), "must be a secret binding name ([A-Za-z_][A-Za-z0-9_]*)"));

@@ -292,6 +292,8 @@ export async function startAirlock(o = {}) {
         compatibilityFlags: COMPATIBILITY_FLAGS,
         bindings: { AIRLOCK_POLICY: h.policyBinding === "object" ? h.policy : h.policyText, ...h.secrets },
         serviceBindings: { PRIVATE_ORIGIN: PRIVATE_WORKER_NAME },
+        // o.secretsStore: Secrets Store bindings of the airlock worker.
+        ...(o.secretsStore ? { secretsStoreSecrets: o.secretsStore } : {}),
         ...stateOptions(),
         ...(o.outboundService ? { outboundService: o.outboundService } : {}),
       },

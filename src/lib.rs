@@ -85,3 +85,6 @@ mod minter;
 #[allow(unsafe_code)]
 #[path = "edge/object.rs"]
 mod object;
+#[cfg(all(target_arch = "wasm32", feature = "state-object"))]
+#[path = "edge/secrets.rs"]
+mod secrets;

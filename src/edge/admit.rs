@@ -13,7 +13,7 @@ use base64::Engine;
 use worker::{Delay, Env, Headers, Request, Response};
 
 use super::body::read_body;
-use super::config::{random_bytes, read_secret};
+use super::config::{random_bytes, worker_secret};
 use super::state::call;
 use crate::admit::{self, Admitted, Claim, Gated, Received, StateCalls};
 use crate::approval::{mint_link, LinkKey, KEY_SECRET, PAGE_PREFIX};
@@ -69,7 +69,7 @@ impl StateCalls for EdgeState<'_> {
         let a = &self.policy.approvals;
         let dest = a.webhook.clone()?;
         // Without AIRLOCK_APPROVAL_KEY the event has no page link.
-        let key = read_secret(self.env, KEY_SECRET).ok().and_then(|k| LinkKey::parse(&String::from_utf8_lossy(k.expose())));
+        let key = worker_secret(self.env, KEY_SECRET).and_then(|k| LinkKey::parse(&String::from_utf8_lossy(k.expose())));
         let base = a.page_url.as_deref().unwrap_or(self.own_origin);
         let page = key.map(|k| format!("{base}{PAGE_PREFIX}{}", mint_link(&k, id, expires_at)));
         Some(Notify { dest, secret: a.webhook_secret.clone(), page })

@@ -10,7 +10,7 @@
 use worker::{Env, Headers, Request, Response};
 
 use super::body::read_capped;
-use super::config::read_secret;
+use super::config::worker_secret;
 use super::http::header;
 use super::state;
 use crate::admit::APPROVALS_OBJECT;
@@ -53,7 +53,7 @@ pub async fn page(mut req: Request, env: &Env, policy: &Policy, token: &str, aud
         fetch_site: header(&req, "sec-fetch-site"),
         own,
         access_email: header(&req, "cf-access-authenticated-user-email"),
-        key: read_secret(env, KEY_SECRET).ok().map(|k| String::from_utf8_lossy(k.expose()).into_owned()),
+        key: worker_secret(env, KEY_SECRET).map(|k| String::from_utf8_lossy(k.expose()).into_owned()),
     };
     let (status, html) = match state::call(env, APPROVALS_OBJECT, &Command::Page(request)).await {
         Ok(Reply::Page(answer)) => {

@@ -1,6 +1,8 @@
 //! Configuration read from the platform: the policy and signing keys
 //! (parsed once per isolate, again only when the raw value changes), the
 //! admin key, credentials with their redaction spellings, randomness.
+//! Secrets are worker secrets or Secrets Store bindings ([`super::secrets`]),
+//! read at each request.
 //!
 //! Must never: log or return a secret's value; errors name the secret only.
 
@@ -9,6 +11,7 @@ use std::rc::Rc;
 
 use worker::Env;
 
+use super::secrets::secret_value;
 use crate::error::Error;
 use crate::inject::PreparedCredential;
 use crate::policy::Policy;
@@ -53,8 +56,8 @@ pub fn load_policy(env: &Env) -> Result<Rc<Policy>, Error> {
     cached(&POLICY, raw, |s| Policy::parse(s).map_err(|e| Error::PolicyInvalid(e.to_string())))
 }
 
-pub fn load_keys(env: &Env) -> Result<Rc<KeyRing>, Error> {
-    let raw = env.var(SIGNING_KEYS_SECRET).map_err(|_| Error::Misconfigured(format!("secret {SIGNING_KEYS_SECRET} is not set")))?.to_string();
+pub async fn load_keys(env: &Env) -> Result<Rc<KeyRing>, Error> {
+    let raw = secret_value(env, SIGNING_KEYS_SECRET).await.ok_or_else(|| Error::Misconfigured(format!("secret {SIGNING_KEYS_SECRET} is not set")))?;
     cached(&KEYS, raw, |s| KeyRing::parse(s).map_err(|e| Error::Misconfigured(format!("{SIGNING_KEYS_SECRET}: {e}"))))
 }
 
@@ -64,8 +67,9 @@ thread_local! {
     static CREDENTIALS: RefCell<Vec<(String, String, Rc<PreparedCredential>)>> = const { RefCell::new(Vec::new()) };
 }
 
-pub fn read_credential(env: &Env, name: &str) -> Option<Rc<PreparedCredential>> {
-    let value = env.var(name).ok()?.to_string();
+/// The credential in secret `name`, prepared for injection and redaction.
+pub async fn read_credential(env: &Env, name: &str) -> Option<Rc<PreparedCredential>> {
+    let value = secret_value(env, name).await?;
     CREDENTIALS.with(|c| {
         let mut cache = c.borrow_mut();
         if let Some((_, _, prepared)) = cache.iter().find(|(n, v, _)| n == name && *v == value) {
@@ -78,8 +82,14 @@ pub fn read_credential(env: &Env, name: &str) -> Option<Rc<PreparedCredential>> 
     })
 }
 
-pub fn read_secret(env: &Env, name: &str) -> Result<Secret, Error> {
-    env.var(name).map(|v| Secret::from_string(v.to_string())).map_err(|_| Error::Misconfigured(format!("secret {name} is not set")))
+/// A secret that must be a worker secret (read where the request path
+/// cannot wait: the approval link key).
+pub fn worker_secret(env: &Env, name: &str) -> Option<Secret> {
+    env.var(name).ok().map(|v| Secret::from_string(v.to_string()))
+}
+
+pub async fn read_secret(env: &Env, name: &str) -> Result<Secret, Error> {
+    secret_value(env, name).await.map(Secret::from_string).ok_or_else(|| Error::Misconfigured(format!("secret {name} is not set")))
 }
 
 pub fn random_bytes<const N: usize>() -> Result<[u8; N], Error> {

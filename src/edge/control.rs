@@ -18,8 +18,8 @@ use crate::state::approvals::Decided;
 use crate::state::sessions_index::INDEX_OBJECT;
 use crate::state::{Command, Reply};
 
-fn admin(req: &Request, env: &Env) -> Result<(), Error> {
-    let admin_key = read_secret(env, ADMIN_KEY_SECRET)?;
+async fn admin(req: &Request, env: &Env) -> Result<(), Error> {
+    let admin_key = read_secret(env, ADMIN_KEY_SECRET).await?;
     mint::check_admin(header(req, "authorization").as_deref(), &admin_key)
 }
 
@@ -27,12 +27,12 @@ fn unexpected() -> Error {
     Error::StateUnavailable("state object: unexpected answer".into())
 }
 
-pub fn health(method: &str, env: &Env, audit: &mut AuditRecord) -> Result<Response, Error> {
+pub async fn health(method: &str, env: &Env, audit: &mut AuditRecord) -> Result<Response, Error> {
     audit.route = "health";
     if !matches!(method, "GET" | "HEAD") {
         return Err(Error::MethodNotAllowed);
     }
-    load_keys(env)?;
+    load_keys(env).await?;
     audit.allow(None);
     Ok(json_response(200, r#"{"status":"ok"}"#.into()))
 }
@@ -44,9 +44,9 @@ pub async fn mint_session(mut req: Request, env: &Env, policy: &Policy, audit: &
     if req.inner().method() != "POST" {
         return Err(Error::MethodNotAllowed);
     }
-    admin(&req, env)?;
+    admin(&req, env).await?;
     let body = read_capped(&mut req, mint::MAX_MINT_BODY).await?;
-    let keys = load_keys(env)?;
+    let keys = load_keys(env).await?;
     let minted = mint::mint(&body, policy, &keys, now, random_bytes::<16>()?)?;
     audit.session_id = Some(minted.session_id.clone());
     audit.agent = Some(minted.record.agent.clone());
@@ -70,7 +70,7 @@ pub async fn mint_session(mut req: Request, env: &Env, policy: &Policy, audit: &
 pub async fn session(req: &Request, env: &Env, id: &str, trail: bool, audit: &mut AuditRecord) -> Result<Response, Error> {
     audit.route = if trail { "session_audit" } else { "session" };
     audit.session_id = Some(id.to_string());
-    admin(req, env)?;
+    admin(req, env).await?;
     let command = match (req.inner().method().as_str(), trail) {
         ("GET", false) => Command::Get,
         ("DELETE", false) => Command::Revoke,
@@ -105,7 +105,7 @@ pub async fn session(req: &Request, env: &Env, id: &str, trail: bool, audit: &mu
 /// parses the query and renders the page.
 pub async fn sessions(req: &Request, env: &Env, query: &str, audit: &mut AuditRecord) -> Result<Response, Error> {
     audit.route = "sessions";
-    admin(req, env)?;
+    admin(req, env).await?;
     let query = query.to_string();
     let command = match req.inner().method().as_str() {
         "GET" => Command::IndexList(query),
@@ -152,7 +152,7 @@ async fn revoke_agent(env: &Env, sessions: &[(String, String)], audit: &mut Audi
 /// `GET /v1/approvals`: every pending approval.
 pub async fn approvals(req: &Request, env: &Env, audit: &mut AuditRecord) -> Result<Response, Error> {
     audit.route = "approvals";
-    admin(req, env)?;
+    admin(req, env).await?;
     if req.inner().method() != "GET" {
         return Err(Error::MethodNotAllowed);
     }
@@ -171,7 +171,7 @@ pub async fn approvals(req: &Request, env: &Env, audit: &mut AuditRecord) -> Res
 pub async fn approval(mut req: Request, env: &Env, id: &str, action: Option<bool>, audit: &mut AuditRecord) -> Result<Response, Error> {
     audit.route = "approvals";
     audit.approval_id = Some(id.to_string());
-    admin(&req, env)?;
+    admin(&req, env).await?;
     let command = match (req.inner().method().as_str(), action) {
         ("GET", None) => Command::Approval { id: id.to_string() },
         ("POST", Some(approve)) => {

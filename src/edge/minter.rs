@@ -30,18 +30,6 @@ fn random_bytes<const N: usize>() -> Option<[u8; N]> {
     Some(buf)
 }
 
-/// The value of a Secrets Store binding `name` (`[[secrets_store_secrets]]`),
-/// read at each use, so a rotation in the store reaches the next mint
-/// without a redeploy. `None` if there is no such binding or no value.
-pub async fn secrets_store(env: &Env, name: &str) -> Option<String> {
-    let binding = Reflect::get(env, &name.into()).ok().filter(|b| b.is_object())?;
-    // The binding is an RPC stub: `get` is called through `Reflect.apply`,
-    // since the stub reads `get.call` as another remote method.
-    let get = Reflect::get(&binding, &"get".into()).ok().filter(JsValue::is_function)?.unchecked_into::<js_sys::Function>();
-    let promise = js_sys::Promise::resolve(&Reflect::apply(&get, &binding, &Array::new()).ok()?);
-    JsFuture::from(promise).await.ok()?.as_string()
-}
-
 /// A random lease id.
 pub fn lease_id() -> Option<String> {
     random_bytes::<16>().map(|b| crate::hex::hex(&b))

@@ -37,12 +37,13 @@ mod control;
 mod forward;
 mod http;
 mod respond;
+mod secrets;
 mod state;
 mod upstream;
 
 use self::admit::{admit, release, replayed};
 use self::audit::{AuditSlot, SharedAudit};
-use self::config::{load_keys, load_policy, random_bytes, read_credential};
+use self::config::{load_keys, load_policy, random_bytes};
 use self::forward::{forward, Body};
 use self::http::{error_response, REQUEST_ID_HEADER};
 use self::respond::{finish_mcp, finish_response, finish_tool, index_page, mcp_gated, mcp_refusal, mcp_replayed, response_head, McpParts, Parts};
@@ -108,7 +109,7 @@ async fn handle(mut req: Request, env: &Env, ctx: &Context, audit: &mut AuditRec
     let received = Received { method: &method, raw_path, query: query.unwrap_or(""), headers: &headers };
     let timeout = policy.limits.upstream_timeout_ms;
     match route(raw_path) {
-        Route::Health => control::health(&method, env, audit),
+        Route::Health => control::health(&method, env, audit).await,
         Route::Sessions if matches!(method.as_str(), "GET" | "DELETE") => control::sessions(&req, env, query.unwrap_or(""), audit).await,
         Route::Sessions => control::mint_session(req, env, &policy, audit, now_s).await,
         Route::Session { id } => control::session(&req, env, id, false, audit).await,
@@ -118,7 +119,7 @@ async fn handle(mut req: Request, env: &Env, ctx: &Context, audit: &mut AuditRec
         Route::ApprovalPage { link } => Ok(approve::page(req, env, &policy, link, audit).await),
         Route::Tool { tool, rest } => {
             audit.route = "tool";
-            let keys = load_keys(env)?;
+            let keys = load_keys(env).await?;
             let request = ToolRequest { tool, rest, method: &method, query, headers: &headers };
             let authorized = authorize::tool(&policy, &keys, &request, now_s, audit)?;
             let limit = authorized.body_limit;
@@ -142,8 +143,8 @@ async fn handle(mut req: Request, env: &Env, ctx: &Context, audit: &mut AuditRec
             };
             // An AWS tool's key is static secrets, signed with, not minted.
             let injected = match verified {
-                Some(v) => inject::aws::tool(authorized, &admitted, &request, v, |name| read_credential(env, name), now_s),
-                None => inject::tool(authorized, &admitted, &request, |name| minted.read(env, name)),
+                Some(v) => inject::aws::tool(authorized, &admitted, &request, v, |name| minted.read(name), now_s),
+                None => inject::tool(authorized, &admitted, &request, |name| minted.read(name)),
             };
             let mut outbound = match injected {
                 Ok(outbound) => outbound,
@@ -157,7 +158,7 @@ async fn handle(mut req: Request, env: &Env, ctx: &Context, audit: &mut AuditRec
         }
         Route::Egress { authority, rest } => {
             audit.route = "egress";
-            let keys = load_keys(env)?;
+            let keys = load_keys(env).await?;
             let own_host = url_host(&url);
             let request = EgressRequest { authority, rest, method: &method, query, headers: &headers };
             let authorized = authorize::egress(&policy, &keys, &request, now_s, audit, own_host.as_deref())?;
@@ -184,7 +185,7 @@ async fn handle(mut req: Request, env: &Env, ctx: &Context, audit: &mut AuditRec
         }
         Route::Mcp { server } => {
             audit.route = "mcp";
-            let keys = load_keys(env)?;
+            let keys = load_keys(env).await?;
             let body = match method.as_str() {
                 "POST" => Some(body::read_capped(&mut req, mcp::MAX_MESSAGE).await.map_err(|_| Error::McpInvalid(mcp::McpError::TooLarge))?),
                 _ => None,
@@ -208,7 +209,7 @@ async fn handle(mut req: Request, env: &Env, ctx: &Context, audit: &mut AuditRec
                     Err(e) => return Err(release(admitted, env, e).await),
                 },
             };
-            let mut exchange = match inject::mcp(authorized, &admitted, &request, &keys, |name| minted.read(env, name)) {
+            let mut exchange = match inject::mcp(authorized, &admitted, &request, &keys, |name| minted.read(name)) {
                 Ok(McpOutbound::Refused { response, reason, status, .. }) => return Ok(mcp_refusal(response, reason, status, audit)),
                 Ok(McpOutbound::Exchange(exchange)) => exchange,
                 Err(e) => return Err(release(admitted, env, e).await),

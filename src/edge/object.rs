@@ -257,10 +257,7 @@ impl AirlockState {
             Err(e) => return failed(e),
         };
         // A secret of the airlock-state script, or a Secrets Store binding.
-        let root = match self.env.var(&secret) {
-            Ok(v) => Some(v.to_string()),
-            Err(_) => minter::secrets_store(&self.env, &secret).await,
-        };
+        let root = crate::secrets::secret_value(&self.env, &secret).await;
         let Some(root) = root.map(Secret::from_string) else {
             return failed(MintError::Misconfigured(format!("secret {secret} is not set in the airlock-state script")));
         };

@@ -26,8 +26,9 @@ use crate::upstream::{plan, refresh_at, usable, Scope};
 
 /// What injection reads as the tool's credential.
 pub enum Obtained {
-    /// The static secret, read at injection as before.
-    Static,
+    /// The static secrets the credential names, read now (a worker secret
+    /// or a Secrets Store binding); a secret that is not set is left out.
+    Static(Vec<(String, Rc<PreparedCredential>)>),
     /// The minted token; the root secret is never injected.
     Minted(Rc<PreparedCredential>),
     /// Nothing (a refused MCP message, which reads no credential).
@@ -35,13 +36,24 @@ pub enum Obtained {
 }
 
 impl Obtained {
-    pub fn read(self, env: &Env, name: &str) -> Option<Rc<PreparedCredential>> {
+    pub fn read(&self, name: &str) -> Option<Rc<PreparedCredential>> {
         match self {
-            Obtained::Static => super::config::read_credential(env, name),
-            Obtained::Minted(prepared) => Some(prepared),
+            Obtained::Static(read) => read.iter().find(|(n, _)| n == name).map(|(_, p)| p.clone()),
+            Obtained::Minted(prepared) => Some(prepared.clone()),
             Obtained::Nothing => None,
         }
     }
+}
+
+/// The static secrets of `permit`'s tool, read before injection.
+async fn read_static(env: &Env, permit: &Permit<'_>) -> Obtained {
+    let mut read = Vec::new();
+    for name in permit.tool().credential.iter().flat_map(|c| c.secret_names()) {
+        if let Some(prepared) = super::config::read_credential(env, name).await {
+            read.push((name.to_string(), prepared));
+        }
+    }
+    Obtained::Static(read)
 }
 
 /// A token this isolate holds: its cache, its renewal and expiry times.
@@ -59,10 +71,11 @@ thread_local! {
 const HELD_MAX: usize = 16;
 
 /// The credential of an authorized request: minted (from this isolate's
-/// memory, the cache object, or the token endpoint) for a minted kind.
+/// memory, the cache object, or the token endpoint) for a minted kind, its
+/// static secrets otherwise.
 pub async fn obtain(env: &Env, permit: &Permit<'_>, audit: &mut AuditRecord, now_s: u64) -> Result<Obtained, Error> {
     let tool = permit.tool();
-    let Some(upstream) = tool.credential.as_ref().and_then(|c| c.upstream.as_ref()) else { return Ok(Obtained::Static) };
+    let Some(upstream) = tool.credential.as_ref().and_then(|c| c.upstream.as_ref()) else { return Ok(read_static(env, permit).await) };
     let session = permit.session();
     let level = session.level_for(&tool.name).ok_or_else(|| Error::ToolNotAllowed { tool: tool.name.clone() })?;
     let repos = session.repos_for(&tool.name);

@@ -248,6 +248,23 @@ pub struct Credential {
     pub upstream: Option<crate::upstream::Upstream>,
 }
 
+impl Credential {
+    /// The platform secrets the request path reads for this credential: its
+    /// own, and an AWS key's id and session token; none for a minted kind
+    /// (its root is read where it is minted).
+    pub fn secret_names(&self) -> Vec<&str> {
+        if self.upstream.is_some() {
+            return Vec::new();
+        }
+        let mut names = vec![self.secret.as_str()];
+        if let Placement::AwsSigV4(aws) = &self.placement {
+            names.push(&aws.access_key_id_secret);
+            names.extend(aws.session_token_secret.as_deref());
+        }
+        names
+    }
+}
+
 /// Places beyond [`TOKEN_HEADERS`] where a tool
 /// accepts the session token (lower-case header names, query parameter
 /// names). None of them is ever forwarded.

@@ -22,5 +22,10 @@ AirlockState.prototype.run = function run(command) {
   return this.runNow(command) ?? this.runLater(command);
 };
 
+// The rows of a one-column query as strings, read in one call from Wasm
+// (edge/object.rs, SqlStore::values): no row object per row to decode.
+globalThis.airlockSqlValues = (sql, query, bindings) =>
+  sql.exec(query, ...bindings).raw().toArray().map((row) => String(row[0]));
+
 export { AirlockState };
 export default worker;

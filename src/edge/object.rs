@@ -21,6 +21,7 @@ use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::Duration;
 
 use futures_util::future::{select, Either};
+use wasm_bindgen::JsCast;
 use worker::{console_log, durable_object, event, Context, Delay, DurableObject, Env, Fetch, Headers, Method, Request, RequestInit, Response, State};
 
 use crate::minter;
@@ -416,8 +417,22 @@ fn int(v: u64) -> worker::SqlStorageValue {
     worker::SqlStorageValue::Integer(v.min(i64::MAX as u64 >> 11) as i64)
 }
 
+thread_local! {
+    // `scripts/state-entry.js`'s reader of one-column rows: the query, its
+    // rows and their strings in one call instead of a row object per row
+    // decoded through serde-wasm-bindgen.
+    static SQL_VALUES: Option<js_sys::Function> =
+        js_sys::Reflect::get(&js_sys::global(), &"airlockSqlValues".into()).ok().and_then(|f| f.dyn_into().ok());
+}
+
 impl SqlStore<'_> {
     fn values(&self, query: &str, args: Vec<worker::SqlStorageValue>) -> Result<Vec<String>, StoreError> {
+        if let Some(read) = SQL_VALUES.with(Clone::clone) {
+            let bindings: js_sys::Array = args.into_iter().map(wasm_bindgen::JsValue::from).collect();
+            let rows = read.call3(&wasm_bindgen::JsValue::NULL, self.sql.as_ref(), &query.into(), &bindings).map_err(|_| StoreError)?;
+            let rows: js_sys::Array = rows.dyn_into().map_err(|_| StoreError)?;
+            return rows.iter().map(|v| v.as_string().ok_or(StoreError)).collect();
+        }
         let rows: Vec<Row> = self.sql.exec(query, args).and_then(|c| c.to_array()).map_err(|_| StoreError)?;
         Ok(rows.into_iter().map(|r| r.value).collect())
     }

@@ -249,6 +249,25 @@ describe("OAuth client credentials", () => {
   }
 });
 
+describe("a failed mint is shared by the requests that waited for it", () => {
+  test("20 concurrent first calls against a token endpoint that times out: one token request, 20 answers 502, nothing forwarded", async () => {
+    const s = await h.mint({ "fault-slow": "read" });
+    faulty.mode = "slow";
+    const [requests, hits] = [faulty.tokenRequests, faulty.apiHits];
+    try {
+      const rs = await Promise.all(Array.from({ length: 20 }, () => h.call("fault-slow", "/api/contacts", { token: s.token })));
+      for (const r of rs) assertError(r, 502, "credential_unavailable", "a waiter of the failed mint");
+      assert.equal(faulty.tokenRequests, requests + 1, "one attempt for the whole burst, not one per waiter");
+      assert.equal(faulty.apiHits, hits, "nothing forwarded");
+      // A request after the failure tries once more.
+      assertError(await h.call("fault-slow", "/api/contacts", { token: s.token }), 502, "credential_unavailable", "later");
+      assert.equal(faulty.tokenRequests, requests + 2);
+    } finally {
+      faulty.mode = null;
+    }
+  });
+});
+
 describe("rotating refresh tokens", () => {
   test("each refresh rotates; expiry triggers exactly one refresh, even under concurrency", async () => {
     const s = await h.mint({ mail: "read" });

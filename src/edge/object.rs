@@ -265,13 +265,14 @@ impl AirlockState {
         let Some(key) = seal_key(root.expose(), &cache) else { return failed(MintError::Misconfigured(format!("secret {secret} is empty"))) };
         let Some(lease) = minter::lease_id() else { return failed(MintError::Unreachable("no randomness".into())) };
         let lease_s = upstream.timeout_ms.div_ceil(1000) + 5;
-        let deadline_ms = (js_sys::Date::now() as u64).saturating_add(wait_s.saturating_mul(1000));
+        let asked_ms = js_sys::Date::now() as u64;
+        let deadline_ms = asked_ms.saturating_add(wait_s.saturating_mul(1000));
         loop {
             let now_ms = js_sys::Date::now() as u64;
             let now_s = now_ms / 1000;
             let grant = match self.store().and_then(|mut s| {
                 s.purge(now_s)?;
-                tokens::begin(&mut s, &lease, lease_s, now_s)
+                tokens::begin(&mut s, &lease, lease_s, asked_ms, now_ms)
             }) {
                 Ok(g) => g,
                 Err(StoreError) => return failed(MintError::Unreachable("cache storage failed".into())),
@@ -286,6 +287,7 @@ impl AirlockState {
                 },
                 Grant::Busy if now_ms < deadline_ms => self.wait_for_ms(TOKEN_WAITER, deadline_ms - now_ms).await,
                 Grant::Busy => return failed(MintError::Busy),
+                Grant::Failed { misconfigured, detail } => return Answer::Failed { misconfigured, detail },
                 Grant::Lease { refresh } => {
                     let refresh = match refresh {
                         Some(sealed) => minter::open(&key, &cache, &sealed).await,
@@ -312,8 +314,12 @@ impl AirlockState {
                             Answer::Token { token: String::from_utf8_lossy(token.value.expose()).into_owned(), expires_at: token.expires_at, minted: true }
                         }
                         Err(e) => {
-                            let _ = self.store().and_then(|mut s| tokens::abort(&mut s, &lease));
-                            failed(e)
+                            let answer = failed(e);
+                            if let Answer::Failed { misconfigured, detail } = &answer {
+                                let at_ms = js_sys::Date::now() as u64;
+                                let _ = self.store().and_then(|mut s| tokens::fail(&mut s, &lease, *misconfigured, detail, at_ms));
+                            }
+                            answer
                         }
                     };
                     self.wake(TOKEN_WAITER);

@@ -26,6 +26,7 @@ use crate::upstream::{refresh_at, usable};
 const TOKEN: &str = "token";
 const LEASE: &str = "lease";
 const REFRESH: &str = "refresh";
+const FAILED: &str = "failed";
 /// How long a rotated refresh token is kept after its last rotation.
 pub const REFRESH_RETENTION_S: u64 = 90 * 86_400;
 /// The longest a lease may be asked for.
@@ -43,6 +44,14 @@ struct Lease {
     id: String,
 }
 
+/// The last failed mint: when, and Airlock's words for it.
+#[derive(Serialize, Deserialize)]
+struct Failure {
+    at_ms: u64,
+    misconfigured: bool,
+    detail: String,
+}
+
 /// What [`begin`] answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -54,6 +63,9 @@ pub enum Grant {
     Lease { refresh: Option<String> },
     /// Another caller holds the lease and there is no usable token.
     Busy,
+    /// The mint this caller waited for failed: its failure, shared with
+    /// every caller that was waiting rather than tried again by each.
+    Failed { misconfigured: bool, detail: String },
 }
 
 /// What the cache object answers the worker.
@@ -75,8 +87,11 @@ pub fn forget(store: &mut impl Store) -> Result<(), StoreError> {
     store.delete(REFRESH)
 }
 
-/// Asks for a token at `now_s`; `lease` is the caller's random lease id.
-pub fn begin(store: &mut impl Store, lease: &str, lease_s: u64, now_s: u64) -> Result<Grant, StoreError> {
+/// Asks for a token at `now_ms`; `lease` is the caller's random lease id,
+/// `asked_ms` when its ask arrived: a mint that failed since then failed
+/// for this caller too.
+pub fn begin(store: &mut impl Store, lease: &str, lease_s: u64, asked_ms: u64, now_ms: u64) -> Result<Grant, StoreError> {
+    let now_s = now_ms / 1000;
     let cached: Option<Cached> = get_json(store, TOKEN)?;
     let hit = |c: &Cached| Grant::Hit { sealed: c.sealed.clone(), expires_at: c.expires_at };
     if let Some(c) = cached.as_ref().filter(|c| now_s < c.refresh_at && usable(now_s, c.expires_at)) {
@@ -88,6 +103,9 @@ pub fn begin(store: &mut impl Store, lease: &str, lease_s: u64, now_s: u64) -> R
             Some(c) => hit(c),
             None => Grant::Busy,
         });
+    }
+    if let Some(f) = get_json::<Failure>(store, FAILED)?.filter(|f| f.at_ms >= asked_ms) {
+        return Ok(Grant::Failed { misconfigured: f.misconfigured, detail: f.detail });
     }
     put_json(store, LEASE, &Lease { id: lease.to_string() }, now_s.saturating_add(lease_s.min(MAX_LEASE_S)))?;
     Ok(Grant::Lease { refresh: store.get(REFRESH)? })
@@ -109,9 +127,21 @@ pub fn put(store: &mut impl Store, lease: &str, sealed: &str, expires_at: u64, r
     Ok(true)
 }
 
-/// The holder of `lease` failed: the next asker mints.
+/// The holder of `lease` gave up without a failure to share (what it
+/// minted could not be stored): the next asker mints.
 pub fn abort(store: &mut impl Store, lease: &str) -> Result<(), StoreError> {
     if get_json::<Lease>(store, LEASE)?.is_some_and(|l| l.id == lease) {
+        store.delete(LEASE)?;
+    }
+    Ok(())
+}
+
+/// The holder of `lease` failed to mint at `now_ms`: the callers waiting
+/// for it get this failure; a caller that asks later mints again.
+pub fn fail(store: &mut impl Store, lease: &str, misconfigured: bool, detail: &str, now_ms: u64) -> Result<(), StoreError> {
+    if get_json::<Lease>(store, LEASE)?.is_some_and(|l| l.id == lease) {
+        let failure = Failure { at_ms: now_ms, misconfigured, detail: detail.to_string() };
+        put_json(store, FAILED, &failure, (now_ms / 1000).saturating_add(MAX_LEASE_S))?;
         store.delete(LEASE)?;
     }
     Ok(())
@@ -122,60 +152,89 @@ mod tests {
     use super::*;
     use crate::state::store::MemStore;
 
+    /// Seconds as the milliseconds `begin` takes.
+    fn ms(s: u64) -> u64 {
+        s * 1000
+    }
+
     #[test]
     fn first_asker_mints_then_everyone_hits() {
         let mut s = MemStore::new();
-        assert_eq!(begin(&mut s, "a", 15, 100), Ok(Grant::Lease { refresh: None }));
-        assert_eq!(begin(&mut s, "b", 15, 100), Ok(Grant::Busy), "one mint in flight");
+        assert_eq!(begin(&mut s, "a", 15, ms(100), ms(100)), Ok(Grant::Lease { refresh: None }));
+        assert_eq!(begin(&mut s, "b", 15, ms(100), ms(100)), Ok(Grant::Busy), "one mint in flight");
         assert_eq!(put(&mut s, "a", "sealed1", 100 + 3600, None, 101), Ok(true));
         for who in ["b", "c", "d"] {
-            assert_eq!(begin(&mut s, who, 15, 102), Ok(Grant::Hit { sealed: "sealed1".into(), expires_at: 3700 }));
+            assert_eq!(begin(&mut s, who, 15, ms(102), ms(102)), Ok(Grant::Hit { sealed: "sealed1".into(), expires_at: 3700 }));
         }
     }
 
     #[test]
     fn renewal_before_expiry_is_one_lease_while_the_old_token_serves() {
         let mut s = MemStore::new();
-        begin(&mut s, "a", 15, 0).unwrap();
+        begin(&mut s, "a", 15, ms(0), ms(0)).unwrap();
         put(&mut s, "a", "t1", 3600, Some("r1"), 0).unwrap();
         let due = refresh_at(0, 3600);
-        assert_eq!(begin(&mut s, "b", 15, due), Ok(Grant::Lease { refresh: Some("r1".into()) }));
-        assert_eq!(begin(&mut s, "c", 15, due), Ok(Grant::Hit { sealed: "t1".into(), expires_at: 3600 }));
+        assert_eq!(begin(&mut s, "b", 15, ms(due), ms(due)), Ok(Grant::Lease { refresh: Some("r1".into()) }));
+        assert_eq!(begin(&mut s, "c", 15, ms(due), ms(due)), Ok(Grant::Hit { sealed: "t1".into(), expires_at: 3600 }));
         assert_eq!(put(&mut s, "b", "t2", due + 3600, Some("r2"), due), Ok(true));
-        assert_eq!(begin(&mut s, "d", 15, due + 1), Ok(Grant::Hit { sealed: "t2".into(), expires_at: due + 3600 }));
+        assert_eq!(begin(&mut s, "d", 15, ms(due + 1), ms(due + 1)), Ok(Grant::Hit { sealed: "t2".into(), expires_at: due + 3600 }));
         assert!(!s.dump().contains("r1"), "the used refresh token is replaced");
     }
 
     #[test]
     fn an_expired_token_waits_for_the_mint() {
         let mut s = MemStore::new();
-        begin(&mut s, "a", 15, 0).unwrap();
+        begin(&mut s, "a", 15, ms(0), ms(0)).unwrap();
         put(&mut s, "a", "t1", 100, None, 0).unwrap();
-        assert_eq!(begin(&mut s, "b", 15, 95), Ok(Grant::Lease { refresh: None }));
-        assert_eq!(begin(&mut s, "c", 15, 95), Ok(Grant::Busy), "5 s left is not usable");
+        assert_eq!(begin(&mut s, "b", 15, ms(95), ms(95)), Ok(Grant::Lease { refresh: None }));
+        assert_eq!(begin(&mut s, "c", 15, ms(95), ms(95)), Ok(Grant::Busy), "5 s left is not usable");
     }
 
     #[test]
     fn stale_or_foreign_leases_store_nothing() {
         let mut s = MemStore::new();
-        begin(&mut s, "a", 15, 0).unwrap();
+        begin(&mut s, "a", 15, ms(0), ms(0)).unwrap();
         s.purge(16).unwrap();
-        assert_eq!(begin(&mut s, "b", 15, 16), Ok(Grant::Lease { refresh: None }), "an expired lease frees the cache");
+        assert_eq!(begin(&mut s, "b", 15, ms(16), ms(16)), Ok(Grant::Lease { refresh: None }), "an expired lease frees the cache");
         assert_eq!(put(&mut s, "a", "late", 4000, Some("rt-late"), 17), Ok(false));
         assert!(!s.dump().contains("late"));
         abort(&mut s, "a").unwrap();
-        assert_eq!(begin(&mut s, "c", 15, 17), Ok(Grant::Busy), "a foreign abort frees nothing");
+        assert_eq!(begin(&mut s, "c", 15, ms(17), ms(17)), Ok(Grant::Busy), "a foreign abort frees nothing");
         abort(&mut s, "b").unwrap();
-        assert_eq!(begin(&mut s, "c", 15, 17), Ok(Grant::Lease { refresh: None }));
+        assert_eq!(begin(&mut s, "c", 15, ms(17), ms(17)), Ok(Grant::Lease { refresh: None }));
+    }
+
+    #[test]
+    fn the_waiters_of_a_failed_mint_share_its_failure_and_a_later_ask_mints_again() {
+        let mut s = MemStore::new();
+        let asked = ms(100);
+        assert_eq!(begin(&mut s, "a", 15, asked, asked), Ok(Grant::Lease { refresh: None }));
+        for who in ["b", "c"] {
+            assert_eq!(begin(&mut s, who, 15, asked + 5, asked + 5), Ok(Grant::Busy));
+        }
+        fail(&mut s, "a", false, "token endpoint answered 500", asked + 900).unwrap();
+        let failed = Grant::Failed { misconfigured: false, detail: "token endpoint answered 500".into() };
+        for who in ["b", "c"] {
+            // Woken: the mint they waited for failed; no second attempt.
+            assert_eq!(begin(&mut s, who, 15, asked + 5, asked + 901), Ok(failed.clone()));
+        }
+        assert_eq!(begin(&mut s, "d", 15, asked + 950, asked + 950), Ok(Grant::Lease { refresh: None }), "a later ask tries again");
+        // A foreign lease's failure records nothing.
+        fail(&mut s, "zz", true, "foreign failure", asked + 960).unwrap();
+        assert_eq!(begin(&mut s, "e", 15, asked + 955, asked + 970), Ok(Grant::Busy));
+        // An abort (nothing to share) lets the waiters mint.
+        abort(&mut s, "d").unwrap();
+        assert_eq!(begin(&mut s, "e", 15, asked + 955, asked + 980), Ok(Grant::Lease { refresh: None }));
+        assert!(!s.dump().contains("foreign failure"));
     }
 
     #[test]
     fn leases_are_bounded_and_failures_fail_closed() {
         let mut s = MemStore::new();
-        begin(&mut s, "a", 100_000, 0).unwrap();
+        begin(&mut s, "a", 100_000, ms(0), ms(0)).unwrap();
         s.purge(MAX_LEASE_S + 1).unwrap();
         assert!(s.is_empty());
         s.broken = true;
-        assert_eq!(begin(&mut s, "a", 15, 0), Err(StoreError));
+        assert_eq!(begin(&mut s, "a", 15, ms(0), ms(0)), Err(StoreError));
     }
 }

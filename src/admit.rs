@@ -519,7 +519,7 @@ mod tests {
             // Anything but the expected reply refuses, never passes.
             (Reply::Done, "state_unavailable"),
             (Reply::Failed, "state_unavailable"),
-            (Reply::Created { created: true }, "state_unavailable"),
+            (Reply::Listed("{}".into()), "state_unavailable"),
         ];
         for (reply, code) in table {
             let plan = plan(&gate(false, None), &received(&[]), b"", &keys, &limits, 900).unwrap();

@@ -7,6 +7,9 @@
 //!   level, for at most the policy's maximum TTL.
 //! - Session ids come from the caller as 16 random bytes (the edge reads
 //!   them from the platform CSPRNG); nothing here draws randomness or time.
+//! - Minting runs in the new session's state object ([`serve`]), which
+//!   creates the record before the token exists anywhere: a token that was
+//!   answered always has a record that revocation finds.
 
 use std::collections::BTreeMap;
 
@@ -21,7 +24,10 @@ use crate::hex::hex;
 use crate::inject::aws::session_keys;
 use crate::policy::{Level, Policy};
 use crate::secret::Secret;
-use crate::state::session::SessionRecord;
+use crate::state::session::{self, SessionRecord};
+use crate::state::sessions_index::IndexRow;
+use crate::state::store::{Store, StoreError};
+use crate::state::{MintCall, Reply};
 use crate::token::{bearer, sign, Claims, KeyRing};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -228,9 +234,48 @@ pub fn mint(body: &[u8], policy: &Policy, ring: &KeyRing, now: u64, session_id: 
     Ok(Minted { token, session_id: sid, expires_at: exp, proof_key: URL_SAFE_NO_PAD.encode(proof_key), record, aws })
 }
 
+/// A mint run by the new session's own state object ([`Command::Mint`]):
+/// the request is checked and the token signed exactly as [`mint`] does,
+/// and the record is created here, before anything is answered. A request
+/// the policy refuses is [`Reply::Refused`] (400, in words), with nothing
+/// stored; anything else that fails (a policy or key ring that does not
+/// parse, a record that exists) is [`Reply::Failed`].
+///
+/// [`Command::Mint`]: crate::state::Command::Mint
+pub fn serve(store: &mut impl Store, call: &MintCall, now_s: u64) -> Result<Reply, StoreError> {
+    let Some(session_id) = session_id_bytes(&call.session_id) else { return Ok(Reply::Failed) };
+    let (Ok(policy), Ok(ring)) = (Policy::parse(&call.policy), KeyRing::parse(&call.keys)) else { return Ok(Reply::Failed) };
+    let Ok(body) = base64::engine::general_purpose::STANDARD.decode(&call.body) else { return Ok(Reply::Failed) };
+    let minted = match mint(&body, &policy, &ring, now_s, session_id) {
+        Ok(minted) => minted,
+        Err(Error::InvalidRequest(detail)) => return Ok(Reply::Refused(detail)),
+        Err(_) => return Ok(Reply::Failed),
+    };
+    if !session::create(store, &minted.record)? {
+        return Ok(Reply::Failed);
+    }
+    let entry = serde_json::to_string(&IndexRow::of(&minted.record)).map_err(|_| StoreError)?;
+    let body = serde_json::to_string(&minted).map_err(|_| StoreError)?;
+    let record = minted.record;
+    Ok(Reply::Minted { body, agent: record.agent, user: record.user, expires_at: record.expires_at, entry })
+}
+
+/// 32 lower-case hex digits as the 16 bytes of a session id.
+fn session_id_bytes(hex_id: &str) -> Option<[u8; 16]> {
+    let mut out = [0u8; 16];
+    if hex_id.len() != 32 || !hex_id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        return None;
+    }
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex_id.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::store::MemStore;
     use crate::token::verify;
 
     const POLICY: &str = r#"{ "version": 1, "audience": "aud", "limits": { "max_session_ttl_seconds": 900 },
@@ -363,5 +408,63 @@ mod tests {
         }
         let huge = vec![b' '; MAX_MINT_BODY + 1];
         assert_eq!(mint(&huge, &policy, &ring, 0, [0; 16]).unwrap_err().code(), "invalid_request");
+    }
+
+    fn call(body: &[u8], session_id: &str) -> MintCall {
+        let body = base64::engine::general_purpose::STANDARD.encode(body);
+        MintCall { body, policy: POLICY.into(), keys: RING.into(), session_id: session_id.into() }
+    }
+
+    #[test]
+    fn the_session_object_mints_and_creates_its_record_first() {
+        let mut store = MemStore::new();
+        let id = "0123456789abcdef0123456789abcdef";
+        let body = br#"{"agent":"coder","user":"alice","tools":{"gh":"read"},"ttl_seconds":600}"#;
+        let Ok(Reply::Minted { body, agent, user, expires_at, entry }) = serve(&mut store, &call(body, id), 1_000) else { panic!("not minted") };
+        assert_eq!((agent.as_str(), user.as_str(), expires_at), ("coder", "alice", 1_600));
+        let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(answer["session_id"], id);
+        let token = answer["token"].as_str().unwrap();
+        let ring = KeyRing::parse(RING).unwrap();
+        assert_eq!(verify(token, &ring, "aud", 1_001).unwrap().claims().sid, id);
+        // The record exists (what revocation and admission read), and the
+        // index row is the record's.
+        let view = session::get(&store, 1_001).unwrap().unwrap();
+        assert_eq!((view.session_id.as_str(), view.expires_at), (id, 1_600));
+        let row: IndexRow = serde_json::from_str(&entry).unwrap();
+        assert_eq!((row.session_id.as_str(), row.agent.as_str(), row.created_at, row.expires_at, row.revoked_at), (id, "coder", 1_000, 1_600, None));
+        // Neither the stored record nor the index row holds the token or the proof key.
+        let dump = store.dump();
+        for secret in [token, answer["proof_key"].as_str().unwrap()] {
+            assert!(!dump.contains(secret) && !entry.contains(secret));
+        }
+        // A second mint for the same id finds the record: nothing answered.
+        let again = serve(&mut store, &call(br#"{"agent":"x","user":"y","tools":{"gh":"read"},"ttl_seconds":60}"#, id), 1_000);
+        assert_eq!(again, Ok(Reply::Failed));
+    }
+
+    #[test]
+    fn a_refused_mint_stores_nothing() {
+        let cases: &[(&[u8], &str, &str)] = &[
+            (br#"{"agent":"a","user":"u","tools":{"stripe":"read"},"ttl_seconds":60}"#, "0123456789abcdef0123456789abcdef", "refused"),
+            (b"\xff\xfe not json", "0123456789abcdef0123456789abcdef", "refused"),
+            (br#"{"agent":"a","user":"u","tools":{"gh":"read"},"ttl_seconds":60}"#, "0123", "failed"),
+            (br#"{"agent":"a","user":"u","tools":{"gh":"read"},"ttl_seconds":60}"#, "0123456789ABCDEF0123456789ABCDEF", "failed"),
+        ];
+        for (body, id, outcome) in cases {
+            let mut store = MemStore::new();
+            let reply = serve(&mut store, &call(body, id), 1_000).unwrap();
+            match (*outcome, &reply) {
+                ("refused", Reply::Refused(detail)) => assert!(detail.starts_with("invalid session request") || detail.starts_with("tool"), "{detail}"),
+                ("failed", Reply::Failed) => {}
+                _ => panic!("{id}: {reply:?}"),
+            }
+            assert!(store.is_empty(), "{id}: something stored");
+        }
+        let mut bad_keys = call(b"{}", "0123456789abcdef0123456789abcdef");
+        bad_keys.keys = "k1:short".into();
+        let mut store = MemStore::new();
+        assert_eq!(serve(&mut store, &bad_keys, 1_000), Ok(Reply::Failed));
+        assert!(store.is_empty());
     }
 }

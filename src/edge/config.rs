@@ -44,7 +44,12 @@ fn cached<T>(cell: &'static std::thread::LocalKey<Cached<T>>, raw: String, parse
 }
 
 pub fn load_policy(env: &Env) -> Result<Rc<Policy>, Error> {
-    let raw = match env.var(POLICY_VAR) {
+    cached(&POLICY, policy_text(env)?, |s| Policy::parse(s).map_err(|e| Error::PolicyInvalid(e.to_string())))
+}
+
+/// The policy as configured (JSON text).
+pub fn policy_text(env: &Env) -> Result<String, Error> {
+    Ok(match env.var(POLICY_VAR) {
         Ok(v) => v.to_string(),
         // A TOML table in [vars] arrives as an object, not a string.
         // Read as JSON by the runtime: no second deserializer in the module.
@@ -52,13 +57,19 @@ pub fn load_policy(env: &Env) -> Result<Rc<Policy>, Error> {
             Some(v) => String::from(v),
             None => return Err(Error::PolicyInvalid(format!("{POLICY_VAR} is not set"))),
         },
-    };
-    cached(&POLICY, raw, |s| Policy::parse(s).map_err(|e| Error::PolicyInvalid(e.to_string())))
+    })
 }
 
 pub async fn load_keys(env: &Env) -> Result<Rc<KeyRing>, Error> {
+    Ok(load_keys_text(env).await?.0)
+}
+
+/// The key ring and its text as configured (for the session object that
+/// signs a new session's token).
+pub async fn load_keys_text(env: &Env) -> Result<(Rc<KeyRing>, String), Error> {
     let raw = secret_value(env, SIGNING_KEYS_SECRET).await.ok_or_else(|| Error::Misconfigured(format!("secret {SIGNING_KEYS_SECRET} is not set")))?;
-    cached(&KEYS, raw, |s| KeyRing::parse(s).map_err(|e| Error::Misconfigured(format!("{SIGNING_KEYS_SECRET}: {e}"))))
+    let ring = cached(&KEYS, raw.clone(), |s| KeyRing::parse(s).map_err(|e| Error::Misconfigured(format!("{SIGNING_KEYS_SECRET}: {e}"))))?;
+    Ok((ring, raw))
 }
 
 thread_local! {

@@ -3,20 +3,22 @@
 //! and deciding approvals. Every route but health needs the admin key
 //! (compared in constant time).
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
 use worker::{Env, Request, Response};
 
 use super::body::read_capped;
-use super::config::{load_keys, random_bytes, read_secret, ADMIN_KEY_SECRET};
+use super::config::{load_keys, load_keys_text, policy_text, random_bytes, read_secret, ADMIN_KEY_SECRET};
 use super::http::{header, json_response, to_json};
 use super::state;
 use crate::admit::{session_object, APPROVALS_OBJECT};
 use crate::audit::AuditRecord;
 use crate::error::Error;
+use crate::hex::hex;
 use crate::mint;
-use crate::policy::Policy;
 use crate::state::approvals::Decided;
 use crate::state::sessions_index::INDEX_OBJECT;
-use crate::state::{Command, Reply};
+use crate::state::{Command, MintCall, Reply};
 
 async fn admin(req: &Request, env: &Env) -> Result<(), Error> {
     let admin_key = read_secret(env, ADMIN_KEY_SECRET).await?;
@@ -37,28 +39,32 @@ pub async fn health(method: &str, env: &Env, audit: &mut AuditRecord) -> Result<
     Ok(json_response(200, r#"{"status":"ok"}"#.into()))
 }
 
-/// `POST /v1/sessions`: mints a session; no token leaves before its record
-/// exists, so revocation always finds it.
-pub async fn mint_session(mut req: Request, env: &Env, policy: &Policy, audit: &mut AuditRecord, now: u64) -> Result<Response, Error> {
+/// `POST /v1/sessions`: mints a session. The new session's own state
+/// object checks the request, signs the token and creates the record
+/// ([`crate::mint::serve`]), so no token leaves before its record exists
+/// and revocation always finds it; the request path carries none of it.
+pub async fn mint_session(mut req: Request, env: &Env, audit: &mut AuditRecord) -> Result<Response, Error> {
     audit.route = "mint";
     if req.inner().method() != "POST" {
         return Err(Error::MethodNotAllowed);
     }
     admin(&req, env).await?;
     let body = read_capped(&mut req, mint::MAX_MINT_BODY).await?;
-    let keys = load_keys(env).await?;
-    let minted = mint::mint(&body, policy, &keys, now, random_bytes::<16>()?)?;
-    audit.session_id = Some(minted.session_id.clone());
-    audit.agent = Some(minted.record.agent.clone());
-    audit.user = Some(minted.record.user.clone());
-    let object = session_object(&minted.session_id);
-    match state::call(env, &object, &Command::Create { record: minted.record.clone() }).await? {
-        Reply::Created { created: true } => {}
-        _ => return Err(Error::StateUnavailable("session record not created".into())),
-    }
-    let body = serde_json::to_string(&minted).map_err(|_| Error::Internal("encoding mint answer".into()))?;
+    let (_, keys) = load_keys_text(env).await?;
+    let session_id = hex(&random_bytes::<16>()?);
+    let call = MintCall { body: STANDARD.encode(&body), policy: policy_text(env)?, keys, session_id: session_id.clone() };
+    let (body, entry) = match state::call(env, &session_object(&session_id), &Command::Mint(call)).await? {
+        Reply::Minted { body, agent, user, entry, .. } => {
+            audit.session_id = Some(session_id);
+            audit.agent = Some(agent);
+            audit.user = Some(user);
+            (body, entry)
+        }
+        Reply::Refused(detail) => return Err(Error::InvalidRequest(detail)),
+        _ => return Err(unexpected()),
+    };
     // Listed before the token leaves: a session minted is listed at once.
-    if !matches!(state::call(env, INDEX_OBJECT, &Command::IndexPut(minted.record)).await?, Reply::Done) {
+    if !matches!(state::call(env, INDEX_OBJECT, &Command::IndexPut(entry)).await?, Reply::Done) {
         return Err(Error::StateUnavailable("sessions index not written".into()));
     }
     audit.allow(None);

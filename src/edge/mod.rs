@@ -111,7 +111,7 @@ async fn handle(mut req: Request, env: &Env, ctx: &Context, audit: &mut AuditRec
     match route(raw_path) {
         Route::Health => control::health(&method, env, audit).await,
         Route::Sessions if matches!(method.as_str(), "GET" | "DELETE") => control::sessions(&req, env, query.unwrap_or(""), audit).await,
-        Route::Sessions => control::mint_session(req, env, &policy, audit, now_s).await,
+        Route::Sessions => control::mint_session(req, env, audit).await,
         Route::Session { id } => control::session(&req, env, id, false, audit).await,
         Route::SessionAudit { id } => control::session(&req, env, id, true, audit).await,
         Route::Approvals => control::approvals(&req, env, audit).await,

@@ -188,10 +188,6 @@ impl AirlockState {
             let answer = self.token(&tool, &credential, Scope { level, repos: &repos }, wait_s.min(MAX_TOKEN_WAIT_S)).await;
             return serde_json::to_string(&Reply::Token(answer)).map_err(|_| "encoding");
         }
-        let arm_at = match &command {
-            Command::Create { record } => Some(record.expires_at.saturating_add(crate::state::session::RECORD_RETENTION_S)),
-            _ => None,
-        };
         let wait = match &command {
             Command::Wait { id, wait_s } => Some((id.clone(), (*wait_s).min(MAX_APPROVAL_WAIT_S))),
             _ => None,
@@ -218,7 +214,8 @@ impl AirlockState {
             return Err("alarm");
         }
         // A session's object deletes itself once its record is past retention.
-        if let (Some(at), Reply::Created { created: true }) = (arm_at, &reply) {
+        if let Reply::Minted { expires_at, .. } = &reply {
+            let at = expires_at.saturating_add(crate::state::session::RECORD_RETENTION_S);
             if self.state.storage().set_alarm(at_ms(at.saturating_mul(1000))).await.is_err() {
                 return Err("alarm");
             }
@@ -226,9 +223,9 @@ impl AirlockState {
         serde_json::to_string(&reply).map_err(|_| "encoding")
     }
 
-    /// One command against the store. The approval page is served here,
-    /// beside the pure commands: it renders with `crate::approval`, which
-    /// the state machines do not import.
+    /// One command against the store. The approval page and mints are
+    /// served here, beside the pure commands: they run `crate::approval`
+    /// and `crate::mint`, which the state machines do not import.
     fn run_one(&self, command: Command) -> Reply {
         let now_ms = js_sys::Date::now() as u64;
         match (self.store(), command) {
@@ -236,6 +233,7 @@ impl AirlockState {
                 Ok(()) => Reply::Page(crate::approval::serve(&mut store, &request, now_ms)),
                 Err(StoreError) => Reply::Failed,
             },
+            (Ok(mut store), Command::Mint(call)) => crate::mint::serve(&mut store, &call, now_ms / 1000).unwrap_or(Reply::Failed),
             (Ok(mut store), command) => run(&mut store, command, now_ms),
             (Err(StoreError), _) => Reply::Failed,
         }

@@ -21,6 +21,18 @@ use serde::{Deserialize, Serialize};
 
 use store::{Store, StoreError};
 
+/// What the worker hands the new session's object to mint it: the request
+/// body (base64: any bytes, checked there), the policy and signing keys as
+/// configured (JSON and the `kid:key` list), and the session id it drew
+/// (32 hex digits; the object's name derives from it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MintCall {
+    pub body: String,
+    pub policy: String,
+    pub keys: String,
+    pub session_id: String,
+}
+
 /// One typed command, as the edge sends it to a state object.
 // A command is built once per call and serialized at once: boxing the
 // held approval would only add code.
@@ -28,9 +40,10 @@ use store::{Store, StoreError};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Command {
-    Create {
-        record: session::SessionRecord,
-    },
+    /// Mints a session in its own object (named by `session_id`), which
+    /// creates the record before anything is answered; run by the object
+    /// itself (`crate::mint::serve`): as a pure step it is refused.
+    Mint(MintCall),
     Get,
     Revoke,
     Admit {
@@ -81,7 +94,9 @@ pub enum Command {
     /// The sessions index (object [`sessions_index::INDEX_OBJECT`]): a new
     /// session's row; a page, and an agent's active sessions, for the raw
     /// query (parsed here); rows to mark revoked.
-    IndexPut(session::SessionRecord),
+    /// The row as the new session's object wrote it
+    /// ([`Reply::Minted`]'s `entry`): the worker passes it on unread.
+    IndexPut(String),
     IndexList(String),
     IndexAgent(String),
     IndexRevoked(Vec<sessions_index::Revoked>),
@@ -110,8 +125,15 @@ pub enum Command {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Reply {
-    Created {
-        created: bool,
+    /// A session minted: the answer's JSON for the control plane (token,
+    /// ids, proof key), who it is for, its expiry, and its sessions-index
+    /// row as JSON.
+    Minted {
+        body: String,
+        agent: String,
+        user: String,
+        expires_at: u64,
+        entry: String,
     },
     Session {
         session: Option<session::SessionView>,
@@ -162,7 +184,7 @@ fn step(store: &mut impl Store, command: Command, now_ms: u64) -> Result<Reply, 
     let now_s = now_ms / 1000;
     store.purge(now_s)?;
     Ok(match command {
-        Command::Create { record } => Reply::Created { created: session::create(store, &record)? },
+        Command::Mint(_) => Reply::Refused("a session is minted by its own state object".into()),
         Command::Get => Reply::Session { session: session::get(store, now_s)? },
         Command::Revoke => Reply::Session { session: session::revoke(store, now_s)? },
         Command::Admit { admission } => Reply::Admitted { refusal: session::admit(store, &admission, now_ms)? },
@@ -194,10 +216,13 @@ fn step(store: &mut impl Store, command: Command, now_ms: u64) -> Result<Reply, 
             }
             Reply::Decided { decided }
         }
-        Command::IndexPut(record) => {
-            sessions_index::put(store, &sessions_index::IndexRow::of(&record))?;
-            Reply::Done
-        }
+        Command::IndexPut(entry) => match serde_json::from_str(&entry) {
+            Ok(row) => {
+                sessions_index::put(store, &row)?;
+                Reply::Done
+            }
+            Err(_) => Reply::Refused("not a sessions-index row".into()),
+        },
         Command::IndexList(query) => sessions_index::list_query(store, &query, now_s)?,
         Command::IndexAgent(query) => sessions_index::agent_active(store, &query, now_s)?,
         Command::IndexRevoked(revoked) => {

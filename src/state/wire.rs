@@ -32,7 +32,13 @@ fn reply(value: &Value) -> Option<Reply> {
     }
     let (tag, inner) = single(value)?;
     Some(match tag {
-        "created" => Reply::Created { created: field(inner, "created")?.as_bool()? },
+        "minted" => Reply::Minted {
+            body: text(field(inner, "body")?)?,
+            agent: text(field(inner, "agent")?)?,
+            user: text(field(inner, "user")?)?,
+            expires_at: field(inner, "expires_at")?.as_u64()?,
+            entry: text(field(inner, "entry")?)?,
+        },
         "session" => Reply::Session { session: optional(field(inner, "session")?, session_view)? },
         "admitted" => Reply::Admitted { refusal: optional(field(inner, "refusal")?, refusal)? },
         "idem" => Reply::Idem { outcome: idem(field(inner, "outcome")?)? },
@@ -284,8 +290,7 @@ mod tests {
     #[test]
     fn every_reply_the_state_writes_is_read_back() {
         let replies = vec![
-            Reply::Created { created: true },
-            Reply::Created { created: false },
+            Reply::Minted { body: "{\"token\":\"t\"}".into(), agent: "a".into(), user: "u".into(), expires_at: 7, entry: "{}".into() },
             Reply::Session { session: None },
             Reply::Session { session: Some(view(false)) },
             Reply::Session { session: Some(view(true)) },
@@ -349,7 +354,7 @@ mod tests {
     #[allow(dead_code)]
     fn every_variant_is_known(reply: &Reply) {
         match reply {
-            Reply::Created { .. }
+            Reply::Minted { .. }
             | Reply::Session { .. }
             | Reply::Admitted { .. }
             | Reply::Idem { .. }

@@ -29,7 +29,7 @@ use crate::policy::{WebhookDest, MAX_APPROVAL_WAIT_S};
 use crate::secret::Secret;
 use crate::state::approvals::{Decided, Status};
 use crate::state::outbox::{self, Delivery, Entry};
-use crate::state::store::{Store, StoreError};
+use crate::state::store::{Cached, ReadCache, Store, StoreError};
 use crate::state::tokens::{self, Answer, Grant};
 use crate::state::{run, Command, Reply};
 use crate::upstream::{plan, seal_key, MintError, Scope};
@@ -62,11 +62,14 @@ pub struct AirlockState {
     ready: Cell<bool>,
     /// The second of this instance's last purge (see [`SqlStore::purge`]).
     purged_s: Cell<u64>,
+    /// What the store read, kept between commands: this instance is the
+    /// storage's only writer.
+    cache: ReadCache,
 }
 
 impl DurableObject for AirlockState {
     fn new(state: State, env: Env) -> Self {
-        AirlockState { state, env, waiters: RefCell::new(Vec::new()), ready: Cell::new(false), purged_s: Cell::new(0) }
+        AirlockState { state, env, waiters: RefCell::new(Vec::new()), ready: Cell::new(false), purged_s: Cell::new(0), cache: ReadCache::default() }
     }
 
     /// The same as [`AirlockState::run`] over HTTP: the command is the body.
@@ -103,7 +106,8 @@ impl DurableObject for AirlockState {
         let now_s = now_ms / 1000;
         if let Ok(mut store) = self.store() {
             let _ = store.purge(now_s);
-            if store.is_empty() {
+            if store.inner.is_empty() {
+                self.cache.clear();
                 self.state.storage().delete_all().await?;
                 // delete_all drops the table too: a later command on this
                 // instance creates it again.
@@ -387,7 +391,7 @@ impl AirlockState {
         }
     }
 
-    fn store(&self) -> Result<SqlStore<'_>, StoreError> {
+    fn store(&self) -> Result<Cached<'_, SqlStore<'_>>, StoreError> {
         let sql = self.state.storage().sql();
         if !self.ready.get() {
             sql.exec("CREATE TABLE IF NOT EXISTS entries (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires INTEGER NOT NULL)", None)
@@ -395,7 +399,7 @@ impl AirlockState {
             sql.exec("CREATE INDEX IF NOT EXISTS entries_expires ON entries (expires)", None).map_err(|_| StoreError)?;
             self.ready.set(true);
         }
-        Ok(SqlStore { sql, purged_s: &self.purged_s })
+        Ok(Cached { inner: SqlStore { sql, purged_s: &self.purged_s }, cache: &self.cache })
     }
 }
 

@@ -68,12 +68,57 @@ impl Drop for AuditSlot {
 /// call site, so the runtime glue is compiled once.
 pub type AfterAnswer = std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
 
+thread_local! {
+    // Lines waiting for a session's trail, per session, while one request
+    // sends them (see `append_trail`).
+    static TRAILS: RefCell<Vec<(String, Vec<String>)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Most calls one request makes for the lines others queued behind it.
+const TRAIL_ROUNDS: usize = 8;
+
 /// Appends the record waiting in `outbox` (if any) to its session's trail.
+/// Requests of one session that finish while an append for it is in
+/// flight queue their lines, and the request that is sending takes them
+/// in its next call (up to [`TRAIL_ROUNDS`] calls, the last one taking all
+/// that is left), so a busy session's object gets one append for many
+/// requests. No line waits without a request sending it.
 pub fn append_trail(env: Env, outbox: Outbox) -> AfterAnswer {
     Box::pin(async move {
         let Some((id, line)) = outbox.borrow_mut().take() else { return };
-        if !matches!(call(&env, &session_object(&id), &Command::Append(line)).await, Ok(Reply::Done)) {
-            console_log!(r#"{{"kind":"airlock.audit_trail","session_id":"{id}","error":"append_failed"}}"#);
+        let sending = TRAILS.with(|t| {
+            let mut t = t.borrow_mut();
+            match t.iter_mut().find(|(s, _)| *s == id) {
+                Some((_, lines)) => {
+                    lines.push(line);
+                    false
+                }
+                None => {
+                    t.push((id.clone(), vec![line]));
+                    true
+                }
+            }
+        });
+        if !sending {
+            return;
+        }
+        for round in 1..=TRAIL_ROUNDS {
+            // The last round, or nothing left: this request stops sending,
+            // and the next line opens a new queue.
+            let lines = TRAILS.with(|t| {
+                let mut t = t.borrow_mut();
+                let at = t.iter().position(|(s, _)| *s == id)?;
+                let lines = std::mem::take(&mut t[at].1);
+                if lines.is_empty() || round == TRAIL_ROUNDS {
+                    t.swap_remove(at);
+                }
+                (!lines.is_empty()).then_some(lines)
+            });
+            let Some(lines) = lines else { return };
+            if !matches!(call(&env, &session_object(&id), &Command::Append(lines.join("\n"))).await, Ok(Reply::Done)) {
+                let lost = lines.len();
+                console_log!(r#"{{"kind":"airlock.audit_trail","session_id":"{id}","error":"append_failed","lines":{lost}}}"#);
+            }
         }
     })
 }

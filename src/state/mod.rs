@@ -100,7 +100,8 @@ pub enum Command {
     IndexList(String),
     IndexAgent(String),
     IndexRevoked(Vec<sessions_index::Revoked>),
-    /// A session's audit trail: append one logged line; read it.
+    /// A session's audit trail: append logged lines (one per line, in
+    /// order); read it.
     Append(String),
     Trail,
     /// A request to the approval page, answered by the approvals object
@@ -229,8 +230,8 @@ fn step(store: &mut impl Store, command: Command, now_ms: u64) -> Result<Reply, 
             sessions_index::revoked(store, &revoked)?;
             Reply::Done
         }
-        Command::Append(line) => {
-            trail::append(store, &line)?;
+        Command::Append(lines) => {
+            trail::append_lines(store, &lines)?;
             Reply::Done
         }
         Command::Token { .. } => Reply::Token(tokens::Answer::Failed { misconfigured: false, detail: "minting runs in the state object".into() }),

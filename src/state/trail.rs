@@ -7,8 +7,9 @@
 //! - At most [`TRAIL_MAX`] records are kept: appending past it drops the
 //!   oldest, whose hash stays in its successor's `prev`, so a reader sees
 //!   where the retained chain starts and cannot mistake a cut for an edit.
-//! - One append is one command: read the head, write the record and the
-//!   new head, drop the oldest.
+//! - One append is one command: read the head, write the records (a
+//!   worker sends the lines of several requests at once) and the new head,
+//!   drop the oldest.
 
 use serde::{Deserialize, Serialize};
 
@@ -46,20 +47,36 @@ fn key(seq: u64) -> String {
 /// Appends one audit line (a JSON object); `false` when the session has no
 /// record here (never minted here, or purged) or the line is not an object.
 pub fn append(store: &mut impl Store, line: &str) -> Result<bool, StoreError> {
-    let (seq, prev, expires) = match get_json::<Head>(store, HEAD)? {
+    Ok(append_lines(store, line)? == 1)
+}
+
+/// Appends the audit lines of `lines` (one JSON object per line, as the
+/// worker batches them), in order, with one head write; how many were
+/// appended (none when the session has no record here; a line that is not
+/// an object is skipped).
+pub fn append_lines(store: &mut impl Store, lines: &str) -> Result<usize, StoreError> {
+    let (mut seq, mut prev, expires) = match get_json::<Head>(store, HEAD)? {
         Some(h) => (h.seq.saturating_add(1), h.hash, h.expires),
         None => match session::get(store, 0)? {
             Some(view) => (0, GENESIS.to_string(), view.expires_at.saturating_add(RECORD_RETENTION_S)),
-            None => return Ok(false),
+            None => return Ok(0),
         },
     };
-    let Some(stored) = chain_link(line, seq, &prev) else { return Ok(false) };
-    store.put(&key(seq), &stored, expires)?;
-    put_json(store, HEAD, &Head { seq, hash: chain_hash(&stored), expires }, expires)?;
-    if seq >= TRAIL_MAX {
-        store.delete(&key(seq - TRAIL_MAX))?;
+    let mut appended = 0;
+    for line in lines.split('\n') {
+        let Some(stored) = chain_link(line, seq, &prev) else { continue };
+        store.put(&key(seq), &stored, expires)?;
+        if seq >= TRAIL_MAX {
+            store.delete(&key(seq - TRAIL_MAX))?;
+        }
+        prev = chain_hash(&stored);
+        seq = seq.saturating_add(1);
+        appended += 1;
     }
-    Ok(true)
+    if appended > 0 {
+        put_json(store, HEAD, &Head { seq: seq - 1, hash: prev, expires }, expires)?;
+    }
+    Ok(appended)
 }
 
 /// The retained trail; `None` when the session has no record here.
@@ -140,6 +157,31 @@ mod tests {
             assert_eq!(append(&mut s, bad), Ok(false), "{bad:?}");
         }
         assert!(read(&s).unwrap().unwrap().records.is_empty());
+    }
+
+    #[test]
+    fn lines_appended_in_batches_store_exactly_what_one_by_one_stores() {
+        let (mut one, mut batched) = (store(), store());
+        let lines: Vec<String> = (0..TRAIL_MAX + 40).map(|n| if n % 97 == 5 { "not json".into() } else { line(n) }).collect();
+        for l in &lines {
+            append(&mut one, l).unwrap();
+        }
+        // Batches of 1 to 37 lines, one crossing the thousand.
+        let mut at = 0;
+        for size in (1..38).cycle() {
+            if at >= lines.len() {
+                break;
+            }
+            let end = (at + size).min(lines.len());
+            let batch = lines[at..end].join("\n");
+            let good = lines[at..end].iter().filter(|l| l.starts_with('{')).count();
+            assert_eq!(append_lines(&mut batched, &batch), Ok(good));
+            at = end;
+        }
+        assert_eq!(batched.dump(), one.dump());
+        let t = read(&batched).unwrap().unwrap();
+        assert_eq!(verify_chain(&t.records), Ok(t.head));
+        assert_eq!(append_lines(&mut MemStore::new(), &lines[..3].join("\n")), Ok(0), "no record, no trail");
     }
 
     #[test]

@@ -77,6 +77,22 @@ thread_local! {
 /// Most calls one request makes for the lines others queued behind it.
 const TRAIL_ROUNDS: usize = 8;
 
+/// Removes a session's trail queue if its sender is dropped half way (its
+/// request's work cancelled), so later lines get a sender of their own.
+struct ReleaseQueue<'a> {
+    id: &'a str,
+    armed: bool,
+}
+
+impl Drop for ReleaseQueue<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            TRAILS.with(|t| t.borrow_mut().retain(|(s, _)| s != self.id));
+            console_log!(r#"{{"kind":"airlock.audit_trail","session_id":"{}","error":"append_cancelled"}}"#, self.id);
+        }
+    }
+}
+
 /// Appends the record waiting in `outbox` (if any) to its session's trail.
 /// Requests of one session that finish while an append for it is in
 /// flight queue their lines, and the request that is sending takes them
@@ -102,6 +118,7 @@ pub fn append_trail(env: Env, outbox: Outbox) -> AfterAnswer {
         if !sending {
             return;
         }
+        let mut release = ReleaseQueue { id: &id, armed: true };
         for round in 1..=TRAIL_ROUNDS {
             // The last round, or nothing left: this request stops sending,
             // and the next line opens a new queue.
@@ -109,12 +126,21 @@ pub fn append_trail(env: Env, outbox: Outbox) -> AfterAnswer {
                 let mut t = t.borrow_mut();
                 let at = t.iter().position(|(s, _)| *s == id)?;
                 let lines = std::mem::take(&mut t[at].1);
-                if lines.is_empty() || round == TRAIL_ROUNDS {
+                let last = lines.is_empty() || round == TRAIL_ROUNDS;
+                if last {
                     t.swap_remove(at);
                 }
-                (!lines.is_empty()).then_some(lines)
+                Some((lines, last))
             });
-            let Some(lines) = lines else { return };
+            // Once this queue is gone, a newer one is another request's.
+            let Some((lines, last)) = lines else {
+                release.armed = false;
+                break;
+            };
+            release.armed = !last;
+            if lines.is_empty() {
+                break;
+            }
             if !matches!(call(&env, &session_object(&id), &Command::Append(lines.join("\n"))).await, Ok(Reply::Done)) {
                 let lost = lines.len();
                 console_log!(r#"{{"kind":"airlock.audit_trail","session_id":"{id}","error":"append_failed","lines":{lost}}}"#);

@@ -52,6 +52,7 @@ import {
   runBatch,
   sleep,
   checkStopping,
+  runMain,
   startBench,
 } from "./lib.mjs";
 
@@ -639,10 +640,4 @@ async function main() {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (err) => {
-    console.error(`[bench] failed: ${err?.stack || err}`);
-    process.exit(1);
-  },
-);
+runMain(main);

@@ -84,6 +84,33 @@ export function compatibilityDate() {
   return "2026-07-01";
 }
 
+
+/** Runs a bench script's `main`: exit 0 when it resolves, 1 with the error when it throws. */
+export function runMain(main) {
+  main().then(
+    () => process.exit(0),
+    (err) => {
+      console.error(`[bench] failed: ${err?.stack || err}`);
+      process.exit(1);
+    },
+  );
+}
+
+/** The least-squares slope of points { x, y } (NaN for fewer than two). */
+export function slope(points) {
+  if (points.length < 2) return NaN;
+  const n = points.length;
+  const mx = points.reduce((s, p) => s + p.x, 0) / n;
+  const my = points.reduce((s, p) => s + p.y, 0) / n;
+  let num = 0;
+  let den = 0;
+  for (const p of points) {
+    num += (p.x - mx) * (p.y - my);
+    den += (p.x - mx) ** 2;
+  }
+  return den > 0 ? num / den : NaN;
+}
+
 // ---------------------------------------------------------------------------
 // /proc: find workerd, read its memory
 
@@ -93,7 +120,7 @@ export function procStatus(pid) {
     const m = new RegExp(`^${key}:\\s+(\\d+) kB`, "m").exec(text);
     return m ? Number(m[1]) : NaN;
   };
-  return { rssKiB: get("VmRSS"), hwmKiB: get("VmHWM") };
+  return { rssKiB: get("VmRSS"), hwmKiB: get("VmHWM"), anonKiB: get("RssAnon"), fileKiB: get("RssFile"), shmemKiB: get("RssShmem") };
 }
 
 /** The workerd process Miniflare spawned: a child of this process. */
@@ -226,6 +253,55 @@ export function snapshotBuild(workerScript = WORKER_SCRIPT) {
   };
 }
 
+/**
+ * Bench only: puts bench/wasm-probe's entry module beside a snapshot's
+ * script (which must be index.js) and returns its path, so the isolate keeps
+ * its Wasm instances' memories in globalThis.__airlockBenchWasm (read with
+ * {@link readIsolateMemory}). The snapshot's own files are left as built.
+ */
+export function withWasmProbe(snapshot) {
+  if (basename(snapshot.script) !== "index.js") throw new Error(`the Wasm probe wraps an index.js, not ${snapshot.script}`);
+  const from = join(REPO_ROOT, "bench", "wasm-probe");
+  copyFileSync(join(from, "patch.mjs"), join(snapshot.dir, "bench-wasm-probe.mjs"));
+  copyFileSync(join(from, "entry.mjs"), join(snapshot.dir, "bench-entry.mjs"));
+  return join(snapshot.dir, "bench-entry.mjs");
+}
+
+/**
+ * An inspector session on the isolate of worker `name`, with the id of its
+ * execution context (Runtime.evaluate needs it; the Runtime domain is
+ * enabled only long enough to learn it, so console output is not sent to
+ * the session).
+ */
+export async function openIsolateProbe(mf, name) {
+  const cdp = await connectInspector(await inspectorTarget(mf, name));
+  await cdp.send("Runtime.enable");
+  for (const deadline = Date.now() + 2000; !cdp.contexts().length && Date.now() < deadline; ) await sleep(20);
+  await cdp.send("Runtime.disable");
+  return { name, cdp, contextId: cdp.contexts()[0]?.id };
+}
+
+/**
+ * One isolate's memory through its probe (see {@link openIsolateProbe}): the V8 heap
+ * (used and total, MiB) and the byte length of each Wasm memory the probe
+ * recorded (MiB; empty without the probe).
+ */
+export async function readIsolateMemory({ cdp, contextId }) {
+  const heap = (await cdp.send("Runtime.getHeapUsage")).result ?? {};
+  const wasm = await cdp.send("Runtime.evaluate", {
+    expression: "(globalThis.__airlockBenchWasm ?? []).map((m) => m.buffer.byteLength)",
+    returnByValue: true,
+    contextId,
+  });
+  const mib = (b) => (Number.isFinite(b) ? b / MIB : NaN);
+  return {
+    heapUsed: mib(heap.usedSize),
+    heapTotal: mib(heap.totalSize),
+    backing: mib(heap.backingStorageSize),
+    wasm: (wasm.result?.result?.value ?? []).map(mib),
+  };
+}
+
 // ---------------------------------------------------------------------------
 // The origin (its own process)
 
@@ -289,6 +365,8 @@ export function benchSecrets(credential) {
  */
 export function workerOptions({ originUrl, credential, secrets, compat = compatibilityDate(), script = WORKER_SCRIPT, stateScript = STATE_SCRIPT, floorScript = null, policy = null }) {
   const wasmRules = [{ type: "CompiledWasm", include: ["**/*.wasm"] }];
+  // The Wasm probe's entry imports the script's index.js, an ES module.
+  const rulesFor = (entry) => (basename(entry) === "bench-entry.mjs" ? [...wasmRules, { type: "ESModule", include: ["**/*.js", "**/*.mjs"] }] : wasmRules);
   const socket = [{ host: "127.0.0.1", port: 0 }];
   const forwarder = (name, scriptPath) => ({
     name,
@@ -305,7 +383,7 @@ export function workerOptions({ originUrl, credential, secrets, compat = compati
       modules: true,
       scriptPath: script,
       modulesRoot: dirname(script),
-      modulesRules: wasmRules,
+      modulesRules: rulesFor(script),
       compatibilityDate: compat,
       bindings: { AIRLOCK_POLICY: JSON.stringify(policy ?? policyFor(originUrl)), ...secrets },
       // Session state (the Durable Object class of the airlock-state
@@ -318,7 +396,7 @@ export function workerOptions({ originUrl, credential, secrets, compat = compati
       modules: true,
       scriptPath: stateScript,
       modulesRoot: dirname(stateScript),
-      modulesRules: wasmRules,
+      modulesRules: rulesFor(stateScript),
       compatibilityDate: compat,
     },
     statebase: {
@@ -510,7 +588,7 @@ export async function runBatch(target, path, expectBytes, n, concurrency, latenc
  * Object storage in a temporary directory (removed at close) instead of in
  * workerd's memory, as on the edge, where it does not count in the isolate's memory.
  */
-export async function startBench({ inspector = false, floor = "auto", sessions: sessionCount = 1, policy = null, scope = { bench: "read" }, persist = false } = {}) {
+export async function startBench({ inspector = false, floor = "auto", sessions: sessionCount = 1, policy = null, scope = { bench: "read" }, persist = false, wasmProbe = false } = {}) {
   for (const script of [WORKER_SCRIPT, STATE_SCRIPT]) {
     if (!existsSync(script)) throw new Error(`${rel(script)} does not exist: build the workers first (bash scripts/build)`);
   }
@@ -562,10 +640,10 @@ export async function startBench({ inspector = false, floor = "auto", sessions: 
     const origin = await startOriginProcess();
     cleanups.push(origin.close);
     const workers = await startWorkers(origin.url, credential, {
-      script: build.script,
-      stateScript: stateBuild.script,
+      script: wasmProbe ? withWasmProbe(build) : build.script,
+      stateScript: wasmProbe ? withWasmProbe(stateBuild) : stateBuild.script,
       floorScript: floorBuild?.script ?? null,
-      inspector,
+      inspector: inspector || wasmProbe,
       policy: typeof policy === "function" ? policy(origin.url) : policy,
       persistDir,
     });
@@ -601,6 +679,51 @@ export async function startBench({ inspector = false, floor = "auto", sessions: 
 /** The request headers of a sandbox holding `token` (the same for every target). */
 export function sessionHeaders(token) {
   return { authorization: `Bearer ${token}`, accept: "*/*", "user-agent": "airlock-bench" };
+}
+
+/** Minimal Chrome DevTools Protocol client over the inspector WebSocket. */
+export async function connectInspector(url) {
+  const ws = new WebSocket(url);
+  await new Promise((resolve, reject) => {
+    ws.addEventListener("open", resolve, { once: true });
+    ws.addEventListener("error", () => reject(new Error(`inspector connection to ${url} failed`)), { once: true });
+  });
+  let id = 0;
+  const pending = new Map();
+  const events = [];
+  ws.addEventListener("message", (ev) => {
+    const msg = JSON.parse(typeof ev.data === "string" ? ev.data : Buffer.from(ev.data).toString("utf8"));
+    if (msg.id && pending.has(msg.id)) {
+      pending.get(msg.id)(msg);
+      pending.delete(msg.id);
+    } else if (msg.method === "Runtime.executionContextCreated") {
+      events.push(msg);
+    }
+  });
+  return {
+    /** Runtime.executionContextCreated events seen so far (after Runtime.enable). */
+    contexts: () => events.map((e) => e.params.context),
+    send: (method, params = {}, timeoutMs = 60_000) =>
+      withTimeout(
+        new Promise((resolve) => {
+          const i = ++id;
+          pending.set(i, resolve);
+          ws.send(JSON.stringify({ id: i, method, params }));
+        }),
+        timeoutMs,
+        method,
+      ),
+    close: () => ws.close(),
+  };
+}
+
+/** The inspector WebSocket URL of the isolate of worker `name` (Miniflare started with `inspector`). */
+export async function inspectorTarget(mf, name) {
+  const inspectorUrl = await mf.getInspectorURL();
+  const list = await (await fetch(`http://${inspectorUrl.host}/json/list`)).json();
+  const entry = list.find((t) => t.webSocketDebuggerUrl?.endsWith(`core:user:${name}`));
+  if (!entry) throw new Error(`no inspector target for ${name}: ${list.map((t) => t.webSocketDebuggerUrl).join(", ")}`);
+  return entry.webSocketDebuggerUrl;
 }
 
 /** A control-plane call to Airlock with the admin key; resolves with { status, text }. */

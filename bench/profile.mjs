@@ -17,7 +17,7 @@
 // on the isolate's thread; workerd's own socket and HTTP work shows as
 // "(program)" or "(idle)".
 
-import { fmtInt, log, request, runBatch, sleep, startBench, withTimeout } from "./lib.mjs";
+import { connectInspector, fmtInt, inspectorTarget, log, request, runBatch, runMain, sleep, startBench } from "./lib.mjs";
 
 const args = Object.fromEntries(
   process.argv.slice(2).map((a) => {
@@ -38,37 +38,6 @@ const TOP = Number(args.top ?? 25);
 if (!["airlock", "baseline", "statebase", "floor"].includes(TARGET)) {
   console.error("--target must be airlock, baseline, statebase or floor");
   process.exit(2);
-}
-
-/** Minimal Chrome DevTools Protocol client over the inspector WebSocket. */
-async function connect(url) {
-  const ws = new WebSocket(url);
-  await new Promise((resolve, reject) => {
-    ws.addEventListener("open", resolve, { once: true });
-    ws.addEventListener("error", () => reject(new Error(`inspector connection to ${url} failed`)), { once: true });
-  });
-  let id = 0;
-  const pending = new Map();
-  ws.addEventListener("message", (ev) => {
-    const msg = JSON.parse(typeof ev.data === "string" ? ev.data : Buffer.from(ev.data).toString("utf8"));
-    if (msg.id && pending.has(msg.id)) {
-      pending.get(msg.id)(msg);
-      pending.delete(msg.id);
-    }
-  });
-  return {
-    send: (method, params = {}) =>
-      withTimeout(
-        new Promise((resolve) => {
-          const i = ++id;
-          pending.set(i, resolve);
-          ws.send(JSON.stringify({ id: i, method, params }));
-        }),
-        60_000,
-        method,
-      ),
-    close: () => ws.close(),
-  };
 }
 
 /** Load with `concurrency` requests in flight until `ms` has passed. */
@@ -145,13 +114,10 @@ async function main() {
     const target = bench.targets.find((t) => t.key === TARGET);
     const check = await request(target, PATH);
     if (check.status !== 200) throw new Error(`${target.name} ${PATH}: status ${check.status}`);
-    const inspectorUrl = await bench.workers.mf.getInspectorURL();
-    const list = await (await fetch(`http://${inspectorUrl.host}/json/list`)).json();
-    const entry = list.find((t) => t.webSocketDebuggerUrl?.endsWith(`core:user:${ISOLATE}`));
-    if (!entry) throw new Error(`no inspector target for ${ISOLATE}: ${list.map((t) => t.webSocketDebuggerUrl).join(", ")}`);
+    const debuggerUrl = await inspectorTarget(bench.workers.mf, ISOLATE);
     log(`warming up ${target.name} ${PATH} at concurrency ${CONCURRENCY}`);
     await load(target, 2000);
-    const cdp = await connect(entry.webSocketDebuggerUrl);
+    const cdp = await connectInspector(debuggerUrl);
     await cdp.send("Profiler.enable");
     await cdp.send("Profiler.setSamplingInterval", { interval: 100 });
     await cdp.send("Profiler.start");
@@ -168,10 +134,4 @@ async function main() {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (err) => {
-    console.error(`[bench] failed: ${err?.stack || err}`);
-    process.exit(1);
-  },
-);
+runMain(main);

@@ -11,6 +11,15 @@
 //   --revoke=N        sessions revoked at the midpoint (default a quarter of the loops)
 //   --max-requests=N  stop earlier after this many requests (default 3,000 per second of the run)
 //   --rss-every=S     seconds between RSS samples (default 5; 2 for runs of 2 minutes or less)
+//   --mix=K,K,...     only these kinds of traffic (allowed, streamed, denied, mcp,
+//                     proof), in the same proportions to each other (default all five)
+//   --probe           also sample, through workerd's inspector, the V8 heap and the
+//                     Wasm linear memory of the Airlock and airlock-state isolates
+//                     (a bench-only entry module records each Wasm instance's memory;
+//                     nothing is added to the built scripts)
+//   --gc-every=S      with --probe: force a full garbage collection in both isolates
+//                     every S seconds (tells memory garbage waiting for V8's collector
+//                     from memory still referenced)
 // Everything runs on 127.0.0.1. Exit status 1 on any unexpected answer, an
 // audit-line mismatch, or more than 0.1% of the requests losing their
 // connection before an answer (each such one is tried once more as a new
@@ -46,9 +55,12 @@ import {
   percentile,
   policyFor,
   procCpuMs,
+  openIsolateProbe,
   procStatus,
+  readIsolateMemory,
   request,
   sleep,
+  slope,
   startBench,
 } from "./lib.mjs";
 
@@ -57,13 +69,17 @@ import {
 
 const args = process.argv.slice(2);
 const opt = {};
+const USAGE = "usage: bash bench/soak [--minutes=N] [--concurrency=N] [--revoke=N] [--max-requests=N] [--rss-every=S] [--mix=K,K,...] [--probe [--gc-every=S]]";
 for (const a of args) {
-  const m = /^--(minutes|concurrency|revoke|max-requests|rss-every)=([0-9.]+)$/.exec(a);
-  if (!m) {
-    console.error(`unknown argument ${a}\nusage: bash bench/soak [--minutes=N] [--concurrency=N] [--revoke=N] [--max-requests=N] [--rss-every=S]`);
+  const m = /^--(minutes|concurrency|revoke|max-requests|rss-every|gc-every)=([0-9.]+)$/.exec(a);
+  const mix = /^--mix=([a-z,]+)$/.exec(a);
+  if (m) opt[m[1]] = Number(m[2]);
+  else if (mix) opt.mix = mix[1].split(",").filter(Boolean);
+  else if (a === "--probe") opt.probe = true;
+  else {
+    console.error(`unknown argument ${a}\n${USAGE}`);
     process.exit(2);
   }
-  opt[m[1]] = Number(m[2]);
 }
 const MINUTES = opt.minutes ?? 10;
 const CONCURRENCY = Math.max(2, Math.round(opt.concurrency ?? 32));
@@ -71,6 +87,10 @@ const REVOKE = Math.min(CONCURRENCY - 1, Math.max(1, Math.round(opt.revoke ?? CO
 const DURATION_MS = MINUTES * 60_000;
 const MAX_REQUESTS = Math.round(opt["max-requests"] ?? (DURATION_MS / 1000) * 3000);
 const RSS_EVERY_MS = (opt["rss-every"] ?? (MINUTES <= 2 ? 2 : 5)) * 1000;
+if (opt["gc-every"] !== undefined && !opt.probe) {
+  console.error(`--gc-every needs --probe\n${USAGE}`);
+  process.exit(2);
+}
 if (!(MINUTES > 0 && MINUTES <= 240)) {
   console.error("--minutes must be more than 0 and at most 240");
   process.exit(2);
@@ -135,7 +155,17 @@ const KINDS = {
   mcp: { weight: 20, label: "MCP tools/call" },
   proof: { weight: 20, label: "proof-bound GET, 1 KiB" },
 };
-const KIND_TABLE = Object.entries(KINDS).flatMap(([k, v]) => Array(v.weight).fill(k));
+const MIX = opt.mix ?? Object.keys(KINDS);
+for (const k of MIX) {
+  if (!KINDS[k]) {
+    console.error(`--mix: unknown kind ${k} (kinds: ${Object.keys(KINDS).join(", ")})`);
+    process.exit(2);
+  }
+}
+const MIX_WEIGHT = MIX.reduce((n, k) => n + KINDS[k].weight, 0);
+const KIND_TABLE = Object.entries(KINDS)
+  .filter(([k]) => MIX.includes(k))
+  .flatMap(([k, v]) => Array(v.weight).fill(k));
 
 /** mulberry32: a small seeded generator, so every run draws the same mix. */
 function generator(seed) {
@@ -204,23 +234,6 @@ function mismatch(r, expect) {
 }
 
 // ---------------------------------------------------------------------------
-// RSS: samples and their least-squares slope
-
-function slope(points) {
-  if (points.length < 2) return NaN;
-  const n = points.length;
-  const mx = points.reduce((s, p) => s + p.x, 0) / n;
-  const my = points.reduce((s, p) => s + p.y, 0) / n;
-  let num = 0;
-  let den = 0;
-  for (const p of points) {
-    num += (p.x - mx) * (p.y - my);
-    den += (p.x - mx) ** 2;
-  }
-  return den > 0 ? num / den : NaN;
-}
-
-// ---------------------------------------------------------------------------
 // Main
 
 async function main() {
@@ -232,7 +245,8 @@ async function main() {
   // Durable Object storage on disk, as on the edge: each request appends to
   // its session's audit trail, which in memory would grow workerd's RSS by
   // design and hide what the RSS slope is for.
-  const bench = await startBench({ floor: false, sessions: CONCURRENCY, policy: soakPolicy, scope: SCOPE, persist: true });
+  const bench = await startBench({ floor: false, sessions: CONCURRENCY, policy: soakPolicy, scope: SCOPE, persist: true, wasmProbe: !!opt.probe });
+  const probes = [];
   let failed = true;
   try {
     const { workers: w, workerdPid, sessions } = bench;
@@ -245,23 +259,44 @@ async function main() {
     // The sessions of every (CONCURRENCY / REVOKE)-th loop are revoked.
     const step = CONCURRENCY / REVOKE;
     const revokeLoops = new Set(Array.from({ length: REVOKE }, (_, i) => Math.floor(i * step + step - 1)));
-    const stats = Object.fromEntries(Object.keys(KINDS).map((k) => [k, { sent: 0, ok: 0, unexpected: 0, lost: 0, revokedRefused: 0, latencies: [] }]));
+    const stats = Object.fromEntries(MIX.map((k) => [k, { sent: 0, ok: 0, unexpected: 0, lost: 0, revokedRefused: 0, latencies: [] }]));
     const unexpected = [];
     const lost = [];
     const revocation = { requested: false, parked: 0, done: null, release: null, at: NaN, firstAfter: new Map() };
     revocation.done = new Promise((r) => (revocation.release = r));
     const revoked = new Set();
 
+    // --probe: one inspector session per isolate, its heap and Wasm memory
+    // read at every RSS sample (skipped while the previous read is pending).
+    if (opt.probe) {
+      for (const name of ["airlock", "airlock-state"]) probes.push({ ...(await openIsolateProbe(w.mf, name)), samples: [], busy: false });
+    }
     const rss = [];
     const cpu0 = procCpuMs(workerdPid);
     const t0 = performance.now();
     const sampleRss = () => {
+      const x = (performance.now() - t0) / 60_000;
       try {
-        rss.push({ x: (performance.now() - t0) / 60_000, y: procStatus(workerdPid).rssKiB / 1024 });
+        const st = procStatus(workerdPid);
+        rss.push({ x, y: st.rssKiB / 1024, anon: st.anonKiB / 1024, file: st.fileKiB / 1024, shmem: st.shmemKiB / 1024 });
       } catch {}
+      for (const pr of probes) {
+        if (pr.busy) continue;
+        pr.busy = true;
+        readIsolateMemory(pr)
+          .then((m) => pr.samples.push({ x, ...m }))
+          .catch(() => {})
+          .finally(() => (pr.busy = false));
+      }
     };
     sampleRss();
     const rssTimer = setInterval(sampleRss, RSS_EVERY_MS);
+    const gcs = { done: 0, failed: 0 };
+    const gcTimer = opt["gc-every"]
+      ? setInterval(() => {
+          for (const pr of probes) pr.cdp.send("HeapProfiler.collectGarbage", {}, 20_000).then(() => gcs.done++, () => gcs.failed++);
+        }, opt["gc-every"] * 1000)
+      : null;
     let lastReport = t0;
     let issued = 0;
     const timeUp = () => performance.now() - t0 >= DURATION_MS || issued >= MAX_REQUESTS || STATE.stopping;
@@ -357,6 +392,7 @@ async function main() {
     await Promise.all([...Array.from({ length: CONCURRENCY }, (_, i) => loop(i)), revoker]);
     const wallMs = performance.now() - t0;
     clearInterval(rssTimer);
+    if (gcTimer) clearInterval(gcTimer);
     sampleRss();
     const cpuMs = procCpuMs(workerdPid) - cpu0;
 
@@ -382,6 +418,8 @@ async function main() {
     const rssSlope = slope(rss.filter((p) => p.x >= end / 2));
     const rssSlopeTenth = slope(rss.filter((p) => p.x >= end / 10));
     const ys = rss.map((p) => p.y);
+    const secondHalf = (points) => slope(points.filter((p) => p.x >= end / 2));
+    const perRequest = (mibPerMin) => (mibPerMin * MIB) / ((requests / wallMs) * 60_000);
 
     const out = [];
     const p = (s = "") => out.push(s);
@@ -405,17 +443,43 @@ async function main() {
     );
     p(
       `- workerd RSS: ${ys[0]?.toFixed(1)} MiB at start, ${ys.at(-1)?.toFixed(1)} MiB at end, ${Math.min(...ys).toFixed(1)}–${Math.max(...ys).toFixed(1)} MiB over ${rss.length} samples (every ${RSS_EVERY_MS / 1000} s); ` +
-        `least-squares slope **${Number.isFinite(rssSlope) ? rssSlope.toFixed(2) : "n/a"} MiB/min** over the second half of the run (${Number.isFinite(rssSlopeTenth) ? rssSlopeTenth.toFixed(2) : "n/a"} MiB/min after its first tenth)`,
+        `least-squares slope **${Number.isFinite(rssSlope) ? rssSlope.toFixed(2) : "n/a"} MiB/min** over the second half of the run (${Number.isFinite(rssSlopeTenth) ? rssSlopeTenth.toFixed(2) : "n/a"} MiB/min after its first tenth), ` +
+        `about ${fmtInt(perRequest(rssSlope))} bytes per request`,
     );
+    const first = rss[0];
+    const last = rss.at(-1);
+    p(
+      `- RSS by kind (/proc status): anonymous ${first.anon.toFixed(1)} → ${last.anon.toFixed(1)} MiB (second-half slope ${secondHalf(rss.map((q) => ({ x: q.x, y: q.anon }))).toFixed(2)} MiB/min), ` +
+        `file-backed ${first.file.toFixed(1)} → ${last.file.toFixed(1)} MiB, shared memory ${first.shmem.toFixed(1)} → ${last.shmem.toFixed(1)} MiB`,
+    );
+    for (const pr of probes) {
+      const a = pr.samples[0];
+      const b = pr.samples.at(-1);
+      if (!a || !b) {
+        p(`- isolate ${pr.name}: no inspector samples`);
+        continue;
+      }
+      const heapSlope = secondHalf(pr.samples.map((q) => ({ x: q.x, y: q.heapUsed })));
+      const wasm = (m) => (m.wasm.length ? m.wasm.map((v) => v.toFixed(1)).join(" + ") : "—");
+      p(
+        `- isolate ${pr.name}: V8 heap used ${a.heapUsed.toFixed(1)} → ${b.heapUsed.toFixed(1)} MiB (total ${a.heapTotal.toFixed(1)} → ${b.heapTotal.toFixed(1)}; second-half slope ${heapSlope.toFixed(2)} MiB/min)` +
+          `, array-buffer backing stores ${a.backing.toFixed(1)} → ${b.backing.toFixed(1)} MiB, Wasm linear memory ${wasm(a)} → ${wasm(b)} MiB`,
+      );
+    }
+    if (gcTimer) p(`- forced full garbage collections: ${gcs.done} done (${gcs.failed} failed or timed out), every ${opt["gc-every"]} s in each of the ${probes.length} isolates`);
     p();
     p(`| traffic | share | requests | as expected | unexpected | closed before an answer | refused as revoked | p50 ms (200s) | p99 ms (200s) |`);
     p(`|---|---:|---:|---:|---:|---:|---:|---:|---:|`);
     for (const [k, s] of Object.entries(stats)) {
       const sorted = s.latencies.sort((a, b) => a - b);
-      p(`| ${KINDS[k].label} | ${KINDS[k].weight}% | ${fmtInt(s.sent)} | ${fmtInt(s.ok)} | ${s.unexpected} | ${s.lost} | ${fmtInt(s.revokedRefused)} | ${fmtMs(percentile(sorted, 50))} | ${fmtMs(percentile(sorted, 99))} |`);
+      p(`| ${KINDS[k].label} | ${fmtInt((100 * KINDS[k].weight) / MIX_WEIGHT)}% | ${fmtInt(s.sent)} | ${fmtInt(s.ok)} | ${s.unexpected} | ${s.lost} | ${fmtInt(s.revokedRefused)} | ${fmtMs(percentile(sorted, 50))} | ${fmtMs(percentile(sorted, 99))} |`);
     }
     p();
     p(`RSS samples (minute: MiB): ${rss.map((q) => `${q.x.toFixed(1)}: ${q.y.toFixed(0)}`).join(", ")}`);
+    for (const pr of probes) {
+      p();
+      p(`${pr.name} samples (minute: V8 heap used / Wasm MiB): ${pr.samples.map((q) => `${q.x.toFixed(1)}: ${q.heapUsed.toFixed(0)} / ${q.wasm.map((v) => v.toFixed(0)).join("+") || "—"}`).join(", ")}`);
+    }
     if (unexpected.length) {
       p();
       p(`First unexpected answers:`);
@@ -436,6 +500,7 @@ async function main() {
         : "soak passed: no unexpected answer, one audit line per request",
     );
   } finally {
+    for (const pr of probes) pr.cdp.close();
     await bench.close();
   }
   return failed ? 1 : 0;

@@ -444,6 +444,12 @@ mod tests {
     }
 
     #[test]
+    fn a_mint_call_never_prints_its_keys() {
+        let shown = format!("{:?}", call(b"{}", "0123456789abcdef0123456789abcdef"));
+        assert!(!shown.contains(RING) && !shown.contains("MDEy") && shown.contains("0123456789abcdef"), "{shown}");
+    }
+
+    #[test]
     fn a_refused_mint_stores_nothing() {
         let cases: &[(&[u8], &str, &str)] = &[
             (br#"{"agent":"a","user":"u","tools":{"stripe":"read"},"ttl_seconds":60}"#, "0123456789abcdef0123456789abcdef", "refused"),

@@ -25,12 +25,19 @@ use store::{Store, StoreError};
 /// body (base64: any bytes, checked there), the policy and signing keys as
 /// configured (JSON and the `kid:key` list), and the session id it drew
 /// (32 hex digits; the object's name derives from it).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MintCall {
     pub body: String,
     pub policy: String,
     pub keys: String,
     pub session_id: String,
+}
+
+/// Never prints the signing keys.
+impl std::fmt::Debug for MintCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MintCall").field("session_id", &self.session_id).field("body_bytes", &self.body.len()).finish_non_exhaustive()
+    }
 }
 
 /// One typed command, as the edge sends it to a state object.

@@ -64,7 +64,7 @@ pub async fn mint_session(mut req: Request, env: &Env, audit: &mut AuditRecord) 
         _ => return Err(unexpected()),
     };
     // Listed before the token leaves: a session minted is listed at once.
-    if !matches!(state::call(env, INDEX_OBJECT, &Command::IndexPut(entry)).await?, Reply::Done) {
+    if !matches!(state::call(env, INDEX_OBJECT, &Command::IndexPut(serde_json::Value::String(entry))).await?, Reply::Done) {
         return Err(Error::StateUnavailable("sessions index not written".into()));
     }
     audit.allow(None);

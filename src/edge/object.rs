@@ -192,6 +192,11 @@ impl AirlockState {
             let answer = self.token(&tool, &credential, Scope { level, repos: &repos }, wait_s.min(MAX_TOKEN_WAIT_S)).await;
             return serde_json::to_string(&Reply::Token(answer)).map_err(|_| "encoding");
         }
+        // An earlier release's worker creates the record itself.
+        let created_expiry = match &command {
+            Command::Create { record } => Some(record.expires_at),
+            _ => None,
+        };
         let wait = match &command {
             Command::Wait { id, wait_s } => Some((id.clone(), (*wait_s).min(MAX_APPROVAL_WAIT_S))),
             _ => None,
@@ -218,7 +223,12 @@ impl AirlockState {
             return Err("alarm");
         }
         // A session's object deletes itself once its record is past retention.
-        if let Reply::Minted { expires_at, .. } = &reply {
+        let expiry = match (&reply, created_expiry) {
+            (Reply::Minted { expires_at, .. }, _) => Some(*expires_at),
+            (Reply::Created { created: true }, expiry) => expiry,
+            _ => None,
+        };
+        if let Some(expires_at) = expiry {
             let at = expires_at.saturating_add(crate::state::session::RECORD_RETENTION_S);
             if self.state.storage().set_alarm(at_ms(at.saturating_mul(1000))).await.is_err() {
                 return Err("alarm");

@@ -51,6 +51,14 @@ pub enum Command {
     /// creates the record before anything is answered; run by the object
     /// itself (`crate::mint::serve`): as a pure step it is refused.
     Mint(MintCall),
+    /// A record created by a worker of an earlier release (which minted
+    /// itself), answered [`Reply::Created`]: kept so that a deployment
+    /// upgrading the state script first keeps minting until the worker
+    /// follows. Never sent by this release.
+    #[serde(skip_serializing)]
+    Create {
+        record: session::SessionRecord,
+    },
     Get,
     Revoke,
     Admit {
@@ -102,8 +110,10 @@ pub enum Command {
     /// session's row; a page, and an agent's active sessions, for the raw
     /// query (parsed here); rows to mark revoked.
     /// The row as the new session's object wrote it
-    /// ([`Reply::Minted`]'s `entry`): the worker passes it on unread.
-    IndexPut(String),
+    /// ([`Reply::Minted`]'s `entry`, a JSON string): the worker passes it
+    /// on unread. A worker of an earlier release sends the session record
+    /// itself (an object), which is read too.
+    IndexPut(serde_json::Value),
     IndexList(String),
     IndexAgent(String),
     IndexRevoked(Vec<sessions_index::Revoked>),
@@ -142,6 +152,10 @@ pub enum Reply {
         user: String,
         expires_at: u64,
         entry: String,
+    },
+    /// The answer to an earlier release's [`Command::Create`].
+    Created {
+        created: bool,
     },
     Session {
         session: Option<session::SessionView>,
@@ -193,6 +207,7 @@ fn step(store: &mut impl Store, command: Command, now_ms: u64) -> Result<Reply, 
     store.purge(now_s)?;
     Ok(match command {
         Command::Mint(_) => Reply::Refused("a session is minted by its own state object".into()),
+        Command::Create { record } => Reply::Created { created: session::create(store, &record)? },
         Command::Get => Reply::Session { session: session::get(store, now_s)? },
         Command::Revoke => Reply::Session { session: session::revoke(store, now_s)? },
         Command::Admit { admission } => Reply::Admitted { refusal: session::admit(store, &admission, now_ms)? },
@@ -224,13 +239,19 @@ fn step(store: &mut impl Store, command: Command, now_ms: u64) -> Result<Reply, 
             }
             Reply::Decided { decided }
         }
-        Command::IndexPut(entry) => match serde_json::from_str(&entry) {
-            Ok(row) => {
-                sessions_index::put(store, &row)?;
-                Reply::Done
+        Command::IndexPut(entry) => {
+            let row = match entry {
+                serde_json::Value::String(row) => serde_json::from_str(&row).ok(),
+                record => serde_json::from_value(record).ok().map(|r: session::SessionRecord| sessions_index::IndexRow::of(&r)),
+            };
+            match row {
+                Some(row) => {
+                    sessions_index::put(store, &row)?;
+                    Reply::Done
+                }
+                None => Reply::Refused("not a sessions-index row".into()),
             }
-            Err(_) => Reply::Refused("not a sessions-index row".into()),
-        },
+        }
         Command::IndexList(query) => sessions_index::list_query(store, &query, now_s)?,
         Command::IndexAgent(query) => sessions_index::agent_active(store, &query, now_s)?,
         Command::IndexRevoked(revoked) => {
@@ -259,6 +280,45 @@ mod tests {
         assert_eq!(serde_json::from_str::<Command>(&wire).unwrap(), cmd);
         let reply = Reply::Admitted { refusal: Some(session::Refusal::RateLimited { tool: true, retry_after_s: 3 }) };
         assert_eq!(serde_json::from_str::<Reply>(&serde_json::to_string(&reply).unwrap()).unwrap(), reply);
+    }
+
+    /// What a worker of the release before sessions were minted in their
+    /// own object sends, while the state script is already upgraded: its
+    /// record is created and listed as before.
+    #[test]
+    fn an_earlier_workers_create_and_index_commands_are_still_read() {
+        let record = r#"{"session_id":"00000000000000000000000000000001","agent":"a","user":"u","tools":{"echo":"read"},"egress":false,"created_at":1,"expires_at":2000,"revoked_at":null,"usage":{"requests":0,"denied":0,"rate_limited":0,"last_seen_at":null},"buckets":{}}"#;
+        let create: Command = serde_json::from_str(&format!(r#"{{"create":{{"record":{record}}}}}"#)).unwrap();
+        let mut session = MemStore::new();
+        assert_eq!(run(&mut session, create.clone(), 1_000), Reply::Created { created: true });
+        assert_eq!(run(&mut session, create.clone(), 1_000), Reply::Created { created: false });
+        assert!(matches!(run(&mut session, Command::Get, 1_000), Reply::Session { session: Some(_) }));
+        // This release never sends it.
+        assert!(serde_json::to_string(&create).is_err());
+
+        let mut index = MemStore::new();
+        let legacy: Command = serde_json::from_str(&format!(r#"{{"index_put":{record}}}"#)).unwrap();
+        assert_eq!(run(&mut index, legacy, 1_000), Reply::Done);
+        let row = serde_json::to_string(&sessions_index::IndexRow { session_id: "00000000000000000000000000000002".into(), ..sample_row() }).unwrap();
+        assert_eq!(run(&mut index, Command::IndexPut(serde_json::Value::String(row)), 1_000), Reply::Done);
+        let Reply::Listed(page) = run(&mut index, Command::IndexList(String::new()), 1_000) else { panic!("no page") };
+        assert!(page.contains("00000000000000000000000000000001") && page.contains("00000000000000000000000000000002"), "{page}");
+        for bad in [serde_json::Value::String("{".into()), serde_json::json!({"session_id": 1}), serde_json::json!(7)] {
+            assert!(matches!(run(&mut index, Command::IndexPut(bad), 1_000), Reply::Refused(_)));
+        }
+    }
+
+    fn sample_row() -> sessions_index::IndexRow {
+        sessions_index::IndexRow {
+            session_id: String::new(),
+            agent: "b".into(),
+            user: "v".into(),
+            tools: Default::default(),
+            egress: true,
+            created_at: 2,
+            expires_at: 3_000,
+            revoked_at: None,
+        }
     }
 
     #[test]

@@ -39,6 +39,7 @@ fn reply(value: &Value) -> Option<Reply> {
             expires_at: field(inner, "expires_at")?.as_u64()?,
             entry: text(field(inner, "entry")?)?,
         },
+        "created" => Reply::Created { created: field(inner, "created")?.as_bool()? },
         "session" => Reply::Session { session: optional(field(inner, "session")?, session_view)? },
         "admitted" => Reply::Admitted { refusal: optional(field(inner, "refusal")?, refusal)? },
         "idem" => Reply::Idem { outcome: idem(field(inner, "outcome")?)? },
@@ -291,6 +292,7 @@ mod tests {
     fn every_reply_the_state_writes_is_read_back() {
         let replies = vec![
             Reply::Minted { body: "{\"token\":\"t\"}".into(), agent: "a".into(), user: "u".into(), expires_at: 7, entry: "{}".into() },
+            Reply::Created { created: true },
             Reply::Session { session: None },
             Reply::Session { session: Some(view(false)) },
             Reply::Session { session: Some(view(true)) },
@@ -355,6 +357,7 @@ mod tests {
     fn every_variant_is_known(reply: &Reply) {
         match reply {
             Reply::Minted { .. }
+            | Reply::Created { .. }
             | Reply::Session { .. }
             | Reply::Admitted { .. }
             | Reply::Idem { .. }

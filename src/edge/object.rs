@@ -202,7 +202,15 @@ impl AirlockState {
             _ => None,
         };
         let queues = matches!(&command, Command::Decide { .. } | Command::Hold { notify: Some(_), .. });
+        let mint = matches!(&command, Command::Mint(_));
         let mut reply = self.run_one(command);
+        // A refused mint leaves no object behind (not even the empty table).
+        if mint && !matches!(reply, Reply::Minted { .. }) && self.store().is_ok_and(|s| s.inner.is_empty()) {
+            self.cache.clear();
+            self.ready.set(false);
+            // Best effort: the refusal is the answer either way.
+            let _ = self.state.storage().delete_all().await;
+        }
         if let (Some((id, wait_s)), Reply::Approval { approval: Some(a) }) = (wait, &reply) {
             if a.status == Status::Pending {
                 self.wait_for(&id, wait_s).await;

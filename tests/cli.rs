@@ -121,3 +121,32 @@ fn audit_verify_checks_a_saved_trail() {
     assert_eq!(code, 1, "the last record cut: the head differs");
     assert!(err.contains("head differs"), "{err}");
 }
+
+#[test]
+fn policy_check_names_secrets_store_bindings_and_refuses_a_root_bound_to_the_worker() {
+    let policy = r#"{"version":1,"audience":"a","tools":{
+        "echo":{"origin":"https://echo.example","credential":{"secret":"ECHO_TOKEN","inject":"bearer"},"rules":[{"methods":["GET"],"path":"/**","level":"read"}]},
+        "crm":{"origin":"https://crm.example","credential":{"kind":"oauth_client_credentials","secret":"CRM_SECRET","token_url":"https://crm.example/token","client_id":"c","inject":"bearer"},"rules":[{"methods":["GET"],"path":"/**","level":"read"}]}}}"#;
+    let binding = |name: &str, secret: &str| format!("[[secrets_store_secrets]]\nbinding = \"{name}\"\nstore_id = \"store1\"\nsecret_name = \"{secret}\"\n");
+    let base = format!(
+        "name = \"airlock\"\n{}{}[vars]\nAIRLOCK_POLICY = '''{policy}'''\n",
+        binding("ECHO_TOKEN", "echo-token"),
+        binding("AIRLOCK_ADMIN_KEY", "admin")
+    );
+    let file = temp("store.toml", &base);
+    let (code, out, err) = airlock(&["policy", "check", &file]);
+    assert_eq!(code, 0, "{out}{err}");
+    for want in [
+        "AIRLOCK_ADMIN_KEY: from Secrets Store (secret admin in store store1)",
+        "secret ECHO_TOKEN (Secrets Store: secret echo-token in store store1) as Authorization: Bearer <secret>",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
+    assert!(!out.contains("AIRLOCK_SIGNING_KEYS"), "{out}");
+    // A minted kind's root bound to the worker is never read there.
+    let wrong = temp("store-root.toml", &format!("{}{base}", binding("CRM_SECRET", "crm")));
+    let (code, out, err) = airlock(&["policy", "check", &wrong]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("the root secret CRM_SECRET is a Secrets Store binding of this worker"), "{out}");
+    assert!(err.contains("not usable where it is"), "{err}");
+}

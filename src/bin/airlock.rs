@@ -95,15 +95,21 @@ control plane (--url URL or AIRLOCK_URL; the admin key from AIRLOCK_ADMIN_KEY):
                 return ExitCode::FAILURE;
             }
         };
+        let store = store_bindings(file, &text);
         match Policy::parse(&json) {
             Ok(policy) => {
                 println!("{file}: policy OK (audience {:?})", policy.audience);
-                let mut bad_root = false;
-                for tool in policy.tools() {
-                    print_tool(tool, &mut bad_root);
+                for name in ["AIRLOCK_SIGNING_KEYS", "AIRLOCK_ADMIN_KEY"] {
+                    if let Some(at) = store.iter().find(|(b, _)| b == name) {
+                        println!("  {name}: from Secrets Store ({})", at.1);
+                    }
                 }
-                if bad_root {
-                    eprintln!("{file}: a minted credential's root secret (from the environment) is not usable");
+                let mut bad = false;
+                for tool in policy.tools() {
+                    print_tool(tool, &store, &mut bad);
+                }
+                if bad {
+                    eprintln!("{file}: a minted credential's root secret is not usable where it is (see above)");
                     return ExitCode::FAILURE;
                 }
                 ExitCode::SUCCESS
@@ -115,8 +121,25 @@ control plane (--url URL or AIRLOCK_URL; the admin key from AIRLOCK_ADMIN_KEY):
         }
     }
 
+    /// The `[[secrets_store_secrets]]` bindings of a wrangler file: (binding
+    /// name, "secret NAME in store ID").
+    fn store_bindings(file: &str, text: &str) -> Vec<(String, String)> {
+        if !file.ends_with(".toml") {
+            return Vec::new();
+        }
+        let Ok(doc) = toml::from_str::<toml::Table>(text) else { return Vec::new() };
+        let Some(list) = doc.get("secrets_store_secrets").and_then(|v| v.as_array()) else { return Vec::new() };
+        list.iter()
+            .filter_map(|b| {
+                let field = |k: &str| b.get(k).and_then(|v| v.as_str()).unwrap_or("?").to_string();
+                Some((b.get("binding")?.as_str()?.to_string(), format!("secret {} in store {}", field("secret_name"), field("store_id"))))
+            })
+            .collect()
+    }
+
     /// One tool as Airlock will run it: after its preset is applied.
-    fn print_tool(tool: &Tool, bad_root: &mut bool) {
+    fn print_tool(tool: &Tool, store: &[(String, String)], bad_root: &mut bool) {
+        let from_store = |name: &str| store.iter().find(|(b, _)| b == name).map_or(String::new(), |(_, at)| format!(" (Secrets Store: {at})"));
         let target = match &tool.origin.target {
             Target::Public => format!("{}{}", tool.origin.base, tool.origin.base_path),
             Target::Service { binding } => format!("service {binding}"),
@@ -132,16 +155,26 @@ control plane (--url URL or AIRLOCK_URL; the admin key from AIRLOCK_ADMIN_KEY):
                     Placement::Basic { username: None } => "Authorization: Basic <secret>:".to_string(),
                     Placement::Query { param } => format!("?{param}=<secret>"),
                     Placement::AwsSigV4(a) => format!(
-                        "an AWS SigV4 signature ({} in {}; access key id {}{})",
+                        "an AWS SigV4 signature ({} in {}; access key id {}{}{})",
                         a.service,
                         a.region,
                         a.access_key_id_secret,
-                        a.session_token_secret.as_ref().map_or(String::new(), |t| format!(", session token {t}"))
+                        from_store(&a.access_key_id_secret),
+                        a.session_token_secret.as_ref().map_or(String::new(), |t| format!(", session token {t}{}", from_store(t)))
                     ),
                 };
                 match &c.upstream {
-                    None => format!("secret {} as {place}", c.secret),
+                    None => format!("secret {}{} as {place}", c.secret, from_store(&c.secret)),
                     Some(u) => {
+                        // Bound to the worker, a root is never read: minting
+                        // runs in the airlock-state script.
+                        if store.iter().any(|(b, _)| *b == c.secret) {
+                            *bad_root = true;
+                            println!(
+                                "  {}: -- the root secret {} is a Secrets Store binding of this worker, which never reads it: bind it in the airlock-state script (wrangler.state.toml)",
+                                tool.name, c.secret
+                            );
+                        }
                         // The root is a secret of the airlock-state script; if it
                         // is in this environment, its shape is checked now.
                         let shape = match std::env::var(&c.secret) {

@@ -10,12 +10,13 @@
 //! | authenticate | [`authenticate`], [`token`] | `VerifiedSession` | — |
 //! | authorize | [`authorize`], [`egress`], [`mcp`] (the message) | `Permit` inside `Authorized` (+ the `Gate` for admission) | — |
 //! | admit | [`admit`], [`proof`], [`state`] | `Admitted` | `edge/admit.rs`, `edge/state.rs` |
-//! | inject | [`inject`] (reads the credential; [`inject::aws`] verifies an AWS tool's SigV4 before admission and signs again, with [`sigv4`]), [`upstream`] (the ones Airlock mints) | `Outbound` | `edge/config.rs` (secrets), `edge/upstream.rs` (minted tokens; the minting itself runs in the state script, `edge/minter.rs`) |
+//! | inject | [`inject`] (reads the credential; [`inject::aws`] verifies an AWS tool's SigV4 before admission and signs again, with [`sigv4`]), [`upstream`] (the ones Airlock mints) | `Outbound` | `edge/config.rs` and `edge/secrets.rs` (secrets: worker secrets or Secrets Store bindings), `edge/upstream.rs` (minted tokens; the minting itself runs in the state script, `edge/minter.rs`) |
 //! | forward | — | — | `edge/forward.rs` |
 //! | filter response | [`respond`], [`redact`], [`mcp`] (lists), [`sse`], [`index`] (package index links) | — | `edge/respond.rs`, `edge/body.rs` |
 //! | audit | [`audit`] | one record per request | `edge/audit.rs` |
 //!
-//! Beside the phases: [`mint`] (session tokens for the control plane),
+//! Beside the phases: [`mint`] (session tokens for the control plane,
+//! minted by the new session's own state object),
 //! [`approval`] (the approval page and its links), [`webhook`] (approval
 //! events),
 //! [`policy`] (the deploy-time configuration), [`error`] (every refusal and

@@ -150,3 +150,19 @@ fn policy_check_names_secrets_store_bindings_and_refuses_a_root_bound_to_the_wor
     assert!(out.contains("the root secret CRM_SECRET is a Secrets Store binding of this worker"), "{out}");
     assert!(err.contains("not usable where it is"), "{err}");
 }
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    use std::io::Read;
+    use std::process::Stdio;
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/wrangler.toml");
+    let mut child =
+        Command::new(env!("CARGO_BIN_EXE_airlock")).args(["policy", "check", manifest]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    // The reader goes away before the command has written its report.
+    drop(child.stdout.take());
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    let status = child.wait().unwrap();
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(status.code() == Some(141) || status.success(), "{status:?} {err}");
+}

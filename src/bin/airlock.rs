@@ -18,6 +18,16 @@ use std::process::ExitCode;
 
 #[cfg(not(target_arch = "wasm32"))]
 fn main() -> ExitCode {
+    // Output piped into a reader that stops early (`| head`) ends the
+    // command quietly, as for any Unix tool, instead of with a panic.
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info.payload().downcast_ref::<String>().map(String::as_str).unwrap_or_default();
+        if message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        report(info);
+    }));
     cli::main()
 }
 

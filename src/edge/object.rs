@@ -434,11 +434,6 @@ struct SqlStore<'a> {
     purged_s: &'a Cell<u64>,
 }
 
-#[derive(serde::Deserialize)]
-struct Row {
-    value: String,
-}
-
 fn int(v: u64) -> worker::SqlStorageValue {
     worker::SqlStorageValue::Integer(v.min(i64::MAX as u64 >> 11) as i64)
 }
@@ -453,14 +448,12 @@ thread_local! {
 
 impl SqlStore<'_> {
     fn values(&self, query: &str, args: Vec<worker::SqlStorageValue>) -> Result<Vec<String>, StoreError> {
-        if let Some(read) = SQL_VALUES.with(Clone::clone) {
-            let bindings: js_sys::Array = args.into_iter().map(wasm_bindgen::JsValue::from).collect();
-            let rows = read.call3(&wasm_bindgen::JsValue::NULL, self.sql.as_ref(), &query.into(), &bindings).map_err(|_| StoreError)?;
-            let rows: js_sys::Array = rows.dyn_into().map_err(|_| StoreError)?;
-            return rows.iter().map(|v| v.as_string().ok_or(StoreError)).collect();
-        }
-        let rows: Vec<Row> = self.sql.exec(query, args).and_then(|c| c.to_array()).map_err(|_| StoreError)?;
-        Ok(rows.into_iter().map(|r| r.value).collect())
+        // Without the entry module's reader, storage is unusable: fail closed.
+        let read = SQL_VALUES.with(Clone::clone).ok_or(StoreError)?;
+        let bindings: js_sys::Array = args.into_iter().map(wasm_bindgen::JsValue::from).collect();
+        let rows = read.call3(&wasm_bindgen::JsValue::NULL, self.sql.as_ref(), &query.into(), &bindings).map_err(|_| StoreError)?;
+        let rows: js_sys::Array = rows.dyn_into().map_err(|_| StoreError)?;
+        rows.iter().map(|v| v.as_string().ok_or(StoreError)).collect()
     }
 
     fn is_empty(&self) -> bool {

@@ -3,6 +3,7 @@
 
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
+import http from "node:http";
 import { after, before, describe, test } from "node:test";
 import { AUDIT_FIELDS, sleep, startAirlock } from "./helpers.mjs";
 
@@ -15,7 +16,7 @@ const seen = []; // every audit line checked by a test
 const extraFields = new Set(); // fields beyond the contract's list (reported, not failed)
 
 before(async () => {
-  h = await startAirlock();
+  h = await startAirlock({ directSocket: true });
 });
 
 after(async () => {
@@ -216,5 +217,69 @@ describe("one audit line per request", () => {
     }
     const auditLines = h.stdout.filter((l) => l.includes('"airlock.audit"'));
     assert.equal(auditLines.length, h.audit.length, "every audit-looking line parses as JSON");
+  });
+});
+
+// A sandbox that floods Airlock with requests it refuses must not stall
+// anyone's connections. Each refusal's trail append runs after the answer;
+// in workerd, such calls made over JS RPC to many distinct state objects
+// left the next request on a keep-alive connection undispatched until the
+// runtime reset the connection (16 to 32 of 32 loops, within seconds), so
+// Airlock makes them over the object's `fetch`. The loops use the worker's
+// own socket (workerd's HTTP server, no Miniflare entry worker in front).
+describe("a flood of refusals over keep-alive connections", () => {
+  test("32 sessions, 32 keep-alive loops: every request answered, every refusal in its session's trail", async () => {
+    const LOOPS = 32;
+    const PER_LOOP = 400;
+    const sessions = [];
+    for (let i = 0; i < LOOPS; i++) sessions.push(await h.mint({ echo: "read" }, { agent: `flood-${i}` }));
+    const agent = new http.Agent({ keepAlive: true, maxSockets: LOOPS });
+    const failures = [];
+    const statuses = new Map();
+    const one = (token, i) =>
+      new Promise((resolve) => {
+        const req = http.request(
+          { host: h.directUrl.hostname, port: h.directUrl.port, path: `/t/private/flood/${i}`, agent, headers: { authorization: `Bearer ${token}` } },
+          (res) => {
+            res.resume();
+            res.on("end", () => {
+              statuses.set(res.statusCode, (statuses.get(res.statusCode) ?? 0) + 1);
+              resolve();
+            });
+            res.on("error", (e) => (failures.push(e.code ?? e.message), resolve()));
+          },
+        );
+        // A request the runtime never dispatches would otherwise wait for
+        // the connection to be reset, long after this test.
+        req.setTimeout(5_000, () => req.destroy(Object.assign(new Error("stalled"), { code: "STALLED" })));
+        req.on("error", (e) => (failures.push(e.code ?? e.message), resolve()));
+        req.end();
+      });
+    try {
+      await Promise.all(
+        sessions.map(async (s) => {
+          for (let i = 0; i < PER_LOOP; i++) await one(s.token, i);
+        }),
+      );
+    } finally {
+      agent.destroy();
+    }
+    assert.deepEqual(failures, [], `requests that failed: ${failures.length}`);
+    assert.deepEqual([...statuses], [[403, LOOPS * PER_LOOP]], "every request refused 403 tool_not_allowed");
+    // Every refusal reaches its own session's trail, once.
+    for (const s of sessions) {
+      const deadline = Date.now() + 10_000;
+      let records = [];
+      for (;;) {
+        const r = await h.fetch(`/v1/sessions/${s.session_id}/audit`, { headers: { authorization: `Bearer ${h.secrets.AIRLOCK_ADMIN_KEY}` } });
+        assert.equal(r.status, 200, r.text);
+        records = r.json.records;
+        if (records.length >= PER_LOOP || Date.now() > deadline) break;
+        await sleep(50);
+      }
+      assert.equal(records.length, PER_LOOP, `session ${s.session_id}: ${records.length} trail records`);
+      const off = records.map((line) => JSON.parse(line)).find((a) => a.reason !== "tool_not_allowed" || a.session_id !== s.session_id);
+      assert.equal(off, undefined, `a record that is not this session's refusal: ${JSON.stringify(off)}`);
+    }
   });
 });

@@ -296,6 +296,9 @@ export async function startAirlock(o = {}) {
         ...(o.secretsStore ? { secretsStoreSecrets: o.secretsStore } : {}),
         ...stateOptions(),
         ...(o.outboundService ? { outboundService: o.outboundService } : {}),
+        // o.directSocket: the worker also listens on a socket of its own
+        // (workerd's HTTP server straight into the worker, h.directUrl).
+        ...(o.directSocket ? { unsafeDirectSockets: [{ host: "127.0.0.1", port: 0 }] } : {}),
       },
       {
         name: PRIVATE_WORKER_NAME,
@@ -348,6 +351,7 @@ export async function startAirlock(o = {}) {
   try {
     h.mf = new Miniflare(options());
     h.url = await withTimeout(h.mf.ready, 60_000, "Miniflare start");
+    if (o.directSocket) h.directUrl = await h.mf.unsafeGetDirectURL("airlock");
   } catch (err) {
     await failStart(err);
   }
@@ -361,6 +365,7 @@ export async function startAirlock(o = {}) {
     try {
       await withTimeout(h.mf.setOptions(options()), 60_000, "Miniflare setOptions");
       h.url = await withTimeout(h.mf.ready, 60_000, "Miniflare ready");
+      if (o.directSocket) h.directUrl = await h.mf.unsafeGetDirectURL("airlock");
     } catch (err) {
       await failStart(err);
     }

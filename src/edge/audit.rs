@@ -3,7 +3,8 @@
 //! streamed body however it ends). A session's own requests (tool, egress,
 //! MCP) are also appended to its audit trail in its state object, after the
 //! answer (`waitUntil`), never before it: one state call per request, off
-//! the critical path, whose failure is logged and changes no answer.
+//! the critical path, whose failure is logged and changes no answer. It
+//! goes over the object's `fetch` ([`call_after_answer`]), not JS RPC.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 use worker::{console_log, Delay, Env};
 
-use super::state::{call, Command, Reply};
+use super::state::{call_after_answer, Command, Reply};
 use crate::admit::session_object;
 use crate::audit::AuditRecord;
 
@@ -141,7 +142,7 @@ pub fn append_trail(env: Env, outbox: Outbox) -> AfterAnswer {
             if lines.is_empty() {
                 break;
             }
-            if !matches!(call(&env, &session_object(&id), &Command::Append(lines.join("\n"))).await, Ok(Reply::Done)) {
+            if !matches!(call_after_answer(&env, &session_object(&id), &Command::Append(lines.join("\n"))).await, Ok(Reply::Done)) {
                 let lost = lines.len();
                 console_log!(r#"{{"kind":"airlock.audit_trail","session_id":"{id}","error":"append_failed","lines":{lost}}}"#);
             }

@@ -22,20 +22,64 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Runs `command` on the state object `name`. Anything but a clear answer
 /// is an error, so callers refuse the request.
 pub async fn call(env: &Env, name: &str, command: &Command) -> Result<Reply, Error> {
+    exchange(env, name, command, Via::Rpc).await
+}
+
+/// [`call`] for work left after the answer (`waitUntil`): the command goes
+/// over the object's `fetch`, not JS RPC. In workerd, RPC calls to many
+/// distinct objects made after their requests answered stall the next
+/// requests on those clients' keep-alive connections (never dispatched,
+/// then reset); calls over `fetch` do not (docs/performance.md, "A flood
+/// of denials").
+pub async fn call_after_answer(env: &Env, name: &str, command: &Command) -> Result<Reply, Error> {
+    exchange(env, name, command, Via::Fetch).await
+}
+
+/// How a command reaches the object: both ends answer the same commands.
+#[derive(Clone, Copy)]
+enum Via {
+    /// `stub.run(command)`: no `Request` and `Response` per call.
+    Rpc,
+    /// `stub.fetch(url, {method: "POST", body: command})`.
+    Fetch,
+}
+
+async fn exchange(env: &Env, name: &str, command: &Command, via: Via) -> Result<Reply, Error> {
     let unavailable = |what: &str| Error::StateUnavailable(format!("state object: {what}"));
     let namespace = env.durable_object(BINDING).map_err(|_| unavailable("binding AIRLOCK_STATE missing"))?;
     let stub = namespace.get_by_name(name).map_err(|_| unavailable("no stub"))?;
     let body = serde_json::to_string(command).map_err(|_| unavailable("encoding"))?;
-    // JS RPC (`stub.run(body)`, see `edge/object.rs`): no `Request` and
-    // `Response` per call. The answer must be a string holding a reply.
+    // JS RPC (`stub.run(body)`, see `edge/object.rs`) or the object's
+    // `fetch`. The answer must be a string holding a reply.
     let exchange = async {
         let rpc: js_sys::Object = stub.into_rpc();
+        let method = match via {
+            Via::Rpc => "run",
+            Via::Fetch => "fetch",
+        };
         // `Reflect.apply`: on an RPC stub, `run.call(…)` would be a call of
         // a remote method named "call".
-        let run =
-            js_sys::Reflect::get(&rpc, &"run".into()).ok().and_then(|f| f.dyn_into::<js_sys::Function>().ok()).ok_or_else(|| unavailable("no run method"))?;
-        let pending = js_sys::Reflect::apply(&run, &rpc, &js_sys::Array::of1(&body.into())).map_err(|_| unavailable("call failed"))?;
-        let answer = wasm_bindgen_futures::JsFuture::from(js_sys::Promise::resolve(&pending)).await.map_err(|_| unavailable("call failed"))?;
+        let function =
+            js_sys::Reflect::get(&rpc, &method.into()).ok().and_then(|f| f.dyn_into::<js_sys::Function>().ok()).ok_or_else(|| unavailable("no run method"))?;
+        let args = match via {
+            Via::Rpc => js_sys::Array::of1(&body.into()),
+            Via::Fetch => {
+                let init = web_sys::RequestInit::new();
+                init.set_method("POST");
+                init.set_body(&body.into());
+                js_sys::Array::of2(&"https://airlock-state/".into(), &init)
+            }
+        };
+        let pending = js_sys::Reflect::apply(&function, &rpc, &args).map_err(|_| unavailable("call failed"))?;
+        let mut answer = wasm_bindgen_futures::JsFuture::from(js_sys::Promise::resolve(&pending)).await.map_err(|_| unavailable("call failed"))?;
+        if let Via::Fetch = via {
+            let response = answer.dyn_into::<web_sys::Response>().map_err(|_| unavailable("answer unreadable"))?;
+            if !response.ok() {
+                return Err(unavailable("call refused"));
+            }
+            let text = response.text().map_err(|_| unavailable("answer unreadable"))?;
+            answer = wasm_bindgen_futures::JsFuture::from(text).await.map_err(|_| unavailable("answer unreadable"))?;
+        }
         let text = answer.as_string().ok_or_else(|| unavailable("answer unreadable"))?;
         crate::state::wire::decode_reply(text.as_bytes()).ok_or_else(|| unavailable("answer undecodable"))
     };

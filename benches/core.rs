@@ -59,7 +59,7 @@ struct Admits;
 
 impl StateCalls for Admits {
     async fn call(&self, _object: &str, _command: &Command) -> Result<Reply, Error> {
-        Ok(Reply::Admitted { refusal: None })
+        Ok(Reply::Admitted { refusal: None, trail: None })
     }
     async fn wait(&self) -> bool {
         false

@@ -139,14 +139,14 @@ impl Plan {
 
     /// Revocation, replay and rate limits, decided atomically by the state.
     pub fn command(&self) -> Command {
-        Command::Admit { admission: self.admission.clone() }
+        Command::Admit { admission: self.admission.clone(), trail: String::new() }
     }
 
     /// The state's answer to [`Plan::command`].
     pub fn on_reply(self, reply: Reply, now_s: u64, audit: &mut AuditRecord) -> Result<Admitting, Error> {
         match reply {
-            Reply::Admitted { refusal: None } => {}
-            Reply::Admitted { refusal: Some(r) } => {
+            Reply::Admitted { refusal: None, .. } => {}
+            Reply::Admitted { refusal: Some(r), .. } => {
                 return Err(match r {
                     Refusal::Revoked => Error::SessionRevoked,
                     Refusal::Expired => Error::InvalidSession(TokenError::Expired { exp: self.exp, now: now_s }),
@@ -511,11 +511,11 @@ mod tests {
     fn state_replies_map_to_one_error_each() {
         let (keys, limits) = setup();
         let table: &[(Reply, &str)] = &[
-            (Reply::Admitted { refusal: Some(Refusal::Revoked) }, "session_revoked"),
-            (Reply::Admitted { refusal: Some(Refusal::Expired) }, "invalid_session"),
-            (Reply::Admitted { refusal: Some(Refusal::ProofStale) }, "proof_stale"),
-            (Reply::Admitted { refusal: Some(Refusal::ProofReplayed) }, "proof_replayed"),
-            (Reply::Admitted { refusal: Some(Refusal::RateLimited { tool: true, retry_after_s: 3 }) }, "rate_limited"),
+            (Reply::Admitted { refusal: Some(Refusal::Revoked), trail: None }, "session_revoked"),
+            (Reply::Admitted { refusal: Some(Refusal::Expired), trail: None }, "invalid_session"),
+            (Reply::Admitted { refusal: Some(Refusal::ProofStale), trail: None }, "proof_stale"),
+            (Reply::Admitted { refusal: Some(Refusal::ProofReplayed), trail: None }, "proof_replayed"),
+            (Reply::Admitted { refusal: Some(Refusal::RateLimited { tool: true, retry_after_s: 3 }), trail: None }, "rate_limited"),
             // Anything but the expected reply refuses, never passes.
             (Reply::Done, "state_unavailable"),
             (Reply::Failed, "state_unavailable"),
@@ -530,7 +530,7 @@ mod tests {
         // The audit record of an expired session names the token's expiry.
         let plan = plan(&gate(false, None), &received(&[]), b"", &keys, &limits, 900).unwrap();
         let mut audit = AuditRecord::new("r".into(), "POST", 0);
-        let err = plan.on_reply(Reply::Admitted { refusal: Some(Refusal::Expired) }, 900, &mut audit).err().unwrap();
+        let err = plan.on_reply(Reply::Admitted { refusal: Some(Refusal::Expired), trail: None }, 900, &mut audit).err().unwrap();
         assert_eq!(err, Error::InvalidSession(TokenError::Expired { exp: 1_000, now: 900 }));
     }
 
@@ -543,12 +543,12 @@ mod tests {
         // With an idempotency key and an approval rule, admitting straight
         // after the state checks is refused.
         let p = plan(&g, &received(&headers), b"body", &keys, &limits, 900).unwrap();
-        let admitting = p.on_reply(Reply::Admitted { refusal: None }, 900, &mut audit).unwrap();
+        let admitting = p.on_reply(Reply::Admitted { refusal: None, trail: None }, 900, &mut audit).unwrap();
         assert!(admitting.idem_command(900).is_some());
         assert_eq!(admitting.admit().err().map(|e| e.code()), Some("internal"));
         // The claim taken, the approval still pending: still refused.
         let p = plan(&g, &received(&headers), b"body", &keys, &limits, 900).unwrap();
-        let admitting = p.on_reply(Reply::Admitted { refusal: None }, 900, &mut audit).unwrap();
+        let admitting = p.on_reply(Reply::Admitted { refusal: None, trail: None }, 900, &mut audit).unwrap();
         let IdemStep::Claimed(admitting) = admitting.on_idem(Reply::Idem { outcome: IdemBegin::Fresh }, &limits, 900, &mut audit).unwrap() else {
             panic!("not claimed")
         };
@@ -563,7 +563,7 @@ mod tests {
         let mut audit = AuditRecord::new("r".into(), "POST", 0);
         let admitting = || {
             let mut audit = AuditRecord::new("r".into(), "POST", 0);
-            plan(&g, &received(&[]), b"", &keys, &limits, 900).unwrap().on_reply(Reply::Admitted { refusal: None }, 900, &mut audit).unwrap()
+            plan(&g, &received(&[]), b"", &keys, &limits, 900).unwrap().on_reply(Reply::Admitted { refusal: None, trail: None }, 900, &mut audit).unwrap()
         };
         let table: &[(Reply, Result<(), &str>)] = &[
             (Reply::Consumed { result: Ok("alice".into()) }, Ok(())),
@@ -583,7 +583,10 @@ mod tests {
         let g = gate(false, Some(crate::level::Level::Write));
         let headers = vec![("idempotency-key".to_string(), "k1".to_string())];
         for (outcome, code) in outcomes {
-            let a = plan(&g, &received(&headers), b"", &keys, &limits, 900).unwrap().on_reply(Reply::Admitted { refusal: None }, 900, &mut audit).unwrap();
+            let a = plan(&g, &received(&headers), b"", &keys, &limits, 900)
+                .unwrap()
+                .on_reply(Reply::Admitted { refusal: None, trail: None }, 900, &mut audit)
+                .unwrap();
             let got = a.on_idem(Reply::Idem { outcome: outcome.clone() }, &limits, 900, &mut audit).err().map(|e| e.code());
             assert_eq!(got, Some(*code), "{outcome:?}");
         }
@@ -609,7 +612,7 @@ mod tests {
             };
             self.calls.borrow_mut().push(name);
             if name == "admit" {
-                return Ok(Reply::Admitted { refusal: None });
+                return Ok(Reply::Admitted { refusal: None, trail: None });
             }
             let mut store = self.store.borrow_mut();
             if let (Command::Wait { id, .. }, Some(approve)) = (command, self.decision) {
@@ -683,7 +686,7 @@ mod tests {
     impl StateCalls for ClaimFails {
         async fn call(&self, _object: &str, command: &Command) -> Result<Reply, Error> {
             match command {
-                Command::Admit { .. } => Ok(Reply::Admitted { refusal: None }),
+                Command::Admit { .. } => Ok(Reply::Admitted { refusal: None, trail: None }),
                 _ => Err(Error::StateUnavailable("state object: storage failed".into())),
             }
         }
@@ -704,7 +707,7 @@ mod tests {
         assert_eq!(got.err().map(|e| e.code()), Some("state_unavailable"), "no admission, so nothing is forwarded");
         // A state that answers the claim with anything but its outcome refuses too.
         let plan = plan(&g, &received(&[]), b"", &keys, &limits, 900).unwrap();
-        let admitting = plan.on_reply(Reply::Admitted { refusal: None }, 900, &mut audit).unwrap();
+        let admitting = plan.on_reply(Reply::Admitted { refusal: None, trail: None }, 900, &mut audit).unwrap();
         assert!(admitting.idem_command(900).is_some());
         assert_eq!(admitting.on_idem(Reply::Done, &limits, 900, &mut audit).err().map(|e| e.code()), Some("state_unavailable"));
     }

@@ -12,6 +12,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use worker::{Delay, Env, Headers, Request, Response};
 
+use super::audit::{carried, carry_lines};
 use super::body::read_body;
 use super::config::{random_bytes, worker_secret};
 use super::state::call;
@@ -47,7 +48,19 @@ struct EdgeState<'a> {
 impl StateCalls for EdgeState<'_> {
     async fn call(&self, object: &str, command: &Command) -> Result<Reply, Error> {
         let started = super::http::now_ms();
-        let reply = call(self.env, object, command).await;
+        // A session's admission carries the audit lines of its earlier
+        // requests that wait in this isolate (`edge::audit`).
+        let carrying = match command {
+            Command::Admit { admission, .. } => {
+                let trail = carry_lines(object);
+                (!trail.is_empty()).then(|| Command::Admit { admission: admission.clone(), trail })
+            }
+            _ => None,
+        };
+        let reply = call(self.env, object, carrying.as_ref().unwrap_or(command)).await;
+        if let Some(Command::Admit { trail, .. }) = carrying {
+            carried(self.env, object, trail, &reply).await;
+        }
         let spent = super::http::now_ms().saturating_sub(started);
         self.spent_ms.set(Some(self.spent_ms.get().unwrap_or(0) + spent));
         reply

@@ -2,9 +2,12 @@
 //! when the last holder lets go of it (the end of `fetch`, or the end of a
 //! streamed body however it ends). A session's own requests (tool, egress,
 //! MCP) are also appended to its audit trail in its state object, after the
-//! answer (`waitUntil`), never before it: one state call per request, off
-//! the critical path, whose failure is logged and changes no answer. It
-//! goes over the object's `fetch` ([`call_after_answer`]), not JS RPC.
+//! answer, never before it, off the critical path; a failure is logged
+//! and changes no answer. A record waits up to [`TRAIL_LINGER`] in the
+//! isolate for the session's next admission to carry it (no call of its
+//! own); otherwise it is sent from the request's `waitUntil`, batched with
+//! the session's other waiting records, over the object's `fetch`
+//! ([`call_after_answer`]), not JS RPC.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -12,7 +15,7 @@ use std::time::Duration;
 
 use worker::{console_log, Delay, Env};
 
-use super::state::{call_after_answer, Command, Reply};
+use super::state::{call, call_after_answer, Command, Reply};
 use crate::admit::session_object;
 use crate::audit::AuditRecord;
 
@@ -78,6 +81,40 @@ thread_local! {
 /// Most calls one request makes for the lines others queued behind it.
 const TRAIL_ROUNDS: usize = 8;
 
+/// How long a session's records wait for its next admission to carry
+/// them before they are sent on their own: a busy session's records ride
+/// on its admissions, an idle session's reach its trail this much later.
+const TRAIL_LINGER: Duration = Duration::from_millis(100);
+
+/// The lines waiting in this isolate for the trail of the session whose
+/// object is `object`, joined for [`Command::Admit`]; empty when none
+/// wait. Their queue and its sender stay: later lines go on as before.
+pub fn carry_lines(object: &str) -> String {
+    TRAILS.with(|t| {
+        let mut t = t.borrow_mut();
+        match t.iter_mut().find(|(s, _)| session_object(s) == object) {
+            Some((_, lines)) => std::mem::take(lines).join("\n"),
+            None => String::new(),
+        }
+    })
+}
+
+/// What became of the lines an admission carried: stored, sent on their
+/// own (a state script of an earlier release does not read them), or
+/// logged as lost, like a failed append.
+pub async fn carried(env: &Env, object: &str, lines: String, reply: &Result<Reply, crate::error::Error>) {
+    let stored = match reply {
+        Ok(Reply::Admitted { trail: Some(stored), .. }) => *stored,
+        Ok(Reply::Admitted { trail: None, .. }) => matches!(call(env, object, &Command::Append(lines.clone())).await, Ok(Reply::Done)),
+        _ => false,
+    };
+    if !stored {
+        let lost = lines.split('\n').count();
+        let id = object.trim_start_matches("session:");
+        console_log!(r#"{{"kind":"airlock.audit_trail","session_id":"{id}","error":"append_failed","lines":{lost}}}"#);
+    }
+}
+
 /// Removes a session's trail queue if its sender is dropped half way (its
 /// request's work cancelled), so later lines get a sender of their own.
 struct ReleaseQueue<'a> {
@@ -95,11 +132,12 @@ impl Drop for ReleaseQueue<'_> {
 }
 
 /// Appends the record waiting in `outbox` (if any) to its session's trail.
-/// Requests of one session that finish while an append for it is in
-/// flight queue their lines, and the request that is sending takes them
-/// in its next call (up to [`TRAIL_ROUNDS`] calls, the last one taking all
-/// that is left), so a busy session's object gets one append for many
-/// requests. No line waits without a request sending it.
+/// The first request of a session with a line to send becomes its sender:
+/// it waits [`TRAIL_LINGER`], then sends what the session's admissions
+/// have not carried in the meantime, with the lines of requests that
+/// finished while it waited or sent (up to [`TRAIL_ROUNDS`] rounds, the
+/// last one taking all that is left), so a busy session's object gets few
+/// appends for many requests. No line waits without a request sending it.
 pub fn append_trail(env: Env, outbox: Outbox) -> AfterAnswer {
     Box::pin(async move {
         let Some((id, line)) = outbox.borrow_mut().take() else { return };
@@ -121,6 +159,7 @@ pub fn append_trail(env: Env, outbox: Outbox) -> AfterAnswer {
         }
         let mut release = ReleaseQueue { id: &id, armed: true };
         for round in 1..=TRAIL_ROUNDS {
+            Delay::from(TRAIL_LINGER).await;
             // The last round, or nothing left: this request stops sending,
             // and the next line opens a new queue.
             let lines = TRAILS.with(|t| {

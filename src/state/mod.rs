@@ -61,8 +61,14 @@ pub enum Command {
     },
     Get,
     Revoke,
+    /// Revocation, replay and rate limits for one request; first appends
+    /// `trail`, audit lines of the session's earlier requests (as
+    /// [`Command::Append`]) that ride on the admission instead of a call
+    /// of their own.
     Admit {
         admission: session::Admission,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        trail: String,
     },
     IdemBegin {
         key: String,
@@ -160,8 +166,13 @@ pub enum Reply {
     Session {
         session: Option<session::SessionView>,
     },
+    /// `trail`: whether the admission's trail lines were stored (`None`
+    /// when it carried none, or from a state script of an earlier release,
+    /// which does not read them).
     Admitted {
         refusal: Option<session::Refusal>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        trail: Option<bool>,
     },
     Idem {
         outcome: session::IdemBegin,
@@ -210,7 +221,12 @@ fn step(store: &mut impl Store, command: Command, now_ms: u64) -> Result<Reply, 
         Command::Create { record } => Reply::Created { created: session::create(store, &record)? },
         Command::Get => Reply::Session { session: session::get(store, now_s)? },
         Command::Revoke => Reply::Session { session: session::revoke(store, now_s)? },
-        Command::Admit { admission } => Reply::Admitted { refusal: session::admit(store, &admission, now_ms)? },
+        Command::Admit { admission, trail: lines } => {
+            // The lines are stored whatever the admission decides; a store
+            // fault there is reported, not a refusal of this request.
+            let stored = (!lines.is_empty()).then(|| trail::append_lines(store, &lines).is_ok());
+            Reply::Admitted { refusal: session::admit(store, &admission, now_ms)?, trail: stored }
+        }
         Command::IdemBegin { key, digest, expires_s } => Reply::Idem { outcome: session::idem_begin(store, &key, &digest, expires_s)? },
         Command::IdemComplete { key, digest, answer, expires_s } => {
             session::idem_complete(store, &key, &digest, answer, expires_s)?;
@@ -278,7 +294,7 @@ mod tests {
         let cmd = Command::IdemBegin { key: "k".into(), digest: "d".into(), expires_s: 9 };
         let wire = serde_json::to_string(&cmd).unwrap();
         assert_eq!(serde_json::from_str::<Command>(&wire).unwrap(), cmd);
-        let reply = Reply::Admitted { refusal: Some(session::Refusal::RateLimited { tool: true, retry_after_s: 3 }) };
+        let reply = Reply::Admitted { refusal: Some(session::Refusal::RateLimited { tool: true, retry_after_s: 3 }), trail: None };
         assert_eq!(serde_json::from_str::<Reply>(&serde_json::to_string(&reply).unwrap()).unwrap(), reply);
     }
 
@@ -308,6 +324,37 @@ mod tests {
         }
     }
 
+    /// Audit lines carried by an admission are stored before it is
+    /// decided, whatever it decides, exactly as an append stores them; an
+    /// admission that carries none stores nothing and says nothing of it.
+    #[test]
+    fn an_admission_stores_the_trail_lines_it_carries() {
+        let record = r#"{"session_id":"00000000000000000000000000000001","agent":"a","user":"u","tools":{"echo":"read"},"egress":false,"created_at":1,"expires_at":2000,"revoked_at":null,"usage":{"requests":0,"denied":0,"rate_limited":0,"last_seen_at":null},"buckets":{}}"#;
+        let fresh = || {
+            let mut s = MemStore::new();
+            let create: Command = serde_json::from_str(&format!(r#"{{"create":{{"record":{record}}}}}"#)).unwrap();
+            run(&mut s, create, 1_000);
+            s
+        };
+        let line = |n: u64| format!(r#"{{"kind":"airlock.audit","request_id":"r{n}","decision":"allow"}}"#);
+        let lines = (0..3).map(line).collect::<Vec<_>>().join("\n");
+        let (mut carried, mut appended) = (fresh(), fresh());
+        let admit = |trail: &str| Command::Admit { admission: Default::default(), trail: trail.into() };
+        assert_eq!(run(&mut carried, admit(&lines), 1_000), Reply::Admitted { refusal: None, trail: Some(true) });
+        assert_eq!(run(&mut appended, Command::Append(lines.clone()), 1_000), Reply::Done);
+        assert_eq!(run(&mut appended, admit(""), 1_000), Reply::Admitted { refusal: None, trail: None });
+        assert_eq!(carried.dump(), appended.dump());
+        // A revoked session refuses the request and still keeps the lines.
+        run(&mut carried, Command::Revoke, 1_000);
+        let refused = run(&mut carried, admit(&line(3)), 1_000);
+        assert_eq!(refused, Reply::Admitted { refusal: Some(session::Refusal::Revoked), trail: Some(true) });
+        let Reply::Listed(trail) = run(&mut carried, Command::Trail, 1_000) else { panic!("no trail") };
+        let trail: serde_json::Value = serde_json::from_str(&trail).unwrap();
+        assert_eq!(trail["records"].as_array().map(Vec::len), Some(4), "{trail}");
+        // On the wire, an admission without lines is what earlier releases sent.
+        assert_eq!(serde_json::to_string(&admit("")).unwrap(), r#"{"admit":{"admission":{"tool":null,"nonce":null,"session_rate":null,"tool_rate":null}}}"#);
+    }
+
     fn sample_row() -> sessions_index::IndexRow {
         sessions_index::IndexRow {
             session_id: String::new(),
@@ -325,7 +372,7 @@ mod tests {
     fn a_failing_store_answers_failed_for_every_command() {
         let mut s = MemStore::new();
         s.broken = true;
-        for cmd in [Command::Get, Command::Revoke, Command::Pending, Command::Admit { admission: Default::default() }] {
+        for cmd in [Command::Get, Command::Revoke, Command::Pending, Command::Admit { admission: Default::default(), trail: String::new() }] {
             assert_eq!(run(&mut s, cmd, 1_000), Reply::Failed);
         }
     }

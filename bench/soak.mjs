@@ -1,6 +1,7 @@
 // Soak: Airlock in workerd (Miniflare) under steady mixed traffic for minutes,
 // with a revocation part-way. Checks that every request gets the answer known
-// in advance, that Airlock writes exactly one audit line per request, that a
+// in advance, that Airlock writes exactly one audit line per request and
+// stores one record per request in each session's audit trail, that a
 // revoked session is refused from its next request on, and reports workerd's
 // RSS over time with its least-squares slope.
 //
@@ -301,6 +302,11 @@ async function main() {
     let issued = 0;
     const timeUp = () => performance.now() - t0 >= DURATION_MS || issued >= MAX_REQUESTS || STATE.stopping;
 
+    // Requests sent on each session, and those of them whose connection
+    // closed before an answer (which may not have reached Airlock): each
+    // session's audit trail must hold one record per request.
+    const sentOn = sessions.map(() => 0);
+    const lostOn = sessions.map(() => 0);
     const loop = async (index) => {
       const session = sessions[index];
       const random = generator(0x5eed + index);
@@ -322,6 +328,7 @@ async function main() {
             req = plan(kind, session, isRevoked, index * 1e9 + ++seq);
             issued++;
             s.sent++;
+            sentOn[index]++;
             try {
               r = await request(airlock, req.path, { method: req.method, headers: req.headers, body: req.body, concurrency: CONCURRENCY, keepText: req.expect.bytes !== MIB });
               break;
@@ -331,6 +338,7 @@ async function main() {
               // once more, as a new request (a fresh proof); counted apart.
               if (attempt > 0 || !e?.beforeResponse) throw e;
               s.lost++;
+              lostOn[index]++;
               if (lost.length < 20) lost.push(`${((performance.now() - t0) / 60_000).toFixed(2)} min, ${kind} on session ${index}: ${e.message || e}`);
             }
           }
@@ -412,6 +420,27 @@ async function main() {
     const auditOk = auditLines <= expectedLines && auditLines >= expectedLines - lostCount;
     const revokedWithoutRefusal = [...revoked].filter((i) => !revocation.firstAfter.has(i)).length;
 
+    // Each session's trail: the last record's seq + 1 is how many it
+    // stored (it keeps the last 1,000). Records reach it after the answers,
+    // the last ones within a few seconds.
+    const stored = sessions.map(() => NaN);
+    const trailMatches = (i) => stored[i] <= sentOn[i] && stored[i] >= sentOn[i] - lostOn[i];
+    for (const deadline = Date.now() + 15_000; ; await sleep(250)) {
+      for (let i = 0; i < sessions.length; i++) {
+        if (trailMatches(i)) continue;
+        const r = await adminCall(w, "GET", `/v1/sessions/${sessions[i].session_id}/audit`);
+        try {
+          const last = JSON.parse(r.text).records.at(-1);
+          stored[i] = last === undefined ? 0 : JSON.parse(last).seq + 1;
+        } catch {
+          stored[i] = NaN;
+        }
+      }
+      if (sessions.every((_, i) => trailMatches(i)) || Date.now() > deadline) break;
+    }
+    const trailsOk = sessions.every((_, i) => trailMatches(i));
+    const trailMisses = sessions.map((_, i) => i).filter((i) => !trailMatches(i)).map((i) => `session ${i}: ${stored[i]} records for ${sentOn[i]} requests`);
+
     // Slopes over the second half of the run (after start-up, JIT warm-up
     // and the heaps' first growth) and after its first tenth.
     const end = rss.at(-1).x;
@@ -436,6 +465,10 @@ async function main() {
     p(
       `- Audit lines: ${fmtInt(auditLines)} for ${fmtInt(expectedLines)} requests to Airlock (${fmtInt(requests)} of the traffic + ${adminRequests} revocations${lostCount ? `, of which ${lostCount} may not have reached it` : ""}) — ` +
         `${!auditOk ? "MISMATCH" : auditLines === expectedLines ? "one each" : `one each, ${expectedLines - auditLines} of the closed connections never reached Airlock`}`,
+    );
+    p(
+      `- Audit trails: ${sessions.filter((_, i) => trailMatches(i)).length} of ${sessions.length} sessions hold one record per request sent on them ` +
+        `(${fmtInt(stored.reduce((n, x) => n + (Number.isFinite(x) ? x : 0), 0))} records stored in all)${trailsOk ? "" : ` — MISMATCH: ${trailMisses.slice(0, 5).join("; ")}`}`,
     );
     p(
       `- Revocation: ${revoked.size} of ${CONCURRENCY} sessions revoked at ${Number.isFinite(revocation.at) ? `${revocation.at.toFixed(2)} min` : "—"} (their loops paused for it); every later request on them answered as expected` +
@@ -493,11 +526,11 @@ async function main() {
       for (const u of lost) p(`- ${u}`);
     }
     console.log(out.join("\n"));
-    failed = bad > 0 || !auditOk || !lostOk || STATE.stopping;
+    failed = bad > 0 || !auditOk || !trailsOk || !lostOk || STATE.stopping;
     log(
       failed
-        ? `FAILED: ${bad} unexpected answers${auditOk ? "" : `, ${auditLines} audit lines for ${expectedLines} requests`}${lostOk ? "" : `, ${lostCount} connections closed before an answer`}`
-        : "soak passed: no unexpected answer, one audit line per request",
+        ? `FAILED: ${bad} unexpected answers${auditOk ? "" : `, ${auditLines} audit lines for ${expectedLines} requests`}${trailsOk ? "" : `, trails: ${trailMisses.slice(0, 3).join("; ")}`}${lostOk ? "" : `, ${lostCount} connections closed before an answer`}`
+        : "soak passed: no unexpected answer, one audit line and one trail record per request",
     );
   } finally {
     for (const pr of probes) pr.cdp.close();

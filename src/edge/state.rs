@@ -30,7 +30,7 @@ pub async fn call(env: &Env, name: &str, command: &Command) -> Result<Reply, Err
 /// distinct objects made after their requests answered stall the next
 /// requests on those clients' keep-alive connections (never dispatched,
 /// then reset); calls over `fetch` do not (docs/performance.md, "A flood
-/// of denials").
+/// of refusals").
 pub async fn call_after_answer(env: &Env, name: &str, command: &Command) -> Result<Reply, Error> {
     exchange(env, name, command, Via::Fetch).await
 }

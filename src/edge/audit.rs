@@ -18,6 +18,7 @@ use worker::{console_log, Delay, Env};
 use super::state::{call, call_after_answer, Command, Reply};
 use crate::admit::session_object;
 use crate::audit::AuditRecord;
+use crate::state::Carried;
 
 /// A finished record waiting to be appended to its session's trail:
 /// (session id, the logged line).
@@ -103,10 +104,10 @@ pub fn carry_lines(object: &str) -> String {
 /// own (a state script of an earlier release does not read them), or
 /// logged as lost, like a failed append.
 pub async fn carried(env: &Env, object: &str, lines: String, reply: &Result<Reply, crate::error::Error>) {
-    let stored = match reply {
-        Ok(Reply::Admitted { trail: Some(stored), .. }) => *stored,
-        Ok(Reply::Admitted { trail: None, .. }) => matches!(call(env, object, &Command::Append(lines.clone())).await, Ok(Reply::Done)),
-        _ => false,
+    let stored = match Carried::of(reply.as_ref().ok()) {
+        Carried::Stored => true,
+        Carried::Ignored => matches!(call(env, object, &Command::Append(lines.clone())).await, Ok(Reply::Done)),
+        Carried::Lost => false,
     };
     if !stored {
         let lost = lines.split('\n').count();

@@ -208,6 +208,28 @@ pub enum Reply {
     Token(tokens::Answer),
 }
 
+/// What became of the audit lines an admission carried, read from its
+/// reply (`None`: the call failed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Carried {
+    Stored,
+    /// A state script of an earlier release does not read them: they are
+    /// to be sent as an append.
+    Ignored,
+    /// Not stored: logged as a failed append.
+    Lost,
+}
+
+impl Carried {
+    pub fn of(reply: Option<&Reply>) -> Carried {
+        match reply {
+            Some(Reply::Admitted { trail: Some(true), .. }) => Carried::Stored,
+            Some(Reply::Admitted { trail: None, .. }) => Carried::Ignored,
+            _ => Carried::Lost,
+        }
+    }
+}
+
 /// Runs one command against `store` at `now_ms`.
 pub fn run(store: &mut impl Store, command: Command, now_ms: u64) -> Reply {
     step(store, command, now_ms).unwrap_or(Reply::Failed)
@@ -351,6 +373,14 @@ mod tests {
         let Reply::Listed(trail) = run(&mut carried, Command::Trail, 1_000) else { panic!("no trail") };
         let trail: serde_json::Value = serde_json::from_str(&trail).unwrap();
         assert_eq!(trail["records"].as_array().map(Vec::len), Some(4), "{trail}");
+        // What the worker makes of the reply, including an earlier
+        // release's, which has no `trail`.
+        assert_eq!(Carried::of(Some(&refused)), Carried::Stored);
+        assert_eq!(Carried::of(Some(&Reply::Admitted { refusal: None, trail: Some(false) })), Carried::Lost);
+        let earlier = wire::decode_reply(br#"{"admitted":{"refusal":null}}"#);
+        assert_eq!(Carried::of(earlier.as_ref()), Carried::Ignored);
+        assert_eq!(Carried::of(Some(&Reply::Failed)), Carried::Lost);
+        assert_eq!(Carried::of(None), Carried::Lost);
         // On the wire, an admission without lines is what earlier releases sent.
         assert_eq!(serde_json::to_string(&admit("")).unwrap(), r#"{"admit":{"admission":{"tool":null,"nonce":null,"session_rate":null,"tool_rate":null}}}"#);
     }

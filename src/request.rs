@@ -50,7 +50,7 @@ pub struct McpRequest<'a> {
     pub method: &'a str,
     pub headers: &'a [(String, String)],
     /// The JSON-RPC message of a POST (already read, at most
-    /// [`mcp::MAX_MESSAGE`] bytes).
+    /// [`crate::mcp::MAX_MESSAGE`] bytes).
     pub body: Option<&'a [u8]>,
 }
 

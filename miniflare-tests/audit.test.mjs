@@ -233,6 +233,7 @@ describe("a flood of refusals over keep-alive connections", () => {
     const PER_LOOP = 400;
     const sessions = [];
     for (let i = 0; i < LOOPS; i++) sessions.push(await h.mint({ echo: "read" }, { agent: `flood-${i}` }));
+    const hitsBefore = await h.originHitCount();
     const agent = new http.Agent({ keepAlive: true, maxSockets: LOOPS });
     const failures = [];
     const statuses = new Map();
@@ -266,6 +267,7 @@ describe("a flood of refusals over keep-alive connections", () => {
     }
     assert.deepEqual(failures, [], `requests that failed: ${failures.length}`);
     assert.deepEqual([...statuses], [[403, LOOPS * PER_LOOP]], "every request refused 403 tool_not_allowed");
+    assert.equal(await h.originHitCount(), hitsBefore, "no refusal reached an origin");
     // Every refusal reaches its own session's trail, once.
     for (const s of sessions) {
       const deadline = Date.now() + 10_000;

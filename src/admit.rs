@@ -34,9 +34,16 @@ pub const APPROVAL_HEADER: &str = "x-airlock-approval";
 /// The state object that holds every pending approval.
 pub const APPROVALS_OBJECT: &str = "approvals";
 
+const SESSION_OBJECT_PREFIX: &str = "session:";
+
 /// The name of a session's state object.
 pub fn session_object(id: &str) -> String {
-    format!("session:{id}")
+    format!("{SESSION_OBJECT_PREFIX}{id}")
+}
+
+/// The session id of a session's state object name ([`session_object`]).
+pub fn session_of(object: &str) -> Option<&str> {
+    object.strip_prefix(SESSION_OBJECT_PREFIX)
 }
 
 /// The request as received, for proofs and digests.
@@ -505,6 +512,12 @@ mod tests {
 
     fn received(headers: &[(String, String)]) -> Received<'_> {
         Received { method: "POST", raw_path: "/t/t/x", query: "", headers }
+    }
+
+    #[test]
+    fn a_session_object_names_its_session() {
+        assert_eq!(session_of(&session_object("0123abcd")), Some("0123abcd"));
+        assert_eq!(session_of(APPROVALS_OBJECT), None);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::time::Duration;
 use worker::{console_log, Delay, Env};
 
 use super::state::{call, call_after_answer, Command, Reply};
-use crate::admit::session_object;
+use crate::admit::{session_object, session_of};
 use crate::audit::AuditRecord;
 use crate::state::Carried;
 
@@ -91,9 +91,10 @@ const TRAIL_LINGER: Duration = Duration::from_millis(100);
 /// object is `object`, joined for [`Command::Admit`]; empty when none
 /// wait. Their queue and its sender stay: later lines go on as before.
 pub fn carry_lines(object: &str) -> String {
+    let Some(id) = session_of(object) else { return String::new() };
     TRAILS.with(|t| {
         let mut t = t.borrow_mut();
-        match t.iter_mut().find(|(s, _)| session_object(s) == object) {
+        match t.iter_mut().find(|(s, _)| s == id) {
             Some((_, lines)) => std::mem::take(lines).join("\n"),
             None => String::new(),
         }
@@ -104,16 +105,20 @@ pub fn carry_lines(object: &str) -> String {
 /// own (a state script of an earlier release does not read them), or
 /// logged as lost, like a failed append.
 pub async fn carried(env: &Env, object: &str, lines: String, reply: &Result<Reply, crate::error::Error>) {
+    let count = lines.split('\n').count();
     let stored = match Carried::of(reply.as_ref().ok()) {
         Carried::Stored => true,
-        Carried::Ignored => matches!(call(env, object, &Command::Append(lines.clone())).await, Ok(Reply::Done)),
+        Carried::Ignored => matches!(call(env, object, &Command::Append(lines)).await, Ok(Reply::Done)),
         Carried::Lost => false,
     };
     if !stored {
-        let lost = lines.split('\n').count();
-        let id = object.trim_start_matches("session:");
-        console_log!(r#"{{"kind":"airlock.audit_trail","session_id":"{id}","error":"append_failed","lines":{lost}}}"#);
+        append_failed(session_of(object).unwrap_or(object), count);
     }
+}
+
+/// Logs lines of a session's trail that were not stored.
+fn append_failed(id: &str, lines: usize) {
+    console_log!(r#"{{"kind":"airlock.audit_trail","session_id":"{id}","error":"append_failed","lines":{lines}}}"#);
 }
 
 /// Removes a session's trail queue if its sender is dropped half way (its
@@ -183,8 +188,7 @@ pub fn append_trail(env: Env, outbox: Outbox) -> AfterAnswer {
                 break;
             }
             if !matches!(call_after_answer(&env, &session_object(&id), &Command::Append(lines.join("\n"))).await, Ok(Reply::Done)) {
-                let lost = lines.len();
-                console_log!(r#"{{"kind":"airlock.audit_trail","session_id":"{id}","error":"append_failed","lines":{lost}}}"#);
+                append_failed(&id, lines.len());
             }
         }
     })

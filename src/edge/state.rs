@@ -60,7 +60,7 @@ async fn exchange(env: &Env, name: &str, command: &Command, via: Via) -> Result<
         // `Reflect.apply`: on an RPC stub, `run.call(…)` would be a call of
         // a remote method named "call".
         let function =
-            js_sys::Reflect::get(&rpc, &method.into()).ok().and_then(|f| f.dyn_into::<js_sys::Function>().ok()).ok_or_else(|| unavailable("no run method"))?;
+            js_sys::Reflect::get(&rpc, &method.into()).ok().and_then(|f| f.dyn_into::<js_sys::Function>().ok()).ok_or_else(|| unavailable("no such method"))?;
         let args = match via {
             Via::Rpc => js_sys::Array::of1(&body.into()),
             Via::Fetch => {

@@ -3,9 +3,11 @@
 // baseline), the same JS forwarder with one session-state check per request
 // in a Durable Object (the floor for what Airlock must do to make revocation
 // immediate), the plain forwarder written with workers-rs (the Rust floor
-// worker, bench/floor-worker: what any Rust/Wasm worker pays), and Airlock
-// with its full pipeline — all in one run, on one workerd process,
-// interleaved round by round so that machine drift hits all five alike. The
+// worker, bench/floor-worker: what any Rust/Wasm worker pays), the JS broker
+// floor (bench/broker-floor-worker.js: the least of Airlock's per-request
+// guarantees in plain JS), and Airlock with its full pipeline — all in one
+// run, on one workerd process, interleaved round by round so that machine
+// drift hits all six alike. The
 // budgets hold Airlock against the JS forwarder with the state check. One
 // cell spreads its load over 32 sessions; a last section measures each
 // worker's cold start in fresh workerd processes (bench/coldstart.mjs). See
@@ -201,6 +203,10 @@ async function runCell(targets, cell, sessions) {
     // whose revocation is immediate), and what that check costs JS.
     airState: by.statebase ? compare(by.airlock, by.statebase) : null,
     stateBase: by.statebase ? compare(by.statebase, by.baseline) : null,
+    // Airlock / the JS broker floor (the same guarantees' least work in
+    // plain JS), and that floor / JS + state (what the guarantees cost).
+    airBroker: by.broker ? compare(by.airlock, by.broker) : null,
+    brokerState: by.broker && by.statebase ? compare(by.broker, by.statebase) : null,
     floorBase: by.floor ? compare(by.floor, by.baseline) : null,
   };
 }
@@ -343,6 +349,12 @@ function report({ startedAt, machine, wasm, stateWasm, floorWasm, loadStart, loa
       p(ratioLine("Airlock / JS baseline", c.ratios, false));
       p();
       p(ratioLine("JS baseline + state check / JS baseline", c.stateBase, false));
+      if (c.airBroker) {
+        p();
+        p(ratioLine("Airlock / JS broker floor", c.airBroker, false));
+        p();
+        p(ratioLine("JS broker floor / JS baseline + state check", c.brokerState, false));
+      }
     } else {
       p(ratioLine("Airlock / JS baseline", c.ratios, false));
     }
@@ -485,13 +497,18 @@ function report({ startedAt, machine, wasm, stateWasm, floorWasm, loadStart, loa
     ``,
     ...(floorRows.length
       ? [
-          `#### The same cells against the plain JS baseline and the Rust floor (no budget)`,
+          `#### The same cells against the plain JS baseline, the JS broker floor and the Rust floor (no budget)`,
           ``,
-          `The budgets hold Airlock against *JS + state*, the JS baseline with the least session-state check (one SQLite read and write per request in a Durable Object, over native JS RPC), which Airlock must match to make revocation immediate. The other columns are reported for comparison: against the plain JS forwarder, which checks nothing, and against the Rust floor worker, what any workers-rs forwarder pays.`,
+          `The budgets hold Airlock against *JS + state*, the JS baseline with the least session-state check (one SQLite read and write per request in a Durable Object, over native JS RPC), which Airlock must match to make revocation immediate. The other columns are reported for comparison: against the plain JS forwarder, which checks nothing; against the *JS broker floor* (bench/broker-floor-worker.js), the least of Airlock's own per-request work written in plain JavaScript (token MAC, state check carrying the audit record, credential set, answer scanned, audit line), so *JS broker floor / JS + state* is what those guarantees cost before any choice of language; and against the Rust floor worker, what any workers-rs forwarder pays.`,
           ``,
-          `| ratio | Airlock / JS + state | Airlock / JS baseline | JS + state / JS baseline | Airlock / Rust floor | Rust floor / JS baseline |`,
-          `|---|---:|---:|---:|---:|---:|`,
-          ...["p50", "rps", "cpu"].flatMap((k) => floorRows.filter((r) => r.q === k)).map(({ what, q, c }) => `| ${what} | ${fmtX(c.airState[q])} | ${fmtX(c.ratios[q])} | ${fmtX(c.stateBase[q])} | ${c.airFloor ? fmtX(c.airFloor[q]) : "n/a"} | ${c.floorBase ? fmtX(c.floorBase[q]) : "n/a"} |`),
+          `| ratio | Airlock / JS + state | Airlock / JS baseline | JS + state / JS baseline | JS broker floor / JS + state | Airlock / JS broker floor | Airlock / Rust floor | Rust floor / JS baseline |`,
+          `|---|---:|---:|---:|---:|---:|---:|---:|`,
+          ...["p50", "rps", "cpu"]
+            .flatMap((k) => floorRows.filter((r) => r.q === k))
+            .map(
+              ({ what, q, c }) =>
+                `| ${what} | ${fmtX(c.airState[q])} | ${fmtX(c.ratios[q])} | ${fmtX(c.stateBase[q])} | ${c.brokerState ? fmtX(c.brokerState[q]) : "n/a"} | ${c.airBroker ? fmtX(c.airBroker[q]) : "n/a"} | ${c.airFloor ? fmtX(c.airFloor[q]) : "n/a"} | ${c.floorBase ? fmtX(c.floorBase[q]) : "n/a"} |`,
+            ),
           ``,
         ]
       : []),
@@ -525,7 +542,7 @@ async function main() {
   try {
     const { credential, targets, workers: w, workerdPid } = bench;
     const key = (k) => targets.find((t) => t.key === k);
-    const [baseline, statebase, floor, airlock] = ["baseline", "statebase", "floor", "airlock"].map(key);
+    const [baseline, statebase, broker, floor, airlock] = ["baseline", "statebase", "broker", "floor", "airlock"].map(key);
     log(
       `origin on ${bench.origin.url}; workerd pid ${workerdPid}; Airlock on ${w.airlockUrl.origin}, baseline on ${w.baselineUrl.origin}` +
         (w.floorUrl ? `, Rust floor on ${w.floorUrl.origin}` : " (no Rust floor worker)"),
@@ -547,6 +564,12 @@ async function main() {
     const echoState = await request(statebase, "/echo-small", { keepText: true });
     if (echoState.status !== 200 || !echoState.text.includes(credential)) {
       throw new Error(`JS baseline + state check /echo-small: status ${echoState.status}, the origin did not see the credential`);
+    }
+    // The broker floor must do Airlock's job here: the origin sees the
+    // credential, the client gets it redacted.
+    const echoBroker = await request(broker, "/echo-small", { keepText: true });
+    if (echoBroker.status !== 200 || echoBroker.text.includes(credential) || !echoBroker.text.includes("[REDACTED]")) {
+      throw new Error(`JS broker floor /echo-small: expected the credential redacted, got status ${echoBroker.status}`);
     }
     if (floor) {
       // The floor worker must do the baseline's whole job: the origin sees the credential.

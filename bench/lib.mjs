@@ -25,6 +25,7 @@ export const WORKER_SCRIPT = resolve(REPO_ROOT, process.env.AIRLOCK_WORKER_SCRIP
 export const STATE_SCRIPT = resolve(REPO_ROOT, process.env.AIRLOCK_STATE_SCRIPT || join("build", "state", "index.js"));
 const BASELINE_SCRIPT = join(REPO_ROOT, "bench", "baseline-worker.js");
 const STATE_BASELINE_SCRIPT = join(REPO_ROOT, "bench", "baseline-state-worker.js");
+const BROKER_FLOOR_SCRIPT = join(REPO_ROOT, "bench", "broker-floor-worker.js");
 /** The Rust floor worker (bench/floor-worker, built by bench/floor-worker/build.sh). */
 export const FLOOR_SCRIPT = resolve(REPO_ROOT, process.env.AIRLOCK_FLOOR_SCRIPT || join("bench", "floor-worker", "build", "index.js"));
 const ORIGIN_SCRIPT = join(REPO_ROOT, "bench", "origin.mjs");
@@ -361,7 +362,7 @@ export function benchSecrets(credential) {
 
 /**
  * The Miniflare options of each worker the benchmark can host, by name:
- * airlock, airlock-state, statebase, baseline and (with `floorScript`) floor.
+ * airlock, airlock-state, statebase, broker, baseline and (with `floorScript`) floor.
  */
 export function workerOptions({ originUrl, credential, secrets, compat = compatibilityDate(), script = WORKER_SCRIPT, stateScript = STATE_SCRIPT, floorScript = null, policy = null }) {
   const wasmRules = [{ type: "CompiledWasm", include: ["**/*.wasm"] }];
@@ -402,6 +403,11 @@ export function workerOptions({ originUrl, credential, secrets, compat = compati
     statebase: {
       ...forwarder("statebase", STATE_BASELINE_SCRIPT),
       durableObjects: { STATE: { className: "SessionState", useSQLite: true } },
+    },
+    broker: {
+      ...forwarder("broker", BROKER_FLOOR_SCRIPT),
+      bindings: { ORIGIN: originUrl, TOKEN: credential, SIGNING_KEYS: secrets.AIRLOCK_SIGNING_KEYS },
+      durableObjects: { STATE: { className: "BrokerState", useSQLite: true } },
     },
     baseline: forwarder("baseline", BASELINE_SCRIPT),
     ...(floorScript ? { floor: { ...forwarder("floor", floorScript), modulesRules: wasmRules } } : {}),
@@ -463,8 +469,9 @@ export async function startWorkers(originUrl, credential, { script = WORKER_SCRI
   const airlockUrl = await mf.unsafeGetDirectURL("airlock");
   const baselineUrl = await mf.unsafeGetDirectURL("baseline");
   const stateBaselineUrl = await mf.unsafeGetDirectURL("statebase");
+  const brokerUrl = await mf.unsafeGetDirectURL("broker");
   const floorUrl = floorScript ? await mf.unsafeGetDirectURL("floor") : null;
-  return { mf, stdio, secrets, airlockUrl, baselineUrl, stateBaselineUrl, floorUrl, compat };
+  return { mf, stdio, secrets, airlockUrl, baselineUrl, stateBaselineUrl, brokerUrl, floorUrl, compat };
 }
 
 // ---------------------------------------------------------------------------
@@ -577,8 +584,8 @@ export async function runBatch(target, path, expectBytes, n, concurrency, latenc
  * order:
  *   { build, stateBuild, floorBuild, origin, workers, workerdPid, credential, token,
  *     sessions: [{ token, session_id, proof_key, headers }] (sessions[0].token === token),
- *     targets: [direct, baseline, statebase, floor, airlock] (floor only when built), close }
- * Each target has a `key`: "direct", "baseline", "statebase", "floor" or "airlock".
+ *     targets: [direct, baseline, statebase, broker, floor, airlock] (floor only when built), close }
+ * Each target has a `key`: "direct", "baseline", "statebase", "broker", "floor" or "airlock".
  * `build` / `stateBuild` / `floorBuild` describe the snapshots that run (see snapshotBuild);
  * `floorBuild` is null when the floor worker is left out: `floor: false`,
  * or its build is missing (`floor: "auto"`, the default; a warning is logged).
@@ -662,6 +669,7 @@ export async function startBench({ inspector = false, floor = "auto", sessions: 
       { key: "direct", name: "origin direct", origin: origin.url, prefix: "", headers },
       { key: "baseline", name: "JS baseline worker", origin: workers.baselineUrl.origin, prefix: "", headers },
       { key: "statebase", name: "JS baseline + state check", origin: workers.stateBaselineUrl.origin, prefix: "", headers },
+      { key: "broker", name: "JS broker floor", origin: workers.brokerUrl.origin, prefix: "", headers },
       ...(workers.floorUrl ? [{ key: "floor", name: "Rust floor worker", origin: workers.floorUrl.origin, prefix: "", headers }] : []),
       { key: "airlock", name: "Airlock", origin: workers.airlockUrl.origin, prefix: "/t/bench", headers },
     ].map((t) => ({ ...t, pools: new Map(), sent: 0 }));

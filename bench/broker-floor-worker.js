@@ -13,8 +13,9 @@
 // - the credential is set and the request forwarded without following
 //   redirects, under a timeout;
 // - the answer is scanned for the credential's bytes (Horspool; whole for a
-//   body of declared length up to 64 KiB, chunk by chunk with an overlap
-//   otherwise) and a match is replaced;
+//   body of declared length up to 64 KiB, otherwise read by a BYOB reader
+//   into a byte stream, with an overlap between reads) and a match is
+//   replaced;
 // - one JSON audit line is written to the log.
 // Left out, so this is a lower bound: the policy and its rules, header
 // filtering, other encodings of the credential, rate limits, proofs, the
@@ -123,25 +124,36 @@ function scrub(bytes) {
   return out;
 }
 
-/** A stream scrubbed chunk by chunk, holding back a needle's length less one. */
+/** A stream scrubbed as it is read, 64 KiB at most per read (a BYOB reader,
+ *  as Airlock reads an origin body), holding back a credential's length less
+ *  one byte so that a match across two reads is found. */
 function scrubStream(body) {
+  const reader = body.getReader({ mode: "byob" });
   let held = new Uint8Array(0);
-  return body.pipeThrough(
-    new TransformStream({
-      transform(chunk, controller) {
-        const joined = new Uint8Array(held.length + chunk.length);
-        joined.set(held);
-        joined.set(chunk, held.length);
-        const clean = scrub(joined);
-        const keep = Math.min(needle.length - 1, clean.length);
-        held = clean.slice(clean.length - keep);
-        if (clean.length > keep) controller.enqueue(clean.subarray(0, clean.length - keep));
-      },
-      flush(controller) {
+  return new ReadableStream({
+    type: "bytes",
+    async pull(controller) {
+      const { value, done } = await reader.read(new Uint8Array(64 * 1024));
+      if (done) {
         if (held.length) controller.enqueue(held);
-      },
-    }),
-  );
+        controller.close();
+        return;
+      }
+      let joined = value;
+      if (held.length) {
+        joined = new Uint8Array(held.length + value.length);
+        joined.set(held);
+        joined.set(value, held.length);
+      }
+      const clean = scrub(joined);
+      const keep = Math.min(needle.length - 1, clean.length);
+      held = clean.slice(clean.length - keep);
+      if (clean.length > keep) controller.enqueue(clean.subarray(0, clean.length - keep));
+    },
+    cancel(reason) {
+      return reader.cancel(reason);
+    },
+  });
 }
 
 function audit(fields) {

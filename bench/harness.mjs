@@ -92,21 +92,21 @@ const scaled = (c) => ({
   ...c,
   perTarget: Math.max(c.rounds * Math.max(c.concurrency, 4), Math.round((c.perTarget * SCALE) / c.rounds) * c.rounds),
 });
-// Rounds are a multiple of 5: with five targets, each takes every place in
+// Rounds are a multiple of 6: with six targets, each takes every place in
 // the order equally often.
 // `sessions`: the client loops use that many sessions, loop i its own
 // (default: all share one).
 const CELLS = [
-  { size: "small", concurrency: 1, perTarget: 1200, rounds: 10, warmup: 100 },
-  { size: "large", concurrency: 1, perTarget: 200, rounds: 10, warmup: 20 },
-  { size: "small", concurrency: 32, perTarget: 6400, rounds: 10, warmup: 320 },
-  { size: "large", concurrency: 32, perTarget: 640, rounds: 10, warmup: 64 },
-  { size: "small", concurrency: 32, perTarget: 6400, rounds: 10, warmup: 320, sessions: 32 },
+  { size: "small", concurrency: 1, perTarget: 1200, rounds: 12, warmup: 100 },
+  { size: "large", concurrency: 1, perTarget: 240, rounds: 12, warmup: 20 },
+  { size: "small", concurrency: 32, perTarget: 6144, rounds: 12, warmup: 320 },
+  { size: "large", concurrency: 32, perTarget: 768, rounds: 12, warmup: 64 },
+  { size: "small", concurrency: 32, perTarget: 6144, rounds: 12, warmup: 320, sessions: 32 },
 ].map(scaled);
 const SESSIONS = Math.max(...CELLS.map((c) => c.sessions ?? 1));
 // An extra cell, no budget: a body that contains the credential, so
 // Airlock's redaction finds and replaces a match.
-const ECHO_CELL = scaled({ size: "echo", concurrency: 1, perTarget: 400, rounds: 5, warmup: 50 });
+const ECHO_CELL = scaled({ size: "echo", concurrency: 1, perTarget: 480, rounds: 6, warmup: 50 });
 
 const MEMORY_RUNS_MB = [10, 100];
 

@@ -8,12 +8,12 @@
 
 use std::cell::Cell;
 use std::rc::Rc;
-use std::time::Duration;
 
-use futures_util::future::{select, Either};
-use worker::{Delay, Env, Fetch, Request, Response};
+use wasm_bindgen::{JsCast, JsValue};
+use worker::{Env, Request, Response};
 
 use super::body::capped;
+use super::deadline::{self, Outcome};
 use crate::error::Error;
 use crate::inject::Outbound;
 use crate::policy::Target;
@@ -64,39 +64,31 @@ pub async fn forward(body: Body<'_>, env: &Env, outbound: &Outbound, redactor: &
             Body::Bytes(bytes) => init.set_body(&js_sys::Uint8Array::from(bytes).into()),
         }
     }
-    let upstream_request: Request = web_sys::Request::new_with_str_and_init(outbound.url(), &init).map_err(|_| internal("request"))?.into();
+    let upstream_request = web_sys::Request::new_with_str_and_init(outbound.url(), &init).map_err(|_| internal("request"))?;
 
-    let send = async {
-        match outbound.target() {
-            Target::Public => Fetch::Request(upstream_request).send().await,
-            Target::Service { binding } => match env.service(binding) {
-                Ok(service) => service.fetch_request(upstream_request).await,
-                Err(_) => Err(worker::Error::RustError(format!("service binding {binding} is not bound"))),
-            },
-        }
+    let target: JsValue = match outbound.target() {
+        Target::Public => JsValue::UNDEFINED,
+        Target::Service { binding } => match env.service(binding) {
+            Ok(service) => service.into(),
+            Err(_) => return Err(Error::Misconfigured(format!("service binding {binding} is not bound"))),
+        },
     };
-    let timeout = Delay::from(Duration::from_millis(timeout_ms));
-    futures_util::pin_mut!(send);
-    futures_util::pin_mut!(timeout);
-    match select(send, timeout).await {
-        Either::Left(_) if overflow.get() => Err(Error::BodyTooLarge { limit: outbound.body_limit(), declared: None }),
-        Either::Left((Ok(response), _)) => Ok(response),
-        Either::Left((Err(e), _)) => {
-            if let Target::Service { binding } = outbound.target() {
-                if env.service(binding).is_err() {
-                    return Err(Error::Misconfigured(format!("service binding {binding} is not bound")));
-                }
-            }
+    // The deadline aborts the request through its own signal.
+    match deadline::send(&target, &upstream_request, timeout_ms, &controller).await {
+        Ok(Outcome::Late) => Err(Error::UpstreamTimeout { after_ms: timeout_ms }),
+        // An upload past the limit aborted the request: whatever came back.
+        _ if overflow.get() => Err(Error::BodyTooLarge { limit: outbound.body_limit(), declared: None }),
+        Ok(Outcome::Settled(response)) => {
+            let response: web_sys::Response = response.dyn_into().map_err(|_| internal("answer"))?;
+            Ok(response.into())
+        }
+        Err(e) => {
             // Runtime error text can quote the URL, and with it an injected
             // query credential: cut at '?' and scrub before it is audited.
-            let text = e.to_string();
+            let text = worker::Error::from(e).to_string();
             let text = text.split('?').next().unwrap_or_default();
             let scrubbed = String::from_utf8_lossy(&redactor.redact(text.as_bytes())).chars().take(200).collect();
             Err(Error::UpstreamUnavailable { detail: scrubbed })
-        }
-        Either::Right(_) => {
-            controller.abort();
-            Err(Error::UpstreamTimeout { after_ms: timeout_ms })
         }
     }
 }

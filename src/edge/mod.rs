@@ -34,6 +34,7 @@ mod audit;
 mod body;
 mod config;
 mod control;
+mod deadline;
 mod forward;
 mod http;
 mod respond;

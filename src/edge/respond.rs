@@ -13,12 +13,12 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use futures_util::future::{select, Either};
 use futures_util::stream::StreamExt;
-use worker::{Context, Delay, Env, Headers, Response};
+use worker::{Context, Delay, Env, Headers, Response, ResponseBody};
 
 use super::admit::{store, store_error};
 use super::audit::{audit_watchdog, SharedAudit};
 use super::body::{filtered_body, filtered_source, read_whole, BodyLimits, Source};
-use super::http::body_bytes;
+use super::deadline;
 use crate::admit::Claim;
 use crate::audit::AuditRecord;
 use crate::authorize::McpAuthorized;
@@ -264,14 +264,12 @@ const SMALL_BODY: u64 = 64 * 1024;
 /// Reads a small body of declared length in one call, bounded by the idle
 /// timeout.
 async fn read_small(upstream: &Response, idle_ms: u64) -> Result<Vec<u8>, ()> {
-    let read = body_bytes(upstream);
-    let timeout = Delay::from(Duration::from_millis(idle_ms));
-    futures_util::pin_mut!(read);
-    futures_util::pin_mut!(timeout);
-    match select(read, timeout).await {
-        Either::Left((Ok(bytes), _)) if bytes.len() as u64 <= SMALL_BODY => Ok(bytes),
-        _ => Err(()),
-    }
+    let bytes = match upstream.body() {
+        ResponseBody::Stream(stream) => deadline::read_all(stream, idle_ms).await?,
+        ResponseBody::Body(bytes) => bytes.clone(),
+        ResponseBody::Empty => Vec::new(),
+    };
+    Some(bytes).filter(|b| b.len() as u64 <= SMALL_BODY).ok_or(())
 }
 
 /// Filter response, second half: the body, streamed through `filter`, cut

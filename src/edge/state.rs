@@ -7,10 +7,10 @@
 
 use std::time::Duration;
 
-use futures_util::future::{select, Either};
-use wasm_bindgen::JsCast;
-use worker::{wasm_bindgen_futures, Env};
+use wasm_bindgen::{JsCast, JsValue};
+use worker::Env;
 
+use super::deadline::{within, Outcome};
 use crate::error::Error;
 pub use crate::state::{Command, Reply};
 
@@ -49,51 +49,59 @@ async fn exchange(env: &Env, name: &str, command: &Command, via: Via) -> Result<
     let namespace = env.durable_object(BINDING).map_err(|_| unavailable("binding AIRLOCK_STATE missing"))?;
     let stub = namespace.get_by_name(name).map_err(|_| unavailable("no stub"))?;
     let body = serde_json::to_string(command).map_err(|_| unavailable("encoding"))?;
-    // JS RPC (`stub.run(body)`, see `edge/object.rs`) or the object's
-    // `fetch`. The answer must be a string holding a reply.
-    let exchange = async {
-        let rpc: js_sys::Object = stub.into_rpc();
-        let method = match via {
-            Via::Rpc => "run",
-            Via::Fetch => "fetch",
-        };
-        // `Reflect.apply`: on an RPC stub, `run.call(…)` would be a call of
-        // a remote method named "call".
-        let function =
-            js_sys::Reflect::get(&rpc, &method.into()).ok().and_then(|f| f.dyn_into::<js_sys::Function>().ok()).ok_or_else(|| unavailable("no such method"))?;
-        let args = match via {
-            Via::Rpc => js_sys::Array::of1(&body.into()),
-            Via::Fetch => {
-                let init = web_sys::RequestInit::new();
-                init.set_method("POST");
-                init.set_body(&body.into());
-                js_sys::Array::of2(&"https://airlock-state/".into(), &init)
-            }
-        };
-        let pending = js_sys::Reflect::apply(&function, &rpc, &args).map_err(|_| unavailable("call failed"))?;
-        let mut answer = wasm_bindgen_futures::JsFuture::from(js_sys::Promise::resolve(&pending)).await.map_err(|_| unavailable("call failed"))?;
-        if let Via::Fetch = via {
-            let response = answer.dyn_into::<web_sys::Response>().map_err(|_| unavailable("answer unreadable"))?;
-            if !response.ok() {
-                return Err(unavailable("call refused"));
-            }
-            let text = response.text().map_err(|_| unavailable("answer unreadable"))?;
-            answer = wasm_bindgen_futures::JsFuture::from(text).await.map_err(|_| unavailable("answer unreadable"))?;
-        }
-        let text = answer.as_string().ok_or_else(|| unavailable("answer unreadable"))?;
-        crate::state::wire::decode_reply(text.as_bytes()).ok_or_else(|| unavailable("answer undecodable"))
-    };
     // A held request's wait runs as long as its rule says, then some.
     let timeout = match command {
         Command::Wait { wait_s, .. } | Command::Token { wait_s, .. } => CALL_TIMEOUT + Duration::from_secs(*wait_s),
         _ => CALL_TIMEOUT,
     };
-    let timeout = worker::Delay::from(timeout);
-    futures_util::pin_mut!(exchange);
-    futures_util::pin_mut!(timeout);
-    match select(exchange, timeout).await {
-        Either::Left((Ok(Reply::Failed), _)) => Err(unavailable("storage failed")),
-        Either::Left((result, _)) => result,
-        Either::Right(_) => Err(unavailable("timed out")),
+    let timeout_ms = timeout.as_millis() as u64;
+    // JS RPC (`stub.run(body)`, see `edge/object.rs`) or the object's
+    // `fetch`. The answer must be a string holding a reply.
+    let rpc: js_sys::Object = stub.into_rpc();
+    let method = match via {
+        Via::Rpc => "run",
+        Via::Fetch => "fetch",
+    };
+    // `Reflect.apply`: on an RPC stub, `run.call(…)` would be a call of
+    // a remote method named "call".
+    let function =
+        js_sys::Reflect::get(&rpc, &method.into()).ok().and_then(|f| f.dyn_into::<js_sys::Function>().ok()).ok_or_else(|| unavailable("no such method"))?;
+    let args = match via {
+        Via::Rpc => js_sys::Array::of1(&body.into()),
+        Via::Fetch => {
+            let init = web_sys::RequestInit::new();
+            init.set_method("POST");
+            init.set_body(&body.into());
+            js_sys::Array::of2(&"https://airlock-state/".into(), &init)
+        }
+    };
+    let started = super::http::now_ms();
+    let pending = js_sys::Reflect::apply(&function, &rpc, &args).map_err(|_| unavailable("call failed"))?;
+    let mut answer = settled(within(&pending, timeout_ms).await, &unavailable, "call failed")?;
+    if let Via::Fetch = via {
+        let response = answer.dyn_into::<web_sys::Response>().map_err(|_| unavailable("answer unreadable"))?;
+        if !response.ok() {
+            return Err(unavailable("call refused"));
+        }
+        let text = response.text().map_err(|_| unavailable("answer unreadable"))?;
+        // The answer's body within what is left of the same deadline.
+        let left = timeout_ms.saturating_sub(super::http::now_ms().saturating_sub(started));
+        answer = settled(within(&text, left).await, &unavailable, "answer unreadable")?;
+    }
+    let text = answer.as_string().ok_or_else(|| unavailable("answer unreadable"))?;
+    match crate::state::wire::decode_reply(text.as_bytes()) {
+        Some(Reply::Failed) => Err(unavailable("storage failed")),
+        Some(reply) => Ok(reply),
+        None => Err(unavailable("answer undecodable")),
+    }
+}
+
+/// The value a raced call settled with; a rejection is `failed`, a
+/// deadline passed "timed out".
+fn settled(outcome: Result<Outcome, JsValue>, unavailable: &dyn Fn(&str) -> Error, failed: &str) -> Result<JsValue, Error> {
+    match outcome {
+        Ok(Outcome::Settled(value)) => Ok(value),
+        Ok(Outcome::Late) => Err(unavailable("timed out")),
+        Err(_) => Err(unavailable(failed)),
     }
 }

@@ -285,3 +285,52 @@ describe("a flood of refusals over keep-alive connections", () => {
     }
   });
 });
+
+// A deployment upgrades its two scripts one after the other. While its state
+// script is still of a release from before audit records rode on admissions,
+// that script ignores the lines an admission carries and its reply does not
+// say whether it stored them (fixtures/earlier-state.js): the worker must
+// then send them on their own, so no record is lost.
+describe("audit lines carried to a state script of an earlier release", () => {
+  test("the lines an admission carried are sent on their own: every request in the trail once, nothing logged lost", async () => {
+    const e = await startAirlock({ state: "earlier" });
+    try {
+      const s = await e.mint({ echo: "read" }, { agent: "agent-earlier-state" });
+      const N = 20;
+      const ids = [];
+      // Back to back: each admission finds the previous request's line
+      // waiting and carries it.
+      for (let i = 0; i < N; i++) {
+        const r = await e.call("echo", `/earlier/${i}`, { token: s.token });
+        assert.equal(r.status, 200, r.text);
+        ids.push(r.headers["x-airlock-request-id"]);
+      }
+      const carried = e.stdout.filter((l) => l.includes('"kind":"test.earlier_state"'));
+      assert.ok(carried.length > 0, "no admission carried lines: the earlier-release path was not taken");
+      const deadline = Date.now() + 10_000;
+      let records = [];
+      for (;;) {
+        const r = await e.fetch(`/v1/sessions/${s.session_id}/audit`, { headers: { authorization: `Bearer ${e.secrets.AIRLOCK_ADMIN_KEY}` } });
+        assert.equal(r.status, 200, r.text);
+        records = r.json.records.map((line) => JSON.parse(line));
+        if (records.length >= N || Date.now() > deadline) break;
+        await sleep(50);
+      }
+      await sleep(300); // a duplicate would arrive after the last record
+      const again = await e.fetch(`/v1/sessions/${s.session_id}/audit`, { headers: { authorization: `Bearer ${e.secrets.AIRLOCK_ADMIN_KEY}` } });
+      assert.equal(again.json.records.length, records.length, "records kept arriving after the trail was complete");
+      assert.deepEqual(
+        records.map((a) => a.request_id),
+        ids,
+        `the trail holds ${records.length} records for ${N} requests, in order, each once`,
+      );
+      assert.deepEqual(
+        e.stdout.filter((l) => l.includes('"kind":"airlock.audit_trail"')),
+        [],
+        "no trail line logged as lost or cancelled",
+      );
+    } finally {
+      await e.close();
+    }
+  });
+});

@@ -28,7 +28,9 @@ export const PRIVATE_WORKER_NAME = "airlock-demo-private";
 // Session state: the Durable Object class AirlockState, exported by the built
 // state script (build/state/index.js, worker "airlock-state"), bound as
 // AIRLOCK_STATE (SQLite-backed, as in wrangler.toml and wrangler.state.toml).
-// A failing stand-in (fixtures/broken-state.js) runs as its own worker.
+// A failing stand-in (fixtures/broken-state.js) runs as its own worker; the
+// state script as an earlier release answers (fixtures/earlier-state.js, the
+// built one with an admission's wire form taken back) runs in its place.
 export const STATE_BINDING = "AIRLOCK_STATE";
 export const STATE_CLASS = "AirlockState";
 export const STATE_WORKER_NAME = "airlock-state";
@@ -39,7 +41,8 @@ export const STATE_SCRIPT = resolve(
 export const BROKEN_STATE_SCRIPT = join(REPO_ROOT, "miniflare-tests", "fixtures", "broken-state.js");
 export const BROKEN_STATE_WORKER_NAME = "airlock-broken-state";
 export const BROKEN_STATE_CLASS = "BrokenState";
-export const STATE_MODES = ["default", "missing", "broken"];
+export const EARLIER_STATE_SCRIPT = join(REPO_ROOT, "miniflare-tests", "fixtures", "earlier-state.js");
+export const STATE_MODES = ["default", "missing", "broken", "earlier"];
 
 // Same compatibility date as wrangler.toml (read from it so the two cannot drift).
 export const COMPATIBILITY_DATE = (() => {
@@ -185,9 +188,11 @@ export async function readResponse(resp) {
  * @param {(request: Request) => Promise<Response>} [o.outboundService] intercepts EVERY
  *   outbound fetch of the Airlock worker (see fakeInternet()); without it the worker
  *   reaches the network directly, so suites that exercise /e/ must set it
- * @param {"default"|"missing"|"broken"} [o.state] the session-state Durable Object:
+ * @param {"default"|"missing"|"broken"|"earlier"} [o.state] the session-state Durable Object:
  *   "default" binds AIRLOCK_STATE to AirlockState in the worker airlock-state
- *   (build/state/index.js, SQLite);
+ *   (build/state/index.js, SQLite); "earlier" runs fixtures/earlier-state.js
+ *   as airlock-state instead (build/state/index.js answering an admission as
+ *   a release before carried audit lines did);
  *   "missing" leaves the binding out; "broken" binds it to BrokenState in the
  *   worker airlock-broken-state (fixtures/broken-state.js), whose fetch always
  *   throws. `h.restart({ state })` switches modes; Durable Object storage lives
@@ -221,6 +226,9 @@ export async function startAirlock(o = {}) {
     if (state !== undefined) {
       if (!STATE_MODES.includes(state)) {
         throw new Error(`unknown state mode ${JSON.stringify(state)} (one of ${STATE_MODES.join(", ")})`);
+      }
+      if (state === "earlier" && STATE_SCRIPT !== resolve(REPO_ROOT, "build", "state", "index.js")) {
+        throw new Error('state "earlier" wraps build/state/index.js (fixtures/earlier-state.js): unset AIRLOCK_STATE_SCRIPT');
       }
       h.state = state;
     }
@@ -307,14 +315,26 @@ export async function startAirlock(o = {}) {
         modulesRoot: dirname(PRIVATE_WORKER_SCRIPT),
         compatibilityDate: COMPATIBILITY_DATE,
       },
-      ...(h.state === "default"
+      ...(h.state === "default" || h.state === "earlier"
         ? [
             {
               name: STATE_WORKER_NAME,
               modules: true,
-              scriptPath: STATE_SCRIPT,
-              modulesRoot: dirname(STATE_SCRIPT),
-              modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"] }],
+              ...(h.state === "earlier"
+                ? {
+                    // The fixture imports the built script from build/state/.
+                    scriptPath: EARLIER_STATE_SCRIPT,
+                    modulesRoot: REPO_ROOT,
+                    modulesRules: [
+                      { type: "ESModule", include: ["**/*.js", "**/*.mjs"] },
+                      { type: "CompiledWasm", include: ["**/*.wasm"] },
+                    ],
+                  }
+                : {
+                    scriptPath: STATE_SCRIPT,
+                    modulesRoot: dirname(STATE_SCRIPT),
+                    modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"] }],
+                  }),
               compatibilityDate: COMPATIBILITY_DATE,
               // o.stateBindings / o.stateServiceBindings: the webhook
               // secret and destination binding of the approvals object.

@@ -15,7 +15,7 @@ use wasm_bindgen::JsCast;
 use worker::{ByteStream, Delay, Request, Response, ResponseBody};
 
 use super::audit::SharedAudit;
-use super::http::{body_bytes, header};
+use super::http::header;
 use crate::error::Error;
 use crate::redact::BodyFilter;
 use crate::request;
@@ -46,10 +46,12 @@ pub async fn read_body(req: &mut Request, limit: u64) -> Result<Vec<u8>, Error> 
 /// An origin body read whole, to be rewritten: `Ok(None)` past `cap`
 /// bytes, `Err` when it failed or a read stalled past `idle_ms`.
 pub async fn read_whole(upstream: &Response, cap: u64, idle_ms: u64) -> Result<Option<Vec<u8>>, ()> {
-    let ResponseBody::Stream(raw) = upstream.body() else {
-        return body_bytes(upstream).await.map(|b| Some(b).filter(|b| b.len() as u64 <= cap));
+    let raw = match upstream.body() {
+        ResponseBody::Stream(raw) => raw.clone(),
+        ResponseBody::Body(bytes) => return Ok(Some(bytes.clone()).filter(|b| b.len() as u64 <= cap)),
+        ResponseBody::Empty => return Ok(Some(Vec::new())),
     };
-    let mut source = Source::new(raw.clone());
+    let mut source = Source::new(raw);
     let (mut buf, mut out) = (Vec::new(), Vec::new());
     loop {
         let n = {

@@ -2,8 +2,7 @@
 //! wire form of an error (status, code, body and headers all come from
 //! [`Error`]).
 
-use worker::wasm_bindgen_futures::JsFuture;
-use worker::{Headers, Request, Response, ResponseBody};
+use worker::{Headers, Request, Response};
 
 use crate::error::Error;
 
@@ -59,20 +58,4 @@ pub fn error_response(error: &Error, text: bool) -> Response {
 
 pub fn to_json<T: serde::Serialize>(value: &T) -> Result<String, Error> {
     serde_json::to_string(value).map_err(|_| Error::Internal("encoding answer".into()))
-}
-
-/// A whole body, read by the runtime in one call
-/// (`new Response(body).arrayBuffer()`). workers-rs' own `bytes()` and
-/// `text()` pull a body chunk by chunk through a stream reader, crossing
-/// between JavaScript and Wasm twice per chunk and locking a reader per
-/// body, which cost more than a small body itself.
-pub async fn body_bytes(response: &Response) -> Result<Vec<u8>, ()> {
-    let stream = match response.body() {
-        ResponseBody::Stream(stream) => stream,
-        ResponseBody::Body(bytes) => return Ok(bytes.clone()),
-        ResponseBody::Empty => return Ok(Vec::new()),
-    };
-    let whole = web_sys::Response::new_with_opt_readable_stream(Some(stream)).map_err(drop)?;
-    let buffer = JsFuture::from(whole.array_buffer().map_err(drop)?).await.map_err(drop)?;
-    Ok(js_sys::Uint8Array::new(&buffer).to_vec())
 }

@@ -6,7 +6,7 @@
 // glue, runtime built-ins, idle), the top functions by self time, and
 // Airlock's own functions by inclusive time.
 //
-//   node_modules/.bin/node bench/profile.mjs [--target=airlock|baseline|statebase|floor]
+//   node_modules/.bin/node bench/profile.mjs [--target=airlock|baseline|statebase|broker|floor]
 //       [--isolate=NAME] [--path=/small|/large|/echo-small] [--concurrency=8] [--seconds=6] [--top=25]
 //
 // --isolate profiles another worker's isolate while the target is loaded,
@@ -35,8 +35,8 @@ const PATH = args.path ?? "/small";
 const CONCURRENCY = Number(args.concurrency ?? 8);
 const SECONDS = Number(args.seconds ?? 6);
 const TOP = Number(args.top ?? 25);
-if (!["airlock", "baseline", "statebase", "floor"].includes(TARGET)) {
-  console.error("--target must be airlock, baseline, statebase or floor");
+if (!["airlock", "baseline", "statebase", "broker", "floor"].includes(TARGET)) {
+  console.error("--target must be airlock, baseline, statebase, broker or floor");
   process.exit(2);
 }
 

@@ -11,10 +11,10 @@
 //! |---|---|---|
 //! | parse | `request`, `path`, `route` | [`fetch`], `body` |
 //! | authenticate, authorize | `authenticate`, `authorize` | — |
-//! | admit | `admit` | `admit`, `state` |
+//! | admit | `admit` | `admit`, `state`, `deadline` |
 //! | inject | `inject`, `upstream` | `config` (credentials), `upstream` (minted tokens) |
-//! | forward | — | `forward` |
-//! | filter response | `respond`, `redact`, `mcp`, `index` | `respond`, `body` |
+//! | forward | — | `forward`, `deadline` |
+//! | filter response | `respond`, `redact`, `mcp`, `index` | `respond`, `body`, `deadline` |
 //! | audit | `audit` | `audit` |
 //!
 //! Must never: return an `Err` to the runtime (its text would reach the

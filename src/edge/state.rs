@@ -75,17 +75,20 @@ async fn exchange(env: &Env, name: &str, command: &Command, via: Via) -> Result<
             js_sys::Array::of2(&"https://airlock-state/".into(), &init)
         }
     };
-    let started = super::http::now_ms();
+    // Over `fetch` the answer's body is read within the same deadline.
+    let deadline = match via {
+        Via::Fetch => Some(super::http::now_ms().saturating_add(timeout_ms)),
+        Via::Rpc => None,
+    };
     let pending = js_sys::Reflect::apply(&function, &rpc, &args).map_err(|_| unavailable("call failed"))?;
     let mut answer = settled(within(&pending, timeout_ms).await, &unavailable, "call failed")?;
-    if let Via::Fetch = via {
+    if let Some(deadline) = deadline {
         let response = answer.dyn_into::<web_sys::Response>().map_err(|_| unavailable("answer unreadable"))?;
         if !response.ok() {
             return Err(unavailable("call refused"));
         }
         let text = response.text().map_err(|_| unavailable("answer unreadable"))?;
-        // The answer's body within what is left of the same deadline.
-        let left = timeout_ms.saturating_sub(super::http::now_ms().saturating_sub(started));
+        let left = deadline.saturating_sub(super::http::now_ms());
         answer = settled(within(&text, left).await, &unavailable, "answer unreadable")?;
     }
     let text = answer.as_string().ok_or_else(|| unavailable("answer unreadable"))?;
